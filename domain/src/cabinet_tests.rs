@@ -1,0 +1,1 @@
+//! Given/when/then tests for the cabinet aggregate (filled in below).

@@ -1,0 +1,1 @@
+//! Given/when/then tests for the payment aggregate (filled in below).

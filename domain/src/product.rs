@@ -1,0 +1,292 @@
+//! The product aggregate [C1]: a SKU with its name, unit weight and price.
+
+use crate::{Cents, DomainError, RejectionKind, Sku, UnixMs, EVENT_VERSION};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+/// Commands a product accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProductCommand {
+    /// Registers a new product.
+    Register {
+        /// Its SKU (also the aggregate id).
+        sku: Sku,
+        /// Display name (1–64 characters).
+        name: String,
+        /// Weight of one unit in grams.
+        unit_grams: f64,
+        /// Price of one unit.
+        price: Cents,
+        /// When.
+        at: UnixMs,
+    },
+    /// Changes the list price (cabinets pick it up through their planogram) [C2].
+    ChangePrice {
+        /// The new price.
+        price: Cents,
+        /// When.
+        at: UnixMs,
+    },
+}
+
+/// Facts about a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProductEvent {
+    /// A product was registered.
+    ProductRegistered {
+        /// SKU.
+        sku: Sku,
+        /// Name.
+        name: String,
+        /// Unit weight.
+        unit_grams: f64,
+        /// Price.
+        price: Cents,
+        /// When.
+        at: UnixMs,
+    },
+    /// Its price changed.
+    ProductPriceChanged {
+        /// Old price.
+        from: Cents,
+        /// New price.
+        to: Cents,
+        /// When.
+        at: UnixMs,
+    },
+}
+
+impl DomainEvent for ProductEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ProductRegistered { .. } => "ProductRegistered",
+            Self::ProductPriceChanged { .. } => "ProductPriceChanged",
+        }
+        .into()
+    }
+    fn event_version(&self) -> String {
+        EVENT_VERSION.into()
+    }
+}
+
+/// Why a product command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProductError {
+    /// The SKU is taken.
+    #[error("product already exists")]
+    AlreadyExists,
+    /// No such product.
+    #[error("product not found")]
+    NotFound,
+    /// A field was invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl DomainError for ProductError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            Self::AlreadyExists => RejectionKind::Conflict,
+            Self::NotFound => RejectionKind::NotFound,
+            Self::Invalid { .. } => RejectionKind::Invalid,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::AlreadyExists => "product_exists",
+            Self::NotFound => "product_not_found",
+            Self::Invalid { .. } => "invalid_field",
+        }
+    }
+}
+
+/// A product's current state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    /// SKU, once registered.
+    pub sku: Option<Sku>,
+    /// Name.
+    pub name: String,
+    /// Unit weight in grams.
+    pub unit_grams: f64,
+    /// Current price.
+    pub price: Cents,
+}
+
+impl Product {
+    /// Whether the product exists.
+    pub fn exists(&self) -> bool {
+        self.sku.is_some()
+    }
+}
+
+impl Aggregate for Product {
+    const TYPE: &'static str = "product";
+    type Command = ProductCommand;
+    type Event = ProductEvent;
+    type Error = ProductError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            ProductCommand::Register {
+                sku,
+                name,
+                unit_grams,
+                price,
+                at,
+            } => {
+                if self.exists() {
+                    return Err(ProductError::AlreadyExists);
+                }
+                let name = name.trim().to_string();
+                if name.is_empty() || name.chars().count() > 64 {
+                    return Err(ProductError::Invalid {
+                        field: "name",
+                        reason: "must be 1-64 characters".into(),
+                    });
+                }
+                if !unit_grams.is_finite() || unit_grams <= 0.0 || unit_grams > 50_000.0 {
+                    return Err(ProductError::Invalid {
+                        field: "unit_grams",
+                        reason: "must be above 0 and at most 50000".into(),
+                    });
+                }
+                sink.write(
+                    ProductEvent::ProductRegistered {
+                        sku,
+                        name,
+                        unit_grams,
+                        price,
+                        at,
+                    },
+                    self,
+                )
+                .await;
+            }
+            ProductCommand::ChangePrice { price, at } => {
+                if !self.exists() {
+                    return Err(ProductError::NotFound);
+                }
+                if price != self.price {
+                    sink.write(
+                        ProductEvent::ProductPriceChanged {
+                            from: self.price,
+                            to: price,
+                            at,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ProductEvent::ProductRegistered {
+                sku,
+                name,
+                unit_grams,
+                price,
+                ..
+            } => {
+                self.sku = Some(sku);
+                self.name = name;
+                self.unit_grams = unit_grams;
+                self.price = price;
+            }
+            ProductEvent::ProductPriceChanged { to, .. } => self.price = to,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    fn registered() -> ProductEvent {
+        ProductEvent::ProductRegistered {
+            sku: Sku("cola".into()),
+            name: "Cola".into(),
+            unit_grams: 330.0,
+            price: Cents(300),
+            at: 1,
+        }
+    }
+
+    #[test]
+    fn register_then_reject_duplicate() {
+        TestFramework::<Product>::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Register {
+                sku: Sku("cola".into()),
+                name: " Cola ".into(),
+                unit_grams: 330.0,
+                price: Cents(300),
+                at: 1,
+            })
+            .then_expect_events(vec![registered()]);
+        TestFramework::<Product>::with(())
+            .given(vec![registered()])
+            .when(ProductCommand::Register {
+                sku: Sku("cola".into()),
+                name: "Cola".into(),
+                unit_grams: 330.0,
+                price: Cents(300),
+                at: 2,
+            })
+            .then_expect_error(ProductError::AlreadyExists);
+    }
+
+    #[test]
+    fn rejects_bad_weight_and_name() {
+        for (name, grams, field) in [("Cola", 0.0, "unit_grams"), ("Cola", f64::NAN, "unit_grams"), ("", 1.0, "name")] {
+            let r = TestFramework::<Product>::with(())
+                .given_no_previous_events()
+                .when(ProductCommand::Register {
+                    sku: Sku("x".into()),
+                    name: name.into(),
+                    unit_grams: grams,
+                    price: Cents(1),
+                    at: 1,
+                })
+                .inspect_result();
+            assert!(matches!(r, Err(ProductError::Invalid { field: f, .. }) if f == field));
+        }
+    }
+
+    #[test]
+    fn price_change_is_recorded_once() {
+        TestFramework::<Product>::with(())
+            .given(vec![registered()])
+            .when(ProductCommand::ChangePrice { price: Cents(350), at: 2 })
+            .then_expect_events(vec![ProductEvent::ProductPriceChanged {
+                from: Cents(300),
+                to: Cents(350),
+                at: 2,
+            }]);
+        TestFramework::<Product>::with(())
+            .given(vec![registered()])
+            .when(ProductCommand::ChangePrice { price: Cents(300), at: 2 })
+            .then_expect_events(vec![]);
+        TestFramework::<Product>::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::ChangePrice { price: Cents(300), at: 2 })
+            .then_expect_error(ProductError::NotFound);
+    }
+}

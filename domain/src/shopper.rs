@@ -1,0 +1,384 @@
+//! The shopper aggregate with its account [A1, A2]: one aggregate, so creating both is a
+//! single commit (both events or neither). It also serializes a shopper's purchases: at
+//! most one order that is not yet paid or closed [O1], and a coupon wallet [O7].
+
+use crate::coupon::Coupon;
+use crate::{Cents, ConfirmMode, DomainError, ProviderKind, RejectionKind, UnixMs, EVENT_VERSION};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Commands a shopper accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShopperCommand {
+    /// Creates the shopper and the account together.
+    Create {
+        /// Shopper id.
+        shopper_id: String,
+        /// Phone number (digits, optional leading +).
+        phone: String,
+        /// Payment provider.
+        provider: ProviderKind,
+        /// Authorization mode.
+        confirm_mode: ConfirmMode,
+        /// SHA-256 (hex) of the shopper's API token; the token itself is never stored.
+        token_sha256: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// Reserves the shopper's one open-order slot for `order_id` [O1].
+    BeginOrder {
+        /// The order.
+        order_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// Frees the slot once the order is paid or closed (idempotent).
+    EndOrder {
+        /// The order.
+        order_id: String,
+        /// `paid`, `cancelled`, `abandoned`, ….
+        outcome: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// Puts a coupon in the wallet.
+    GrantCoupon {
+        /// The coupon.
+        coupon: Coupon,
+        /// When.
+        at: UnixMs,
+    },
+    /// Spends a coupon on an order (idempotent for the same order).
+    RedeemCoupon {
+        /// The coupon.
+        coupon_id: String,
+        /// The order.
+        order_id: String,
+        /// When.
+        at: UnixMs,
+    },
+}
+
+/// Facts about a shopper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShopperEvent {
+    /// The shopper exists.
+    ShopperCreated {
+        /// Id.
+        shopper_id: String,
+        /// Phone.
+        phone: String,
+        /// Provider.
+        provider: ProviderKind,
+        /// Mode.
+        confirm_mode: ConfirmMode,
+        /// Token hash.
+        token_sha256: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The account exists (committed with `ShopperCreated`) [A1].
+    AccountOpened {
+        /// Opening balance.
+        balance: Cents,
+        /// When.
+        at: UnixMs,
+    },
+    /// An order took the open-order slot.
+    OrderBegun {
+        /// The order.
+        order_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The open-order slot was freed.
+    OrderEnded {
+        /// The order.
+        order_id: String,
+        /// How it ended.
+        outcome: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A coupon was granted.
+    CouponGranted {
+        /// The coupon.
+        coupon: Coupon,
+        /// When.
+        at: UnixMs,
+    },
+    /// A coupon was spent.
+    CouponRedeemed {
+        /// The coupon.
+        coupon_id: String,
+        /// On which order.
+        order_id: String,
+        /// When.
+        at: UnixMs,
+    },
+}
+
+impl DomainEvent for ShopperEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ShopperCreated { .. } => "ShopperCreated",
+            Self::AccountOpened { .. } => "AccountOpened",
+            Self::OrderBegun { .. } => "OrderBegun",
+            Self::OrderEnded { .. } => "OrderEnded",
+            Self::CouponGranted { .. } => "CouponGranted",
+            Self::CouponRedeemed { .. } => "CouponRedeemed",
+        }
+        .into()
+    }
+    fn event_version(&self) -> String {
+        EVENT_VERSION.into()
+    }
+}
+
+/// Why a shopper command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShopperError {
+    /// Already created.
+    #[error("shopper already exists")]
+    AlreadyExists,
+    /// Unknown shopper.
+    #[error("shopper not found")]
+    NotFound,
+    /// An earlier order is not paid or closed yet [O1].
+    #[error("shopper has an unpaid order {0}")]
+    UnpaidOrder(String),
+    /// No such coupon, or spent on another order.
+    #[error("coupon {0} is not available")]
+    CouponUnavailable(String),
+    /// A field was invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl DomainError for ShopperError {
+    fn kind(&self) -> RejectionKind {
+        match self {
+            Self::AlreadyExists | Self::UnpaidOrder(_) | Self::CouponUnavailable(_) => RejectionKind::Conflict,
+            Self::NotFound => RejectionKind::NotFound,
+            Self::Invalid { .. } => RejectionKind::Invalid,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::AlreadyExists => "shopper_exists",
+            Self::NotFound => "shopper_not_found",
+            Self::UnpaidOrder(_) => "unpaid_order",
+            Self::CouponUnavailable(_) => "coupon_unavailable",
+            Self::Invalid { .. } => "invalid_field",
+        }
+    }
+}
+
+/// A coupon in the wallet and whether it is spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletCoupon {
+    /// The coupon.
+    pub coupon: Coupon,
+    /// The order it was spent on.
+    pub redeemed_by: Option<String>,
+}
+
+/// A shopper's current state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shopper {
+    /// Id, once created.
+    pub id: Option<String>,
+    /// Phone.
+    pub phone: String,
+    /// Provider.
+    pub provider: Option<ProviderKind>,
+    /// Mode.
+    pub confirm_mode: Option<ConfirmMode>,
+    /// Token hash.
+    pub token_sha256: String,
+    /// Whether the account exists.
+    pub account_open: bool,
+    /// Account balance.
+    pub balance: Cents,
+    /// The order holding the open-order slot.
+    pub open_order: Option<String>,
+    /// Wallet.
+    pub coupons: BTreeMap<String, WalletCoupon>,
+}
+
+impl Shopper {
+    /// Coupons not yet spent.
+    pub fn available_coupons(&self) -> Vec<Coupon> {
+        self.coupons
+            .values()
+            .filter(|c| c.redeemed_by.is_none())
+            .map(|c| c.coupon.clone())
+            .collect()
+    }
+}
+
+fn valid_phone(p: &str) -> bool {
+    let digits = p.strip_prefix('+').unwrap_or(p);
+    (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Aggregate for Shopper {
+    const TYPE: &'static str = "shopper";
+    type Command = ShopperCommand;
+    type Event = ShopperEvent;
+    type Error = ShopperError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        if self.id.is_none() && !matches!(command, ShopperCommand::Create { .. }) {
+            return Err(ShopperError::NotFound);
+        }
+        match command {
+            ShopperCommand::Create {
+                shopper_id,
+                phone,
+                provider,
+                confirm_mode,
+                token_sha256,
+                at,
+            } => {
+                if self.id.is_some() {
+                    return Err(ShopperError::AlreadyExists);
+                }
+                if !valid_phone(&phone) {
+                    return Err(ShopperError::Invalid {
+                        field: "phone",
+                        reason: "must be 5-20 digits, optionally after a +".into(),
+                    });
+                }
+                sink.write(
+                    ShopperEvent::ShopperCreated {
+                        shopper_id,
+                        phone,
+                        provider,
+                        confirm_mode,
+                        token_sha256,
+                        at,
+                    },
+                    self,
+                )
+                .await;
+                sink.write(
+                    ShopperEvent::AccountOpened {
+                        balance: Cents(0),
+                        at,
+                    },
+                    self,
+                )
+                .await;
+            }
+            ShopperCommand::BeginOrder { order_id, at } => match &self.open_order {
+                Some(open) if *open == order_id => {}
+                Some(open) => return Err(ShopperError::UnpaidOrder(open.clone())),
+                None => sink.write(ShopperEvent::OrderBegun { order_id, at }, self).await,
+            },
+            ShopperCommand::EndOrder {
+                order_id,
+                outcome,
+                at,
+            } => {
+                if self.open_order.as_deref() == Some(order_id.as_str()) {
+                    sink.write(
+                        ShopperEvent::OrderEnded {
+                            order_id,
+                            outcome,
+                            at,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
+            ShopperCommand::GrantCoupon { coupon, at } => {
+                if self.coupons.contains_key(&coupon.id) {
+                    return Ok(()); // the same grant again
+                }
+                sink.write(ShopperEvent::CouponGranted { coupon, at }, self).await;
+            }
+            ShopperCommand::RedeemCoupon {
+                coupon_id,
+                order_id,
+                at,
+            } => match self.coupons.get(&coupon_id) {
+                Some(c) if c.redeemed_by.as_deref() == Some(order_id.as_str()) => {}
+                Some(c) if c.redeemed_by.is_none() => {
+                    sink.write(
+                        ShopperEvent::CouponRedeemed {
+                            coupon_id,
+                            order_id,
+                            at,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+                _ => return Err(ShopperError::CouponUnavailable(coupon_id)),
+            },
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ShopperEvent::ShopperCreated {
+                shopper_id,
+                phone,
+                provider,
+                confirm_mode,
+                token_sha256,
+                ..
+            } => {
+                self.id = Some(shopper_id);
+                self.phone = phone;
+                self.provider = Some(provider);
+                self.confirm_mode = Some(confirm_mode);
+                self.token_sha256 = token_sha256;
+            }
+            ShopperEvent::AccountOpened { balance, .. } => {
+                self.account_open = true;
+                self.balance = balance;
+            }
+            ShopperEvent::OrderBegun { order_id, .. } => self.open_order = Some(order_id),
+            ShopperEvent::OrderEnded { .. } => self.open_order = None,
+            ShopperEvent::CouponGranted { coupon, .. } => {
+                self.coupons.insert(
+                    coupon.id.clone(),
+                    WalletCoupon {
+                        coupon,
+                        redeemed_by: None,
+                    },
+                );
+            }
+            ShopperEvent::CouponRedeemed {
+                coupon_id,
+                order_id,
+                ..
+            } => {
+                if let Some(c) = self.coupons.get_mut(&coupon_id) {
+                    c.redeemed_by = Some(order_id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shopper_tests.rs"]
+mod tests;

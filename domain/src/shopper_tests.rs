@@ -1,0 +1,1 @@
+//! Given/when/then tests for the shopper aggregate (filled in below).
