@@ -533,6 +533,9 @@ fn validate_plan(doors: &[DoorPlan]) -> Result<(), CabinetError> {
             if !lanes.insert(l.lane) {
                 return Err(invalid(format!("doors[{i}].lanes[{j}].lane"), "duplicate lane"));
             }
+            if !l.unit_grams.is_finite() || l.unit_grams <= 0.0 {
+                return Err(invalid(format!("doors[{i}].lanes[{j}].unit_grams"), "must be a positive number"));
+            }
             if l.capacity == 0 || l.capacity > 1000 {
                 return Err(invalid(format!("doors[{i}].lanes[{j}].capacity"), "must be between 1 and 1000"));
             }
@@ -757,7 +760,8 @@ impl Aggregate for Cabinet {
                     return Ok(()); // already finished (or never held): idempotent
                 }
                 for (lane_no, qty) in sold {
-                    let Some(lane) = d.lanes.get(&lane_no) else {
+                    // Read the live stock each time: the same lane may appear twice.
+                    let Some(lane) = self.doors.get(&door).and_then(|d| d.lanes.get(&lane_no)).cloned() else {
                         continue;
                     };
                     if qty == 0 {

@@ -1,1 +1,1013 @@
-//! Given/when/then tests for the cabinet aggregate (filled in below).
+//! Given/when/then tests for the cabinet aggregate: registration and planogram checks,
+//! the device's connection and initialization, door ownership, door events and sales.
+
+use super::*;
+use crate::weight::{LaneGrams, StableReading, Tolerance, WeightSample};
+use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, LaneNo, Sku};
+use cqrs_es::test::TestFramework;
+
+const AT: UnixMs = 1_700_000_000_000;
+
+// ---------------------------------------------------------------------------------------
+// Builders
+// ---------------------------------------------------------------------------------------
+
+fn cabinet_id() -> CabinetId {
+    CabinetId::new("wc1", "SN-001").unwrap()
+}
+
+fn location() -> GeoPoint {
+    GeoPoint::parse(31.2304, 121.4737).unwrap()
+}
+
+fn lane(n: u8, sku: &str, unit_grams: f64, capacity: u32, restock_threshold: u32) -> LanePlan {
+    LanePlan {
+        lane: LaneNo(n),
+        sku: Sku(sku.into()),
+        name: sku.to_uppercase(),
+        unit_grams,
+        price: Cents(300),
+        capacity,
+        restock_threshold,
+        tolerance: Tolerance::default(),
+    }
+}
+
+fn door(n: u8, lanes: Vec<LanePlan>) -> DoorPlan {
+    DoorPlan { door: DoorNo(n), lanes }
+}
+
+/// Door 1: cola (330 g, 10, restock at 3) and gum (50 g, 20, restock at 5);
+/// door 2: water (500 g, 10, restock at 2).
+fn plan() -> Vec<DoorPlan> {
+    vec![
+        door(1, vec![lane(1, "cola", 330.0, 10, 3), lane(2, "gum", 50.0, 20, 5)]),
+        door(2, vec![lane(1, "water", 500.0, 10, 2)]),
+    ]
+}
+
+fn register(kind: CabinetKind, doors: Vec<DoorPlan>) -> CabinetCommand {
+    CabinetCommand::Register {
+        id: cabinet_id(),
+        kind,
+        location: location(),
+        doors,
+        at: AT,
+    }
+}
+
+fn registered() -> CabinetEvent {
+    CabinetEvent::CabinetRegistered {
+        id: cabinet_id(),
+        kind: CabinetKind::Weight,
+        location: location(),
+        doors: plan(),
+        at: AT,
+    }
+}
+
+fn connect() -> CabinetCommand {
+    CabinetCommand::ConnectDevice {
+        node: "gw-1".into(),
+        fw: "1.2.0".into(),
+        at: AT + 10,
+    }
+}
+
+fn connected(status: DeviceStatus) -> CabinetEvent {
+    CabinetEvent::DeviceConnected {
+        node: "gw-1".into(),
+        fw: "1.2.0".into(),
+        status,
+        at: AT + 10,
+    }
+}
+
+fn disconnected() -> CabinetEvent {
+    CabinetEvent::DeviceDisconnected { at: AT + 20 }
+}
+
+fn stock_changed(
+    door: u8,
+    lane: u8,
+    sku: &str,
+    before: i64,
+    after: i64,
+    reason: StockReason,
+    at: UnixMs,
+) -> CabinetEvent {
+    CabinetEvent::LaneStockChanged {
+        door: DoorNo(door),
+        lane: LaneNo(lane),
+        sku: Sku(sku.into()),
+        before,
+        change: after - before,
+        after,
+        reason,
+        at,
+    }
+}
+
+/// A registered cabinet, connected, waiting for initialization.
+fn pending_init() -> Vec<CabinetEvent> {
+    vec![registered(), connected(DeviceStatus::PendingInit)]
+}
+
+/// Opening stock: door 1 cola 6, gum 10; door 2 water 5.
+fn online() -> Vec<CabinetEvent> {
+    let mut events = pending_init();
+    events.extend([
+        stock_changed(1, 1, "cola", 0, 6, StockReason::Opening, AT + 30),
+        stock_changed(1, 2, "gum", 0, 10, StockReason::Opening, AT + 30),
+        stock_changed(2, 1, "water", 0, 5, StockReason::Opening, AT + 30),
+        CabinetEvent::CabinetInitialized { at: AT + 30 },
+    ]);
+    events
+}
+
+fn with(mut events: Vec<CabinetEvent>, more: impl IntoIterator<Item = CabinetEvent>) -> Vec<CabinetEvent> {
+    events.extend(more);
+    events
+}
+
+fn reading(msg_id: &str, lanes: &[(u8, f64)]) -> StableReading {
+    StableReading::from_sample(WeightSample {
+        msg_id: msg_id.into(),
+        device_ts: AT,
+        received_at: AT,
+        stable: true,
+        lanes: lanes
+            .iter()
+            .map(|(lane, grams)| LaneGrams {
+                lane: LaneNo(*lane),
+                grams: *grams,
+            })
+            .collect(),
+    })
+    .unwrap()
+}
+
+fn order_holder(order_id: &str) -> Holder {
+    Holder::Order {
+        order_id: order_id.into(),
+        shopper_id: "shopper-1".into(),
+    }
+}
+
+fn acquire(door: u8, holder: Holder) -> CabinetCommand {
+    CabinetCommand::AcquireDoor {
+        door: DoorNo(door),
+        holder,
+        at: AT + 100,
+    }
+}
+
+fn acquired(door: u8, holder: Holder) -> CabinetEvent {
+    CabinetEvent::DoorAcquired {
+        door: DoorNo(door),
+        holder,
+        at: AT + 100,
+    }
+}
+
+fn release(door: u8, session_id: &str) -> CabinetCommand {
+    CabinetCommand::ReleaseDoor {
+        door: DoorNo(door),
+        session_id: session_id.into(),
+        reason: "done".into(),
+        at: AT + 200,
+    }
+}
+
+fn released(door: u8, session_id: &str, reason: &str, at: UnixMs) -> CabinetEvent {
+    CabinetEvent::DoorReleased {
+        door: DoorNo(door),
+        session_id: session_id.into(),
+        reason: reason.into(),
+        at,
+    }
+}
+
+fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> CabinetCommand {
+    CabinetCommand::RecordDoorEvent {
+        door: DoorNo(door),
+        position,
+        msg_id: msg_id.into(),
+        seq,
+        device_ts: AT + 150,
+        cmd_id: None,
+        at: AT + 160,
+    }
+}
+
+fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEvent {
+    CabinetEvent::DoorOpened {
+        door: DoorNo(door),
+        holder,
+        msg_id: msg_id.into(),
+        seq,
+        device_ts: AT + 150,
+        cmd_id: None,
+        at: AT + 160,
+    }
+}
+
+fn closed(door: u8, holder: Option<Holder>, unexpected: bool, msg_id: &str, seq: u64) -> CabinetEvent {
+    CabinetEvent::DoorClosed {
+        door: DoorNo(door),
+        holder,
+        unexpected,
+        msg_id: msg_id.into(),
+        seq,
+        device_ts: AT + 150,
+        at: AT + 160,
+    }
+}
+
+fn finish_sale(door: u8, order_id: &str, sold: &[(u8, u32)], charged: bool) -> CabinetCommand {
+    CabinetCommand::FinishSale {
+        door: DoorNo(door),
+        order_id: order_id.into(),
+        sold: sold.iter().map(|(l, q)| (LaneNo(*l), *q)).collect(),
+        charged,
+        at: AT + 500,
+    }
+}
+
+fn sale(order_id: &str) -> StockReason {
+    StockReason::Sale {
+        order_id: order_id.into(),
+    }
+}
+
+fn given(events: Vec<CabinetEvent>) -> cqrs_es::test::AggregateTestExecutor<Cabinet> {
+    TestFramework::<Cabinet>::with(()).given(events)
+}
+
+fn fresh() -> cqrs_es::test::AggregateTestExecutor<Cabinet> {
+    TestFramework::<Cabinet>::with(()).given_no_previous_events()
+}
+
+fn state_after(events: Vec<CabinetEvent>) -> Cabinet {
+    let mut cabinet = Cabinet::default();
+    for e in events {
+        cabinet.apply(e);
+    }
+    cabinet
+}
+
+fn invalid_field(doors: Vec<DoorPlan>) -> String {
+    match fresh().when(register(CabinetKind::Weight, doors)).inspect_result() {
+        Err(CabinetError::Invalid { field, .. }) => field,
+        other => panic!("expected an invalid planogram, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn register_records_the_planogram() {
+    fresh()
+        .when(register(CabinetKind::Weight, plan()))
+        .then_expect_events(vec![registered()]);
+}
+
+#[test]
+fn registered_cabinet_starts_unconnected_with_empty_lanes() {
+    let cabinet = state_after(vec![registered()]);
+    assert_eq!(cabinet.id, Some(cabinet_id()));
+    assert_eq!(cabinet.kind, Some(CabinetKind::Weight));
+    assert_eq!(cabinet.status, DeviceStatus::Registered);
+    assert_eq!(cabinet.planogram_version, 1);
+    assert!(!cabinet.initialized);
+    let door1 = cabinet.door(DoorNo(1)).unwrap();
+    assert_eq!(door1.lanes.len(), 2);
+    assert!(door1.lanes.values().all(|l| l.stock == 0));
+    assert_eq!(door1.holder, None);
+    assert_eq!(door1.position, DoorPosition::Unknown);
+    assert_eq!(cabinet.door(DoorNo(3)), Err(CabinetError::UnknownDoor(3)));
+}
+
+#[test]
+fn register_twice_is_rejected() {
+    given(vec![registered()])
+        .when(register(CabinetKind::Weight, plan()))
+        .then_expect_error(CabinetError::AlreadyExists);
+}
+
+#[test]
+fn register_locker_skips_planogram_validation() {
+    fresh()
+        .when(register(CabinetKind::Locker, vec![]))
+        .then_expect_events(vec![CabinetEvent::CabinetRegistered {
+            id: cabinet_id(),
+            kind: CabinetKind::Locker,
+            location: location(),
+            doors: vec![],
+            at: AT,
+        }]);
+}
+
+#[test]
+fn register_rejects_a_planogram_without_doors() {
+    let r = fresh().when(register(CabinetKind::Weight, vec![])).inspect_result();
+    assert_eq!(
+        r,
+        Err(CabinetError::Invalid {
+            field: "doors".into(),
+            reason: "at least one door is required".into()
+        })
+    );
+}
+
+#[test]
+fn register_rejects_a_duplicate_door() {
+    let doors = vec![
+        door(1, vec![lane(1, "cola", 330.0, 10, 3)]),
+        door(1, vec![lane(1, "water", 500.0, 10, 2)]),
+    ];
+    let r = fresh().when(register(CabinetKind::Weight, doors)).inspect_result();
+    assert_eq!(
+        r,
+        Err(CabinetError::Invalid {
+            field: "doors[1].door".into(),
+            reason: "duplicate door".into()
+        })
+    );
+}
+
+#[test]
+fn register_rejects_a_duplicate_lane() {
+    let doors = vec![
+        door(1, vec![lane(1, "cola", 330.0, 10, 3)]),
+        door(2, vec![lane(1, "water", 500.0, 10, 2), lane(1, "gum", 50.0, 20, 5)]),
+    ];
+    let r = fresh().when(register(CabinetKind::Weight, doors)).inspect_result();
+    assert_eq!(
+        r,
+        Err(CabinetError::Invalid {
+            field: "doors[1].lanes[1].lane".into(),
+            reason: "duplicate lane".into()
+        })
+    );
+}
+
+#[test]
+fn register_rejects_capacity_outside_1_to_1000() {
+    for capacity in [0, 1001] {
+        let doors = vec![door(
+            1,
+            vec![lane(1, "cola", 330.0, 10, 3), lane(2, "gum", 50.0, capacity, 0)],
+        )];
+        assert_eq!(
+            invalid_field(doors),
+            "doors[0].lanes[1].capacity",
+            "capacity {capacity}"
+        );
+    }
+}
+
+#[test]
+fn register_rejects_a_restock_threshold_above_capacity() {
+    let doors = vec![door(1, vec![lane(1, "cola", 330.0, 10, 11)])];
+    assert_eq!(invalid_field(doors), "doors[0].lanes[0].restock_threshold");
+    // At capacity is fine.
+    fresh()
+        .when(register(
+            CabinetKind::Weight,
+            vec![door(1, vec![lane(1, "cola", 330.0, 10, 10)])],
+        ))
+        .inspect_result()
+        .unwrap();
+}
+
+#[test]
+fn register_rejects_a_lane_whose_items_the_scale_cannot_separate() {
+    // 5 g items, 100 of them: ±4.5 g at full load is not below half an item.
+    let doors = vec![
+        door(1, vec![lane(1, "cola", 330.0, 10, 3)]),
+        door(2, vec![lane(1, "water", 500.0, 10, 2), lane(2, "mints", 5.0, 100, 10)]),
+    ];
+    assert_eq!(invalid_field(doors), "doors[1].lanes[1].tolerance");
+    // A custom tolerance is judged too: 40 g on a 330 g item at 10 is too coarse.
+    let mut coarse = lane(1, "cola", 330.0, 10, 3);
+    coarse.tolerance = Tolerance {
+        abs_grams: 3.0,
+        rel: 0.05,
+    };
+    assert_eq!(
+        invalid_field(vec![door(1, vec![coarse])]),
+        "doors[0].lanes[0].tolerance"
+    );
+}
+
+#[test]
+fn commands_on_an_unregistered_cabinet_are_not_found() {
+    let commands = vec![
+        connect(),
+        CabinetCommand::DisconnectDevice { at: AT },
+        CabinetCommand::Initialize {
+            readings: vec![(DoorNo(1), reading("m", &[(1, 0.0)]))],
+            at: AT,
+        },
+        acquire(1, order_holder("order-1")),
+        release(1, "order-1"),
+        door_event(1, DoorPosition::Open, "m1", 1),
+        finish_sale(1, "order-1", &[(1, 1)], true),
+    ];
+    for command in commands {
+        fresh().when(command).then_expect_error(CabinetError::NotFound);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection and initialization
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn first_connect_leaves_the_cabinet_pending_init() {
+    given(vec![registered()])
+        .when(connect())
+        .then_expect_events(vec![connected(DeviceStatus::PendingInit)]);
+    let cabinet = state_after(pending_init());
+    assert_eq!(cabinet.status, DeviceStatus::PendingInit);
+    assert_eq!(cabinet.node.as_deref(), Some("gw-1"));
+}
+
+#[test]
+fn reconnect_before_initialization_is_still_pending_init() {
+    given(with(pending_init(), [disconnected()]))
+        .when(connect())
+        .then_expect_events(vec![connected(DeviceStatus::PendingInit)]);
+}
+
+#[test]
+fn connect_after_initialization_goes_online() {
+    given(with(online(), [disconnected()]))
+        .when(connect())
+        .then_expect_events(vec![connected(DeviceStatus::Online)]);
+    let cabinet = state_after(with(online(), [disconnected(), connected(DeviceStatus::Online)]));
+    assert_eq!(cabinet.status, DeviceStatus::Online);
+}
+
+#[test]
+fn disconnect_takes_an_online_or_pending_cabinet_offline() {
+    for history in [pending_init(), online()] {
+        given(history.clone())
+            .when(CabinetCommand::DisconnectDevice { at: AT + 20 })
+            .then_expect_events(vec![disconnected()]);
+        let cabinet = state_after(with(history, [disconnected()]));
+        assert_eq!(cabinet.status, DeviceStatus::Offline);
+        assert_eq!(cabinet.node, None);
+    }
+}
+
+#[test]
+fn disconnect_when_not_connected_is_a_no_op() {
+    for history in [vec![registered()], with(online(), [disconnected()])] {
+        given(history)
+            .when(CabinetCommand::DisconnectDevice { at: AT + 40 })
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn initialize_counts_opening_stock_from_stable_readings() {
+    // 1985 g / 330 = 6.02 → 6; 498 g / 50 = 9.96 → 10; 2497 g / 500 = 4.99 → 5.
+    given(pending_init())
+        .when(CabinetCommand::Initialize {
+            readings: vec![
+                (DoorNo(2), reading("w2", &[(1, 2497.0)])),
+                (DoorNo(1), reading("w1", &[(1, 1985.0), (2, 498.0)])),
+            ],
+            at: AT + 30,
+        })
+        .then_expect_events(online()[2..].to_vec());
+    let cabinet = state_after(online());
+    assert!(cabinet.initialized);
+    assert_eq!(cabinet.status, DeviceStatus::Online);
+    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(1)].stock, 6);
+    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(2)].stock, 10);
+    assert_eq!(cabinet.doors[&DoorNo(2)].lanes[&LaneNo(1)].stock, 5);
+}
+
+#[test]
+fn initialize_counts_an_empty_or_negative_lane_as_zero() {
+    given(pending_init())
+        .when(CabinetCommand::Initialize {
+            readings: vec![
+                (DoorNo(1), reading("w1", &[(1, -4.0), (2, 0.0)])),
+                (DoorNo(2), reading("w2", &[(1, 1000.0)])),
+            ],
+            at: AT + 30,
+        })
+        .then_expect_events(vec![
+            stock_changed(1, 1, "cola", 0, 0, StockReason::Opening, AT + 30),
+            stock_changed(1, 2, "gum", 0, 0, StockReason::Opening, AT + 30),
+            stock_changed(2, 1, "water", 0, 2, StockReason::Opening, AT + 30),
+            CabinetEvent::CabinetInitialized { at: AT + 30 },
+        ]);
+}
+
+#[test]
+fn initialize_without_a_reading_for_every_door_is_rejected() {
+    given(pending_init())
+        .when(CabinetCommand::Initialize {
+            readings: vec![(DoorNo(1), reading("w1", &[(1, 1980.0), (2, 500.0)]))],
+            at: AT + 30,
+        })
+        .then_expect_error(CabinetError::Invalid {
+            field: "readings".into(),
+            reason: "no stable reading for door 2".into(),
+        });
+}
+
+#[test]
+fn initialize_with_a_lane_missing_from_the_reading_is_rejected() {
+    given(pending_init())
+        .when(CabinetCommand::Initialize {
+            readings: vec![
+                (DoorNo(1), reading("w1", &[(1, 1980.0)])),
+                (DoorNo(2), reading("w2", &[(1, 2500.0)])),
+            ],
+            at: AT + 30,
+        })
+        .then_expect_error(CabinetError::Invalid {
+            field: "readings".into(),
+            reason: "door 1 lane 2 missing".into(),
+        });
+}
+
+#[test]
+fn initialize_outside_pending_init_is_a_no_op() {
+    let readings = vec![
+        (DoorNo(1), reading("w1", &[(1, 330.0), (2, 50.0)])),
+        (DoorNo(2), reading("w2", &[(1, 500.0)])),
+    ];
+    // Already initialized (a repeat), never connected, or offline.
+    for history in [online(), vec![registered()], with(pending_init(), [disconnected()])] {
+        given(history)
+            .when(CabinetCommand::Initialize {
+                readings: readings.clone(),
+                at: AT + 40,
+            })
+            .then_expect_events(vec![]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Door ownership
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn acquire_takes_a_free_door_of_an_online_cabinet() {
+    given(online())
+        .when(acquire(1, order_holder("order-1")))
+        .then_expect_events(vec![acquired(1, order_holder("order-1"))]);
+    let cabinet = state_after(with(online(), [acquired(1, order_holder("order-1"))]));
+    assert_eq!(cabinet.doors[&DoorNo(1)].holder, Some(order_holder("order-1")));
+    assert_eq!(cabinet.doors[&DoorNo(2)].holder, None);
+}
+
+#[test]
+fn acquire_an_unknown_door_is_rejected() {
+    given(online())
+        .when(acquire(9, order_holder("order-1")))
+        .then_expect_error(CabinetError::UnknownDoor(9));
+}
+
+#[test]
+fn acquire_on_a_cabinet_that_is_not_online_is_not_available() {
+    let cases = [
+        (vec![registered()], "not_connected"),
+        (pending_init(), "pending_init"),
+        (with(online(), [disconnected()]), "offline"),
+    ];
+    for (history, status) in cases {
+        given(history)
+            .when(acquire(1, order_holder("order-1")))
+            .then_expect_error(CabinetError::NotAvailable(status));
+    }
+}
+
+#[test]
+fn acquire_a_door_held_by_someone_else_is_busy() {
+    let history = with(online(), [acquired(1, order_holder("order-1"))]);
+    given(history.clone())
+        .when(acquire(1, order_holder("order-2")))
+        .then_expect_error(CabinetError::DoorBusy);
+    given(history.clone())
+        .when(acquire(
+            1,
+            Holder::Restock {
+                session_id: "restock-1".into(),
+            },
+        ))
+        .then_expect_error(CabinetError::DoorBusy);
+    // The other door is free.
+    given(history)
+        .when(acquire(2, order_holder("order-2")))
+        .then_expect_events(vec![acquired(2, order_holder("order-2"))]);
+}
+
+#[test]
+fn acquire_again_by_the_same_holder_is_a_no_op() {
+    let history = with(online(), [acquired(1, order_holder("order-1"))]);
+    given(history.clone())
+        .when(acquire(1, order_holder("order-1")))
+        .then_expect_events(vec![]);
+    // Even once the device went offline: the session already has the door.
+    given(with(history, [disconnected()]))
+        .when(acquire(1, order_holder("order-1")))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn release_by_the_holder_frees_the_door() {
+    let holder = Holder::Calibration {
+        calibration_id: "cal-1".into(),
+    };
+    let history = with(online(), [acquired(1, holder)]);
+    given(history.clone())
+        .when(release(1, "cal-1"))
+        .then_expect_events(vec![released(1, "cal-1", "done", AT + 200)]);
+    given(with(history, [released(1, "cal-1", "done", AT + 200)]))
+        .when(acquire(1, order_holder("order-2")))
+        .then_expect_events(vec![acquired(1, order_holder("order-2"))]);
+}
+
+#[test]
+fn release_by_a_non_holder_is_a_no_op() {
+    given(with(online(), [acquired(1, order_holder("order-1"))]))
+        .when(release(1, "order-2"))
+        .then_expect_events(vec![]);
+    // A free door, or a repeated release.
+    given(online()).when(release(1, "order-1")).then_expect_events(vec![]);
+}
+
+#[test]
+fn release_an_unknown_door_is_rejected() {
+    given(online())
+        .when(release(7, "order-1"))
+        .then_expect_error(CabinetError::UnknownDoor(7));
+}
+
+// ---------------------------------------------------------------------------------------
+// Door events
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn door_open_is_recorded_with_its_holder() {
+    let history = with(online(), [acquired(1, order_holder("order-1"))]);
+    given(history.clone())
+        .when(CabinetCommand::RecordDoorEvent {
+            door: DoorNo(1),
+            position: DoorPosition::Open,
+            msg_id: "m1".into(),
+            seq: 1,
+            device_ts: AT + 150,
+            cmd_id: Some("order-1-open".into()),
+            at: AT + 160,
+        })
+        .then_expect_events(vec![CabinetEvent::DoorOpened {
+            door: DoorNo(1),
+            holder: Some(order_holder("order-1")),
+            msg_id: "m1".into(),
+            seq: 1,
+            device_ts: AT + 150,
+            cmd_id: Some("order-1-open".into()),
+            at: AT + 160,
+        }]);
+    let cabinet = state_after(with(history, [opened(1, Some(order_holder("order-1")), "m1", 1)]));
+    assert_eq!(cabinet.doors[&DoorNo(1)].position, DoorPosition::Open);
+    assert_eq!(cabinet.doors[&DoorNo(1)].last_seq, Some(1));
+    assert!(cabinet.recent_msg_ids.contains(&"m1".to_string()));
+}
+
+#[test]
+fn close_after_an_open_is_expected() {
+    given(with(online(), [opened(1, None, "m1", 1)]))
+        .when(door_event(1, DoorPosition::Closed, "m2", 2))
+        .then_expect_events(vec![closed(1, None, false, "m2", 2)]);
+}
+
+#[test]
+fn close_of_a_door_not_known_open_is_unexpected() {
+    // Never reported.
+    given(online())
+        .when(door_event(1, DoorPosition::Closed, "m1", 1))
+        .then_expect_events(vec![closed(1, None, true, "m1", 1)]);
+    // Already closed (the open was lost).
+    let holder = order_holder("order-1");
+    given(with(
+        online(),
+        [
+            acquired(1, holder.clone()),
+            closed(1, Some(holder.clone()), true, "m1", 1),
+        ],
+    ))
+    .when(door_event(1, DoorPosition::Closed, "m3", 3))
+    .then_expect_events(vec![closed(1, Some(holder), true, "m3", 3)]);
+}
+
+#[test]
+fn door_event_with_an_unknown_position_is_rejected() {
+    given(online())
+        .when(door_event(1, DoorPosition::Unknown, "m1", 1))
+        .then_expect_error(CabinetError::Invalid {
+            field: "state".into(),
+            reason: "must be open or closed".into(),
+        });
+}
+
+#[test]
+fn door_event_for_an_unknown_door_is_rejected() {
+    given(online())
+        .when(door_event(5, DoorPosition::Open, "m1", 1))
+        .then_expect_error(CabinetError::UnknownDoor(5));
+}
+
+#[test]
+fn duplicate_door_message_is_ignored() {
+    given(with(online(), [opened(1, None, "m1", 1)]))
+        .when(door_event(1, DoorPosition::Open, "m1", 1))
+        .then_expect_events(vec![]);
+    // The id decides, even if the duplicate carries another sequence or door.
+    given(with(online(), [opened(1, None, "m1", 1)]))
+        .when(door_event(2, DoorPosition::Closed, "m1", 9))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn late_door_event_is_recorded_but_not_applied() {
+    let holder = order_holder("order-1");
+    let history = with(
+        online(),
+        [acquired(1, holder.clone()), opened(1, Some(holder.clone()), "m5", 5)],
+    );
+    let late = CabinetEvent::LateDoorEventRecorded {
+        door: DoorNo(1),
+        position: DoorPosition::Closed,
+        msg_id: "m4".into(),
+        seq: 4,
+        applied_seq: 5,
+        holder: Some(holder.clone()),
+        at: AT + 160,
+    };
+    given(history.clone())
+        .when(door_event(1, DoorPosition::Closed, "m4", 4))
+        .then_expect_events(vec![late.clone()]);
+    // The same sequence again (new message id) is late too.
+    given(history.clone())
+        .when(door_event(1, DoorPosition::Closed, "m5b", 5))
+        .then_expect_events(vec![CabinetEvent::LateDoorEventRecorded {
+            door: DoorNo(1),
+            position: DoorPosition::Closed,
+            msg_id: "m5b".into(),
+            seq: 5,
+            applied_seq: 5,
+            holder: Some(holder.clone()),
+            at: AT + 160,
+        }]);
+    // The door is still open afterwards, and the late message is remembered.
+    let after_late = with(history, [late]);
+    let cabinet = state_after(after_late.clone());
+    assert_eq!(cabinet.doors[&DoorNo(1)].position, DoorPosition::Open);
+    assert_eq!(cabinet.doors[&DoorNo(1)].last_seq, Some(5));
+    given(after_late.clone())
+        .when(door_event(1, DoorPosition::Closed, "m4", 4))
+        .then_expect_events(vec![]);
+    given(after_late)
+        .when(door_event(1, DoorPosition::Closed, "m6", 6))
+        .then_expect_events(vec![closed(1, Some(holder), false, "m6", 6)]);
+}
+
+#[test]
+fn door_sequence_restarts_after_the_device_reconnects() {
+    let history = with(
+        online(),
+        [
+            opened(1, None, "m5", 5),
+            disconnected(),
+            connected(DeviceStatus::Online),
+        ],
+    );
+    assert_eq!(state_after(history.clone()).doors[&DoorNo(1)].last_seq, None);
+    given(history)
+        .when(door_event(1, DoorPosition::Closed, "boot-1", 1))
+        .then_expect_events(vec![closed(1, None, false, "boot-1", 1)]);
+}
+
+#[test]
+fn cabinet_remembers_only_the_most_recent_door_messages() {
+    let mut history = online();
+    for seq in 1..=65u64 {
+        let position_event = if seq % 2 == 1 {
+            opened(1, None, &format!("m{seq}"), seq)
+        } else {
+            closed(1, None, false, &format!("m{seq}"), seq)
+        };
+        history.push(position_event);
+    }
+    let cabinet = state_after(history.clone());
+    assert_eq!(cabinet.recent_msg_ids.len(), 64);
+    assert_eq!(cabinet.recent_msg_ids.front().map(String::as_str), Some("m2"));
+    // A forgotten id is judged by its sequence instead: late, not a duplicate.
+    given(history)
+        .when(door_event(1, DoorPosition::Open, "m1", 1))
+        .then_expect_events(vec![CabinetEvent::LateDoorEventRecorded {
+            door: DoorNo(1),
+            position: DoorPosition::Open,
+            msg_id: "m1".into(),
+            seq: 1,
+            applied_seq: 65,
+            holder: None,
+            at: AT + 160,
+        }]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sales
+// ---------------------------------------------------------------------------------------
+
+fn held_by_order_1() -> Vec<CabinetEvent> {
+    with(online(), [acquired(1, order_holder("order-1"))])
+}
+
+#[test]
+fn finish_sale_records_stock_movements_and_releases_the_door() {
+    given(held_by_order_1())
+        .when(finish_sale(1, "order-1", &[(1, 2), (2, 1)], true))
+        .then_expect_events(vec![
+            stock_changed(1, 1, "cola", 6, 4, sale("order-1"), AT + 500),
+            stock_changed(1, 2, "gum", 10, 9, sale("order-1"), AT + 500),
+            released(1, "order-1", "sale_finished", AT + 500),
+        ]);
+    let cabinet = state_after(with(
+        held_by_order_1(),
+        [
+            stock_changed(1, 1, "cola", 6, 4, sale("order-1"), AT + 500),
+            stock_changed(1, 2, "gum", 10, 9, sale("order-1"), AT + 500),
+            released(1, "order-1", "sale_finished", AT + 500),
+        ],
+    ));
+    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(1)].stock, 4);
+    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(2)].stock, 9);
+    assert_eq!(cabinet.doors[&DoorNo(1)].holder, None);
+}
+
+#[test]
+fn finish_sale_raises_restock_when_a_lane_reaches_its_threshold() {
+    // Cola: 6 → 3 with the threshold at 3.
+    given(held_by_order_1())
+        .when(finish_sale(1, "order-1", &[(1, 3)], true))
+        .then_expect_events(vec![
+            stock_changed(1, 1, "cola", 6, 3, sale("order-1"), AT + 500),
+            CabinetEvent::RestockNeeded {
+                door: DoorNo(1),
+                lane: LaneNo(1),
+                sku: Sku("cola".into()),
+                stock: 3,
+                threshold: 3,
+                at: AT + 500,
+            },
+            released(1, "order-1", "sale_finished", AT + 500),
+        ]);
+}
+
+#[test]
+fn finish_sale_does_not_raise_restock_again_below_the_threshold() {
+    let history = with(
+        online(),
+        [
+            stock_changed(1, 1, "cola", 6, 3, sale("order-0"), AT + 50),
+            acquired(1, order_holder("order-1")),
+        ],
+    );
+    given(history)
+        .when(finish_sale(1, "order-1", &[(1, 1)], true))
+        .then_expect_events(vec![
+            stock_changed(1, 1, "cola", 3, 2, sale("order-1"), AT + 500),
+            released(1, "order-1", "sale_finished", AT + 500),
+        ]);
+}
+
+#[test]
+fn uncharged_finish_sale_records_an_uncharged_take() {
+    given(held_by_order_1())
+        .when(finish_sale(1, "order-1", &[(2, 2)], false))
+        .then_expect_events(vec![
+            stock_changed(
+                1,
+                2,
+                "gum",
+                10,
+                8,
+                StockReason::UnchargedTake {
+                    order_id: "order-1".into(),
+                },
+                AT + 500,
+            ),
+            released(1, "order-1", "sale_finished", AT + 500),
+        ]);
+}
+
+#[test]
+fn finish_sale_skips_zero_counts_and_unknown_lanes() {
+    given(held_by_order_1())
+        .when(finish_sale(1, "order-1", &[(1, 0), (9, 2)], true))
+        .then_expect_events(vec![released(1, "order-1", "sale_finished", AT + 500)]);
+}
+
+#[test]
+fn second_finish_sale_is_a_no_op() {
+    let history = with(
+        held_by_order_1(),
+        [
+            stock_changed(1, 1, "cola", 6, 5, sale("order-1"), AT + 500),
+            released(1, "order-1", "sale_finished", AT + 500),
+        ],
+    );
+    given(history)
+        .when(finish_sale(1, "order-1", &[(1, 1)], true))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn finish_sale_by_an_order_that_does_not_hold_the_door_is_a_no_op() {
+    given(held_by_order_1())
+        .when(finish_sale(1, "order-2", &[(1, 1)], true))
+        .then_expect_events(vec![]);
+    given(online())
+        .when(finish_sale(1, "order-1", &[(1, 1)], true))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn finish_sale_on_an_unknown_door_is_rejected() {
+    given(held_by_order_1())
+        .when(finish_sale(4, "order-1", &[(1, 1)], true))
+        .then_expect_error(CabinetError::UnknownDoor(4));
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors and small helpers
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn errors_map_to_rejection_kinds_and_codes() {
+    let cases = [
+        (CabinetError::AlreadyExists, RejectionKind::Conflict, "cabinet_exists"),
+        (CabinetError::NotFound, RejectionKind::NotFound, "cabinet_not_found"),
+        (CabinetError::UnknownDoor(3), RejectionKind::NotFound, "door_not_found"),
+        (
+            CabinetError::NotAvailable("offline"),
+            RejectionKind::Conflict,
+            "cabinet_unavailable",
+        ),
+        (CabinetError::DoorBusy, RejectionKind::Conflict, "cabinet_busy"),
+        (
+            CabinetError::Invalid {
+                field: "doors".into(),
+                reason: "x".into(),
+            },
+            RejectionKind::Invalid,
+            "invalid_field",
+        ),
+    ];
+    for (error, kind, code) in cases {
+        assert_eq!(error.kind(), kind, "{error:?}");
+        assert_eq!(error.code(), code, "{error:?}");
+    }
+}
+
+#[test]
+fn holder_session_id_is_the_order_restock_or_calibration_id() {
+    assert_eq!(order_holder("order-1").session_id(), "order-1");
+    assert_eq!(
+        Holder::Restock {
+            session_id: "r-1".into()
+        }
+        .session_id(),
+        "r-1"
+    );
+    assert_eq!(
+        Holder::Calibration {
+            calibration_id: "c-1".into()
+        }
+        .session_id(),
+        "c-1"
+    );
+}
+
+#[test]
+fn lane_plan_scale_carries_what_the_inference_needs() {
+    let plan = lane(2, "gum", 50.0, 20, 5);
+    let scale = plan.scale();
+    assert_eq!(scale.lane, LaneNo(2));
+    assert_eq!(scale.sku, Sku("gum".into()));
+    assert_eq!(scale.unit_grams, 50.0);
+    assert_eq!(scale.tolerance, Tolerance::default());
+}

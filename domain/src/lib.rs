@@ -21,3 +21,34 @@ pub type UnixMs = i64;
 /// The schema version stamped on every event this crate defines; bumped per event type
 /// when its shape changes (with an upcaster beside it).
 pub const EVENT_VERSION: &str = "1";
+
+/// Any event of any aggregate, as read back from the global feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyEvent {
+    /// A product event.
+    Product(product::ProductEvent),
+    /// A cabinet event.
+    Cabinet(cabinet::CabinetEvent),
+    /// A shopper event.
+    Shopper(shopper::ShopperEvent),
+    /// An order event.
+    Order(order::OrderEvent),
+    /// A payment event.
+    Payment(payment::PaymentEvent),
+}
+
+impl AnyEvent {
+    /// Decodes a stored payload of `aggregate_type`; `None` for a type this build does
+    /// not know (a newer writer), which readers skip rather than fail on.
+    pub fn decode(aggregate_type: &str, payload: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+        use cqrs_es::Aggregate;
+        Some(match aggregate_type {
+            t if t == product::Product::TYPE => serde_json::from_value(payload).map(Self::Product),
+            t if t == cabinet::Cabinet::TYPE => serde_json::from_value(payload).map(Self::Cabinet),
+            t if t == shopper::Shopper::TYPE => serde_json::from_value(payload).map(Self::Shopper),
+            t if t == order::Order::TYPE => serde_json::from_value(payload).map(Self::Order),
+            t if t == payment::Payment::TYPE => serde_json::from_value(payload).map(Self::Payment),
+            _ => return None,
+        })
+    }
+}

@@ -386,6 +386,9 @@ pub enum OrderError {
     /// The command does not fit the order's state.
     #[error("order is {0:?}")]
     WrongState(OrderState),
+    /// A post-close weight taken before the close was offered [O5].
+    #[error("the reading predates the door close")]
+    StaleWeight,
     /// The provider collected an amount other than the one charged.
     #[error("collected {got} but charged {want}")]
     AmountMismatch {
@@ -401,11 +404,12 @@ impl DomainError for OrderError {
         match self {
             Self::AlreadyExists | Self::WrongState(_) => RejectionKind::Conflict,
             Self::NotFound => RejectionKind::NotFound,
-            Self::AmountMismatch { .. } => RejectionKind::Invalid,
+            Self::AmountMismatch { .. } | Self::StaleWeight => RejectionKind::Invalid,
         }
     }
     fn code(&self) -> &'static str {
         match self {
+            Self::StaleWeight => "stale_weight",
             Self::AlreadyExists => "order_exists",
             Self::NotFound => "order_not_found",
             Self::WrongState(_) => "order_state",
@@ -469,6 +473,8 @@ pub struct Order {
     pub charge_attempts: u32,
     /// Set when deductions gave up (dead letter) [O8].
     pub dead_lettered: bool,
+    /// Set while a failed deduction waits for its scheduled retry.
+    pub retry_pending: bool,
     /// Provider transaction.
     pub transaction_id: Option<String>,
     /// Why cancelled.
@@ -659,6 +665,9 @@ impl Aggregate for Order {
                 if self.state != S::Settling {
                     return Ok(());
                 }
+                if self.closed_device_ts.is_some_and(|closed| after.sample().device_ts < closed) {
+                    return Err(OrderError::StaleWeight);
+                }
                 let mut anomalies = self.anomalies.clone();
                 let Some(before) = self.before.clone() else {
                     anomalies.push(Anomaly::NoWeightBefore);
@@ -804,7 +813,9 @@ impl Aggregate for Order {
                 .await;
             }
             OrderCommand::RetryCharge { at } => {
-                if self.state != S::Charging {
+                // Only after a failure: a retry timer that fires twice charges once, and
+                // an operator may retry a dead letter.
+                if self.state != S::Charging || !(self.retry_pending || self.dead_lettered) {
                     return Ok(());
                 }
                 sink.write(
@@ -919,11 +930,14 @@ impl Aggregate for Order {
             }
             OrderEvent::ChargeRequested { attempt, at, .. } => {
                 self.charge_attempts = attempt;
+                self.retry_pending = false;
+                self.dead_lettered = false;
                 self.state = S::Charging;
                 self.updated_at = at;
             }
             OrderEvent::ChargeFailed { retry_at, at, .. } => {
                 self.dead_lettered = retry_at.is_none();
+                self.retry_pending = retry_at.is_some();
                 self.updated_at = at;
             }
             OrderEvent::OrderPaid {

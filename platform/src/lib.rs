@@ -1,0 +1,28 @@
+//! Tare's shared plumbing: everything between the pure domain and the edges.
+//!
+//! - [`db`]: the two stores (embedded SQLite file, PostgreSQL) and their migrations;
+//! - [`store`]: cqrs-es frameworks per aggregate over either store, with metadata;
+//! - [`feed`]: the gap-free global feed every consumer reads;
+//! - [`jobs`]: durable effects and timers;
+//! - [`runner`]: the saga runner and effect executor; [`views`]: projections runner;
+//! - [`telemetry`], [`devices`], [`protocol`]: the device side (telemetry buffer, the
+//!   device hub that both in-process and MQTT devices talk through, the wire types);
+//! - [`clock`]: system and test clocks; [`platform`]: assembly and the service API the
+//!   HTTP layer calls.
+//!
+//! Architecture Invariant: this crate never depends on `tare-gateway`; edges plug in
+//! through the traits of `tare_sagas::ports`.
+
+pub mod clock;
+pub mod db;
+pub mod devices;
+pub mod feed;
+pub mod jobs;
+pub mod platform;
+pub mod protocol;
+pub mod runner;
+pub mod store;
+pub mod telemetry;
+pub mod views;
+
+pub use platform::{Platform, PlatformConfig};

@@ -1,1 +1,215 @@
-pub fn placeholder() {}
+//! Tare's read models [R1, R2, R4], folded from the global feed. Each projection is a
+//! pure function from (current document, event) to the new document; the platform's
+//! runner loads and stores the documents and commits them with the projection's feed
+//! checkpoint, so a view is never ahead of or behind what it says it applied.
+//!
+//! Architecture Invariant: a projection only reads its own documents and the event in
+//! hand, so dropping its documents and replaying the feed rebuilds it byte for byte.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tare_domain::cabinet::{CabinetEvent, StockReason};
+use tare_domain::order::OrderEvent;
+use tare_domain::{AnyEvent, UnixMs};
+
+/// A document write a projection asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocWrite {
+    /// The document id within the view.
+    pub id: String,
+    /// The secondary key for listing (shopper, cabinet, lane).
+    pub owner: Option<String>,
+    /// The new document.
+    pub doc: Value,
+}
+
+/// A read model.
+pub trait Projection: Send + Sync {
+    /// The view's name (the `view` column).
+    fn name(&self) -> &'static str;
+    /// The documents `event` touches (loaded and handed to [`Projection::apply`]).
+    fn touches(&self, aggregate_id: &str, event: &AnyEvent) -> Vec<String>;
+    /// The writes for `event`, given the touched documents' current contents.
+    fn apply(&self, docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, time: UnixMs) -> Vec<DocWrite>;
+}
+
+/// All projections of the platform.
+pub fn all() -> Vec<Box<dyn Projection>> {
+    vec![Box::new(OrderSummaries), Box::new(LaneStock), Box::new(LaneLedger)]
+}
+
+/// One order in a list (R4: orders by shopper, by cabinet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct OrderSummary {
+    /// Order id.
+    pub order_id: String,
+    /// Shopper.
+    pub shopper_id: String,
+    /// Cabinet.
+    pub cabinet: String,
+    /// Door.
+    pub door: u8,
+    /// API state.
+    pub state: String,
+    /// Total charged (or to charge).
+    pub total_cents: i64,
+    /// Created.
+    pub created_at: UnixMs,
+    /// Last change.
+    pub updated_at: UnixMs,
+}
+
+/// Orders by shopper (owner = shopper id).
+pub struct OrderSummaries;
+
+impl Projection for OrderSummaries {
+    fn name(&self) -> &'static str {
+        "order_summary"
+    }
+    fn touches(&self, aggregate_id: &str, event: &AnyEvent) -> Vec<String> {
+        match event {
+            AnyEvent::Order(_) => vec![aggregate_id.to_string()],
+            _ => vec![],
+        }
+    }
+    fn apply(&self, docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, _position: i64, time: UnixMs) -> Vec<DocWrite> {
+        let AnyEvent::Order(e) = event else { return vec![] };
+        let mut s: OrderSummary = docs
+            .first()
+            .and_then(|(_, d)| d.clone())
+            .and_then(|d| serde_json::from_value(d).ok())
+            .unwrap_or_default();
+        let state: Option<&str> = match e {
+            OrderEvent::OrderCreated { shopper_id, cabinet, door, at, .. } => {
+                s.order_id = aggregate_id.to_string();
+                s.shopper_id = shopper_id.clone();
+                s.cabinet = cabinet.to_string();
+                s.door = door.0;
+                s.created_at = *at;
+                Some("authorizing")
+            }
+            OrderEvent::OrderAuthorized { .. } => Some("authorized"),
+            OrderEvent::DoorOpenRequested { .. } => Some("opening"),
+            OrderEvent::OrderDoorOpened { .. } => Some("open"),
+            OrderEvent::OrderDoorClosed { .. } => Some("settling"),
+            OrderEvent::WeightsSettled { total, .. } => {
+                s.total_cents = total.0;
+                None
+            }
+            OrderEvent::ChargeRequested { .. } => Some("charging"),
+            OrderEvent::OrderPaid { .. } => Some("paid"),
+            OrderEvent::OrderCancelled { .. } => Some("cancelled"),
+            OrderEvent::OrderMarkedAbnormal { .. } => Some("abnormal"),
+            _ => None,
+        };
+        if let Some(state) = state {
+            s.state = state.to_string();
+        }
+        s.updated_at = time;
+        vec![DocWrite {
+            id: aggregate_id.to_string(),
+            owner: Some(s.shopper_id.clone()),
+            doc: serde_json::to_value(&s).unwrap_or(Value::Null),
+        }]
+    }
+}
+
+/// A lane's stock (R1 inventory), owner = cabinet id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LaneStockDoc {
+    /// Cabinet.
+    pub cabinet: String,
+    /// Door.
+    pub door: u8,
+    /// Lane.
+    pub lane: u8,
+    /// Product.
+    pub sku: String,
+    /// Stock.
+    pub stock: i64,
+    /// Feed position of the last movement.
+    pub position: i64,
+}
+
+/// Inventory per lane.
+pub struct LaneStock;
+
+impl Projection for LaneStock {
+    fn name(&self) -> &'static str {
+        "lane_stock"
+    }
+    fn touches(&self, aggregate_id: &str, event: &AnyEvent) -> Vec<String> {
+        match event {
+            AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, .. }) => vec![format!("{aggregate_id}/{}/{}", door.0, lane.0)],
+            _ => vec![],
+        }
+    }
+    fn apply(&self, _docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, _time: UnixMs) -> Vec<DocWrite> {
+        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, sku, after, .. }) = event else {
+            return vec![];
+        };
+        let doc = LaneStockDoc {
+            cabinet: aggregate_id.to_string(),
+            door: door.0,
+            lane: lane.0,
+            sku: sku.0.clone(),
+            stock: *after,
+            position,
+        };
+        vec![DocWrite {
+            id: format!("{aggregate_id}/{}/{}", door.0, lane.0),
+            owner: Some(aggregate_id.to_string()),
+            doc: serde_json::to_value(&doc).unwrap_or(Value::Null),
+        }]
+    }
+}
+
+/// One stock movement of a lane (R2), owner = `cabinet/door/lane`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Feed position (orders entries).
+    pub position: i64,
+    /// Product.
+    pub sku: String,
+    /// Stock before.
+    pub before: i64,
+    /// Change.
+    pub change: i64,
+    /// Stock after.
+    pub after: i64,
+    /// Why.
+    pub reason: StockReason,
+    /// When.
+    pub at: UnixMs,
+}
+
+/// The lane ledger.
+pub struct LaneLedger;
+
+impl Projection for LaneLedger {
+    fn name(&self) -> &'static str {
+        "lane_ledger"
+    }
+    fn touches(&self, _aggregate_id: &str, _event: &AnyEvent) -> Vec<String> {
+        vec![]
+    }
+    fn apply(&self, _docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, _time: UnixMs) -> Vec<DocWrite> {
+        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, sku, before, change, after, reason, at }) = event else {
+            return vec![];
+        };
+        let entry = LedgerEntry {
+            position,
+            sku: sku.0.clone(),
+            before: *before,
+            change: *change,
+            after: *after,
+            reason: reason.clone(),
+            at: *at,
+        };
+        vec![DocWrite {
+            id: format!("{aggregate_id}/{}/{}/{position:012}", door.0, lane.0),
+            owner: Some(format!("{aggregate_id}/{}/{}", door.0, lane.0)),
+            doc: serde_json::to_value(&entry).unwrap_or(Value::Null),
+        }]
+    }
+}

@@ -1,0 +1,149 @@
+//! The two stores: an SQLite file (embedded default) and PostgreSQL (scaled out), with
+//! their migrations from `migrations/`. SQL that both accept is written once and run on
+//! either through [`on_db!`](crate::on_db).
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A store connection failure or SQL error.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQL or connection error.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Migration failure.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON did not decode.
+    #[error("stored json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// The store in use.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// Embedded: one writer connection (SQLite serializes writers anyway; one connection
+    /// means no SQLITE_BUSY and a trivially gap-free feed) and a pool of readers (WAL).
+    Sqlite {
+        /// The single writer.
+        write: SqlitePool,
+        /// Readers.
+        read: SqlitePool,
+    },
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the writer pool of whichever store is in use.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite { write: $pool, .. } => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to a reader pool.
+#[macro_export]
+macro_rules! on_read_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite { read: $pool, .. } => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Opens (creating if needed) the SQLite store at `dir/tare.db` and migrates it.
+    pub async fn open_sqlite(dir: &Path) -> Result<Self, DbError> {
+        std::fs::create_dir_all(dir).map_err(|e| DbError::Config(format!("data dir {}: {e}", dir.display())))?;
+        let path = dir.join("tare.db");
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.clone())
+            .await?;
+        SQLITE_MIGRATIONS.run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self::Sqlite { write, read })
+    }
+
+    /// Connects to PostgreSQL at `url` and migrates (migrations take an advisory lock,
+    /// so several nodes may start at once).
+    pub async fn open_postgres(url: &str) -> Result<Self, DbError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        POSTGRES_MIGRATIONS.run(&pool).await?;
+        Ok(Self::Postgres(pool))
+    }
+
+    /// Whether this is the PostgreSQL store.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// Closes the pools (waits for connections to be returned).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Creates a fresh, uniquely named database on the PostgreSQL server at `admin_url`
+/// (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) and returns its URL: tests and
+/// benchmarks use one each so they run in parallel and leave nothing shared behind.
+pub async fn create_scratch_postgres(admin_url: &str, prefix: &str) -> Result<String, DbError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops a database made by [`create_scratch_postgres`].
+pub async fn drop_scratch_postgres(admin_url: &str, db_url: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let name = db_url.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(DbError::Config(format!("not a scratch database: {db_url}")));
+    }
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}

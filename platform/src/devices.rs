@@ -1,0 +1,340 @@
+//! The device hub: the one place device traffic enters and leaves the platform, whatever
+//! carries it (in-process virtual cabinets now, the MQTT listener and the HTTP device
+//! API at the gateway). A transport registers a connection, hands every uplink to
+//! [`DeviceHub::ingest`] as (cabinet, kind, bytes) and delivers the [`Downlink`]s it is
+//! given.
+//!
+//! Here uplinks are parsed and validated per the contract, de-duplicated by message id,
+//! turned into cabinet commands (door events ordered by `seq` in the cabinet aggregate)
+//! or telemetry (weight samples into the [`TelemetryBuffer`]), and time-sync requests
+//! are answered.
+
+use crate::clock::PlatformClock;
+use crate::protocol::{parse_uplink, CommandMsg, Downlink, ProtocolError, TimeReply, Uplink, UplinkBody};
+use crate::store::{Aggregates, Meta};
+use crate::telemetry::TelemetryBuffer;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tare_domain::cabinet::{CabinetCommand, DeviceStatus, DoorPosition};
+use tare_domain::weight::StableReading;
+use tare_domain::{CabinetId, DoorNo, UnixMs};
+use tare_sagas::ports::{DeviceLink, DeviceLinkError, DoorCommandKind};
+use tokio::sync::mpsc;
+
+/// Message ids remembered per device to drop duplicates [D8].
+const RECENT_IDS_PER_DEVICE: usize = 512;
+
+/// What happened to an uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Applied (or recorded as telemetry).
+    Accepted,
+    /// A message id seen before: ignored.
+    Duplicate,
+}
+
+/// Why an uplink was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// It broke the contract.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The cabinet is not registered.
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    /// The platform could not record it (the device should resend).
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Counters of device traffic (exported as metrics).
+#[derive(Default)]
+pub struct DeviceCounters {
+    /// Uplinks accepted.
+    pub accepted: AtomicU64,
+    /// Duplicates dropped.
+    pub duplicates: AtomicU64,
+    /// Rejected, by reason.
+    pub rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Downlinks sent.
+    pub sent: AtomicU64,
+}
+
+impl DeviceCounters {
+    fn reject(&self, reason: &'static str) {
+        *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+}
+
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl RecentIds {
+    /// Records `id`; false if it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        if self.order.len() > RECENT_IDS_PER_DEVICE {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.set.remove(id);
+    }
+}
+
+/// The device hub (see the module docs).
+pub struct DeviceHub {
+    aggregates: Arc<Aggregates>,
+    telemetry: Arc<TelemetryBuffer>,
+    clock: PlatformClock,
+    node: String,
+    links: Mutex<HashMap<CabinetId, mpsc::UnboundedSender<Downlink>>>,
+    recent: Mutex<HashMap<CabinetId, RecentIds>>,
+    sent_queries: Mutex<HashMap<String, DoorNo>>,
+    pending_init: Mutex<HashMap<CabinetId, BTreeMap<DoorNo, StableReading>>>,
+    last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
+    /// Traffic counters.
+    pub counters: DeviceCounters,
+}
+
+impl DeviceHub {
+    /// A hub for gateway node `node`.
+    pub fn new(aggregates: Arc<Aggregates>, telemetry: Arc<TelemetryBuffer>, clock: PlatformClock, node: String) -> Self {
+        Self {
+            aggregates,
+            telemetry,
+            clock,
+            node,
+            links: Mutex::default(),
+            recent: Mutex::default(),
+            sent_queries: Mutex::default(),
+            pending_init: Mutex::default(),
+            last_seen: Mutex::default(),
+            counters: DeviceCounters::default(),
+        }
+    }
+
+    /// The telemetry buffer.
+    pub fn telemetry(&self) -> Arc<TelemetryBuffer> {
+        self.telemetry.clone()
+    }
+
+    /// Registers a transport connection for `cabinet`; downlinks arrive on the receiver.
+    /// A new connection replaces an older one (the device reconnected).
+    pub fn attach(&self, cabinet: &CabinetId) -> mpsc::UnboundedReceiver<Downlink> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), tx);
+        rx
+    }
+
+    /// Drops `cabinet`'s connection and records the disconnect.
+    pub async fn detach(&self, cabinet: &CabinetId) -> Result<(), IngestError> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(cabinet);
+        let at = self.clock.now_ms();
+        self.aggregates
+            .cabinets
+            .execute(&cabinet.to_string(), CabinetCommand::DisconnectDevice { at }, Meta::new(at, cabinet.to_string(), "transport:disconnect"))
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))
+    }
+
+    /// When the device was last heard from (platform clock).
+    pub fn last_seen(&self, cabinet: &CabinetId) -> Option<UnixMs> {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).get(cabinet).copied()
+    }
+
+    fn send(&self, cabinet: &CabinetId, downlink: Downlink) -> Result<(), DeviceLinkError> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = links.get(cabinet).ok_or_else(|| DeviceLinkError::NotConnected(cabinet.to_string()))?;
+        tx.send(downlink).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Handles one uplink of `kind` from `cabinet` (already authenticated by the
+    /// transport).
+    pub async fn ingest(&self, cabinet: &CabinetId, kind: &str, payload: &[u8]) -> Result<IngestOutcome, IngestError> {
+        let received_at = self.clock.now_ms();
+        let up = match parse_uplink(kind, payload) {
+            Ok(up) => up,
+            Err(e) => {
+                self.counters.reject(e.reason());
+                tracing::warn!(%cabinet, kind, error = %e, "device message refused");
+                return Err(e.into());
+            }
+        };
+        let fresh = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(cabinet.clone())
+            .or_default()
+            .insert(&up.envelope.id);
+        if !fresh {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(IngestOutcome::Duplicate);
+        }
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), received_at);
+        match self.apply(cabinet, &up, received_at).await {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(IngestOutcome::Accepted)
+            }
+            Err(e) => {
+                // Not recorded: let a resend of the same id through.
+                if let Some(r) = self.recent.lock().unwrap_or_else(|p| p.into_inner()).get_mut(cabinet) {
+                    r.forget(&up.envelope.id);
+                }
+                if let IngestError::UnknownDevice(_) = e {
+                    self.counters.reject("unknown_device");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn cabinet_cmd(&self, cabinet: &CabinetId, cmd: CabinetCommand, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        use crate::store::CommandError;
+        use tare_domain::cabinet::CabinetError;
+        let meta = Meta::new(at, cabinet.to_string(), format!("device:{}", up.envelope.id));
+        match self.aggregates.cabinets.execute(&cabinet.to_string(), cmd, meta).await {
+            Ok(()) => Ok(()),
+            Err(CommandError::Rejected(CabinetError::NotFound)) => Err(IngestError::UnknownDevice(cabinet.to_string())),
+            Err(CommandError::Rejected(e)) => {
+                // The cabinet refused (unknown door, …): a contract breach by the device.
+                let e = ProtocolError::Invalid {
+                    field: "door".into(),
+                    reason: e.to_string(),
+                };
+                self.counters.reject(e.reason());
+                Err(e.into())
+            }
+            Err(e) => Err(IngestError::Store(e.to_string())),
+        }
+    }
+
+    async fn apply(&self, cabinet: &CabinetId, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        match &up.body {
+            UplinkBody::Boot { fw, .. } => {
+                self.cabinet_cmd(cabinet, CabinetCommand::ConnectDevice { node: self.node.clone(), fw: fw.clone(), at }, up, at).await?;
+                let state = self.aggregates.cabinets.load(&cabinet.to_string()).await.map_err(|e| IngestError::Store(e.to_string()))?;
+                if state.status == DeviceStatus::PendingInit {
+                    self.pending_init.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), BTreeMap::new());
+                }
+            }
+            UplinkBody::Weight { .. } => {
+                if let Some((door, sample)) = up.weight_sample(at) {
+                    self.telemetry.push(cabinet, door, sample.clone());
+                    self.maybe_initialize(cabinet, door, sample, up, at).await?;
+                }
+            }
+            UplinkBody::Door { door, state, cmd_id } => {
+                let position = if state == "open" { DoorPosition::Open } else { DoorPosition::Closed };
+                let cmd = CabinetCommand::RecordDoorEvent {
+                    door: DoorNo(*door),
+                    position,
+                    msg_id: up.envelope.id.clone(),
+                    seq: up.envelope.seq,
+                    device_ts: up.envelope.ts,
+                    cmd_id: cmd_id.clone(),
+                    at,
+                };
+                self.cabinet_cmd(cabinet, cmd, up, at).await?;
+            }
+            UplinkBody::Ack { cmd_id, status, result, .. } => {
+                // A query_door answered "open" is as good as the door's own open event
+                // (which may have been lost) [O4].
+                let door = self.sent_queries.lock().unwrap_or_else(|p| p.into_inner()).remove(cmd_id);
+                let open = result.as_ref().and_then(|r| r.get("state")).and_then(|s| s.as_str()) == Some("open");
+                if let (Some(door), true, true) = (door, status == "ok", open) {
+                    let cmd = CabinetCommand::RecordDoorEvent {
+                        door,
+                        position: DoorPosition::Open,
+                        msg_id: up.envelope.id.clone(),
+                        seq: up.envelope.seq,
+                        device_ts: up.envelope.ts,
+                        cmd_id: Some(cmd_id.clone()),
+                        at,
+                    };
+                    self.cabinet_cmd(cabinet, cmd, up, at).await?;
+                }
+            }
+            UplinkBody::Time { device_send_ts } => {
+                let reply = TimeReply {
+                    device_send_ts: *device_send_ts,
+                    server_recv_ts: at,
+                    server_send_ts: self.clock.now_ms(),
+                };
+                let payload = serde_json::to_vec(&reply).map_err(|e| IngestError::Store(e.to_string()))?;
+                let _ = self.send(cabinet, Downlink { kind: "time", payload });
+            }
+            UplinkBody::Status { state } if state == "offline" => {
+                self.cabinet_cmd(cabinet, CabinetCommand::DisconnectDevice { at }, up, at).await?;
+            }
+            // Heartbeats, compartments and ad plays are recorded as last-seen here; their
+            // own handling (liveness, lockers, ads) belongs to the gateway issue.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn maybe_initialize(&self, cabinet: &CabinetId, door: DoorNo, sample: tare_domain::weight::WeightSample, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        let readings = {
+            let mut pending = self.pending_init.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(doors) = pending.get_mut(cabinet) else {
+                return Ok(());
+            };
+            let Some(reading) = StableReading::from_sample(sample) else {
+                return Ok(());
+            };
+            doors.insert(door, reading);
+            doors.clone()
+        };
+        let state = self.aggregates.cabinets.load(&cabinet.to_string()).await.map_err(|e| IngestError::Store(e.to_string()))?;
+        if !state.doors.keys().all(|d| readings.contains_key(d)) {
+            return Ok(()); // wait for a stable reading of every door
+        }
+        let cmd = CabinetCommand::Initialize {
+            readings: readings.into_iter().collect(),
+            at,
+        };
+        self.cabinet_cmd(cabinet, cmd, up, at).await?;
+        self.pending_init.lock().unwrap_or_else(|p| p.into_inner()).remove(cabinet);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceLink for DeviceHub {
+    async fn send_door_command(&self, cabinet: &CabinetId, door: DoorNo, kind: DoorCommandKind, cmd_id: &str, expires_at: UnixMs) -> Result<(), DeviceLinkError> {
+        let kind_name = match kind {
+            DoorCommandKind::OpenDoor => "open_door",
+            DoorCommandKind::QueryDoor => {
+                self.sent_queries.lock().unwrap_or_else(|p| p.into_inner()).insert(cmd_id.to_string(), door);
+                "query_door"
+            }
+        };
+        let msg = CommandMsg {
+            cmd_id: cmd_id.to_string(),
+            ts: self.clock.now_ms(),
+            kind: kind_name.to_string(),
+            args: serde_json::json!({ "door": door.0 }),
+            expires_at,
+        };
+        let payload = serde_json::to_vec(&msg).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
+        self.send(cabinet, Downlink { kind: "cmd", payload })
+    }
+}

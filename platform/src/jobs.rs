@@ -1,0 +1,163 @@
+//! Durable effects and timers. A saga's decisions are stored here in the same
+//! transaction as its feed checkpoint; the effect executor claims due rows with a lease
+//! (so a crashed worker's claims come back), runs them, and marks them done.
+//!
+//! A key is scheduled once: re-deciding a redelivered event inserts nothing new. Done
+//! rows are kept (status `done`) for the same reason and for the saga log.
+
+use crate::db::{Db, DbError};
+use tare_domain::UnixMs;
+use tare_sagas::{Effect, Scheduled};
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// Its key.
+    pub key: String,
+    /// What to do.
+    pub effect: Effect,
+    /// How many times it failed before.
+    pub attempts: i64,
+    /// When it was due.
+    pub due_at: UnixMs,
+}
+
+/// Job counts by status (for metrics and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Waiting (due or not).
+    pub pending: i64,
+    /// Done.
+    pub done: i64,
+    /// Given up (dead letters).
+    pub dead: i64,
+}
+
+/// The job table.
+#[derive(Clone)]
+pub struct Jobs {
+    db: Db,
+}
+
+impl Jobs {
+    /// Jobs in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Inserts `jobs` (keeping existing keys) and moves consumer `name`'s checkpoint to
+    /// `position`, atomically.
+    pub async fn schedule_with_checkpoint(&self, name: &str, position: i64, jobs: &[Scheduled], now: UnixMs) -> Result<(), DbError> {
+        let encoded: Vec<(String, i64, String)> = jobs
+            .iter()
+            .map(|j| Ok((j.key.clone(), j.due_at, serde_json::to_string(&j.effect)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        crate::on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            for (key, due_at, effect) in &encoded {
+                sqlx::query("INSERT INTO jobs (key, due_at, effect, source, updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING")
+                    .bind(key).bind(due_at).bind(effect).bind(position).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position")
+                .bind(name).bind(position)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Claims up to `limit` due jobs for `lease_ms` (a claim that is not completed in
+    /// time is claimed again by whoever looks next).
+    pub async fn claim_due(&self, now: UnixMs, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedJob>, DbError> {
+        let rows: Vec<(String, String, i64, i64)> = match &self.db {
+            Db::Sqlite { write, .. } => {
+                sqlx::query_as(
+                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at LIMIT $4) RETURNING key, effect, attempts, due_at",
+                )
+                .bind(now + lease_ms).bind(now).bind(now).bind(limit)
+                .fetch_all(write)
+                .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as(
+                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING key, effect, attempts::bigint, due_at",
+                )
+                .bind(now + lease_ms).bind(now).bind(now).bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, effect, attempts, due_at) in rows {
+            match serde_json::from_str(&effect) {
+                Ok(effect) => out.push(ClaimedJob { key, effect, attempts, due_at }),
+                Err(e) => {
+                    // A row this build cannot read: park it rather than loop on it.
+                    tracing::error!(%key, error = %e, "undecodable job parked");
+                    self.finish(&key, "dead", Some(&e.to_string()), now).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish(&self, key: &str, status: &str, error: Option<&str>, now: UnixMs) -> Result<(), DbError> {
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("UPDATE jobs SET status = $1, last_error = $2, updated_at = $3, locked_until = 0 WHERE key = $4")
+                .bind(status).bind(error).bind(now).bind(key)
+                .execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a job done.
+    pub async fn complete(&self, key: &str, now: UnixMs) -> Result<(), DbError> {
+        self.finish(key, "done", None, now).await
+    }
+
+    /// Gives a job up (a dead letter an operator can see and retry).
+    pub async fn bury(&self, key: &str, error: &str, now: UnixMs) -> Result<(), DbError> {
+        self.finish(key, "dead", Some(error), now).await
+    }
+
+    /// Runs the job again at `due_at`; `failed` counts it as a failed attempt.
+    pub async fn defer(&self, key: &str, due_at: UnixMs, failed: Option<&str>, now: UnixMs) -> Result<(), DbError> {
+        let inc = i64::from(failed.is_some());
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("UPDATE jobs SET due_at = $1, attempts = attempts + $2, last_error = $3, updated_at = $4, locked_until = 0 WHERE key = $5")
+                .bind(due_at).bind(inc).bind(failed).bind(now).bind(key)
+                .execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// The earliest due time of a pending job.
+    pub async fn next_due(&self) -> Result<Option<UnixMs>, DbError> {
+        let sql = "SELECT MIN(due_at) FROM jobs WHERE status = 'pending'";
+        let (t,): (Option<i64>,) = crate::on_db!(&self.db, pool => sqlx::query_as(sql).fetch_one(pool).await?);
+        Ok(t)
+    }
+
+    /// Counts by status.
+    pub async fn counts(&self) -> Result<JobCounts, DbError> {
+        let sql = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+        let rows: Vec<(String, i64)> = crate::on_db!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        let mut c = JobCounts::default();
+        for (s, n) in rows {
+            match s.as_str() {
+                "pending" => c.pending = n,
+                "done" => c.done = n,
+                _ => c.dead += n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Consumer `name`'s checkpoint (0 if it never ran).
+    pub async fn checkpoint(&self, name: &str) -> Result<i64, DbError> {
+        let sql = "SELECT position FROM checkpoints WHERE name = $1";
+        let row: Option<(i64,)> = crate::on_db!(&self.db, pool => sqlx::query_as(sql).bind(name).fetch_optional(pool).await?);
+        Ok(row.map_or(0, |r| r.0))
+    }
+}

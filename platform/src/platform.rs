@@ -1,0 +1,474 @@
+//! The assembled platform: the store, the aggregates, the background loops (sequencer,
+//! saga runner, projections, effect executor) and the service operations the HTTP API
+//! calls. Built by [`Platform::start`], stopped by [`Platform::stop`].
+
+use crate::clock::PlatformClock;
+use crate::db::{Db, DbError};
+use crate::devices::DeviceHub;
+use crate::feed::Feed;
+use crate::jobs::Jobs;
+use crate::runner::{execute_due, saga_step, EffectContext, EffectCounters};
+use crate::store::{Aggregates, CommandError, Meta};
+use crate::telemetry::TelemetryBuffer;
+use crate::views::{project_step, Views};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tare_domain::cabinet::{Cabinet, CabinetCommand, DoorPlan, Holder, LanePlan};
+use tare_domain::coupon::{Coupon, CouponPolicy};
+use tare_domain::order::{Order, OrderCommand};
+use tare_domain::payment::Payment;
+use tare_domain::product::{Product, ProductCommand};
+use tare_domain::shopper::{Shopper, ShopperCommand};
+use tare_domain::weight::Tolerance;
+use tare_domain::{CabinetId, CabinetKind, Cents, ConfirmMode, DomainError, DoorNo, GeoPoint, LaneNo, ProviderKind, RejectionKind, Sku};
+use tare_sagas::ports::PaymentProvider;
+use tare_sagas::SagaConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which store to run on.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// An SQLite file under this directory.
+    Sqlite(PathBuf),
+    /// PostgreSQL at this URL.
+    Postgres(String),
+}
+
+/// How to build the platform.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// Saga timings.
+    pub saga: SagaConfig,
+    /// This node's name (which gateway node holds a device's connection).
+    pub node: String,
+    /// The clock.
+    pub clock: PlatformClock,
+    /// Effects run at once by the executor.
+    pub effect_concurrency: usize,
+}
+
+impl PlatformConfig {
+    /// Defaults on an SQLite store in `dir`.
+    pub fn sqlite(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            store: StoreConfig::Sqlite(dir.into()),
+            saga: SagaConfig::default(),
+            node: "node-1".into(),
+            clock: PlatformClock::System,
+            effect_concurrency: 32,
+        }
+    }
+}
+
+/// A service call's failure, classified for the API [API.md error shape].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// 404.
+    #[error("{message}")]
+    NotFound {
+        /// Machine code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
+    /// 409.
+    #[error("{message}")]
+    Conflict {
+        /// Machine code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
+    /// 422.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// 500 (logged; details not shown to callers).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    fn from_command<E: DomainError>(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(e) => match e.kind() {
+                RejectionKind::NotFound => Self::NotFound { code: e.code(), message: e.to_string() },
+                RejectionKind::Conflict => Self::Conflict { code: e.code(), message: e.to_string() },
+                RejectionKind::Invalid => {
+                    let msg = e.to_string();
+                    let (field, message) = msg.split_once(": ").map_or(("body".to_string(), msg.clone()), |(f, m)| (f.to_string(), m.to_string()));
+                    Self::Invalid { field, message }
+                }
+            },
+            CommandError::Conflict => Self::Conflict { code: "concurrent_update", message: "try again".into() },
+            CommandError::Store(s) => Self::Internal(s),
+        }
+    }
+}
+
+impl From<DbError> for ServiceError {
+    fn from(e: DbError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// A lane as an operator registers it.
+#[derive(Debug, Clone)]
+pub struct LaneSpec {
+    /// Lane number.
+    pub lane: LaneNo,
+    /// Product.
+    pub sku: Sku,
+    /// Capacity.
+    pub capacity: u32,
+    /// Restock threshold.
+    pub restock_threshold: u32,
+    /// Scale tolerance (default if `None`).
+    pub tolerance: Option<Tolerance>,
+}
+
+/// A door as an operator registers it.
+#[derive(Debug, Clone)]
+pub struct DoorSpec {
+    /// Door number.
+    pub door: DoorNo,
+    /// Lanes.
+    pub lanes: Vec<LaneSpec>,
+}
+
+/// The running platform.
+pub struct Platform {
+    /// The store.
+    pub db: Db,
+    /// Aggregates.
+    pub aggregates: Arc<Aggregates>,
+    /// The global feed.
+    pub feed: Feed,
+    /// Durable effects.
+    pub jobs: Jobs,
+    /// Read models.
+    pub views: Views,
+    /// The device hub.
+    pub hub: Arc<DeviceHub>,
+    /// Effect context (providers, devices, counters).
+    pub effects: Arc<EffectContext>,
+    /// The clock.
+    pub clock: PlatformClock,
+    /// Saga timings.
+    pub saga: SagaConfig,
+    coupon_policy: watch::Sender<CouponPolicy>,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// How long a loop idles before looking again when nothing woke it.
+const IDLE_POLL_MS: u64 = 50;
+
+impl Platform {
+    /// Opens the store, builds everything and starts the background loops.
+    pub async fn start(cfg: PlatformConfig, providers: Vec<Arc<dyn PaymentProvider>>) -> Result<Arc<Self>, DbError> {
+        let db = match &cfg.store {
+            StoreConfig::Sqlite(dir) => Db::open_sqlite(dir).await?,
+            StoreConfig::Postgres(url) => Db::open_postgres(url).await?,
+        };
+        let aggregates = Arc::new(Aggregates::new(&db));
+        let telemetry = Arc::new(TelemetryBuffer::default());
+        let hub = Arc::new(DeviceHub::new(aggregates.clone(), telemetry.clone(), cfg.clock.clone(), cfg.node.clone()));
+        let policy = load_coupon_policy(&db).await?;
+        let (coupon_policy, policy_rx) = watch::channel(policy);
+        let effects = Arc::new(EffectContext {
+            aggregates: aggregates.clone(),
+            providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
+            devices: hub.clone(),
+            telemetry,
+            clock: cfg.clock.clone(),
+            cfg: cfg.saga,
+            coupon_policy: policy_rx,
+            counters: EffectCounters::default(),
+        });
+        let platform = Arc::new(Self {
+            feed: Feed::new(db.clone()),
+            jobs: Jobs::new(db.clone()),
+            views: Views::new(db.clone()),
+            db,
+            aggregates,
+            hub,
+            effects,
+            clock: cfg.clock.clone(),
+            saga: cfg.saga,
+            coupon_policy,
+            shutdown: watch::channel(false).0,
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        platform.spawn_loops(cfg.effect_concurrency);
+        Ok(platform)
+    }
+
+    fn spawn_loops(self: &Arc<Self>, concurrency: usize) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if self.db.is_postgres() {
+            let p = self.clone();
+            tasks.push(self.spawn_loop("feed-sequencer", move || {
+                let p = p.clone();
+                async move { p.feed.sequence_postgres(1000).await.map(|n| n as usize) }
+            }));
+        }
+        let p = self.clone();
+        tasks.push(self.spawn_loop("order-saga", move || {
+            let p = p.clone();
+            async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500).await }
+        }));
+        let p = self.clone();
+        tasks.push(self.spawn_loop("projections", move || {
+            let p = p.clone();
+            async move {
+                let projections = tare_projections::all();
+                project_step(&p.db, &p.feed, &projections, 500).await
+            }
+        }));
+        let p = self.clone();
+        tasks.push(self.spawn_loop("effects", move || {
+            let p = p.clone();
+            async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
+        }));
+    }
+
+    /// Runs `step` until shutdown; when a step did nothing, waits for a commit, a clock
+    /// move or a short poll interval.
+    fn spawn_loop<F, Fut>(self: &Arc<Self>, name: &'static str, step: F) -> JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<usize, DbError>> + Send,
+    {
+        let mut shutdown = self.shutdown.subscribe();
+        let mut commits = self.aggregates.commits();
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                match step().await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(loop_name = name, error = %e, "background step failed"),
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = commits.changed() => {}
+                    _ = clock.nap(IDLE_POLL_MS) => {}
+                }
+            }
+        })
+    }
+
+    /// Stops the background loops and closes the store.
+    pub async fn stop(&self) {
+        self.shutdown.send_replace(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.db.close().await;
+    }
+
+    fn meta(&self, correlation: &str, cause: &str) -> Meta {
+        Meta::new(self.clock.now_ms(), correlation, cause)
+    }
+
+    /// The operator's coupon rule.
+    pub fn coupon_policy(&self) -> CouponPolicy {
+        *self.coupon_policy.borrow()
+    }
+
+    /// Sets the operator's coupon rule [O7].
+    pub async fn set_coupon_policy(&self, policy: CouponPolicy) -> Result<(), ServiceError> {
+        let value = serde_json::to_string(&policy).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ('coupon_policy', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(&value).execute(pool).await.map_err(DbError::from)?;
+        });
+        self.coupon_policy.send_replace(policy);
+        Ok(())
+    }
+
+    /// Registers a product [C1].
+    pub async fn register_product(&self, sku: Sku, name: String, unit_grams: f64, price: Cents) -> Result<Product, ServiceError> {
+        let at = self.clock.now_ms();
+        let cmd = ProductCommand::Register { sku: sku.clone(), name, unit_grams, price, at };
+        self.aggregates.products.execute(&sku.0, cmd, self.meta(&sku.0, "api")).await.map_err(ServiceError::from_command)?;
+        self.aggregates.products.load(&sku.0).await.map_err(ServiceError::from_command)
+    }
+
+    /// Registers a cabinet with its planogram and stores its device secret [C1, D2].
+    pub async fn register_cabinet(&self, id: CabinetId, kind: CabinetKind, location: GeoPoint, doors: Vec<DoorSpec>, device_secret: &str) -> Result<Cabinet, ServiceError> {
+        let mut plans = Vec::new();
+        for (i, d) in doors.iter().enumerate() {
+            let mut lanes = Vec::new();
+            for (j, l) in d.lanes.iter().enumerate() {
+                let p = self.aggregates.products.load(&l.sku.0).await.map_err(ServiceError::from_command)?;
+                if !p.exists() {
+                    return Err(ServiceError::Invalid { field: format!("doors[{i}].lanes[{j}].sku"), message: format!("unknown product {}", l.sku) });
+                }
+                lanes.push(LanePlan {
+                    lane: l.lane,
+                    sku: l.sku.clone(),
+                    name: p.name.clone(),
+                    unit_grams: p.unit_grams,
+                    price: p.price,
+                    capacity: l.capacity,
+                    restock_threshold: l.restock_threshold,
+                    tolerance: l.tolerance.unwrap_or_default(),
+                });
+            }
+            plans.push(DoorPlan { door: d.door, lanes });
+        }
+        let key = id.to_string();
+        let cmd = CabinetCommand::Register { id: id.clone(), kind, location, doors: plans, at: self.clock.now_ms() };
+        self.aggregates.cabinets.execute(&key, cmd, self.meta(&key, "api")).await.map_err(ServiceError::from_command)?;
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("INSERT INTO device_credentials (cabinet, secret) VALUES ($1, $2) ON CONFLICT (cabinet) DO NOTHING")
+                .bind(&key).bind(device_secret).execute(pool).await.map_err(DbError::from)?;
+        });
+        self.cabinet(&id).await
+    }
+
+    /// A cabinet's state (404 if unknown).
+    pub async fn cabinet(&self, id: &CabinetId) -> Result<Cabinet, ServiceError> {
+        let c = self.aggregates.cabinets.load(&id.to_string()).await.map_err(ServiceError::from_command)?;
+        if c.id.is_none() {
+            return Err(ServiceError::NotFound { code: "cabinet_not_found", message: format!("cabinet {id} not found") });
+        }
+        Ok(c)
+    }
+
+    /// A device's secret (for signing checks at the gateway).
+    pub async fn device_secret(&self, id: &CabinetId) -> Result<Option<String>, ServiceError> {
+        let sql = "SELECT secret FROM device_credentials WHERE cabinet = $1 AND disabled = 0";
+        let row: Option<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(id.to_string()).fetch_optional(pool).await.map_err(DbError::from)?);
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Creates a shopper with the account, atomically [A1].
+    pub async fn create_shopper(&self, shopper_id: &str, phone: String, provider: ProviderKind, confirm_mode: ConfirmMode, token_sha256: String) -> Result<Shopper, ServiceError> {
+        let cmd = ShopperCommand::Create { shopper_id: shopper_id.to_string(), phone, provider, confirm_mode, token_sha256, at: self.clock.now_ms() };
+        self.aggregates.shoppers.execute(shopper_id, cmd, self.meta(shopper_id, "api")).await.map_err(ServiceError::from_command)?;
+        self.shopper(shopper_id).await
+    }
+
+    /// A shopper (404 if unknown).
+    pub async fn shopper(&self, shopper_id: &str) -> Result<Shopper, ServiceError> {
+        let s = self.aggregates.shoppers.load(shopper_id).await.map_err(ServiceError::from_command)?;
+        if s.id.is_none() {
+            return Err(ServiceError::NotFound { code: "shopper_not_found", message: "shopper not found".into() });
+        }
+        Ok(s)
+    }
+
+    /// Puts a coupon in a shopper's wallet.
+    pub async fn grant_coupon(&self, shopper_id: &str, coupon: Coupon) -> Result<(), ServiceError> {
+        let cmd = ShopperCommand::GrantCoupon { coupon, at: self.clock.now_ms() };
+        self.aggregates.shoppers.execute(shopper_id, cmd, self.meta(shopper_id, "api")).await.map_err(ServiceError::from_command)
+    }
+
+    /// A scan [O1, O2]: takes the shopper's open-order slot, then the door, then creates
+    /// the order (the saga takes it from there). Whatever step refuses, the earlier ones
+    /// are undone and nothing else changes.
+    pub async fn create_order(&self, shopper_id: &str, cabinet_id: &CabinetId, door: DoorNo) -> Result<Order, ServiceError> {
+        let shopper = self.shopper(shopper_id).await?;
+        let cabinet = self.cabinet(cabinet_id).await?;
+        let door_state = cabinet.door(door).map_err(|e| ServiceError::NotFound { code: "door_not_found", message: e.to_string() })?;
+        let lanes: Vec<LanePlan> = door_state.lanes.values().map(|l| l.plan.clone()).collect();
+        let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
+            return Err(ServiceError::Internal("shopper without provider".into()));
+        };
+        let order_id = uuid::Uuid::now_v7().to_string();
+        let at = self.clock.now_ms();
+        let meta = || self.meta(&order_id, "api:create_order");
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, ShopperCommand::BeginOrder { order_id: order_id.clone(), at }, meta())
+            .await
+            .map_err(ServiceError::from_command)?;
+        let holder = Holder::Order { order_id: order_id.clone(), shopper_id: shopper_id.to_string() };
+        if let Err(e) = self.aggregates.cabinets.execute(&cabinet_id.to_string(), CabinetCommand::AcquireDoor { door, holder, at }, meta()).await {
+            let undo = ShopperCommand::EndOrder { order_id: order_id.clone(), outcome: "abandoned".into(), at };
+            if let Err(u) = self.aggregates.shoppers.execute(shopper_id, undo, meta()).await {
+                tracing::error!(%order_id, error = %u, "could not release the shopper's order slot");
+            }
+            return Err(ServiceError::from_command(e));
+        }
+        let cmd = OrderCommand::Create {
+            order_id: order_id.clone(),
+            shopper_id: shopper_id.to_string(),
+            cabinet: cabinet_id.clone(),
+            door,
+            provider,
+            confirm_mode,
+            lanes,
+            planogram_version: cabinet.planogram_version,
+            auth_deadline: at + self.saga.auth_timeout_ms,
+            at,
+        };
+        self.aggregates.orders.execute(&order_id, cmd, meta()).await.map_err(ServiceError::from_command)?;
+        self.order(&order_id).await
+    }
+
+    /// An order (404 if unknown).
+    pub async fn order(&self, order_id: &str) -> Result<Order, ServiceError> {
+        let o = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
+        if o.id.is_none() {
+            return Err(ServiceError::NotFound { code: "order_not_found", message: "order not found".into() });
+        }
+        Ok(o)
+    }
+
+    /// An order's payment (default state if not opened yet).
+    pub async fn payment(&self, order_id: &str) -> Result<Payment, ServiceError> {
+        self.aggregates.payments.load(order_id).await.map_err(ServiceError::from_command)
+    }
+
+    /// Applies a verified provider notification that the shopper authorized [P2].
+    pub async fn provider_authorized(&self, order_id: &str, notification_id: &str) -> Result<(), ServiceError> {
+        let cmd = tare_domain::payment::PaymentCommand::ConfirmAuthorization { notification_id: Some(notification_id.to_string()), at: self.clock.now_ms() };
+        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+    }
+
+    /// Applies a verified provider notification that money was collected [P2].
+    pub async fn provider_collected(&self, order_id: &str, notification_id: &str, transaction_id: String, amount: Cents) -> Result<(), ServiceError> {
+        let cmd = tare_domain::payment::PaymentCommand::RecordCollected { transaction_id, amount, notification_id: Some(notification_id.to_string()), at: self.clock.now_ms() };
+        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+    }
+
+    /// Applies a verified provider notification that a deduction failed [P2].
+    pub async fn provider_collection_failed(&self, order_id: &str, notification_id: &str, reason: String) -> Result<(), ServiceError> {
+        let cmd = tare_domain::payment::PaymentCommand::RecordCollectionFailed { reason, at: self.clock.now_ms() };
+        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+    }
+
+    /// Orders of a shopper from the read model, newest first.
+    pub async fn orders_of(&self, shopper_id: &str, limit: i64) -> Result<Vec<tare_projections::OrderSummary>, ServiceError> {
+        let docs = self.views.by_owner("order_summary", shopper_id, 10_000).await?;
+        let mut out: Vec<tare_projections::OrderSummary> = docs.into_iter().filter_map(|d| serde_json::from_value(d).ok()).collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.order_id.cmp(&a.order_id)));
+        out.truncate(limit.max(0) as usize);
+        Ok(out)
+    }
+}
+
+async fn load_coupon_policy(db: &Db) -> Result<CouponPolicy, DbError> {
+    let sql = "SELECT value FROM settings WHERE key = 'coupon_policy'";
+    let row: Option<(String,)> = crate::on_db!(db, pool => sqlx::query_as(sql).fetch_optional(pool).await?);
+    Ok(match row {
+        Some((v,)) => serde_json::from_str(&v)?,
+        None => CouponPolicy::default(),
+    })
+}

@@ -1,0 +1,202 @@
+//! The event-sourced aggregates over either store: cqrs-es `CqrsFramework`s (for
+//! commands) and `PersistedEventStore`s (for loading state), with the metadata every
+//! event carries (time, correlation and causation ids, the command id).
+//!
+//! cqrs-es queries are deliberately not used: read models come from the global feed with
+//! their own checkpoints (a crash between commit and an in-process query would lose the
+//! update).
+
+use crate::db::Db;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlite_es::SqliteEventRepository;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tare_domain::cabinet::Cabinet;
+use tare_domain::order::Order;
+use tare_domain::payment::Payment;
+use tare_domain::product::Product;
+use tare_domain::shopper::Shopper;
+use tare_domain::UnixMs;
+
+/// Why a command did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused it (a business rule).
+    #[error("{0}")]
+    Rejected(E),
+    /// Optimistic concurrency kept failing after retries.
+    #[error("concurrent update, retries exhausted")]
+    Conflict,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Metadata stamped on the events of one command [E1].
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// Time of the command (Unix ms).
+    pub at: UnixMs,
+    /// The order/session/request the events belong to.
+    pub correlation_id: String,
+    /// The event or request that caused the command.
+    pub causation_id: String,
+    /// Unique id of the command.
+    pub command_id: String,
+}
+
+impl Meta {
+    /// Metadata for a command caused by `causation_id` within `correlation_id`.
+    pub fn new(at: UnixMs, correlation_id: impl Into<String>, causation_id: impl Into<String>) -> Self {
+        Self {
+            at,
+            correlation_id: correlation_id.into(),
+            causation_id: causation_id.into(),
+            command_id: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
+    fn into_map(self) -> HashMap<String, String> {
+        HashMap::from([
+            ("time".to_string(), self.at.to_string()),
+            ("correlation_id".to_string(), self.correlation_id),
+            ("causation_id".to_string(), self.causation_id),
+            ("command_id".to_string(), self.command_id),
+        ])
+    }
+}
+
+type SqliteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
+type PgStore<A> = PersistedEventStore<PostgresEventRepository, A>;
+
+/// One aggregate type's command side and loader, on whichever store is in use.
+pub struct AggregateStore<A: Aggregate<Services = ()>> {
+    backend: Backend<A>,
+    commits: Arc<watch::Sender<u64>>,
+}
+
+enum Backend<A: Aggregate<Services = ()>> {
+    Sqlite {
+        cqrs: CqrsFramework<A, SqliteStore<A>>,
+        loader: SqliteStore<A>,
+    },
+    Postgres {
+        cqrs: CqrsFramework<A, PgStore<A>>,
+        loader: PgStore<A>,
+    },
+}
+
+/// How many events between snapshots for long-lived aggregates (cabinets, shoppers).
+const SNAPSHOT_EVERY: usize = 100;
+
+impl<A: Aggregate<Services = ()>> AggregateStore<A> {
+    fn new(db: &Db, snapshots: bool, commits: Arc<watch::Sender<u64>>) -> Self {
+        let backend = match db {
+            Db::Sqlite { write, .. } => {
+                let mk = || {
+                    let repo = SqliteEventRepository::new(write.clone());
+                    if snapshots {
+                        PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY)
+                    } else {
+                        PersistedEventStore::new_event_store(repo)
+                    }
+                };
+                Backend::Sqlite {
+                    cqrs: CqrsFramework::new(mk(), vec![], ()),
+                    loader: mk(),
+                }
+            }
+            Db::Postgres(pool) => {
+                // postgres-es reports snapshot conflicts after its commit (a known pitfall),
+                // so PostgreSQL uses plain event stores until that is wrapped.
+                let mk = || PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+                Backend::Postgres {
+                    cqrs: CqrsFramework::new(mk(), vec![], ()),
+                    loader: mk(),
+                }
+            }
+        };
+        Self { backend, commits }
+    }
+
+    /// Executes `command` on aggregate `id`, retrying a few times on concurrency
+    /// conflicts (the command is re-decided on fresh state each time).
+    pub async fn execute(&self, id: &str, command: A::Command, meta: Meta) -> Result<(), CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let metadata = meta.into_map();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let r = match &self.backend {
+                Backend::Sqlite { cqrs, .. } => cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await,
+                Backend::Postgres { cqrs, .. } => cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await,
+            };
+            match r {
+                Ok(()) => {
+                    // Wake the feed's tailers (they also poll, so a missed wake-up only delays).
+                    self.commits.send_modify(|n| *n = n.wrapping_add(1));
+                    return Ok(());
+                }
+                Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(e)),
+                Err(AggregateError::AggregateConflict) if tries < 8 => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+                Err(e) => return Err(CommandError::Store(e.to_string())),
+            }
+        }
+    }
+
+    /// Loads the current state of aggregate `id` (the default state if it has no events).
+    pub async fn load(&self, id: &str) -> Result<A, CommandError<A::Error>>
+    where
+        A: Clone,
+    {
+        let map = |e: AggregateError<A::Error>| CommandError::Store(e.to_string());
+        Ok(match &self.backend {
+            Backend::Sqlite { loader, .. } => loader.load_aggregate(id).await.map_err(map)?.aggregate().clone(),
+            Backend::Postgres { loader, .. } => loader.load_aggregate(id).await.map_err(map)?.aggregate().clone(),
+        })
+    }
+}
+
+/// All aggregates of the platform.
+pub struct Aggregates {
+    /// Products.
+    pub products: AggregateStore<Product>,
+    /// Cabinets.
+    pub cabinets: AggregateStore<Cabinet>,
+    /// Shoppers with accounts.
+    pub shoppers: AggregateStore<Shopper>,
+    /// Orders.
+    pub orders: AggregateStore<Order>,
+    /// Payments.
+    pub payments: AggregateStore<Payment>,
+    commits: Arc<watch::Sender<u64>>,
+}
+
+impl Aggregates {
+    /// The aggregates over `db`.
+    pub fn new(db: &Db) -> Self {
+        let commits = Arc::new(watch::channel(0).0);
+        Self {
+            products: AggregateStore::new(db, false, commits.clone()),
+            cabinets: AggregateStore::new(db, true, commits.clone()),
+            shoppers: AggregateStore::new(db, true, commits.clone()),
+            orders: AggregateStore::new(db, false, commits.clone()),
+            payments: AggregateStore::new(db, false, commits.clone()),
+            commits,
+        }
+    }
+
+    /// A receiver that changes after every successful command.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+}

@@ -1,0 +1,101 @@
+//! The projections runner and view reads. Each batch of feed events is folded into the
+//! documents it touches and committed together with the projections' checkpoint, so a
+//! crash never leaves a view with an update it will apply twice or one it lost [E2].
+
+use crate::db::{Db, DbError};
+use crate::feed::Feed;
+use crate::runner::decode;
+use serde_json::Value;
+use std::collections::HashMap;
+use tare_projections::Projection;
+
+/// The checkpoint name of the projections.
+pub const PROJECTIONS: &str = "projections";
+
+/// Reads and writes view documents.
+#[derive(Clone)]
+pub struct Views {
+    db: Db,
+}
+
+impl Views {
+    /// Views in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// One document.
+    pub async fn get(&self, view: &str, id: &str) -> Result<Option<Value>, DbError> {
+        let sql = "SELECT doc FROM views WHERE view = $1 AND id = $2";
+        let row: Option<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(id).fetch_optional(pool).await?);
+        Ok(row.map(|(d,)| serde_json::from_str(&d)).transpose()?)
+    }
+
+    /// Documents of `view` owned by `owner`, by id.
+    pub async fn by_owner(&self, view: &str, owner: &str, limit: i64) -> Result<Vec<Value>, DbError> {
+        let sql = "SELECT doc FROM views WHERE view = $1 AND owner = $2 ORDER BY id LIMIT $3";
+        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(owner).bind(limit).fetch_all(pool).await?);
+        rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
+    }
+
+    /// Every document of `view`, by id.
+    pub async fn all(&self, view: &str) -> Result<Vec<Value>, DbError> {
+        let sql = "SELECT doc FROM views WHERE view = $1 ORDER BY id";
+        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).fetch_all(pool).await?);
+        rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
+    }
+
+    /// Drops every view document and the checkpoint, for a rebuild by replay.
+    pub async fn reset(&self) -> Result<(), DbError> {
+        crate::on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM views").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM checkpoints WHERE name = $1").bind(PROJECTIONS).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+/// One pass of the projections: folds up to `batch` events after the checkpoint.
+pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projection>], batch: i64) -> Result<usize, DbError> {
+    crate::on_db!(db, pool => {
+        let from: Option<(i64,)> = sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1").bind(PROJECTIONS).fetch_optional(pool).await?;
+        let from = from.map_or(0, |r| r.0);
+        let events = feed.read_after(from, batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+        let mut tx = pool.begin().await?;
+        // Documents touched in this batch, so later events see earlier writes.
+        let mut cache: HashMap<(&'static str, String), (Option<String>, Option<Value>)> = HashMap::new();
+        for ev in &events {
+            let Some(event) = decode(ev) else { continue };
+            let time = ev.time();
+            for p in projections {
+                let mut docs = Vec::new();
+                for id in p.touches(&ev.aggregate_id, &event) {
+                    let k = (p.name(), id.clone());
+                    if !cache.contains_key(&k) {
+                        let row: Option<(Option<String>, String)> = sqlx::query_as("SELECT owner, doc FROM views WHERE view = $1 AND id = $2")
+                            .bind(p.name()).bind(&id).fetch_optional(&mut *tx).await?;
+                        let entry = match row {
+                            Some((owner, doc)) => (owner, Some(serde_json::from_str(&doc)?)),
+                            None => (None, None),
+                        };
+                        cache.insert(k.clone(), entry);
+                    }
+                    docs.push((id, cache.get(&k).and_then(|(_, d)| d.clone())));
+                }
+                for w in p.apply(&docs, &ev.aggregate_id, &event, ev.position, time) {
+                    cache.insert((p.name(), w.id.clone()), (w.owner.clone(), Some(w.doc.clone())));
+                    sqlx::query("INSERT INTO views (view, id, owner, doc, position) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (view, id) DO UPDATE SET owner = excluded.owner, doc = excluded.doc, position = excluded.position")
+                        .bind(p.name()).bind(&w.id).bind(&w.owner).bind(serde_json::to_string(&w.doc)?).bind(ev.position)
+                        .execute(&mut *tx).await?;
+                }
+            }
+        }
+        sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position")
+            .bind(PROJECTIONS).bind(last).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(events.len())
+    })
+}
