@@ -1,0 +1,104 @@
+//! The API's one error type. Every variant documents its status; the body is always
+//! `{"error": {"code", "message", "field"?}}` [API.md]. Internal errors are logged with
+//! their detail and shown to callers only as "internal error".
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tare_platform::platform::ServiceError;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON at all.
+    #[error("{0}")]
+    Malformed(String),
+    /// 401: no token, or a token that is not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid token that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{message}")]
+    NotFound {
+        /// Machine code.
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
+    /// 409: conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Machine code.
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
+    /// 413: the body is over 64 KiB.
+    #[error("body too large")]
+    TooLarge,
+    /// 422: a field is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field's path (`doors[0].lanes[1].capacity`).
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// 500.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound { code, message } => Self::NotFound { code, message },
+            ServiceError::Conflict { code, message } => Self::Conflict { code, message },
+            ServiceError::Invalid { field, message } => Self::Invalid { field, message },
+            ServiceError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<tare_domain::ValueError> for ApiError {
+    fn from(e: tare_domain::ValueError) -> Self {
+        Self::Invalid { field: e.field.to_string(), message: e.reason }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json", None),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, *code, None),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            Self::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field.clone())),
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
+            }
+        };
+        let message = match &self {
+            Self::Internal(_) => "internal error".to_string(),
+            Self::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let mut err = json!({"code": code, "message": message});
+        if let Some(f) = field {
+            err["field"] = json!(f);
+        }
+        (status, axum::Json(json!({"error": err}))).into_response()
+    }
+}

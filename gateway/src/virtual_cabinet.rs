@@ -1,0 +1,371 @@
+//! A virtual weight cabinet: doors, load cells with noise and settling, and a controller
+//! that speaks the device contract (PROTOCOL.md) through the device hub exactly as an
+//! MQTT-connected cabinet does — JSON uplinks by topic kind in, JSON commands out. It
+//! stands in for hardware in the demo, the tests and the benchmarks.
+//!
+//! Faults on demand: lost open events, missing acks, a jammed door, unstable readings
+//! after the door moves.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tare_domain::{CabinetId, DoorNo, LaneNo, UnixMs};
+use tare_platform::clock::PlatformClock;
+use tare_platform::devices::{DeviceHub, IngestError};
+use tare_platform::protocol::CommandMsg;
+use tokio::sync::Notify;
+
+/// One lane of a virtual cabinet.
+#[derive(Debug, Clone)]
+pub struct VirtualLane {
+    /// Lane number.
+    pub lane: LaneNo,
+    /// Weight of one item.
+    pub unit_grams: f64,
+    /// Items on the lane.
+    pub count: u32,
+}
+
+/// Faults to inject.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The door's own `open` uplink is lost (the platform must query the door).
+    pub lose_open_events: bool,
+    /// Acks are not sent.
+    pub drop_acks: bool,
+    /// The door does not open on command.
+    pub jammed: bool,
+    /// Unstable readings sent after a close before the stable one.
+    pub unstable_after_close: u32,
+    /// Send no stable reading at all after a close.
+    pub never_stable: bool,
+}
+
+/// How a virtual cabinet is built.
+#[derive(Debug, Clone)]
+pub struct VirtualCabinetSpec {
+    /// Its id.
+    pub id: CabinetId,
+    /// Doors and lanes.
+    pub doors: Vec<(DoorNo, Vec<VirtualLane>)>,
+    /// Load-cell noise, ± grams per reading (keep it under half the lane tolerance).
+    pub noise_grams: f64,
+    /// Random seed (noise is reproducible).
+    pub seed: u64,
+    /// Faults.
+    pub faults: Faults,
+}
+
+struct State {
+    seq: u64,
+    last_ts: UnixMs,
+    lanes: BTreeMap<(DoorNo, LaneNo), (f64, u32)>,
+    open: HashSet<DoorNo>,
+    executed: HashSet<String>,
+    rng: StdRng,
+    faults: Faults,
+}
+
+/// A running virtual cabinet.
+pub struct VirtualCabinet {
+    id: CabinetId,
+    hub: Arc<DeviceHub>,
+    clock: PlatformClock,
+    noise: f64,
+    state: Mutex<State>,
+    door_moved: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl VirtualCabinet {
+    /// Builds the cabinet (not connected yet).
+    pub fn new(spec: VirtualCabinetSpec, hub: Arc<DeviceHub>, clock: PlatformClock) -> Arc<Self> {
+        let lanes = spec
+            .doors
+            .iter()
+            .flat_map(|(d, ls)| ls.iter().map(move |l| ((*d, l.lane), (l.unit_grams, l.count))))
+            .collect();
+        Arc::new(Self {
+            id: spec.id,
+            hub,
+            clock,
+            noise: spec.noise_grams,
+            state: Mutex::new(State {
+                seq: 0,
+                last_ts: 0,
+                lanes,
+                open: HashSet::new(),
+                executed: HashSet::new(),
+                rng: StdRng::seed_from_u64(spec.seed),
+                faults: spec.faults,
+            }),
+            door_moved: Notify::new(),
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &CabinetId {
+        &self.id
+    }
+
+    /// Re-plugs the cabinet into another hub (a platform restarted on the same store).
+    pub fn with_hub(self: &Arc<Self>, hub: Arc<DeviceHub>) -> Arc<Self> {
+        let st = lock(&self.state);
+        Arc::new(Self {
+            id: self.id.clone(),
+            hub,
+            clock: self.clock.clone(),
+            noise: self.noise,
+            state: Mutex::new(State {
+                seq: st.seq,
+                last_ts: st.last_ts,
+                lanes: st.lanes.clone(),
+                open: st.open.clone(),
+                executed: st.executed.clone(),
+                rng: st.rng.clone(),
+                faults: st.faults.clone(),
+            }),
+            door_moved: Notify::new(),
+        })
+    }
+
+    /// Changes the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.state).faults = faults;
+    }
+
+    /// Connects: attaches to the hub, boots (seq restarts at 0) and reports a stable
+    /// weight per door; then serves downlink commands until the hub drops the link.
+    pub async fn connect(self: &Arc<Self>) -> Result<(), IngestError> {
+        let mut rx = self.hub.attach(&self.id);
+        let (doors, lanes_per_door) = {
+            let mut st = lock(&self.state);
+            st.seq = 0;
+            let mut per: BTreeMap<DoorNo, u8> = BTreeMap::new();
+            for (d, _) in st.lanes.keys() {
+                *per.entry(*d).or_default() += 1;
+            }
+            (per.len() as u8, per.values().copied().collect::<Vec<_>>())
+        };
+        self.send("boot", json!({"fw": "vc-1.0", "hw": "virtual", "doors": doors, "lanes": lanes_per_door})).await?;
+        for door in self.doors() {
+            self.send_weight(door, true).await?;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(down) = rx.recv().await {
+                if down.kind != "cmd" {
+                    continue;
+                }
+                let Ok(cmd) = serde_json::from_slice::<CommandMsg>(&down.payload) else { continue };
+                if let Err(e) = this.execute(cmd).await {
+                    tracing::warn!(cabinet = %this.id, error = %e, "virtual cabinet uplink failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Disconnects (the platform marks the cabinet offline).
+    pub async fn disconnect(&self) -> Result<(), IngestError> {
+        self.hub.detach(&self.id).await
+    }
+
+    fn doors(&self) -> Vec<DoorNo> {
+        let st = lock(&self.state);
+        let mut d: Vec<DoorNo> = st.lanes.keys().map(|(d, _)| *d).collect();
+        d.dedup();
+        d
+    }
+
+    /// Whether `door` is open.
+    pub fn is_open(&self, door: DoorNo) -> bool {
+        lock(&self.state).open.contains(&door)
+    }
+
+    /// Waits until `door` is open or `timeout` passes; returns whether it opened.
+    pub async fn wait_open(&self, door: DoorNo, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.door_moved.notified();
+            if self.is_open(door) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_open(door);
+            }
+        }
+    }
+
+    /// Items on each lane (the truth the platform must infer).
+    pub fn counts(&self) -> BTreeMap<(DoorNo, LaneNo), u32> {
+        lock(&self.state).lanes.iter().map(|(k, (_, c))| (*k, *c)).collect()
+    }
+
+    /// A shopper takes `n` items from a lane (an unstable reading follows).
+    pub async fn take(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<u32, IngestError> {
+        let taken = {
+            let mut st = lock(&self.state);
+            let Some((_, count)) = st.lanes.get_mut(&(door, lane)) else { return Ok(0) };
+            let taken = n.min(*count);
+            *count -= taken;
+            taken
+        };
+        self.send_weight(door, false).await?;
+        Ok(taken)
+    }
+
+    /// A shopper puts `n` items on a lane (maybe not the one they came from).
+    pub async fn put(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<(), IngestError> {
+        if let Some((_, count)) = lock(&self.state).lanes.get_mut(&(door, lane)) {
+            *count += n;
+        }
+        self.send_weight(door, false).await
+    }
+
+    /// The shopper closes the door: a `closed` event, unstable readings while the
+    /// shelves settle, then a stable one.
+    pub async fn close(&self, door: DoorNo) -> Result<(), IngestError> {
+        let faults = {
+            let mut st = lock(&self.state);
+            st.open.remove(&door);
+            st.faults.clone()
+        };
+        self.door_moved.notify_waiters();
+        self.send("door", json!({"door": door.0, "state": "closed"})).await?;
+        for _ in 0..faults.unstable_after_close {
+            self.send_weight(door, false).await?;
+        }
+        if !faults.never_stable {
+            self.send_weight(door, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Forces the door open without a command (an unexpected open).
+    pub async fn force_open(&self, door: DoorNo) -> Result<(), IngestError> {
+        lock(&self.state).open.insert(door);
+        self.door_moved.notify_waiters();
+        self.send("door", json!({"door": door.0, "state": "open"})).await
+    }
+
+    /// Sends a heartbeat.
+    pub async fn heartbeat(&self) -> Result<(), IngestError> {
+        let doors: Vec<_> = self
+            .doors()
+            .into_iter()
+            .map(|d| json!({"door": d.0, "state": if self.is_open(d) {"open"} else {"closed"}}))
+            .collect();
+        self.send("heartbeat", json!({"temp_c": 4.0, "battery": 100, "net": 80, "heating": false, "doors": doors})).await
+    }
+
+    /// Sends a stable reading of `door` now (as the 90 s closed-door cadence would).
+    pub async fn report_weight(&self, door: DoorNo) -> Result<(), IngestError> {
+        self.send_weight(door, true).await
+    }
+
+    async fn execute(&self, cmd: CommandMsg) -> Result<(), IngestError> {
+        let door = DoorNo(cmd.args.get("door").and_then(|d| d.as_u64()).unwrap_or(0) as u8);
+        let (repeat, faults) = {
+            let mut st = lock(&self.state);
+            (!st.executed.insert(cmd.cmd_id.clone()), st.faults.clone())
+        };
+        let ack = |status: &str, detail: Option<&str>, result: Option<serde_json::Value>| {
+            let mut v = json!({"cmd_id": cmd.cmd_id, "status": status});
+            if let Some(d) = detail {
+                v["detail"] = json!(d);
+            }
+            if let Some(r) = result {
+                v["result"] = r;
+            }
+            v
+        };
+        if repeat {
+            // Executed at most once; a repeat only repeats the ack.
+            if !faults.drop_acks {
+                self.send("ack", ack("ok", None, None)).await?;
+            }
+            return Ok(());
+        }
+        if self.clock.now_ms() > cmd.expires_at {
+            return self.send("ack", ack("error", Some("expired"), None)).await;
+        }
+        match cmd.kind.as_str() {
+            "open_door" => {
+                if faults.jammed {
+                    if !faults.drop_acks {
+                        self.send("ack", ack("error", Some("door jammed"), None)).await?;
+                    }
+                    return Ok(());
+                }
+                let was_open = self.is_open(door);
+                if !was_open {
+                    // The last closed-door reading, then the door opens.
+                    self.send_weight(door, true).await?;
+                }
+                if !faults.drop_acks {
+                    self.send("ack", ack("ok", None, None)).await?;
+                }
+                lock(&self.state).open.insert(door);
+                self.door_moved.notify_waiters();
+                if !faults.lose_open_events {
+                    self.send("door", json!({"door": door.0, "state": "open", "cmd_id": cmd.cmd_id})).await?;
+                }
+                self.send_weight(door, false).await?;
+            }
+            "query_door" => {
+                let state = if self.is_open(door) { "open" } else { "closed" };
+                if !faults.drop_acks {
+                    self.send("ack", ack("ok", None, Some(json!({"state": state})))).await?;
+                }
+            }
+            _ => {
+                self.send("ack", ack("error", Some("unsupported"), None)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_weight(&self, door: DoorNo, stable: bool) -> Result<(), IngestError> {
+        let lanes: Vec<_> = {
+            let mut st = lock(&self.state);
+            let readings: Vec<(LaneNo, f64)> = st
+                .lanes
+                .iter()
+                .filter(|((d, _), _)| *d == door)
+                .map(|((_, l), (unit, count))| (*l, unit * f64::from(*count)))
+                .collect();
+            readings
+                .into_iter()
+                .map(|(l, g)| {
+                    let noise = if self.noise > 0.0 { st.rng.random_range(-self.noise..self.noise) } else { 0.0 };
+                    // Unstable readings swing more (a hand on the shelf, a moving door).
+                    let swing = if stable { 0.0 } else { st.rng.random_range(-40.0..40.0) };
+                    json!({"lane": l.0, "grams": ((g + noise + swing) * 10.0).round() / 10.0})
+                })
+                .collect()
+        };
+        self.send("weight", json!({"door": door.0, "stable": stable, "lanes": lanes})).await
+    }
+
+    async fn send(&self, kind: &str, mut body: serde_json::Value) -> Result<(), IngestError> {
+        let (seq, ts) = {
+            let mut st = lock(&self.state);
+            let seq = st.seq;
+            st.seq += 1;
+            let ts = self.clock.now_ms().max(st.last_ts + 1);
+            st.last_ts = ts;
+            (seq, ts)
+        };
+        body["id"] = json!(format!("{}-{}-{}", self.id.dn(), ts, seq));
+        body["seq"] = json!(seq);
+        body["ts"] = json!(ts);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        self.hub.ingest(&self.id, kind, &bytes).await.map(|_| ())
+    }
+}
