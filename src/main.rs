@@ -1,1 +1,191 @@
-fn main() {}
+//! `tare`: the command line. `serve` runs the platform (embedded default, or scaled out
+//! later), `demo` runs a fixed number of purchases and prints a summary, `bench` measures.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tare::app::{App, AppConfig};
+use tare::fleet::{Fleet, FleetSpec};
+use tare_domain::DoorNo;
+use tare_platform::platform::StoreConfig;
+
+#[derive(Parser)]
+#[command(name = "tare", version, about = "Event-sourced platform for unmanned retail cabinets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: HTTP API, device hub, sagas and projections.
+    Serve(ServeArgs),
+    /// Run N purchases on a fresh embedded platform and print a summary.
+    Demo(DemoArgs),
+    /// Benchmarks (ratios against a baseline measured in the same run).
+    Bench(tare::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Start a virtual fleet and shoppers buying continuously.
+    #[arg(long)]
+    demo: bool,
+    /// Where the embedded store lives.
+    #[arg(long, env = "TARE_DATA", default_value = "data")]
+    data: PathBuf,
+    /// HTTP API and device HTTP API address.
+    #[arg(long, env = "TARE_HTTP", default_value = "127.0.0.1:8780")]
+    http: String,
+    /// MQTT listener address (the MQTT gateway is not built yet; see the README).
+    #[arg(long, env = "TARE_MQTT")]
+    mqtt: Option<String>,
+    /// PostgreSQL URL: use PostgreSQL instead of the embedded SQLite store.
+    #[arg(long, env = "TARE_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// NATS URL (scaled-out mode; not built yet).
+    #[arg(long, env = "TARE_NATS_URL")]
+    nats: Option<String>,
+    /// Operator token; generated and printed once if unset.
+    #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Cabinets in the demo fleet.
+    #[arg(long, default_value_t = 3)]
+    demo_cabinets: usize,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Purchases to run.
+    #[arg(long, default_value_t = 20)]
+    orders: usize,
+    /// Random seed (fleet layout and takes).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Cabinets.
+    #[arg(long, default_value_t = 4)]
+    cabinets: usize,
+    /// Store directory (a fresh temporary one if unset).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_target(false)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(a) => serve(a).await,
+        Command::Demo(a) => demo(a).await,
+        Command::Bench(a) => tare::bench::run(a).await,
+    }
+}
+
+fn now_hms() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, (s / 60) % 60, s % 60, ms % 1000)
+}
+
+/// Prints one line per saga step as the feed grows.
+fn spawn_step_log(app: &App) {
+    let platform = app.platform.clone();
+    tokio::spawn(async move {
+        let mut pos = platform.feed.head().await.unwrap_or(0);
+        loop {
+            match platform.feed.read_after(pos, 500).await {
+                Ok(events) if !events.is_empty() => {
+                    for ev in &events {
+                        if let Some(line) = tare::tail::describe(ev) {
+                            println!("{} {line}", now_hms());
+                        }
+                        pos = ev.position;
+                    }
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if a.nats.is_some() {
+        bail!("--nats (scaled-out mode with JetStream) is not available in this build yet; run without it for the embedded default");
+    }
+    let mut cfg = AppConfig::embedded(&a.data);
+    if let Some(url) = &a.postgres {
+        cfg.store = StoreConfig::Postgres(url.clone());
+    }
+    cfg.http = a.http.clone();
+    let generated = a.admin_token.is_none();
+    cfg.admin_token = a.admin_token.clone().unwrap_or_else(tare::app::random_token);
+    let app = App::start(cfg).await?;
+    println!("listening http={} mqtt={}", app.http.addr, a.mqtt.as_deref().map_or("none", |_| "none (MQTT gateway not built yet)"));
+    if generated {
+        println!("admin token (shown once): {}", app.admin_token);
+    }
+    if a.demo {
+        spawn_step_log(&app);
+        let spec = FleetSpec { cabinets: a.demo_cabinets, pk: format!("demo{}", std::process::id()), ..FleetSpec::default() };
+        let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
+        println!("demo fleet: {} cabinets online; shoppers are buying (Ctrl-C to stop)", fleet.cabinets.len());
+        for cab in 0..fleet.cabinets.len() {
+            let fleet = fleet.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(cab as u64);
+                let modes = [("wechat", "once"), ("alipay", "each_time"), ("wechat", "each_time"), ("alipay", "once")];
+                let (provider, mode) = modes[cab % modes.len()];
+                let Ok(shopper) = fleet.new_shopper(&format!("1380000{:04}", cab), provider, mode).await else { return };
+                loop {
+                    let door = DoorNo(rng.random_range(1..=2));
+                    let takes = fleet.random_takes(&mut rng, cab, door);
+                    if let Err(e) = fleet.purchase(&shopper, cab, door, &takes).await {
+                        println!("{} demo shopper: {e}", now_hms());
+                    }
+                    // Restock the virtual shelves when they run low, so the demo goes on.
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+                }
+            });
+        }
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    app.stop().await;
+    Ok(())
+}
+
+async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let tmp;
+    let dir = match &a.data {
+        Some(d) => d.clone(),
+        None => {
+            tmp = std::env::temp_dir().join(format!("tare-demo-{}", uuid::Uuid::new_v4().simple()));
+            tmp.clone()
+        }
+    };
+    let mut cfg = AppConfig::embedded(&dir);
+    cfg.saga.stable_wait_ms = 0;
+    let app = App::start(cfg).await?;
+    let spec = FleetSpec { cabinets: a.cabinets, seed: a.seed, ..FleetSpec::default() };
+    let started = std::time::Instant::now();
+    let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
+    let mut summary = tare::bench::run_purchases(&fleet, a.orders, a.seed).await?;
+    tare::bench::audit_provider_charges(&app, &mut summary);
+    let elapsed = started.elapsed();
+    println!("{summary}");
+    println!("elapsed {:.2}s ({:.1} purchases/s)", elapsed.as_secs_f64(), a.orders as f64 / elapsed.as_secs_f64());
+    let ok = summary.is_consistent();
+    app.stop().await;
+    if a.data.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if !ok {
+        bail!("inconsistent outcome (see the summary above)");
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! One running Tare: the platform on its store, a payment sandbox per provider, and the
+//! HTTP API bound to an address (port 0 picks a free one). Tests start one per case.
+
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tare_domain::ProviderKind;
+use tare_gateway::api::{ApiCounters, ApiState, HttpServer};
+use tare_gateway::sandbox::{SandboxBehaviour, SandboxProvider};
+use tare_platform::clock::PlatformClock;
+use tare_platform::platform::{PlatformConfig, StoreConfig};
+use tare_platform::Platform;
+use tare_sagas::ports::PaymentProvider;
+use tare_sagas::SagaConfig;
+
+/// How to start an [`App`].
+#[derive(Clone)]
+pub struct AppConfig {
+    /// Store.
+    pub store: StoreConfig,
+    /// HTTP listen address.
+    pub http: String,
+    /// Saga timings.
+    pub saga: SagaConfig,
+    /// Clock.
+    pub clock: PlatformClock,
+    /// Operator token.
+    pub admin_token: String,
+    /// Sandboxes to reuse (a restart keeps the "provider" alive); made fresh if `None`.
+    pub sandboxes: Option<HashMap<ProviderKind, Arc<SandboxProvider>>>,
+    /// Gateway node name.
+    pub node: String,
+}
+
+impl AppConfig {
+    /// An embedded app on an SQLite store in `dir`, HTTP on a free loopback port.
+    pub fn embedded(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            store: StoreConfig::Sqlite(dir.into()),
+            http: "127.0.0.1:0".into(),
+            saga: SagaConfig::default(),
+            clock: PlatformClock::System,
+            admin_token: random_token(),
+            sandboxes: None,
+            node: "node-1".into(),
+        }
+    }
+}
+
+/// A random hex token.
+pub fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}
+
+/// The two sandboxes with their providers' documented differences: WeChat deducts
+/// asynchronously (result by callback) and allows 3 open orders per shopper; Alipay
+/// collects synchronously and allows 1 [P1].
+pub fn default_sandboxes() -> HashMap<ProviderKind, Arc<SandboxProvider>> {
+    let wechat = SandboxBehaviour { async_collection: true, max_pending_per_shopper: 3, ..Default::default() };
+    let alipay = SandboxBehaviour { async_collection: false, max_pending_per_shopper: 1, ..Default::default() };
+    HashMap::from([
+        (ProviderKind::Wechat, SandboxProvider::new(ProviderKind::Wechat, random_token().as_bytes(), wechat)),
+        (ProviderKind::Alipay, SandboxProvider::new(ProviderKind::Alipay, random_token().as_bytes(), alipay)),
+    ])
+}
+
+/// A running app.
+pub struct App {
+    /// The platform.
+    pub platform: Arc<Platform>,
+    /// The HTTP server.
+    pub http: HttpServer,
+    /// `http://addr`.
+    pub base_url: String,
+    /// The sandboxes.
+    pub sandboxes: HashMap<ProviderKind, Arc<SandboxProvider>>,
+    /// Operator token.
+    pub admin_token: String,
+}
+
+impl App {
+    /// Starts the platform and the HTTP API.
+    pub async fn start(cfg: AppConfig) -> anyhow::Result<Self> {
+        let sandboxes = cfg.sandboxes.clone().unwrap_or_else(default_sandboxes);
+        let providers: Vec<Arc<dyn PaymentProvider>> = sandboxes.values().map(|s| s.clone() as Arc<dyn PaymentProvider>).collect();
+        let pcfg = PlatformConfig { store: cfg.store.clone(), saga: cfg.saga, node: cfg.node.clone(), clock: cfg.clock.clone(), effect_concurrency: 32 };
+        let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
+        let state = Arc::new(ApiState {
+            platform: platform.clone(),
+            admin_token: cfg.admin_token.clone(),
+            callback_keys: sandboxes.iter().map(|(k, s)| (*k, s.key().to_vec())).collect(),
+            sandboxes: sandboxes.clone(),
+            counters: ApiCounters::default(),
+        });
+        let http = HttpServer::start(&cfg.http, state).await.with_context(|| format!("binding {}", cfg.http))?;
+        let base_url = format!("http://{}", http.addr);
+        for s in sandboxes.values() {
+            s.set_callback_base(&base_url);
+        }
+        Ok(Self { platform, http, base_url, sandboxes, admin_token: cfg.admin_token })
+    }
+
+    /// Stops the HTTP API, then the platform.
+    pub async fn stop(self) {
+        self.http.stop().await;
+        self.platform.stop().await;
+    }
+}

@@ -1,0 +1,260 @@
+//! Benchmarks and the purchase driver they share with `tare demo`.
+//!
+//! `tare bench purchase`: complete purchases per second through the HTTP API with
+//! in-process cabinets and no stable-weight wait, on SQLite and on PostgreSQL, each
+//! beside the raw rate of plain inserts of the same event rows into a bare table of the
+//! same store, measured in the same run; plus peak memory. Figures are reported as
+//! ratios first, since the machines are shared and noisy.
+
+use crate::app::{App, AppConfig};
+use crate::fleet::{Fleet, FleetSpec, Purchase};
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+use tare_domain::DoorNo;
+use tare_platform::platform::StoreConfig;
+
+/// What a batch of purchases came to.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Purchases run.
+    pub purchases: usize,
+    /// Orders by final state.
+    pub states: BTreeMap<String, usize>,
+    /// Σ total_cents of paid orders.
+    pub charged_cents: i64,
+    /// Σ (true takes × price − discount) of paid orders.
+    pub expected_cents: i64,
+    /// Orders whose charge differs from the truth.
+    pub mismatched: Vec<String>,
+    /// Collections the providers made.
+    pub provider_charges: usize,
+    /// Orders the providers collected more than once.
+    pub double_charges: usize,
+    /// Purchases that failed to run.
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    /// Every order ended, charges equal the truth, nobody paid twice, nothing failed.
+    pub fn is_consistent(&self) -> bool {
+        self.errors.is_empty() && self.mismatched.is_empty() && self.double_charges == 0 && self.charged_cents == self.expected_cents
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "purchases: {}", self.purchases)?;
+        for (s, n) in &self.states {
+            writeln!(f, "  {s}: {n}")?;
+        }
+        writeln!(f, "charged: {} cents (expected from true takes: {} cents)", self.charged_cents, self.expected_cents)?;
+        writeln!(f, "provider collections: {}, double charges: {}", self.provider_charges, self.double_charges)?;
+        if !self.mismatched.is_empty() {
+            writeln!(f, "MISMATCHED orders: {:?}", self.mismatched)?;
+        }
+        for e in &self.errors {
+            writeln!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `n` purchases spread over the fleet's cabinets (one shopper per cabinet, one
+/// purchase at a time per cabinet, all cabinets at once) and checks the outcome against
+/// what the shoppers really took.
+pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::Result<Summary> {
+    let cabinets = fleet.cabinets.len();
+    let mut tasks = Vec::new();
+    for cab in 0..cabinets {
+        let share = n / cabinets + usize::from(cab < n % cabinets);
+        let fleet = fleet.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(cab as u64));
+            let modes = [("wechat", "once"), ("alipay", "each_time"), ("wechat", "each_time"), ("alipay", "once")];
+            let (provider, mode) = modes[cab % modes.len()];
+            let shopper = fleet.new_shopper(&format!("1390000{:04}", cab), provider, mode).await?;
+            let mut out: Vec<anyhow::Result<Purchase>> = Vec::new();
+            for _ in 0..share {
+                let doors = fleet.cabinets[cab].counts().keys().map(|(d, _)| d.0).max().unwrap_or(1);
+                let door = DoorNo(rng.random_range(1..=doors));
+                let takes = fleet.random_takes(&mut rng, cab, door);
+                out.push(fleet.purchase(&shopper, cab, door, &takes).await);
+            }
+            anyhow::Ok(out)
+        }));
+    }
+    let mut summary = Summary { purchases: n, ..Default::default() };
+    for t in tasks {
+        for p in t.await.context("purchase task")?? {
+            match p {
+                Ok(p) => {
+                    let state = p.order["state"].as_str().unwrap_or("?").to_string();
+                    if state == "paid" {
+                        let total = p.order["total_cents"].as_i64().unwrap_or(-1);
+                        let discount = p.order["discount_cents"].as_i64().unwrap_or(0);
+                        summary.charged_cents += total;
+                        summary.expected_cents += p.true_subtotal() - discount;
+                        if total != p.true_subtotal() - discount {
+                            summary.mismatched.push(p.order_id.clone());
+                        }
+                    } else if !(state == "cancelled" && p.taken.is_empty()) {
+                        summary.mismatched.push(format!("{} ended {state} after taking {:?}", p.order_id, p.taken));
+                    }
+                    *summary.states.entry(state).or_default() += 1;
+                }
+                Err(e) => summary.errors.push(e.to_string()),
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Adds the providers' view: collections made and orders collected twice.
+pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
+    let mut per_order: BTreeMap<String, usize> = BTreeMap::new();
+    for s in app.sandboxes.values() {
+        for c in s.charges() {
+            *per_order.entry(c.order_id).or_default() += 1;
+        }
+    }
+    summary.provider_charges = per_order.values().sum();
+    summary.double_charges = per_order.values().filter(|n| **n > 1).count();
+}
+
+/// `tare bench …` arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure: `purchase`.
+    pub what: String,
+    /// Purchases per store.
+    #[arg(long, default_value_t = 400)]
+    pub orders: usize,
+    /// Cabinets buying at once.
+    #[arg(long, default_value_t = 8)]
+    pub cabinets: usize,
+    /// PostgreSQL server for the PostgreSQL run (a scratch database is made and dropped).
+    #[arg(long, env = "TARE_BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_admin: String,
+    /// Skip the PostgreSQL run.
+    #[arg(long)]
+    pub sqlite_only: bool,
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct StoreFigures {
+    store: &'static str,
+    purchases_per_s: f64,
+    events_per_purchase: f64,
+    raw_inserts_per_s: f64,
+    consistent: bool,
+}
+
+/// Runs a benchmark.
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    match a.what.as_str() {
+        "purchase" => bench_purchase(&a).await,
+        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase)"),
+    }
+}
+
+async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let dir = std::env::temp_dir().join(format!("tare-bench-{}", uuid::Uuid::new_v4().simple()));
+    rows.push(purchase_on(StoreConfig::Sqlite(dir.clone()), "sqlite", a).await?);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !a.sqlite_only {
+        let url = tare_platform::db::create_scratch_postgres(&a.postgres_admin, "tare_bench").await?;
+        let r = purchase_on(StoreConfig::Postgres(url.clone()), "postgres", a).await;
+        tare_platform::db::drop_scratch_postgres(&a.postgres_admin, &url).await?;
+        rows.push(r?);
+    }
+    println!("\n## tare bench purchase ({} purchases per store, {} cabinets at once, zero stable-weight wait)\n", a.orders, a.cabinets);
+    println!("| store | event rows written per s ÷ raw single-row inserts per s | purchases/s | events per purchase | raw inserts/s | outcome |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        let ratio = r.purchases_per_s * r.events_per_purchase / r.raw_inserts_per_s;
+        println!(
+            "| {} | {:.3} | {:.1} | {:.1} | {:.0} | {} |",
+            r.store,
+            ratio,
+            r.purchases_per_s,
+            r.events_per_purchase,
+            r.raw_inserts_per_s,
+            if r.consistent { "all terminal, charges exact, no double charge" } else { "INCONSISTENT" }
+        );
+    }
+    println!("\npeak memory (VmHWM, whole process): {:.1} MiB", peak_rss_mib());
+    Ok(())
+}
+
+async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> anyhow::Result<StoreFigures> {
+    let mut cfg = AppConfig::embedded(std::env::temp_dir());
+    cfg.store = store;
+    cfg.saga.stable_wait_ms = 0;
+    let app = App::start(cfg).await?;
+    let spec = FleetSpec { cabinets: a.cabinets, capacity: 200, ..FleetSpec::default() };
+    let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
+    let head_before = app.platform.feed.head().await?;
+    let started = Instant::now();
+    let mut summary = run_purchases(&fleet, a.orders, 42).await?;
+    let secs = started.elapsed().as_secs_f64();
+    audit_provider_charges(&app, &mut summary);
+    let head_after = app.platform.feed.head().await?;
+    let events = (head_after - head_before) as f64;
+    let raw = raw_insert_rate(&app, head_before, 3000).await?;
+    eprintln!("{name}: {summary}");
+    let figures = StoreFigures {
+        store: name,
+        purchases_per_s: a.orders as f64 / secs,
+        events_per_purchase: events / a.orders as f64,
+        raw_inserts_per_s: raw,
+        consistent: summary.is_consistent(),
+    };
+    app.stop().await;
+    Ok(figures)
+}
+
+/// Inserts copies of `n` real event rows one by one (autocommit) into a bare table with
+/// the events table's columns and primary key: the store's raw write rate.
+async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
+    let events = app.platform.feed.read_after(from, n).await?;
+    let db = &app.platform.db;
+    let ddl_sqlite = "CREATE TABLE IF NOT EXISTS bench_raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence integer NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
+    let ddl_pg = "CREATE TABLE IF NOT EXISTS bench_raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
+    let insert = "INSERT INTO bench_raw_events VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let started = Instant::now();
+    match db {
+        tare_platform::db::Db::Sqlite { write, .. } => {
+            sqlx::query(ddl_sqlite).execute(write).await?;
+            for e in &events {
+                sqlx::query(insert)
+                    .bind(&e.aggregate_type).bind(&e.aggregate_id).bind(e.sequence).bind(&e.event_type).bind(&e.event_version)
+                    .bind(e.payload.to_string()).bind(e.metadata.to_string())
+                    .execute(write).await?;
+            }
+        }
+        tare_platform::db::Db::Postgres(pool) => {
+            sqlx::query(ddl_pg).execute(pool).await?;
+            let insert = "INSERT INTO bench_raw_events VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)";
+            for e in &events {
+                sqlx::query(insert)
+                    .bind(&e.aggregate_type).bind(&e.aggregate_id).bind(e.sequence).bind(&e.event_type).bind(&e.event_version)
+                    .bind(e.payload.to_string()).bind(e.metadata.to_string())
+                    .execute(pool).await?;
+            }
+        }
+    }
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}

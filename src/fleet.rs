@@ -1,0 +1,281 @@
+//! A virtual fleet and its shoppers, driven through the public HTTP API exactly as apps
+//! and cabinets would: products and cabinets are registered over HTTP, each cabinet is a
+//! [`VirtualCabinet`] talking the device contract through the hub, and shoppers scan,
+//! confirm in the sandbox, take goods and close the door.
+
+use crate::app::App;
+use anyhow::{anyhow, bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tare_domain::{CabinetId, DoorNo, LaneNo};
+use tare_gateway::virtual_cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec, VirtualLane};
+
+/// A small HTTP client for the API.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    /// `http://addr`.
+    pub base: String,
+    /// Operator token.
+    pub admin: String,
+}
+
+impl ApiClient {
+    /// A client for `app`.
+    pub fn new(base: &str, admin: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build().unwrap_or_default(),
+            base: base.to_string(),
+            admin: admin.to_string(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Ok((status, body))
+    }
+
+    /// POST JSON with a bearer token.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body)).await
+    }
+
+    /// POST raw bytes (for malformed-input tests).
+    pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
+        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).header("content-type", "application/json").body(body.to_string())).await
+    }
+
+    /// GET with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
+        self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token)).await
+    }
+}
+
+/// A product of the demo catalogue: sku, name, unit grams, price in cents.
+pub const CATALOGUE: [(&str, &str, f64, i64); 6] = [
+    ("cola-330", "Cola 330ml", 348.0, 300),
+    ("water-550", "Water 550ml", 571.0, 200),
+    ("chips-70", "Potato chips 70g", 82.0, 650),
+    ("gum-25", "Chewing gum", 27.5, 100),
+    ("juice-300", "Orange juice 300ml", 325.0, 550),
+    ("choc-45", "Chocolate bar", 48.0, 450),
+];
+
+/// How to build a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// Cabinets.
+    pub cabinets: usize,
+    /// Doors per cabinet.
+    pub doors: u8,
+    /// Lanes per door.
+    pub lanes: u8,
+    /// Items per lane (also the capacity).
+    pub capacity: u32,
+    /// Load-cell noise, ± grams.
+    pub noise_grams: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Product key of the cabinets.
+    pub pk: String,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        Self { cabinets: 3, doors: 2, lanes: 3, capacity: 20, noise_grams: 1.0, seed: 7, pk: "wc1".into() }
+    }
+}
+
+/// A shopper's credentials.
+#[derive(Debug, Clone)]
+pub struct ShopperHandle {
+    /// Id.
+    pub id: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+/// The provisioned fleet.
+pub struct Fleet {
+    /// The API client.
+    pub client: ApiClient,
+    /// The cabinets.
+    pub cabinets: Vec<Arc<VirtualCabinet>>,
+    /// Lane → (sku, price) per cabinet index.
+    pub planogram: Vec<BTreeMap<(DoorNo, LaneNo), (String, i64)>>,
+}
+
+/// What one purchase did.
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    /// Order id.
+    pub order_id: String,
+    /// What the shopper really took: (door, lane, sku, qty, unit price).
+    pub taken: Vec<(DoorNo, LaneNo, String, u32, i64)>,
+    /// The order at its end.
+    pub order: Value,
+}
+
+impl Purchase {
+    /// Σ qty × price of what was really taken.
+    pub fn true_subtotal(&self) -> i64 {
+        self.taken.iter().map(|(_, _, _, q, p)| i64::from(*q) * p).sum()
+    }
+}
+
+impl Fleet {
+    /// Registers the catalogue and `spec.cabinets` cabinets over HTTP and connects a
+    /// virtual cabinet for each; returns once every cabinet is online.
+    pub async fn provision(app: &App, spec: &FleetSpec) -> anyhow::Result<Self> {
+        let client = ApiClient::new(&app.base_url, &app.admin_token);
+        for (sku, name, grams, price) in CATALOGUE {
+            let (st, body) = client.post("/api/v1/products", &client.admin, &json!({"sku": sku, "name": name, "unit_grams": grams, "price_cents": price})).await?;
+            if st != StatusCode::CREATED && st != StatusCode::CONFLICT {
+                bail!("product {sku}: {st} {body}");
+            }
+        }
+        let mut cabinets = Vec::new();
+        let mut planogram = Vec::new();
+        let mut rng = StdRng::seed_from_u64(spec.seed);
+        for i in 0..spec.cabinets {
+            let dn = format!("SN{:05}", i + 1);
+            let mut doors = Vec::new();
+            let mut vdoors = Vec::new();
+            let mut plan = BTreeMap::new();
+            for d in 1..=spec.doors {
+                let mut lanes = Vec::new();
+                let mut vlanes = Vec::new();
+                for l in 1..=spec.lanes {
+                    let (sku, _, grams, price) = CATALOGUE[rng.random_range(0..CATALOGUE.len())];
+                    lanes.push(json!({"lane": l, "sku": sku, "capacity": spec.capacity, "restock_threshold": spec.capacity / 5}));
+                    vlanes.push(VirtualLane { lane: LaneNo(l), unit_grams: grams, count: spec.capacity });
+                    plan.insert((DoorNo(d), LaneNo(l)), (sku.to_string(), price));
+                }
+                doors.push(json!({"door": d, "lanes": lanes}));
+                vdoors.push((DoorNo(d), vlanes));
+            }
+            let body = json!({"pk": spec.pk, "dn": dn, "kind": "weight", "location": {"lat": 31.23 + i as f64 * 0.001, "lng": 121.47}, "doors": doors});
+            let (st, resp) = client.post("/api/v1/cabinets", &client.admin, &body).await?;
+            if st != StatusCode::CREATED {
+                bail!("cabinet {dn}: {st} {resp}");
+            }
+            let id = CabinetId::new(&spec.pk, &dn)?;
+            let vc = VirtualCabinet::new(
+                VirtualCabinetSpec { id: id.clone(), doors: vdoors, noise_grams: spec.noise_grams, seed: spec.seed.wrapping_add(i as u64), faults: Faults::default() },
+                app.platform.hub.clone(),
+                app.platform.clock.clone(),
+            );
+            vc.connect().await.map_err(|e| anyhow!("connecting {id}: {e}"))?;
+            cabinets.push(vc);
+            planogram.push(plan);
+        }
+        let fleet = Self { client, cabinets, planogram };
+        for c in &fleet.cabinets {
+            fleet.wait_status(c.id(), "online", Duration::from_secs(10)).await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Polls a cabinet until its status is `want`.
+    pub async fn wait_status(&self, id: &CabinetId, want: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, c) = self.client.get(&format!("/api/v1/cabinets/{id}"), &self.client.admin).await?;
+            if c["status"] == want {
+                return Ok(c);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("cabinet {id} is {} not {want}", c["status"]);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Creates a shopper.
+    pub async fn new_shopper(&self, phone: &str, provider: &str, confirm_mode: &str) -> anyhow::Result<ShopperHandle> {
+        let (st, b) = self.client.post("/api/v1/shoppers", "", &json!({"phone": phone, "provider": provider, "confirm_mode": confirm_mode})).await?;
+        if st != StatusCode::CREATED {
+            bail!("shopper: {st} {b}");
+        }
+        Ok(ShopperHandle {
+            id: b["shopper_id"].as_str().context("shopper_id")?.to_string(),
+            token: b["token"].as_str().context("token")?.to_string(),
+        })
+    }
+
+    /// Scans `door` of cabinet `cab`, confirms if asked, waits for the door, takes
+    /// `takes` (lane, qty), closes, and waits for the order to end.
+    pub async fn purchase(&self, shopper: &ShopperHandle, cab: usize, door: DoorNo, takes: &[(LaneNo, u32)]) -> anyhow::Result<Purchase> {
+        let vc = &self.cabinets[cab];
+        let (st, created) = self.client.post("/api/v1/orders", &shopper.token, &json!({"cabinet": vc.id().to_string(), "door": door.0})).await?;
+        if st != StatusCode::CREATED {
+            bail!("scan refused: {st} {created}");
+        }
+        let order_id = created["order_id"].as_str().context("order_id")?.to_string();
+        let confirm = match created["confirm_url"].as_str() {
+            Some(u) => Some(u.to_string()),
+            None => {
+                let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
+                o["payment"]["confirm_url"].as_str().map(str::to_string)
+            }
+        };
+        if let Some(url) = confirm {
+            let path = url.strip_prefix(&self.client.base).unwrap_or(&url).to_string();
+            let (st, b) = self.client.post(&path, &shopper.token, &json!({})).await?;
+            if st != StatusCode::OK {
+                bail!("confirm: {st} {b}");
+            }
+        }
+        if !vc.wait_open(door, Duration::from_secs(15)).await {
+            bail!("door {} of {} never opened for order {order_id}", door.0, vc.id());
+        }
+        let mut taken = Vec::new();
+        for (lane, qty) in takes {
+            let got = vc.take(door, *lane, *qty).await.map_err(|e| anyhow!("take: {e}"))?;
+            if got > 0 {
+                let (sku, price) = self.planogram[cab].get(&(door, *lane)).cloned().context("lane in planogram")?;
+                taken.push((door, *lane, sku, got, price));
+            }
+        }
+        vc.close(door).await.map_err(|e| anyhow!("close: {e}"))?;
+        let order = self.wait_terminal(&order_id, &shopper.token, Duration::from_secs(30)).await?;
+        Ok(Purchase { order_id, taken, order })
+    }
+
+    /// Polls an order until it reaches an end state (paid, cancelled, abnormal, …).
+    pub async fn wait_terminal(&self, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
+            let state = o["state"].as_str().unwrap_or_default();
+            if matches!(state, "paid" | "cancelled" | "abnormal" | "refunded" | "partially_refunded") {
+                return Ok(o);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("order {order_id} still {state}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A random take for a door: 1–3 lanes, 1–3 items each (bounded by stock).
+    pub fn random_takes(&self, rng: &mut StdRng, cab: usize, door: DoorNo) -> Vec<(LaneNo, u32)> {
+        let counts = self.cabinets[cab].counts();
+        let lanes: Vec<(LaneNo, u32)> = counts.iter().filter(|((d, _), c)| *d == door && **c > 0).map(|((_, l), c)| (*l, *c)).collect();
+        let mut takes = Vec::new();
+        for (lane, stock) in lanes {
+            if rng.random_bool(0.5) {
+                takes.push((lane, rng.random_range(1..=3u32).min(stock)));
+            }
+        }
+        takes
+    }
+}

@@ -1,0 +1,8 @@
+//! The `tare` binary's library: wiring the embedded platform with its sandboxes and HTTP
+//! API ([`app`]), the virtual fleet and the shoppers that drive it ([`fleet`]), and the
+//! benchmarks ([`bench`]). The end-to-end tests in `tests/` use the same pieces.
+
+pub mod app;
+pub mod bench;
+pub mod fleet;
+pub mod tail;
