@@ -393,13 +393,9 @@ impl Platform {
         let order_id = uuid::Uuid::now_v7().to_string();
         let at = self.clock.now_ms();
         let meta = || self.meta(&order_id, "api:create_order");
-        self.aggregates
-            .shoppers
-            .execute(shopper_id, ShopperCommand::BeginOrder { order_id: order_id.clone(), at }, meta())
-            .await
-            .map_err(ServiceError::from_command)?;
+        self.begin_shopper_order(shopper_id, &order_id, at).await?;
         let holder = Holder::Order { order_id: order_id.clone(), shopper_id: shopper_id.to_string() };
-        if let Err(e) = self.aggregates.cabinets.execute(&cabinet_id.to_string(), CabinetCommand::AcquireDoor { door, holder, at }, meta()).await {
+        if let Err(e) = self.acquire_door(&cabinet, cabinet_id, door, holder, at, &order_id).await {
             let undo = ShopperCommand::EndOrder { order_id: order_id.clone(), outcome: "abandoned".into(), at };
             if let Err(u) = self.aggregates.shoppers.execute(shopper_id, undo, meta()).await {
                 tracing::error!(%order_id, error = %u, "could not release the shopper's order slot");
@@ -420,6 +416,54 @@ impl Platform {
         };
         self.aggregates.orders.execute(&order_id, cmd, meta()).await.map_err(ServiceError::from_command)?;
         self.order(&order_id).await
+    }
+
+    /// Takes a door. If the previous purchase on it has finished weighing but its
+    /// door-release effect has not run yet, runs that (idempotent) effect now.
+    async fn acquire_door(&self, cabinet: &Cabinet, cabinet_id: &CabinetId, door: DoorNo, holder: Holder, at: tare_domain::UnixMs, order_id: &str) -> Result<(), CommandError<tare_domain::cabinet::CabinetError>> {
+        let acquire = || CabinetCommand::AcquireDoor { door, holder: holder.clone(), at };
+        let first = self.aggregates.cabinets.execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order")).await;
+        let Err(CommandError::Rejected(tare_domain::cabinet::CabinetError::DoorBusy)) = first else {
+            return first;
+        };
+        let fresh = self.aggregates.cabinets.load(&cabinet_id.to_string()).await?;
+        let held_by = fresh.door(door).ok().and_then(|d| d.holder.clone()).or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
+        if let Some(Holder::Order { order_id: previous, .. }) = held_by {
+            let prev = self.aggregates.orders.load(&previous).await.map_err(|e| CommandError::Store(e.to_string()))?;
+            if prev.state.is_terminal() || prev.state == tare_domain::order::OrderState::Charging {
+                let job = crate::jobs::ClaimedJob {
+                    key: format!("order:{previous}:finish-door"),
+                    effect: tare_sagas::Effect::FinishDoorSession { order_id: previous.clone() },
+                    attempts: 0,
+                    due_at: at,
+                };
+                let _ = self.effects.run(&job).await;
+                return self.aggregates.cabinets.execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order")).await;
+            }
+        }
+        first
+    }
+
+    /// Takes the shopper's open-order slot. If an earlier order still holds it but has
+    /// already ended (its slot is freed by an effect that may not have run yet), frees it
+    /// now instead of refusing the shopper.
+    async fn begin_shopper_order(&self, shopper_id: &str, order_id: &str, at: tare_domain::UnixMs) -> Result<(), ServiceError> {
+        use crate::store::CommandError;
+        use tare_domain::shopper::ShopperError;
+        let meta = || self.meta(order_id, "api:create_order");
+        let begin = || ShopperCommand::BeginOrder { order_id: order_id.to_string(), at };
+        match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
+            Err(CommandError::Rejected(ShopperError::UnpaidOrder(previous))) => {
+                let prev = self.order(&previous).await?;
+                if !prev.state.is_terminal() {
+                    return Err(ServiceError::Conflict { code: "unpaid_order", message: format!("shopper has an unpaid order {previous}") });
+                }
+                let end = ShopperCommand::EndOrder { order_id: previous, outcome: format!("{:?}", prev.state).to_lowercase(), at };
+                self.aggregates.shoppers.execute(shopper_id, end, meta()).await.map_err(ServiceError::from_command)?;
+                self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await.map_err(ServiceError::from_command)
+            }
+            other => other.map_err(ServiceError::from_command),
+        }
     }
 
     /// An order (404 if unknown).
