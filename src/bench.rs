@@ -103,7 +103,7 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
                             summary.mismatched.push(p.order_id.clone());
                         }
                     } else if !(state == "cancelled" && p.taken.is_empty()) {
-                        summary.mismatched.push(format!("{} ended {state} after taking {:?}", p.order_id, p.taken));
+                        summary.mismatched.push(format!("{} ended {state} ({}) after taking {:?}", p.order_id, p.order["anomalies"], p.taken));
                     }
                     *summary.states.entry(state).or_default() += 1;
                 }

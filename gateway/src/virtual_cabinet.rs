@@ -311,12 +311,13 @@ impl VirtualCabinet {
                 if !faults.drop_acks {
                     self.send("ack", ack("ok", None, None)).await?;
                 }
-                lock(&self.state).open.insert(door);
-                self.door_moved.notify_waiters();
+                // The door reports itself open before anyone can reach in (and close it).
                 if !faults.lose_open_events {
                     self.send("door", json!({"door": door.0, "state": "open", "cmd_id": cmd.cmd_id})).await?;
                 }
+                lock(&self.state).open.insert(door);
                 self.send_weight(door, false).await?;
+                self.door_moved.notify_waiters();
             }
             "query_door" => {
                 let state = if self.is_open(door) { "open" } else { "closed" };

@@ -70,10 +70,10 @@ impl Jobs {
     /// Claims up to `limit` due jobs for `lease_ms` (a claim that is not completed in
     /// time is claimed again by whoever looks next).
     pub async fn claim_due(&self, now: UnixMs, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedJob>, DbError> {
-        let rows: Vec<(String, String, i64, i64)> = match &self.db {
+        let rows: Vec<(String, String, i64, i64, i64)> = match &self.db {
             Db::Sqlite { write, .. } => {
                 sqlx::query_as(
-                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at LIMIT $4) RETURNING key, effect, attempts, due_at",
+                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at, source, key LIMIT $4) RETURNING key, effect, attempts, due_at, COALESCE(source, 0)",
                 )
                 .bind(now + lease_ms).bind(now).bind(now).bind(limit)
                 .fetch_all(write)
@@ -81,7 +81,7 @@ impl Jobs {
             }
             Db::Postgres(pool) => {
                 sqlx::query_as(
-                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING key, effect, attempts::bigint, due_at",
+                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 ORDER BY due_at, source, key LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING key, effect, attempts::bigint, due_at, COALESCE(source, 0)",
                 )
                 .bind(now + lease_ms).bind(now).bind(now).bind(limit)
                 .fetch_all(pool)
@@ -89,7 +89,9 @@ impl Jobs {
             }
         };
         let mut out = Vec::with_capacity(rows.len());
-        for (key, effect, attempts, due_at) in rows {
+        let mut rows = rows;
+        rows.sort_by(|a, b| (a.3, a.4, &a.0).cmp(&(b.3, b.4, &b.0)));
+        for (key, effect, attempts, due_at, _source) in rows {
             match serde_json::from_str(&effect) {
                 Ok(effect) => out.push(ClaimedJob { key, effect, attempts, due_at }),
                 Err(e) => {

@@ -357,17 +357,34 @@ impl EffectContext {
     }
 }
 
-/// Runs due effects until `stop` changes: claims, runs concurrently, records outcomes.
+/// Claims the due effects, runs them (orders side by side, each order's effects in
+/// sequence) and records their outcomes. Returns how many it claimed.
 pub async fn execute_due(ctx: &EffectContext, jobs: &Jobs, limit: i64, concurrency: usize) -> Result<usize, crate::db::DbError> {
     let now = ctx.clock.now_ms();
     let claimed = jobs.claim_due(now, limit, 30_000).await?;
     let n = claimed.len();
-    let results: Vec<(ClaimedJob, EffectOutcome)> = futures::stream::iter(claimed)
-        .map(|job| async move {
-            let outcome = ctx.run(&job).await;
-            (job, outcome)
+    // One lane per order: its effects run one after another in commit order (a door's
+    // open is recorded before its close), different orders run side by side.
+    let mut lanes: Vec<Vec<ClaimedJob>> = Vec::new();
+    let mut lane_of: HashMap<String, usize> = HashMap::new();
+    for job in claimed {
+        let i = *lane_of.entry(job.effect.order_id().to_string()).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[i].push(job);
+    }
+    let results: Vec<(ClaimedJob, EffectOutcome)> = futures::stream::iter(lanes)
+        .map(|lane| async move {
+            let mut out = Vec::with_capacity(lane.len());
+            for job in lane {
+                let outcome = ctx.run(&job).await;
+                out.push((job, outcome));
+            }
+            out
         })
         .buffer_unordered(concurrency)
+        .flat_map(futures::stream::iter)
         .collect()
         .await;
     let now = ctx.clock.now_ms();

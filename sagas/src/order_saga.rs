@@ -179,6 +179,31 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The order this effect belongs to: effects of one order run one at a time, in
+    /// the order their causes were committed.
+    pub fn order_id(&self) -> &str {
+        match self {
+            Self::OpenPayment { order_id }
+            | Self::CancelPayment { order_id, .. }
+            | Self::AuthorizeOrder { order_id }
+            | Self::ExpireAuthorization { order_id }
+            | Self::SendDoorCommand { order_id, .. }
+            | Self::CheckDoor { order_id, .. }
+            | Self::RecordDoorOpened { order_id, .. }
+            | Self::RecordDoorClosed { order_id, .. }
+            | Self::SettleWeights { order_id, .. }
+            | Self::FinishDoorSession { order_id }
+            | Self::RedeemCoupon { order_id }
+            | Self::Collect { order_id, .. }
+            | Self::RetryCollection { order_id, .. }
+            | Self::MarkOrderPaid { order_id, .. }
+            | Self::RecordChargeFailure { order_id, .. }
+            | Self::EndShopperOrder { order_id, .. } => order_id,
+        }
+    }
+}
+
 /// An effect with its idempotency key and due time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scheduled {

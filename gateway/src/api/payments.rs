@@ -43,7 +43,10 @@ pub(super) async fn callback(State(s): State<Arc<ApiState>>, Path(name): Path<St
         return Err(refused(ApiError::Unauthorized("unsigned notification".into())));
     };
     let ts_ms: i64 = ts.parse().map_err(|_| refused(ApiError::Unauthorized("bad timestamp".into())))?;
-    if (s.platform.clock.now_ms() - ts_ms).abs() > CALLBACK_WINDOW_MS && !matches!(s.platform.clock, tare_platform::clock::PlatformClock::Manual(_)) {
+    // Real time, not the platform's (possibly driven) clock: the provider signs with its
+    // wall clock.
+    let now = tare_sagas::ports::Clock::now_ms(&tare_platform::clock::SystemClock);
+    if (now - ts_ms).abs() > CALLBACK_WINDOW_MS {
         return Err(refused(ApiError::Unauthorized("stale timestamp".into())));
     }
     if !verify(key, &ts, &body, &sig) {

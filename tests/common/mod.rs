@@ -1,0 +1,100 @@
+//! Shared helpers for the end-to-end tests: an app per test on a fresh store (an SQLite
+//! file in a temporary directory, or a scratch PostgreSQL database on the machine's
+//! server), with typed request helpers. Every test runs against both stores.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use tare::app::{App, AppConfig};
+use tare_platform::platform::StoreConfig;
+
+/// The PostgreSQL server the tests use (a scratch database per test is made on it).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TARE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh store; dropped (directory removed / database dropped) by [`TestStore::cleanup`].
+pub struct TestStore {
+    pub config: StoreConfig,
+    dir: Option<PathBuf>,
+    pg_url: Option<String>,
+}
+
+impl TestStore {
+    pub async fn new(kind: Store) -> Self {
+        match kind {
+            Store::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("tare-test-{}", uuid::Uuid::new_v4().simple()));
+                Self { config: StoreConfig::Sqlite(dir.clone()), dir: Some(dir), pg_url: None }
+            }
+            Store::Postgres => {
+                let url = tare_platform::db::create_scratch_postgres(&postgres_admin_url(), "tare_test").await.expect("scratch database");
+                Self { config: StoreConfig::Postgres(url.clone()), dir: None, pg_url: Some(url) }
+            }
+        }
+    }
+
+    pub async fn cleanup(self) {
+        if let Some(d) = self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(url) = self.pg_url {
+            let _ = tare_platform::db::drop_scratch_postgres(&postgres_admin_url(), &url).await;
+        }
+    }
+}
+
+/// An app config on `store` with a zero stable-weight wait (tests that need the wait
+/// set it themselves).
+pub fn config(store: &TestStore) -> AppConfig {
+    let mut cfg = AppConfig::embedded(std::env::temp_dir());
+    cfg.store = store.config.clone();
+    cfg.saga.stable_wait_ms = 0;
+    cfg
+}
+
+pub async fn start(store: &TestStore) -> App {
+    App::start(config(store)).await.expect("app starts")
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Defines `sqlite` and `postgres` variants of an async test body taking a [`Store`].
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body($crate::common::Store::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body($crate::common::Store::Postgres).await
+            }
+        }
+    };
+}
