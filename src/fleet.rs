@@ -235,7 +235,8 @@ impl Fleet {
             }
         }
         if !vc.wait_open(door, Duration::from_secs(15)).await {
-            bail!("door {} of {} never opened for order {order_id}", door.0, vc.id());
+            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
+            bail!("door {} of {} never opened for order {order_id}: {} {}", door.0, vc.id(), o["state"], o["payment"]);
         }
         let mut taken = Vec::new();
         for (lane, qty) in takes {

@@ -458,6 +458,20 @@ impl Platform {
                 if !prev.state.is_terminal() {
                     return Err(ServiceError::Conflict { code: "unpaid_order", message: format!("shopper has an unpaid order {previous}") });
                 }
+                if matches!(prev.state, tare_domain::order::OrderState::Cancelled | tare_domain::order::OrderState::Abnormal) {
+                    // Its provider-side order must be gone before the next one is asked
+                    // for (a provider limits open orders per shopper): run the saga's
+                    // idempotent cancel now rather than wait for it.
+                    let job = crate::jobs::ClaimedJob {
+                        key: format!("order:{previous}:cancel-payment"),
+                        effect: tare_sagas::Effect::CancelPayment { order_id: previous.clone(), reason: "order_ended".into() },
+                        attempts: 0,
+                        due_at: at,
+                    };
+                    if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) = self.effects.run(&job).await {
+                        return Err(ServiceError::Conflict { code: "previous_order_closing", message: format!("the previous order is still closing at the provider: {e}") });
+                    }
+                }
                 let end = ShopperCommand::EndOrder { order_id: previous, outcome: format!("{:?}", prev.state).to_lowercase(), at };
                 self.aggregates.shoppers.execute(shopper_id, end, meta()).await.map_err(ServiceError::from_command)?;
                 self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await.map_err(ServiceError::from_command)
