@@ -58,11 +58,25 @@ pub fn random_token() -> String {
 /// asynchronously (result by callback) and allows 3 open orders per shopper; Alipay
 /// collects synchronously and allows 1 [P1].
 pub fn default_sandboxes() -> HashMap<ProviderKind, Arc<SandboxProvider>> {
-    let wechat = SandboxBehaviour { async_collection: true, max_pending_per_shopper: 3, ..Default::default() };
-    let alipay = SandboxBehaviour { async_collection: false, max_pending_per_shopper: 1, ..Default::default() };
+    let wechat = SandboxBehaviour {
+        async_collection: true,
+        max_pending_per_shopper: 3,
+        ..Default::default()
+    };
+    let alipay = SandboxBehaviour {
+        async_collection: false,
+        max_pending_per_shopper: 1,
+        ..Default::default()
+    };
     HashMap::from([
-        (ProviderKind::Wechat, SandboxProvider::new(ProviderKind::Wechat, random_token().as_bytes(), wechat)),
-        (ProviderKind::Alipay, SandboxProvider::new(ProviderKind::Alipay, random_token().as_bytes(), alipay)),
+        (
+            ProviderKind::Wechat,
+            SandboxProvider::new(ProviderKind::Wechat, random_token().as_bytes(), wechat),
+        ),
+        (
+            ProviderKind::Alipay,
+            SandboxProvider::new(ProviderKind::Alipay, random_token().as_bytes(), alipay),
+        ),
     ])
 }
 
@@ -85,7 +99,13 @@ impl App {
     pub async fn start(cfg: AppConfig) -> anyhow::Result<Self> {
         let sandboxes = cfg.sandboxes.clone().unwrap_or_else(default_sandboxes);
         let providers: Vec<Arc<dyn PaymentProvider>> = sandboxes.values().map(|s| s.clone() as Arc<dyn PaymentProvider>).collect();
-        let pcfg = PlatformConfig { store: cfg.store.clone(), saga: cfg.saga, node: cfg.node.clone(), clock: cfg.clock.clone(), effect_concurrency: 32 };
+        let pcfg = PlatformConfig {
+            store: cfg.store.clone(),
+            saga: cfg.saga,
+            node: cfg.node.clone(),
+            clock: cfg.clock.clone(),
+            effect_concurrency: 32,
+        };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         let state = Arc::new(ApiState {
             platform: platform.clone(),
@@ -94,12 +114,20 @@ impl App {
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
         });
-        let http = HttpServer::start(&cfg.http, state).await.with_context(|| format!("binding {}", cfg.http))?;
+        let http = HttpServer::start(&cfg.http, state)
+            .await
+            .with_context(|| format!("binding {}", cfg.http))?;
         let base_url = format!("http://{}", http.addr);
         for s in sandboxes.values() {
             s.set_callback_base(&base_url);
         }
-        Ok(Self { platform, http, base_url, sandboxes, admin_token: cfg.admin_token })
+        Ok(Self {
+            platform,
+            http,
+            base_url,
+            sandboxes,
+            admin_token: cfg.admin_token,
+        })
     }
 
     /// Stops the HTTP API, then the platform.

@@ -52,8 +52,16 @@ impl fmt::Display for Summary {
         for (s, n) in &self.states {
             writeln!(f, "  {s}: {n}")?;
         }
-        writeln!(f, "charged: {} cents (expected from true takes: {} cents)", self.charged_cents, self.expected_cents)?;
-        writeln!(f, "provider collections: {}, double charges: {}", self.provider_charges, self.double_charges)?;
+        writeln!(
+            f,
+            "charged: {} cents (expected from true takes: {} cents)",
+            self.charged_cents, self.expected_cents
+        )?;
+        writeln!(
+            f,
+            "provider collections: {}, double charges: {}",
+            self.provider_charges, self.double_charges
+        )?;
         if !self.mismatched.is_empty() {
             writeln!(f, "MISMATCHED orders: {:?}", self.mismatched)?;
         }
@@ -75,7 +83,12 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
         let fleet = fleet.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(cab as u64));
-            let modes = [("wechat", "once"), ("alipay", "each_time"), ("wechat", "each_time"), ("alipay", "once")];
+            let modes = [
+                ("wechat", "once"),
+                ("alipay", "each_time"),
+                ("wechat", "each_time"),
+                ("alipay", "once"),
+            ];
             let (provider, mode) = modes[cab % modes.len()];
             let shopper = fleet.new_shopper(&format!("1390000{:04}", cab), provider, mode).await?;
             let mut out: Vec<anyhow::Result<Purchase>> = Vec::new();
@@ -88,7 +101,10 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
             anyhow::Ok(out)
         }));
     }
-    let mut summary = Summary { purchases: n, ..Default::default() };
+    let mut summary = Summary {
+        purchases: n,
+        ..Default::default()
+    };
     for t in tasks {
         for p in t.await.context("purchase task")?? {
             match p {
@@ -103,7 +119,10 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
                             summary.mismatched.push(p.order_id.clone());
                         }
                     } else if !(state == "cancelled" && p.taken.is_empty()) {
-                        summary.mismatched.push(format!("{} ended {state} ({}) after taking {:?}", p.order_id, p.order["anomalies"], p.taken));
+                        summary.mismatched.push(format!(
+                            "{} ended {state} ({}) after taking {:?}",
+                            p.order_id, p.order["anomalies"], p.taken
+                        ));
                     }
                     *summary.states.entry(state).or_default() += 1;
                 }
@@ -149,7 +168,12 @@ pub struct BenchArgs {
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -180,8 +204,13 @@ async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
         tare_platform::db::drop_scratch_postgres(&a.postgres_admin, &url).await?;
         rows.push(r?);
     }
-    println!("\n## tare bench purchase ({} purchases per store, {} cabinets at once, zero stable-weight wait)\n", a.orders, a.cabinets);
-    println!("| store | event rows written per s ÷ raw single-row inserts per s | purchases/s | events per purchase | raw inserts/s | outcome |");
+    println!(
+        "\n## tare bench purchase ({} purchases per store, {} cabinets at once, zero stable-weight wait)\n",
+        a.orders, a.cabinets
+    );
+    println!(
+        "| store | event rows written per s ÷ raw single-row inserts per s | purchases/s | events per purchase | raw inserts/s | outcome |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in &rows {
         let ratio = r.purchases_per_s * r.events_per_purchase / r.raw_inserts_per_s;
@@ -192,7 +221,11 @@ async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
             r.purchases_per_s,
             r.events_per_purchase,
             r.raw_inserts_per_s,
-            if r.consistent { "all terminal, charges exact, no double charge" } else { "INCONSISTENT" }
+            if r.consistent {
+                "all terminal, charges exact, no double charge"
+            } else {
+                "INCONSISTENT"
+            }
         );
     }
     println!("\npeak memory (VmHWM, whole process): {:.1} MiB", peak_rss_mib());
@@ -204,7 +237,11 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
     cfg.store = store;
     cfg.saga.stable_wait_ms = 0;
     let app = App::start(cfg).await?;
-    let spec = FleetSpec { cabinets: a.cabinets, capacity: 200, ..FleetSpec::default() };
+    let spec = FleetSpec {
+        cabinets: a.cabinets,
+        capacity: 200,
+        ..FleetSpec::default()
+    };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
     let head_before = app.platform.feed.head().await?;
     let started = Instant::now();
@@ -240,9 +277,15 @@ async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
             sqlx::query(ddl_sqlite).execute(write).await?;
             for e in &events {
                 sqlx::query(insert)
-                    .bind(&e.aggregate_type).bind(&e.aggregate_id).bind(e.sequence).bind(&e.event_type).bind(&e.event_version)
-                    .bind(e.payload.to_string()).bind(e.metadata.to_string())
-                    .execute(write).await?;
+                    .bind(&e.aggregate_type)
+                    .bind(&e.aggregate_id)
+                    .bind(e.sequence)
+                    .bind(&e.event_type)
+                    .bind(&e.event_version)
+                    .bind(e.payload.to_string())
+                    .bind(e.metadata.to_string())
+                    .execute(write)
+                    .await?;
             }
         }
         tare_platform::db::Db::Postgres(pool) => {
@@ -250,9 +293,15 @@ async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
             let insert = "INSERT INTO bench_raw_events VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)";
             for e in &events {
                 sqlx::query(insert)
-                    .bind(&e.aggregate_type).bind(&e.aggregate_id).bind(e.sequence).bind(&e.event_type).bind(&e.event_version)
-                    .bind(e.payload.to_string()).bind(e.metadata.to_string())
-                    .execute(pool).await?;
+                    .bind(&e.aggregate_type)
+                    .bind(&e.aggregate_id)
+                    .bind(e.sequence)
+                    .bind(&e.event_type)
+                    .bind(&e.event_version)
+                    .bind(e.payload.to_string())
+                    .bind(e.metadata.to_string())
+                    .execute(pool)
+                    .await?;
             }
         }
     }

@@ -29,7 +29,11 @@ impl ApiClient {
     /// A client for `app`.
     pub fn new(base: &str, admin: &str) -> Self {
         Self {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build().unwrap_or_default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
             base: base.to_string(),
             admin: admin.to_string(),
         }
@@ -39,18 +43,30 @@ impl ApiClient {
         let resp = req.send().await?;
         let status = resp.status();
         let text = resp.text().await?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok((status, body))
     }
 
     /// POST JSON with a bearer token.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
-        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body))
+            .await
     }
 
     /// POST raw bytes (for malformed-input tests).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
-        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).header("content-type", "application/json").body(body.to_string())).await
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
     }
 
     /// GET with a bearer token.
@@ -90,7 +106,15 @@ pub struct FleetSpec {
 
 impl Default for FleetSpec {
     fn default() -> Self {
-        Self { cabinets: 3, doors: 2, lanes: 3, capacity: 20, noise_grams: 1.0, seed: 7, pk: "wc1".into() }
+        Self {
+            cabinets: 3,
+            doors: 2,
+            lanes: 3,
+            capacity: 20,
+            noise_grams: 1.0,
+            seed: 7,
+            pk: "wc1".into(),
+        }
     }
 }
 
@@ -137,7 +161,13 @@ impl Fleet {
     pub async fn provision(app: &App, spec: &FleetSpec) -> anyhow::Result<Self> {
         let client = ApiClient::new(&app.base_url, &app.admin_token);
         for (sku, name, grams, price) in CATALOGUE {
-            let (st, body) = client.post("/api/v1/products", &client.admin, &json!({"sku": sku, "name": name, "unit_grams": grams, "price_cents": price})).await?;
+            let (st, body) = client
+                .post(
+                    "/api/v1/products",
+                    &client.admin,
+                    &json!({"sku": sku, "name": name, "unit_grams": grams, "price_cents": price}),
+                )
+                .await?;
             if st != StatusCode::CREATED && st != StatusCode::CONFLICT {
                 bail!("product {sku}: {st} {body}");
             }
@@ -156,7 +186,11 @@ impl Fleet {
                 for l in 1..=spec.lanes {
                     let (sku, _, grams, price) = CATALOGUE[rng.random_range(0..CATALOGUE.len())];
                     lanes.push(json!({"lane": l, "sku": sku, "capacity": spec.capacity, "restock_threshold": spec.capacity / 5}));
-                    vlanes.push(VirtualLane { lane: LaneNo(l), unit_grams: grams, count: spec.capacity });
+                    vlanes.push(VirtualLane {
+                        lane: LaneNo(l),
+                        unit_grams: grams,
+                        count: spec.capacity,
+                    });
                     plan.insert((DoorNo(d), LaneNo(l)), (sku.to_string(), price));
                 }
                 doors.push(json!({"door": d, "lanes": lanes}));
@@ -169,7 +203,13 @@ impl Fleet {
             }
             let id = CabinetId::new(&spec.pk, &dn)?;
             let vc = VirtualCabinet::new(
-                VirtualCabinetSpec { id: id.clone(), doors: vdoors, noise_grams: spec.noise_grams, seed: spec.seed.wrapping_add(i as u64), faults: Faults::default() },
+                VirtualCabinetSpec {
+                    id: id.clone(),
+                    doors: vdoors,
+                    noise_grams: spec.noise_grams,
+                    seed: spec.seed.wrapping_add(i as u64),
+                    faults: Faults::default(),
+                },
                 app.platform.hub.clone(),
                 app.platform.clock.clone(),
             );
@@ -177,7 +217,11 @@ impl Fleet {
             cabinets.push(vc);
             planogram.push(plan);
         }
-        let fleet = Self { client, cabinets, planogram };
+        let fleet = Self {
+            client,
+            cabinets,
+            planogram,
+        };
         for c in &fleet.cabinets {
             fleet.wait_status(c.id(), "online", Duration::from_secs(10)).await?;
         }
@@ -201,7 +245,14 @@ impl Fleet {
 
     /// Creates a shopper.
     pub async fn new_shopper(&self, phone: &str, provider: &str, confirm_mode: &str) -> anyhow::Result<ShopperHandle> {
-        let (st, b) = self.client.post("/api/v1/shoppers", "", &json!({"phone": phone, "provider": provider, "confirm_mode": confirm_mode})).await?;
+        let (st, b) = self
+            .client
+            .post(
+                "/api/v1/shoppers",
+                "",
+                &json!({"phone": phone, "provider": provider, "confirm_mode": confirm_mode}),
+            )
+            .await?;
         if st != StatusCode::CREATED {
             bail!("shopper: {st} {b}");
         }
@@ -215,7 +266,14 @@ impl Fleet {
     /// `takes` (lane, qty), closes, and waits for the order to end.
     pub async fn purchase(&self, shopper: &ShopperHandle, cab: usize, door: DoorNo, takes: &[(LaneNo, u32)]) -> anyhow::Result<Purchase> {
         let vc = &self.cabinets[cab];
-        let (st, created) = self.client.post("/api/v1/orders", &shopper.token, &json!({"cabinet": vc.id().to_string(), "door": door.0})).await?;
+        let (st, created) = self
+            .client
+            .post(
+                "/api/v1/orders",
+                &shopper.token,
+                &json!({"cabinet": vc.id().to_string(), "door": door.0}),
+            )
+            .await?;
         if st != StatusCode::CREATED {
             bail!("scan refused: {st} {created}");
         }
@@ -236,7 +294,13 @@ impl Fleet {
         }
         if !vc.wait_open(door, Duration::from_secs(15)).await {
             let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
-            bail!("door {} of {} never opened for order {order_id}: {} {}", door.0, vc.id(), o["state"], o["payment"]);
+            bail!(
+                "door {} of {} never opened for order {order_id}: {} {}",
+                door.0,
+                vc.id(),
+                o["state"],
+                o["payment"]
+            );
         }
         let mut taken = Vec::new();
         for (lane, qty) in takes {
@@ -270,7 +334,11 @@ impl Fleet {
     /// A random take for a door: 1–3 lanes, 1–3 items each (bounded by stock).
     pub fn random_takes(&self, rng: &mut StdRng, cab: usize, door: DoorNo) -> Vec<(LaneNo, u32)> {
         let counts = self.cabinets[cab].counts();
-        let lanes: Vec<(LaneNo, u32)> = counts.iter().filter(|((d, _), c)| *d == door && **c > 0).map(|((_, l), c)| (*l, *c)).collect();
+        let lanes: Vec<(LaneNo, u32)> = counts
+            .iter()
+            .filter(|((d, _), c)| *d == door && **c > 0)
+            .map(|((_, l), c)| (*l, *c))
+            .collect();
         let mut takes = Vec::new();
         for (lane, stock) in lanes {
             if rng.random_bool(0.5) {

@@ -88,7 +88,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn now_hms() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let s = (ms / 1000) % 86_400;
     format!("{:02}:{:02}:{:02}.{:03}", s / 3600, (s / 60) % 60, s % 60, ms % 1000)
 }
@@ -103,7 +106,7 @@ fn spawn_step_log(app: &App) {
                 Ok(events) if !events.is_empty() => {
                     for ev in &events {
                         if let Some(line) = tare::tail::describe(ev) {
-                            println!("{} {line}", now_hms());
+                            println!("{} {line}", hms(ev.time()));
                         }
                         pos = ev.position;
                     }
@@ -126,22 +129,40 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let generated = a.admin_token.is_none();
     cfg.admin_token = a.admin_token.clone().unwrap_or_else(tare::app::random_token);
     let app = App::start(cfg).await?;
-    println!("listening http={} mqtt={}", app.http.addr, a.mqtt.as_deref().map_or("none", |_| "none (MQTT gateway not built yet)"));
+    println!(
+        "listening http={} mqtt={}",
+        app.http.addr,
+        a.mqtt.as_deref().map_or("none", |_| "none (MQTT gateway not built yet)")
+    );
     if generated {
         println!("admin token (shown once): {}", app.admin_token);
     }
     if a.demo {
         spawn_step_log(&app);
-        let spec = FleetSpec { cabinets: a.demo_cabinets, pk: format!("demo{}", std::process::id()), ..FleetSpec::default() };
+        let spec = FleetSpec {
+            cabinets: a.demo_cabinets,
+            pk: format!("demo{}", std::process::id()),
+            ..FleetSpec::default()
+        };
         let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
-        println!("demo fleet: {} cabinets online; shoppers are buying (Ctrl-C to stop)", fleet.cabinets.len());
+        println!(
+            "demo fleet: {} cabinets online; shoppers are buying (Ctrl-C to stop)",
+            fleet.cabinets.len()
+        );
         for cab in 0..fleet.cabinets.len() {
             let fleet = fleet.clone();
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(cab as u64);
-                let modes = [("wechat", "once"), ("alipay", "each_time"), ("wechat", "each_time"), ("alipay", "once")];
+                let modes = [
+                    ("wechat", "once"),
+                    ("alipay", "each_time"),
+                    ("wechat", "each_time"),
+                    ("alipay", "once"),
+                ];
                 let (provider, mode) = modes[cab % modes.len()];
-                let Ok(shopper) = fleet.new_shopper(&format!("1380000{:04}", cab), provider, mode).await else { return };
+                let Ok(shopper) = fleet.new_shopper(&format!("1380000{:04}", cab), provider, mode).await else {
+                    return;
+                };
                 loop {
                     let door = DoorNo(rng.random_range(1..=2));
                     let takes = fleet.random_takes(&mut rng, cab, door);
@@ -171,14 +192,22 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut cfg = AppConfig::embedded(&dir);
     cfg.saga.stable_wait_ms = 0;
     let app = App::start(cfg).await?;
-    let spec = FleetSpec { cabinets: a.cabinets, seed: a.seed, ..FleetSpec::default() };
+    let spec = FleetSpec {
+        cabinets: a.cabinets,
+        seed: a.seed,
+        ..FleetSpec::default()
+    };
     let started = std::time::Instant::now();
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
     let mut summary = tare::bench::run_purchases(&fleet, a.orders, a.seed).await?;
     tare::bench::audit_provider_charges(&app, &mut summary);
     let elapsed = started.elapsed();
     println!("{summary}");
-    println!("elapsed {:.2}s ({:.1} purchases/s)", elapsed.as_secs_f64(), a.orders as f64 / elapsed.as_secs_f64());
+    println!(
+        "elapsed {:.2}s ({:.1} purchases/s)",
+        elapsed.as_secs_f64(),
+        a.orders as f64 / elapsed.as_secs_f64()
+    );
     let ok = summary.is_consistent();
     app.stop().await;
     if a.data.is_none() {

@@ -19,36 +19,74 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
         AnyEvent::Order(e) => {
             let o = short(id);
             match e {
-                OrderEvent::OrderCreated { cabinet, door, shopper_id, provider, .. } => {
-                    format!("order {o}: scanned {cabinet} door {} by shopper {} ({})", door.0, short(&shopper_id), provider.as_str())
+                OrderEvent::OrderCreated {
+                    cabinet,
+                    door,
+                    shopper_id,
+                    provider,
+                    ..
+                } => {
+                    format!(
+                        "order {o}: scanned {cabinet} door {} by shopper {} ({})",
+                        door.0,
+                        short(&shopper_id),
+                        provider.as_str()
+                    )
                 }
                 OrderEvent::OrderAuthorized { .. } => format!("order {o}: authorized"),
                 OrderEvent::DoorOpenRequested { cmd_id, .. } => format!("order {o}: open_door sent ({cmd_id})"),
                 OrderEvent::DoorQueryRequested { attempt, .. } => format!("order {o}: door not open yet, query_door #{attempt}"),
                 OrderEvent::OrderDoorOpened { .. } => format!("order {o}: door open"),
-                OrderEvent::OrderDoorClosed { unexpected, .. } => format!("order {o}: door closed{}", if unexpected { " (unexpected)" } else { "" }),
-                OrderEvent::WeightsSettled { lines, total, anomalies, .. } => {
+                OrderEvent::OrderDoorClosed { unexpected, .. } => {
+                    format!("order {o}: door closed{}", if unexpected { " (unexpected)" } else { "" })
+                }
+                OrderEvent::WeightsSettled {
+                    lines, total, anomalies, ..
+                } => {
                     let items: Vec<String> = lines.iter().map(|l| format!("{}x{}", l.qty, l.sku)).collect();
-                    let items = if items.is_empty() { "nothing".to_string() } else { items.join(", ") };
-                    let flags = if anomalies.is_empty() { String::new() } else { format!(" anomalies={}", serde_json::to_string(&anomalies).unwrap_or_default()) };
+                    let items = if items.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        items.join(", ")
+                    };
+                    let flags = if anomalies.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" anomalies={}", serde_json::to_string(&anomalies).unwrap_or_default())
+                    };
                     format!("order {o}: weighed {items}, total {total}{flags}")
                 }
                 OrderEvent::ChargeRequested { amount, attempt, .. } => format!("order {o}: charging {amount} (attempt {attempt})"),
                 OrderEvent::ChargeFailed { reason, retry_at, .. } => {
-                    format!("order {o}: charge failed ({reason}), {}", if retry_at.is_some() { "will retry" } else { "dead-lettered" })
+                    format!(
+                        "order {o}: charge failed ({reason}), {}",
+                        if retry_at.is_some() { "will retry" } else { "dead-lettered" }
+                    )
                 }
                 OrderEvent::OrderPaid { amount, .. } => format!("order {o}: PAID {amount}"),
                 OrderEvent::OrderCancelled { reason, .. } => format!("order {o}: cancelled ({reason})"),
-                OrderEvent::OrderMarkedAbnormal { anomalies, .. } => format!("order {o}: ABNORMAL {}", serde_json::to_string(&anomalies).unwrap_or_default()),
+                OrderEvent::OrderMarkedAbnormal { anomalies, .. } => {
+                    format!("order {o}: ABNORMAL {}", serde_json::to_string(&anomalies).unwrap_or_default())
+                }
             }
         }
         AnyEvent::Payment(e) => {
             let o = short(id);
             match e {
                 PaymentEvent::PaymentOpened { provider, confirm_url, .. } => {
-                    format!("order {o}: {} authorization created{}", provider.as_str(), if confirm_url.is_some() { ", waiting for the shopper to confirm" } else { " (pre-authorized)" })
+                    format!(
+                        "order {o}: {} authorization created{}",
+                        provider.as_str(),
+                        if confirm_url.is_some() {
+                            ", waiting for the shopper to confirm"
+                        } else {
+                            " (pre-authorized)"
+                        }
+                    )
                 }
-                PaymentEvent::PaymentCollected { amount, transaction_id, .. } => format!("order {o}: provider collected {amount} ({transaction_id})"),
+                PaymentEvent::PaymentCollected {
+                    amount, transaction_id, ..
+                } => format!("order {o}: provider collected {amount} ({transaction_id})"),
                 PaymentEvent::CollectionFailed { reason, .. } => format!("order {o}: provider declined ({reason})"),
                 PaymentEvent::LateAuthorizationReceived { .. } => format!("order {o}: late authorization, cancelling at the provider"),
                 _ => return None,
@@ -58,11 +96,24 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
             CabinetEvent::DeviceConnected { status, node, .. } => format!("cabinet {id}: connected via {node}, {status:?}"),
             CabinetEvent::CabinetInitialized { .. } => format!("cabinet {id}: initialized, online"),
             CabinetEvent::DeviceDisconnected { .. } => format!("cabinet {id}: disconnected"),
-            CabinetEvent::RestockNeeded { door, lane, sku, stock, .. } => format!("cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left", door.0, lane.0),
-            CabinetEvent::LateDoorEventRecorded { door, seq, applied_seq, .. } => format!("cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})", door.0),
-            CabinetEvent::DoorClosed { door, holder: None, unexpected: true, .. } => format!("cabinet {id}: door {} closed with nobody holding it", door.0),
+            CabinetEvent::RestockNeeded {
+                door, lane, sku, stock, ..
+            } => format!("cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left", door.0, lane.0),
+            CabinetEvent::LateDoorEventRecorded {
+                door, seq, applied_seq, ..
+            } => format!("cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})", door.0),
+            CabinetEvent::DoorClosed {
+                door,
+                holder: None,
+                unexpected: true,
+                ..
+            } => format!("cabinet {id}: door {} closed with nobody holding it", door.0),
             CabinetEvent::DoorOpened { door, holder: None, .. } => format!("cabinet {id}: door {} opened with nobody holding it", door.0),
-            CabinetEvent::DoorOpened { holder: Some(Holder::Restock { .. }), door, .. } => format!("cabinet {id}: door {} opened for restock", door.0),
+            CabinetEvent::DoorOpened {
+                holder: Some(Holder::Restock { .. }),
+                door,
+                ..
+            } => format!("cabinet {id}: door {} opened for restock", door.0),
             _ => return None,
         },
         _ => return None,

@@ -14,7 +14,15 @@ use tare::fleet::{Fleet, FleetSpec};
 async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     let store = TestStore::new(kind).await;
     let app = start(&store).await;
-    let spec = FleetSpec { cabinets: 10, doors: 2, lanes: 3, capacity: 40, noise_grams: 1.0, seed: 11, pk: "e2e".into() };
+    let spec = FleetSpec {
+        cabinets: 10,
+        doors: 2,
+        lanes: 3,
+        capacity: 40,
+        noise_grams: 1.0,
+        seed: 11,
+        pk: "e2e".into(),
+    };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     let opening: BTreeMap<_, _> = fleet.cabinets.iter().map(|c| (c.id().clone(), c.counts())).collect();
 
@@ -27,18 +35,28 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     assert!(summary.mismatched.is_empty(), "{summary}");
     assert_eq!(summary.charged_cents, summary.expected_cents, "{summary}");
     assert_eq!(summary.double_charges, 0, "{summary}");
-    assert_eq!(summary.provider_charges, summary.states["paid"], "one collection per paid order: {summary}");
+    assert_eq!(
+        summary.provider_charges, summary.states["paid"],
+        "one collection per paid order: {summary}"
+    );
     let provider_total: i64 = app.sandboxes.values().flat_map(|s| s.charges()).map(|c| c.amount.0).sum();
     assert_eq!(provider_total, summary.charged_cents, "providers collected what orders say");
 
     // Stock: the ledger (cabinet aggregate and lane-stock view) equals opening − sold,
     // which equals what the virtual shelves really hold.
     for c in &fleet.cabinets {
-        let (_, cab) = fleet.client.get(&format!("/api/v1/cabinets/{}", c.id()), &fleet.client.admin).await.unwrap();
+        let (_, cab) = fleet
+            .client
+            .get(&format!("/api/v1/cabinets/{}", c.id()), &fleet.client.admin)
+            .await
+            .unwrap();
         let truth = c.counts();
         for door in cab["doors"].as_array().unwrap() {
             for lane in door["lanes"].as_array().unwrap() {
-                let key = (tare_domain::DoorNo(door["door"].as_u64().unwrap() as u8), tare_domain::LaneNo(lane["lane"].as_u64().unwrap() as u8));
+                let key = (
+                    tare_domain::DoorNo(door["door"].as_u64().unwrap() as u8),
+                    tare_domain::LaneNo(lane["lane"].as_u64().unwrap() as u8),
+                );
                 assert_eq!(lane["stock"].as_i64().unwrap(), i64::from(truth[&key]), "{} {:?}", c.id(), key);
                 assert!(truth[&key] <= opening[c.id()][&key]);
             }
@@ -53,7 +71,10 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     for c in &fleet.cabinets {
         let docs = app.platform.views.by_owner("lane_stock", &c.id().to_string(), 1000).await.unwrap();
         for d in docs {
-            let key = (tare_domain::DoorNo(d["door"].as_u64().unwrap() as u8), tare_domain::LaneNo(d["lane"].as_u64().unwrap() as u8));
+            let key = (
+                tare_domain::DoorNo(d["door"].as_u64().unwrap() as u8),
+                tare_domain::LaneNo(d["lane"].as_u64().unwrap() as u8),
+            );
             assert_eq!(d["stock"].as_i64().unwrap(), i64::from(c.counts()[&key]));
         }
     }

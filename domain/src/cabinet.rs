@@ -563,12 +563,7 @@ impl Aggregate for Cabinet {
     type Error = CabinetError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, _: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         if self.id.is_none() && !matches!(command, CabinetCommand::Register { .. }) {
             return Err(CabinetError::NotFound);
         }
@@ -607,8 +602,7 @@ impl Aggregate for Cabinet {
                 } else {
                     DeviceStatus::PendingInit
                 };
-                sink.write(CabinetEvent::DeviceConnected { node, fw, status, at }, self)
-                    .await;
+                sink.write(CabinetEvent::DeviceConnected { node, fw, status, at }, self).await;
             }
             CabinetCommand::DisconnectDevice { at } => {
                 if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
@@ -666,8 +660,7 @@ impl Aggregate for Cabinet {
                 if d.holder.is_some() {
                     return Err(CabinetError::DoorBusy);
                 }
-                sink.write(CabinetEvent::DoorAcquired { door, holder, at }, self)
-                    .await;
+                sink.write(CabinetEvent::DoorAcquired { door, holder, at }, self).await;
             }
             CabinetCommand::ReleaseDoor {
                 door,
@@ -825,11 +818,7 @@ impl Aggregate for Cabinet {
     fn apply(&mut self, event: Self::Event) {
         match event {
             CabinetEvent::CabinetRegistered {
-                id,
-                kind,
-                location,
-                doors,
-                ..
+                id, kind, location, doors, ..
             } => {
                 self.id = Some(id);
                 self.kind = Some(kind);
@@ -838,11 +827,7 @@ impl Aggregate for Cabinet {
                 self.doors = doors
                     .into_iter()
                     .map(|d| {
-                        let lanes = d
-                            .lanes
-                            .into_iter()
-                            .map(|l| (l.lane, LaneState { plan: l, stock: 0 }))
-                            .collect();
+                        let lanes = d.lanes.into_iter().map(|l| (l.lane, LaneState { plan: l, stock: 0 })).collect();
                         (
                             d.door,
                             DoorState {
@@ -872,9 +857,7 @@ impl Aggregate for Cabinet {
                 self.initialized = true;
                 self.status = DeviceStatus::Online;
             }
-            CabinetEvent::LaneStockChanged {
-                door, lane, after, ..
-            } => {
+            CabinetEvent::LaneStockChanged { door, lane, after, .. } => {
                 if let Some(l) = self.doors.get_mut(&door).and_then(|d| d.lanes.get_mut(&lane)) {
                     l.stock = after;
                 }

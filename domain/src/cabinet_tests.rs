@@ -87,15 +87,7 @@ fn disconnected() -> CabinetEvent {
     CabinetEvent::DeviceDisconnected { at: AT + 20 }
 }
 
-fn stock_changed(
-    door: u8,
-    lane: u8,
-    sku: &str,
-    before: i64,
-    after: i64,
-    reason: StockReason,
-    at: UnixMs,
-) -> CabinetEvent {
+fn stock_changed(door: u8, lane: u8, sku: &str, before: i64, after: i64, reason: StockReason, at: UnixMs) -> CabinetEvent {
     CabinetEvent::LaneStockChanged {
         door: DoorNo(door),
         lane: LaneNo(lane),
@@ -235,9 +227,7 @@ fn finish_sale(door: u8, order_id: &str, sold: &[(u8, u32)], charged: bool) -> C
 }
 
 fn sale(order_id: &str) -> StockReason {
-    StockReason::Sale {
-        order_id: order_id.into(),
-    }
+    StockReason::Sale { order_id: order_id.into() }
 }
 
 fn given(events: Vec<CabinetEvent>) -> cqrs_es::test::AggregateTestExecutor<Cabinet> {
@@ -357,15 +347,8 @@ fn register_rejects_a_duplicate_lane() {
 #[test]
 fn register_rejects_capacity_outside_1_to_1000() {
     for capacity in [0, 1001] {
-        let doors = vec![door(
-            1,
-            vec![lane(1, "cola", 330.0, 10, 3), lane(2, "gum", 50.0, capacity, 0)],
-        )];
-        assert_eq!(
-            invalid_field(doors),
-            "doors[0].lanes[1].capacity",
-            "capacity {capacity}"
-        );
+        let doors = vec![door(1, vec![lane(1, "cola", 330.0, 10, 3), lane(2, "gum", 50.0, capacity, 0)])];
+        assert_eq!(invalid_field(doors), "doors[0].lanes[1].capacity", "capacity {capacity}");
     }
 }
 
@@ -375,10 +358,7 @@ fn register_rejects_a_restock_threshold_above_capacity() {
     assert_eq!(invalid_field(doors), "doors[0].lanes[0].restock_threshold");
     // At capacity is fine.
     fresh()
-        .when(register(
-            CabinetKind::Weight,
-            vec![door(1, vec![lane(1, "cola", 330.0, 10, 10)])],
-        ))
+        .when(register(CabinetKind::Weight, vec![door(1, vec![lane(1, "cola", 330.0, 10, 10)])]))
         .inspect_result()
         .unwrap();
 }
@@ -393,14 +373,8 @@ fn register_rejects_a_lane_whose_items_the_scale_cannot_separate() {
     assert_eq!(invalid_field(doors), "doors[1].lanes[1].tolerance");
     // A custom tolerance is judged too: 40 g on a 330 g item at 10 is too coarse.
     let mut coarse = lane(1, "cola", 330.0, 10, 3);
-    coarse.tolerance = Tolerance {
-        abs_grams: 3.0,
-        rel: 0.05,
-    };
-    assert_eq!(
-        invalid_field(vec![door(1, vec![coarse])]),
-        "doors[0].lanes[0].tolerance"
-    );
+    coarse.tolerance = Tolerance { abs_grams: 3.0, rel: 0.05 };
+    assert_eq!(invalid_field(vec![door(1, vec![coarse])]), "doors[0].lanes[0].tolerance");
 }
 
 #[test]
@@ -703,10 +677,7 @@ fn close_of_a_door_not_known_open_is_unexpected() {
     let holder = order_holder("order-1");
     given(with(
         online(),
-        [
-            acquired(1, holder.clone()),
-            closed(1, Some(holder.clone()), true, "m1", 1),
-        ],
+        [acquired(1, holder.clone()), closed(1, Some(holder.clone()), true, "m1", 1)],
     ))
     .when(door_event(1, DoorPosition::Closed, "m3", 3))
     .then_expect_events(vec![closed(1, Some(holder), true, "m3", 3)]);
@@ -743,10 +714,7 @@ fn duplicate_door_message_is_ignored() {
 #[test]
 fn late_door_event_is_recorded_but_not_applied() {
     let holder = order_holder("order-1");
-    let history = with(
-        online(),
-        [acquired(1, holder.clone()), opened(1, Some(holder.clone()), "m5", 5)],
-    );
+    let history = with(online(), [acquired(1, holder.clone()), opened(1, Some(holder.clone()), "m5", 5)]);
     let late = CabinetEvent::LateDoorEventRecorded {
         door: DoorNo(1),
         position: DoorPosition::Closed,
@@ -788,11 +756,7 @@ fn late_door_event_is_recorded_but_not_applied() {
 fn door_sequence_restarts_after_the_device_reconnects() {
     let history = with(
         online(),
-        [
-            opened(1, None, "m5", 5),
-            disconnected(),
-            connected(DeviceStatus::Online),
-        ],
+        [opened(1, None, "m5", 5), disconnected(), connected(DeviceStatus::Online)],
     );
     assert_eq!(state_after(history.clone()).doors[&DoorNo(1)].last_seq, None);
     given(history)
@@ -986,13 +950,7 @@ fn errors_map_to_rejection_kinds_and_codes() {
 #[test]
 fn holder_session_id_is_the_order_restock_or_calibration_id() {
     assert_eq!(order_holder("order-1").session_id(), "order-1");
-    assert_eq!(
-        Holder::Restock {
-            session_id: "r-1".into()
-        }
-        .session_id(),
-        "r-1"
-    );
+    assert_eq!(Holder::Restock { session_id: "r-1".into() }.session_id(), "r-1");
     assert_eq!(
         Holder::Calibration {
             calibration_id: "c-1".into()

@@ -87,12 +87,7 @@ fn discount_of(coupon: &Coupon, lines: &[PricedLine], subtotal: Cents, policy: &
 
 /// Picks the coupon that saves the most; on a tie the one that wastes the least face
 /// value, then the one expiring first, then the smallest id (so the choice is stable).
-pub fn choose_coupon(
-    lines: &[PricedLine],
-    coupons: &[Coupon],
-    policy: &CouponPolicy,
-    now: UnixMs,
-) -> Option<CouponChoice> {
+pub fn choose_coupon(lines: &[PricedLine], coupons: &[Coupon], policy: &CouponPolicy, now: UnixMs) -> Option<CouponChoice> {
     let subtotal = Cents(lines.iter().map(|l| l.unit_price.0 * i64::from(l.qty)).sum());
     coupons
         .iter()
@@ -108,12 +103,7 @@ pub fn choose_coupon(
             };
             Some((d, face - d.0, c.expires_at.unwrap_or(i64::MAX), c.id.clone()))
         })
-        .min_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.cmp(&b.2))
-                .then(a.3.cmp(&b.3))
-        })
+        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)))
         .map(|(d, _, _, id)| CouponChoice {
             coupon_id: id,
             discount: d,

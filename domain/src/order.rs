@@ -518,12 +518,7 @@ impl Aggregate for Order {
     type Error = OrderError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, _: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         use OrderState as S;
         if self.id.is_none() && !matches!(command, OrderCommand::Create { .. }) {
             return Err(OrderError::NotFound);
@@ -568,14 +563,7 @@ impl Aggregate for Order {
                     return Ok(());
                 }
                 sink.write(OrderEvent::OrderAuthorized { at }, self).await;
-                sink.write(
-                    OrderEvent::DoorOpenRequested {
-                        cmd_id: open_cmd_id,
-                        at,
-                    },
-                    self,
-                )
-                .await;
+                sink.write(OrderEvent::DoorOpenRequested { cmd_id: open_cmd_id, at }, self).await;
             }
             OrderCommand::ExpireAuthorization { at } => {
                 if self.state == S::Authorizing && at >= self.auth_deadline {
@@ -615,23 +603,11 @@ impl Aggregate for Order {
                     .await;
                 }
             }
-            OrderCommand::MarkDoorOpened {
-                device_ts,
-                before,
-                at,
-            } => {
+            OrderCommand::MarkDoorOpened { device_ts, before, at } => {
                 if self.state != S::Opening {
                     return Ok(()); // a repeat, or an open after the order moved on
                 }
-                sink.write(
-                    OrderEvent::OrderDoorOpened {
-                        device_ts,
-                        before,
-                        at,
-                    },
-                    self,
-                )
-                .await;
+                sink.write(OrderEvent::OrderDoorOpened { device_ts, before, at }, self).await;
             }
             OrderCommand::MarkDoorClosed {
                 device_ts,
@@ -793,11 +769,7 @@ impl Aggregate for Order {
                 )
                 .await;
             }
-            OrderCommand::RecordChargeFailure {
-                reason,
-                retry_at,
-                at,
-            } => {
+            OrderCommand::RecordChargeFailure { reason, retry_at, at } => {
                 if self.state != S::Charging || self.dead_lettered {
                     return Ok(());
                 }
@@ -880,11 +852,7 @@ impl Aggregate for Order {
                 self.door_queries = attempt;
                 self.updated_at = at;
             }
-            OrderEvent::OrderDoorOpened {
-                device_ts,
-                before,
-                at,
-            } => {
+            OrderEvent::OrderDoorOpened { device_ts, before, at } => {
                 self.opened_device_ts = Some(device_ts);
                 if before.is_some() {
                     self.before = before;
@@ -940,11 +908,7 @@ impl Aggregate for Order {
                 self.retry_pending = retry_at.is_some();
                 self.updated_at = at;
             }
-            OrderEvent::OrderPaid {
-                transaction_id,
-                at,
-                ..
-            } => {
+            OrderEvent::OrderPaid { transaction_id, at, .. } => {
                 self.transaction_id = Some(transaction_id);
                 self.state = S::Paid;
                 self.dead_lettered = false;

@@ -270,10 +270,7 @@ fn cancel() -> OrderCommand {
 }
 
 fn cancelled(reason: &str, at: UnixMs) -> OrderEvent {
-    OrderEvent::OrderCancelled {
-        reason: reason.into(),
-        at,
-    }
+    OrderEvent::OrderCancelled { reason: reason.into(), at }
 }
 
 fn with(mut events: Vec<OrderEvent>, more: impl IntoIterator<Item = OrderEvent>) -> Vec<OrderEvent> {
@@ -370,9 +367,7 @@ fn create_freezes_the_planogram_into_the_order() {
 
 #[test]
 fn create_twice_is_rejected() {
-    given(authorizing())
-        .when(create())
-        .then_expect_error(OrderError::AlreadyExists);
+    given(authorizing()).when(create()).then_expect_error(OrderError::AlreadyExists);
 }
 
 #[test]
@@ -441,11 +436,7 @@ fn mark_door_closed_after_the_open_waits_for_the_weight() {
 #[test]
 fn settle_weights_prices_the_taken_items_applies_the_coupon_and_requests_the_charge() {
     given(settling())
-        .when(settle(
-            after_two_colas(),
-            vec![cash("c1", 100)],
-            CouponPolicy::default(),
-        ))
+        .when(settle(after_two_colas(), vec![cash("c1", 100)], CouponPolicy::default()))
         .then_expect_events(vec![
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("c1", 100), 500, vec![]),
             charge_requested(500, 1, SETTLED_AT),
@@ -464,9 +455,7 @@ fn settle_weights_prices_the_taken_items_applies_the_coupon_and_requests_the_cha
 
 #[test]
 fn mark_paid_completes_the_order() {
-    given(charging())
-        .when(mark_paid(500))
-        .then_expect_events(vec![paid(500)]);
+    given(charging()).when(mark_paid(500)).then_expect_events(vec![paid(500)]);
     let order = state_after(paid_history());
     assert_eq!(order.state, OrderState::Paid);
     assert_eq!(order.transaction_id.as_deref(), Some("tx-1"));
@@ -485,10 +474,7 @@ fn full_happy_path_from_create_to_paid() {
     );
     history = run(history, mark_opened(Some(before())));
     history = run(history, mark_closed(false, None));
-    history = run(
-        history,
-        settle(after_two_colas(), vec![cash("c1", 100)], CouponPolicy::default()),
-    );
+    history = run(history, settle(after_two_colas(), vec![cash("c1", 100)], CouponPolicy::default()));
     history = run(history, mark_paid(500));
     assert_eq!(history, paid_history());
 }
@@ -545,9 +531,7 @@ fn expire_authorization_after_authorization_does_nothing() {
 fn check_door_queries_the_door_up_to_five_times() {
     for attempt in 1..=MAX_DOOR_QUERIES {
         let history = with(opening(), (1..attempt).map(query));
-        given(history)
-            .when(check_door(attempt))
-            .then_expect_events(vec![query(attempt)]);
+        given(history).when(check_door(attempt)).then_expect_events(vec![query(attempt)]);
     }
     assert_eq!(state_after(with(opening(), (1..=3).map(query))).door_queries, 3);
 }
@@ -556,9 +540,7 @@ fn check_door_queries_the_door_up_to_five_times() {
 fn repeated_door_check_is_a_no_op() {
     let history = with(opening(), [query(1), query(2)]);
     for attempt in [0, 1, 2] {
-        given(history.clone())
-            .when(check_door(attempt))
-            .then_expect_events(vec![]);
+        given(history.clone()).when(check_door(attempt)).then_expect_events(vec![]);
     }
 }
 
@@ -599,9 +581,7 @@ fn door_opening_after_queries_is_still_accepted() {
 #[test]
 fn door_opened_when_not_opening_is_a_no_op() {
     for history in [authorizing(), open(), settling(), cancelled_history(), abnormal()] {
-        given(history)
-            .when(mark_opened(Some(before())))
-            .then_expect_events(vec![]);
+        given(history).when(mark_opened(Some(before()))).then_expect_events(vec![]);
     }
 }
 
@@ -656,20 +636,9 @@ fn close_when_not_open_or_opening_is_a_no_op() {
 fn settle_after_an_unexpected_close_is_abnormal_and_not_charged() {
     let history = with(opening(), [door_closed(true, Some(before()))]);
     given(history)
-        .when(settle(
-            after_two_colas(),
-            vec![cash("c1", 100)],
-            CouponPolicy::default(),
-        ))
+        .when(settle(after_two_colas(), vec![cash("c1", 100)], CouponPolicy::default()))
         .then_expect_events(vec![
-            weights_settled(
-                after_two_colas(),
-                vec![line(1, 2)],
-                600,
-                None,
-                600,
-                vec![Anomaly::UnexpectedClose],
-            ),
+            weights_settled(after_two_colas(), vec![line(1, 2)], 600, None, 600, vec![Anomaly::UnexpectedClose]),
             OrderEvent::OrderMarkedAbnormal {
                 anomalies: vec![Anomaly::UnexpectedClose],
                 at: SETTLED_AT,
@@ -698,11 +667,7 @@ fn settle_without_a_baseline_is_abnormal_no_weight_before() {
 #[test]
 fn settle_with_a_reading_missing_a_lane_is_abnormal_no_stable_weight() {
     given(settling())
-        .when(settle(
-            reading("after", &[(1, 2640.0)]),
-            vec![],
-            CouponPolicy::default(),
-        ))
+        .when(settle(reading("after", &[(1, 2640.0)]), vec![], CouponPolicy::default()))
         .then_expect_events(vec![OrderEvent::OrderMarkedAbnormal {
             anomalies: vec![Anomaly::NoStableWeight],
             at: SETTLED_AT,
@@ -726,10 +691,7 @@ fn heavier_lane_is_an_anomaly_but_the_other_lane_is_still_charged() {
                 200,
                 None,
                 200,
-                vec![Anomaly::LaneHeavier {
-                    lane: LaneNo(1),
-                    items: 1,
-                }],
+                vec![Anomaly::LaneHeavier { lane: LaneNo(1), items: 1 }],
             ),
             charge_requested(200, 1, SETTLED_AT),
         ]);
@@ -783,11 +745,7 @@ fn nothing_taken_cancels_the_order() {
 #[test]
 fn coupon_covering_the_whole_order_pays_it_without_a_charge() {
     given(settling())
-        .when(settle(
-            after_two_colas(),
-            vec![cash("c600", 600)],
-            CouponPolicy::default(),
-        ))
+        .when(settle(after_two_colas(), vec![cash("c600", 600)], CouponPolicy::default()))
         .then_expect_events(vec![
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("c600", 600), 0, vec![]),
             OrderEvent::OrderPaid {
@@ -812,11 +770,7 @@ fn coupon_policy_decides_whether_a_big_coupon_is_used() {
         ]);
     // Without a limit it covers the order.
     given(settling())
-        .when(settle(
-            after_two_colas(),
-            vec![cash("big", 2000)],
-            CouponPolicy::default(),
-        ))
+        .when(settle(after_two_colas(), vec![cash("big", 2000)], CouponPolicy::default()))
         .then_expect_events(vec![
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("big", 600), 0, vec![]),
             OrderEvent::OrderPaid {
@@ -838,11 +792,7 @@ fn settle_applies_the_coupon_that_saves_the_most() {
         expires_at: None,
     };
     given(settling())
-        .when(settle(
-            after_two_colas(),
-            vec![cash("c1", 100), group_buy],
-            CouponPolicy::default(),
-        ))
+        .when(settle(after_two_colas(), vec![cash("c1", 100), group_buy], CouponPolicy::default()))
         .then_expect_events(vec![
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("gb", 201), 399, vec![]),
             charge_requested(399, 1, SETTLED_AT),
@@ -922,9 +872,7 @@ fn mark_paid_when_not_charging_is_wrong_state() {
         (abnormal(), OrderState::Abnormal),
     ];
     for (history, state) in cases {
-        given(history)
-            .when(mark_paid(500))
-            .then_expect_error(OrderError::WrongState(state));
+        given(history).when(mark_paid(500)).then_expect_error(OrderError::WrongState(state));
     }
 }
 
@@ -959,17 +907,13 @@ fn charge_failure_without_retry_dead_letters_and_later_failures_are_ignored() {
     let order = state_after(history.clone());
     assert!(order.dead_lettered);
     assert_eq!(order.state, OrderState::Charging);
-    given(history)
-        .when(record_failure(Some(AT + 1)))
-        .then_expect_events(vec![]);
+    given(history).when(record_failure(Some(AT + 1))).then_expect_events(vec![]);
 }
 
 #[test]
 fn payment_after_a_dead_letter_is_still_recorded() {
     let history = with(charging(), [charge_failed(1, None)]);
-    given(history.clone())
-        .when(mark_paid(500))
-        .then_expect_events(vec![paid(500)]);
+    given(history.clone()).when(mark_paid(500)).then_expect_events(vec![paid(500)]);
     let order = state_after(with(history, [paid(500)]));
     assert!(!order.dead_lettered);
     assert_eq!(order.state, OrderState::Paid);
@@ -978,9 +922,7 @@ fn payment_after_a_dead_letter_is_still_recorded() {
 #[test]
 fn charge_failure_or_retry_when_not_charging_is_a_no_op() {
     for history in [settling(), paid_history(), abnormal(), cancelled_history()] {
-        given(history.clone())
-            .when(record_failure(Some(AT + 1)))
-            .then_expect_events(vec![]);
+        given(history.clone()).when(record_failure(Some(AT + 1))).then_expect_events(vec![]);
         given(history)
             .when(OrderCommand::RetryCharge { at: AT + 1 })
             .then_expect_events(vec![]);
@@ -1016,9 +958,7 @@ fn cancel_after_the_door_opened_is_wrong_state() {
         (abnormal(), OrderState::Abnormal),
     ];
     for (history, state) in cases {
-        given(history)
-            .when(cancel())
-            .then_expect_error(OrderError::WrongState(state));
+        given(history).when(cancel()).then_expect_error(OrderError::WrongState(state));
     }
 }
 
@@ -1032,25 +972,14 @@ fn only_end_states_are_terminal() {
     for s in [S::Paid, S::Cancelled, S::Abnormal, S::Refunded, S::PartiallyRefunded] {
         assert!(s.is_terminal(), "{s:?}");
     }
-    for s in [
-        S::Authorizing,
-        S::Authorized,
-        S::Opening,
-        S::Open,
-        S::Settling,
-        S::Charging,
-    ] {
+    for s in [S::Authorizing, S::Authorized, S::Opening, S::Open, S::Settling, S::Charging] {
         assert!(!s.is_terminal(), "{s:?}");
     }
 }
 
 #[test]
 fn every_anomaly_but_a_heavier_lane_blocks_the_charge() {
-    assert!(!Anomaly::LaneHeavier {
-        lane: LaneNo(1),
-        items: 1
-    }
-    .blocks_charge());
+    assert!(!Anomaly::LaneHeavier { lane: LaneNo(1), items: 1 }.blocks_charge());
     for a in [
         Anomaly::UnexpectedClose,
         Anomaly::LowConfidence {
@@ -1070,11 +999,7 @@ fn errors_map_to_rejection_kinds_and_codes() {
     let cases = [
         (OrderError::AlreadyExists, RejectionKind::Conflict, "order_exists"),
         (OrderError::NotFound, RejectionKind::NotFound, "order_not_found"),
-        (
-            OrderError::WrongState(OrderState::Open),
-            RejectionKind::Conflict,
-            "order_state",
-        ),
+        (OrderError::WrongState(OrderState::Open), RejectionKind::Conflict, "order_state"),
         (
             OrderError::AmountMismatch { want: 1, got: 2 },
             RejectionKind::Invalid,
@@ -1093,9 +1018,21 @@ fn settle_with_a_reading_older_than_the_close_is_refused() {
         .given(vec![
             created(),
             OrderEvent::OrderAuthorized { at: AT },
-            OrderEvent::DoorOpenRequested { cmd_id: "o1-open".into(), at: AT },
-            OrderEvent::OrderDoorOpened { device_ts: OPENED_AT - 5, before: Some(reading("b", &[(1, 3300.0), (2, 2500.0)])), at: OPENED_AT },
-            OrderEvent::OrderDoorClosed { device_ts: CLOSED_AT - 5, unexpected: false, fallback_before: None, at: CLOSED_AT },
+            OrderEvent::DoorOpenRequested {
+                cmd_id: "o1-open".into(),
+                at: AT,
+            },
+            OrderEvent::OrderDoorOpened {
+                device_ts: OPENED_AT - 5,
+                before: Some(reading("b", &[(1, 3300.0), (2, 2500.0)])),
+                at: OPENED_AT,
+            },
+            OrderEvent::OrderDoorClosed {
+                device_ts: CLOSED_AT - 5,
+                unexpected: false,
+                fallback_before: None,
+                at: CLOSED_AT,
+            },
         ])
         .when(OrderCommand::SettleWeights {
             after: reading_at("a", CLOSED_AT - 6, &[(1, 3300.0), (2, 2500.0)]),

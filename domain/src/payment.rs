@@ -245,12 +245,7 @@ impl Aggregate for Payment {
     type Error = PaymentError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, _: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         use PaymentState as S;
         if self.order_id.is_none() && !matches!(command, PaymentCommand::Open { .. }) {
             return Err(PaymentError::NotFound);
@@ -281,39 +276,15 @@ impl Aggregate for Payment {
                 )
                 .await;
                 if authorized {
-                    sink.write(
-                        PaymentEvent::PaymentAuthorized {
-                            notification_id: None,
-                            at,
-                        },
-                        self,
-                    )
-                    .await;
+                    sink.write(PaymentEvent::PaymentAuthorized { notification_id: None, at }, self)
+                        .await;
                 }
             }
-            PaymentCommand::ConfirmAuthorization {
-                notification_id,
-                at,
-            } => match self.state {
-                S::AwaitingConfirmation => {
-                    sink.write(
-                        PaymentEvent::PaymentAuthorized {
-                            notification_id,
-                            at,
-                        },
-                        self,
-                    )
-                    .await
-                }
+            PaymentCommand::ConfirmAuthorization { notification_id, at } => match self.state {
+                S::AwaitingConfirmation => sink.write(PaymentEvent::PaymentAuthorized { notification_id, at }, self).await,
                 S::Cancelled => {
-                    sink.write(
-                        PaymentEvent::LateAuthorizationReceived {
-                            notification_id,
-                            at,
-                        },
-                        self,
-                    )
-                    .await
+                    sink.write(PaymentEvent::LateAuthorizationReceived { notification_id, at }, self)
+                        .await
                 }
                 _ => {} // duplicate
             },
@@ -411,9 +382,7 @@ impl Aggregate for Payment {
             }
             PaymentEvent::CollectionFailed { .. } => {}
             PaymentEvent::PaymentCollected {
-                transaction_id,
-                amount,
-                ..
+                transaction_id, amount, ..
             } => {
                 self.transaction_id = Some(transaction_id);
                 self.collected = amount;

@@ -166,9 +166,7 @@ fn open_in_each_time_mode_awaits_the_shoppers_confirmation() {
 
 #[test]
 fn open_in_once_mode_is_authorized_at_once() {
-    fresh()
-        .when(open(ConfirmMode::Once))
-        .then_expect_events(authorized_once());
+    fresh().when(open(ConfirmMode::Once)).then_expect_events(authorized_once());
     assert_eq!(state_after(authorized_once()).state, PaymentState::Authorized);
 }
 
@@ -259,9 +257,7 @@ fn request_collection_again_while_collecting_is_the_next_attempt() {
 
 #[test]
 fn request_collection_after_collected_is_a_no_op() {
-    given(collected_history(500))
-        .when(request(500))
-        .then_expect_events(vec![]);
+    given(collected_history(500)).when(request(500)).then_expect_events(vec![]);
 }
 
 #[test]
@@ -276,9 +272,7 @@ fn request_collection_before_authorization_or_after_cancel_is_wrong_state() {
 
 #[test]
 fn record_collected_completes_the_collection() {
-    given(collecting(500))
-        .when(collect(500))
-        .then_expect_events(vec![collected(500)]);
+    given(collecting(500)).when(collect(500)).then_expect_events(vec![collected(500)]);
     let payment = state_after(collected_history(500));
     assert_eq!(payment.state, PaymentState::Collected);
     assert_eq!(payment.collected, Cents(500));
@@ -287,9 +281,7 @@ fn record_collected_completes_the_collection() {
 
 #[test]
 fn duplicate_record_collected_is_a_no_op() {
-    given(collected_history(500))
-        .when(collect(500))
-        .then_expect_events(vec![]);
+    given(collected_history(500)).when(collect(500)).then_expect_events(vec![]);
 }
 
 #[test]
@@ -307,9 +299,7 @@ fn record_collected_when_no_collection_was_requested_is_wrong_state() {
         (with(awaiting(), [cancelled()]), PaymentState::Cancelled),
     ];
     for (history, state) in cases {
-        given(history)
-            .when(collect(500))
-            .then_expect_error(PaymentError::WrongState(state));
+        given(history).when(collect(500)).then_expect_error(PaymentError::WrongState(state));
     }
 }
 
@@ -319,9 +309,7 @@ fn record_collection_failed_keeps_the_payment_collecting() {
     let history = with(collecting(500), [failed(1)]);
     assert_eq!(state_after(history.clone()).state, PaymentState::Collecting);
     // The provider may still succeed later.
-    given(history)
-        .when(collect(500))
-        .then_expect_events(vec![collected(500)]);
+    given(history).when(collect(500)).then_expect_events(vec![collected(500)]);
 }
 
 #[test]
@@ -350,18 +338,14 @@ fn record_collection_failed_outside_collecting_is_a_no_op() {
 #[test]
 fn cancel_before_collection_cancels_the_payment() {
     for history in [awaiting(), authorized_once()] {
-        given(history.clone())
-            .when(cancel())
-            .then_expect_events(vec![cancelled()]);
+        given(history.clone()).when(cancel()).then_expect_events(vec![cancelled()]);
         assert_eq!(state_after(with(history, [cancelled()])).state, PaymentState::Cancelled);
     }
 }
 
 #[test]
 fn repeated_cancel_is_a_no_op() {
-    given(with(awaiting(), [cancelled()]))
-        .when(cancel())
-        .then_expect_events(vec![]);
+    given(with(awaiting(), [cancelled()])).when(cancel()).then_expect_events(vec![]);
 }
 
 #[test]

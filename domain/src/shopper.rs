@@ -236,12 +236,7 @@ impl Aggregate for Shopper {
     type Error = ShopperError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, _: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         if self.id.is_none() && !matches!(command, ShopperCommand::Create { .. }) {
             return Err(ShopperError::NotFound);
         }
@@ -275,35 +270,16 @@ impl Aggregate for Shopper {
                     self,
                 )
                 .await;
-                sink.write(
-                    ShopperEvent::AccountOpened {
-                        balance: Cents(0),
-                        at,
-                    },
-                    self,
-                )
-                .await;
+                sink.write(ShopperEvent::AccountOpened { balance: Cents(0), at }, self).await;
             }
             ShopperCommand::BeginOrder { order_id, at } => match &self.open_order {
                 Some(open) if *open == order_id => {}
                 Some(open) => return Err(ShopperError::UnpaidOrder(open.clone())),
                 None => sink.write(ShopperEvent::OrderBegun { order_id, at }, self).await,
             },
-            ShopperCommand::EndOrder {
-                order_id,
-                outcome,
-                at,
-            } => {
+            ShopperCommand::EndOrder { order_id, outcome, at } => {
                 if self.open_order.as_deref() == Some(order_id.as_str()) {
-                    sink.write(
-                        ShopperEvent::OrderEnded {
-                            order_id,
-                            outcome,
-                            at,
-                        },
-                        self,
-                    )
-                    .await;
+                    sink.write(ShopperEvent::OrderEnded { order_id, outcome, at }, self).await;
                 }
             }
             ShopperCommand::GrantCoupon { coupon, at } => {
@@ -312,22 +288,10 @@ impl Aggregate for Shopper {
                 }
                 sink.write(ShopperEvent::CouponGranted { coupon, at }, self).await;
             }
-            ShopperCommand::RedeemCoupon {
-                coupon_id,
-                order_id,
-                at,
-            } => match self.coupons.get(&coupon_id) {
+            ShopperCommand::RedeemCoupon { coupon_id, order_id, at } => match self.coupons.get(&coupon_id) {
                 Some(c) if c.redeemed_by.as_deref() == Some(order_id.as_str()) => {}
                 Some(c) if c.redeemed_by.is_none() => {
-                    sink.write(
-                        ShopperEvent::CouponRedeemed {
-                            coupon_id,
-                            order_id,
-                            at,
-                        },
-                        self,
-                    )
-                    .await;
+                    sink.write(ShopperEvent::CouponRedeemed { coupon_id, order_id, at }, self).await;
                 }
                 _ => return Err(ShopperError::CouponUnavailable(coupon_id)),
             },
@@ -358,19 +322,9 @@ impl Aggregate for Shopper {
             ShopperEvent::OrderBegun { order_id, .. } => self.open_order = Some(order_id),
             ShopperEvent::OrderEnded { .. } => self.open_order = None,
             ShopperEvent::CouponGranted { coupon, .. } => {
-                self.coupons.insert(
-                    coupon.id.clone(),
-                    WalletCoupon {
-                        coupon,
-                        redeemed_by: None,
-                    },
-                );
+                self.coupons.insert(coupon.id.clone(), WalletCoupon { coupon, redeemed_by: None });
             }
-            ShopperEvent::CouponRedeemed {
-                coupon_id,
-                order_id,
-                ..
-            } => {
+            ShopperEvent::CouponRedeemed { coupon_id, order_id, .. } => {
                 if let Some(c) = self.coupons.get_mut(&coupon_id) {
                     c.redeemed_by = Some(order_id);
                 }

@@ -35,10 +35,7 @@ fn created(phone: &str) -> ShopperEvent {
 }
 
 fn account_opened() -> ShopperEvent {
-    ShopperEvent::AccountOpened {
-        balance: Cents(0),
-        at: AT,
-    }
+    ShopperEvent::AccountOpened { balance: Cents(0), at: AT }
 }
 
 /// A created shopper with an open account.
@@ -148,13 +145,7 @@ fn create_emits_shopper_created_and_account_opened_together() {
 
 #[test]
 fn create_accepts_phones_of_5_to_20_digits_with_an_optional_plus() {
-    for phone in [
-        "12345",
-        "+12345",
-        "13800000000",
-        "12345678901234567890",
-        "+12345678901234567890",
-    ] {
+    for phone in ["12345", "+12345", "13800000000", "12345678901234567890", "+12345678901234567890"] {
         fresh()
             .when(create(phone))
             .then_expect_events(vec![created(phone), account_opened()]);
@@ -211,9 +202,7 @@ fn commands_on_a_missing_shopper_are_not_found() {
 
 #[test]
 fn begin_order_takes_the_free_slot() {
-    given(existing())
-        .when(begin("order-1"))
-        .then_expect_events(vec![begun("order-1")]);
+    given(existing()).when(begin("order-1")).then_expect_events(vec![begun("order-1")]);
     assert_eq!(
         state_after(with(existing(), [begun("order-1")])).open_order.as_deref(),
         Some("order-1")
@@ -241,9 +230,7 @@ fn end_order_frees_the_slot_for_the_next_order() {
         .then_expect_events(vec![ended("order-1")]);
     let history = with(existing(), [begun("order-1"), ended("order-1")]);
     assert_eq!(state_after(history.clone()).open_order, None);
-    given(history)
-        .when(begin("order-2"))
-        .then_expect_events(vec![begun("order-2")]);
+    given(history).when(begin("order-2")).then_expect_events(vec![begun("order-2")]);
 }
 
 #[test]
@@ -297,10 +284,7 @@ fn grant_the_same_coupon_again_is_a_no_op() {
 
 #[test]
 fn redeem_coupon_spends_it_on_the_order() {
-    let history = with(
-        existing(),
-        [granted(cash_coupon("c1", 100)), granted(cash_coupon("c2", 200))],
-    );
+    let history = with(existing(), [granted(cash_coupon("c1", 100)), granted(cash_coupon("c2", 200))]);
     given(history.clone())
         .when(redeem("c1", "order-1"))
         .then_expect_events(vec![redeemed("c1", "order-1")]);
@@ -311,22 +295,16 @@ fn redeem_coupon_spends_it_on_the_order() {
 
 #[test]
 fn redeem_the_same_coupon_for_the_same_order_again_is_a_no_op() {
-    given(with(
-        existing(),
-        [granted(cash_coupon("c1", 100)), redeemed("c1", "order-1")],
-    ))
-    .when(redeem("c1", "order-1"))
-    .then_expect_events(vec![]);
+    given(with(existing(), [granted(cash_coupon("c1", 100)), redeemed("c1", "order-1")]))
+        .when(redeem("c1", "order-1"))
+        .then_expect_events(vec![]);
 }
 
 #[test]
 fn redeem_a_coupon_spent_by_another_order_is_unavailable() {
-    given(with(
-        existing(),
-        [granted(cash_coupon("c1", 100)), redeemed("c1", "order-1")],
-    ))
-    .when(redeem("c1", "order-2"))
-    .then_expect_error(ShopperError::CouponUnavailable("c1".into()));
+    given(with(existing(), [granted(cash_coupon("c1", 100)), redeemed("c1", "order-1")]))
+        .when(redeem("c1", "order-2"))
+        .then_expect_error(ShopperError::CouponUnavailable("c1".into()));
 }
 
 #[test]
@@ -360,11 +338,7 @@ fn errors_map_to_rejection_kinds_and_codes() {
     let cases = [
         (ShopperError::AlreadyExists, RejectionKind::Conflict, "shopper_exists"),
         (ShopperError::NotFound, RejectionKind::NotFound, "shopper_not_found"),
-        (
-            ShopperError::UnpaidOrder("o".into()),
-            RejectionKind::Conflict,
-            "unpaid_order",
-        ),
+        (ShopperError::UnpaidOrder("o".into()), RejectionKind::Conflict, "unpaid_order"),
         (
             ShopperError::CouponUnavailable("c".into()),
             RejectionKind::Conflict,

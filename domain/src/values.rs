@@ -61,11 +61,7 @@ pub struct CabinetId {
 }
 
 fn valid_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl CabinetId {
@@ -86,9 +82,7 @@ impl CabinetId {
 
     /// Parses the `pk.dn` form.
     pub fn parse(s: &str) -> Result<Self, ValueError> {
-        let (pk, dn) = s
-            .split_once('.')
-            .ok_or_else(|| ValueError::new("cabinet", "must be `pk.dn`"))?;
+        let (pk, dn) = s.split_once('.').ok_or_else(|| ValueError::new("cabinet", "must be `pk.dn`"))?;
         Self::new(pk, dn).map_err(|e| ValueError::new("cabinet", e.reason))
     }
 
@@ -160,12 +154,7 @@ pub struct Sku(pub String);
 impl Sku {
     /// Parses a SKU code.
     pub fn parse(field: &'static str, s: &str) -> Result<Self, ValueError> {
-        if s.is_empty()
-            || s.len() > 64
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return Err(ValueError::new(field, "must be 1-64 characters of [A-Za-z0-9_.-]"));
         }
         Ok(Self(s.to_string()))

@@ -52,11 +52,7 @@ impl Tolerance {
 
 /// Checks that a lane's items can be told apart at full capacity: the tolerance at the
 /// heaviest load must stay below half a unit, or one item more or less is invisible [B3].
-pub fn check_lane_resolvable(
-    unit_grams: f64,
-    capacity: u32,
-    tolerance: &Tolerance,
-) -> Result<(), ValueError> {
+pub fn check_lane_resolvable(unit_grams: f64, capacity: u32, tolerance: &Tolerance) -> Result<(), ValueError> {
     let full = unit_grams * f64::from(capacity);
     let allowed = tolerance.allowed(full);
     if allowed >= unit_grams / 2.0 {
@@ -147,14 +143,7 @@ pub struct LaneInference {
 }
 
 /// Counts one lane from two stable readings.
-pub fn infer_lane(
-    lane: LaneNo,
-    sku: &Sku,
-    unit_grams: f64,
-    tolerance: &Tolerance,
-    before_grams: f64,
-    after_grams: f64,
-) -> LaneInference {
+pub fn infer_lane(lane: LaneNo, sku: &Sku, unit_grams: f64, tolerance: &Tolerance, before_grams: f64, after_grams: f64) -> LaneInference {
     let delta = before_grams - after_grams;
     let raw_count = delta / unit_grams;
     let count = raw_count.round() as i64;
@@ -204,11 +193,7 @@ pub struct LaneScale {
 }
 
 /// Counts every lane of a door.
-pub fn infer_door(
-    lanes: &[LaneScale],
-    before: &StableReading,
-    after: &StableReading,
-) -> Result<Vec<LaneInference>, InferenceError> {
+pub fn infer_door(lanes: &[LaneScale], before: &StableReading, after: &StableReading) -> Result<Vec<LaneInference>, InferenceError> {
     lanes
         .iter()
         .map(|l| {
@@ -312,7 +297,10 @@ mod tests {
             .prop_map(|(unit, capacity, abs, rel_frac, stock_frac, take_frac, n1, n2)| {
                 // The largest proportional part that keeps the lane resolvable at capacity.
                 let max_rel = ((unit / 2.0 - abs) / (unit * f64::from(capacity))).clamp(0.0, 0.01);
-                let tol = Tolerance { abs_grams: abs, rel: max_rel * rel_frac };
+                let tol = Tolerance {
+                    abs_grams: abs,
+                    rel: max_rel * rel_frac,
+                };
                 let stock = (stock_frac * f64::from(capacity)).floor() as u32;
                 let take = (take_frac * f64::from(stock)).floor() as u32;
                 (unit, capacity, tol, stock, take, n1, n2)

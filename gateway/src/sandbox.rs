@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tare_domain::{Cents, ConfirmMode, ProviderKind};
-use tare_sagas::ports::{AuthorizationCreated, AuthorizationRequest, CollectionOutcome, CollectionRequest, PaymentProvider, ProviderError, ProviderOrderStatus};
+use tare_sagas::ports::{
+    AuthorizationCreated, AuthorizationRequest, CollectionOutcome, CollectionRequest, PaymentProvider, ProviderError, ProviderOrderStatus,
+};
 
 /// Header carrying the callback's signature.
 pub const SIGNATURE_HEADER: &str = "x-sandbox-signature";
@@ -157,7 +159,10 @@ impl SandboxProvider {
             charges: Mutex::default(),
             behaviour: Mutex::new(behaviour),
             callback_base: Mutex::new(None),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
             public_base: Mutex::new(String::new()),
         })
     }
@@ -230,11 +235,20 @@ impl SandboxProvider {
         if o.failures_left > 0 {
             o.failures_left -= 1;
             o.state = SandboxState::CollectionFailed("insufficient_funds".into());
-            return CollectionOutcome::Failed { reason: "insufficient_funds".into() };
+            return CollectionOutcome::Failed {
+                reason: "insufficient_funds".into(),
+            };
         }
         let transaction_id = format!("sbx-{}-{}", self.kind.as_str(), uuid::Uuid::new_v4().simple());
-        o.state = SandboxState::Collected { transaction_id: transaction_id.clone(), amount };
-        lock(&self.charges).push(SandboxCharge { order_id: order_id.to_string(), amount, transaction_id: transaction_id.clone() });
+        o.state = SandboxState::Collected {
+            transaction_id: transaction_id.clone(),
+            amount,
+        };
+        lock(&self.charges).push(SandboxCharge {
+            order_id: order_id.to_string(),
+            amount,
+            transaction_id: transaction_id.clone(),
+        });
         CollectionOutcome::Collected { transaction_id, amount }
     }
 }
@@ -252,7 +266,13 @@ impl PaymentProvider for SandboxProvider {
     async fn create_authorization(&self, req: AuthorizationRequest) -> Result<AuthorizationCreated, ProviderError> {
         let behaviour = lock(&self.behaviour).clone();
         let mut orders = lock(&self.orders);
-        let confirm_url = |id: &str| format!("{}/sandbox/{}/authorizations/{id}/confirm", lock(&self.public_base), self.kind.as_str());
+        let confirm_url = |id: &str| {
+            format!(
+                "{}/sandbox/{}/authorizations/{id}/confirm",
+                lock(&self.public_base),
+                self.kind.as_str()
+            )
+        };
         if let Some(o) = orders.get(&req.order_id) {
             // Same parameters again: same order (WeChat's "原参重入").
             return Ok(AuthorizationCreated {
@@ -263,17 +283,33 @@ impl PaymentProvider for SandboxProvider {
         }
         let pending = orders
             .values()
-            .filter(|o| o.shopper_id == req.shopper_id && matches!(o.state, SandboxState::AwaitingConfirmation | SandboxState::Authorized | SandboxState::Collecting | SandboxState::CollectionFailed(_)))
+            .filter(|o| {
+                o.shopper_id == req.shopper_id
+                    && matches!(
+                        o.state,
+                        SandboxState::AwaitingConfirmation
+                            | SandboxState::Authorized
+                            | SandboxState::Collecting
+                            | SandboxState::CollectionFailed(_)
+                    )
+            })
             .count();
         if pending >= behaviour.max_pending_per_shopper {
-            return Err(ProviderError::Refused { code: "INVALID_REQUEST".into(), message: "risk assessment failed: too many open orders".into() });
+            return Err(ProviderError::Refused {
+                code: "INVALID_REQUEST".into(),
+                message: "risk assessment failed: too many open orders".into(),
+            });
         }
         let authorized = req.confirm_mode == ConfirmMode::Once;
         orders.insert(
             req.order_id.clone(),
             SandboxOrder {
                 shopper_id: req.shopper_id.clone(),
-                state: if authorized { SandboxState::Authorized } else { SandboxState::AwaitingConfirmation },
+                state: if authorized {
+                    SandboxState::Authorized
+                } else {
+                    SandboxState::AwaitingConfirmation
+                },
                 failures_left: behaviour.fail_collections,
                 lost_replies_left: behaviour.lose_collect_replies,
                 limit: req.limit,
@@ -291,7 +327,10 @@ impl PaymentProvider for SandboxProvider {
         match orders.get_mut(order_id) {
             None => Ok(()),
             Some(o) => match o.state {
-                SandboxState::Collected { .. } => Err(ProviderError::Refused { code: "ORDER_DONE".into(), message: "order already paid".into() }),
+                SandboxState::Collected { .. } => Err(ProviderError::Refused {
+                    code: "ORDER_DONE".into(),
+                    message: "order already paid".into(),
+                }),
                 _ => {
                     o.state = SandboxState::Cancelled;
                     Ok(())
@@ -305,16 +344,28 @@ impl PaymentProvider for SandboxProvider {
         let (outcome, lost) = {
             let mut orders = lock(&self.orders);
             let Some(o) = orders.get_mut(&req.order_id) else {
-                return Err(ProviderError::Refused { code: "ORDER_NOT_EXIST".into(), message: "no such order".into() });
+                return Err(ProviderError::Refused {
+                    code: "ORDER_NOT_EXIST".into(),
+                    message: "no such order".into(),
+                });
             };
             if req.amount > o.limit {
-                return Err(ProviderError::Refused { code: "PARAM_ERROR".into(), message: "amount above the authorized limit".into() });
+                return Err(ProviderError::Refused {
+                    code: "PARAM_ERROR".into(),
+                    message: "amount above the authorized limit".into(),
+                });
             }
             let outcome = match &o.state {
                 // Idempotent: a collected order reports its collection again.
-                SandboxState::Collected { transaction_id, amount } => CollectionOutcome::Collected { transaction_id: transaction_id.clone(), amount: *amount },
+                SandboxState::Collected { transaction_id, amount } => CollectionOutcome::Collected {
+                    transaction_id: transaction_id.clone(),
+                    amount: *amount,
+                },
                 SandboxState::Cancelled | SandboxState::AwaitingConfirmation => {
-                    return Err(ProviderError::Refused { code: "INVALID_ORDER_STATE".into(), message: "order not authorized".into() })
+                    return Err(ProviderError::Refused {
+                        code: "INVALID_ORDER_STATE".into(),
+                        message: "order not authorized".into(),
+                    })
                 }
                 _ if behaviour.async_collection => {
                     o.state = SandboxState::Collecting;
@@ -369,7 +420,10 @@ impl PaymentProvider for SandboxProvider {
             Some(SandboxState::AwaitingConfirmation) => ProviderOrderStatus::AwaitingConfirmation,
             Some(SandboxState::Authorized) => ProviderOrderStatus::Authorized,
             Some(SandboxState::Collecting) => ProviderOrderStatus::Collecting,
-            Some(SandboxState::Collected { transaction_id, amount }) => ProviderOrderStatus::Collected { transaction_id: transaction_id.clone(), amount: *amount },
+            Some(SandboxState::Collected { transaction_id, amount }) => ProviderOrderStatus::Collected {
+                transaction_id: transaction_id.clone(),
+                amount: *amount,
+            },
             Some(SandboxState::CollectionFailed(r)) => ProviderOrderStatus::CollectionFailed { reason: r.clone() },
             Some(SandboxState::Cancelled) => ProviderOrderStatus::Cancelled,
         })
@@ -382,7 +436,11 @@ async fn deliver(http: &reqwest::Client, key: &[u8], kind: ProviderKind, base: &
     let Ok(body) = serde_json::to_vec(n) else { return };
     let url = format!("{base}/callbacks/{}", kind.as_str());
     for attempt in 0..8u32 {
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0).to_string();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+            .to_string();
         let sig = sign(key, &ts, &body);
         let r = http
             .post(&url)

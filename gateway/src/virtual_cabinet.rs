@@ -152,7 +152,11 @@ impl VirtualCabinet {
             }
             (per.len() as u8, per.values().copied().collect::<Vec<_>>())
         };
-        self.send("boot", json!({"fw": "vc-1.0", "hw": "virtual", "doors": doors, "lanes": lanes_per_door})).await?;
+        self.send(
+            "boot",
+            json!({"fw": "vc-1.0", "hw": "virtual", "doors": doors, "lanes": lanes_per_door}),
+        )
+        .await?;
         for door in self.doors() {
             self.send_weight(door, true).await?;
         }
@@ -162,7 +166,9 @@ impl VirtualCabinet {
                 if down.kind != "cmd" {
                     continue;
                 }
-                let Ok(cmd) = serde_json::from_slice::<CommandMsg>(&down.payload) else { continue };
+                let Ok(cmd) = serde_json::from_slice::<CommandMsg>(&down.payload) else {
+                    continue;
+                };
                 if let Err(e) = this.execute(cmd).await {
                     tracing::warn!(cabinet = %this.id, error = %e, "virtual cabinet uplink failed");
                 }
@@ -211,7 +217,9 @@ impl VirtualCabinet {
     pub async fn take(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<u32, IngestError> {
         let taken = {
             let mut st = lock(&self.state);
-            let Some((_, count)) = st.lanes.get_mut(&(door, lane)) else { return Ok(0) };
+            let Some((_, count)) = st.lanes.get_mut(&(door, lane)) else {
+                return Ok(0);
+            };
             let taken = n.min(*count);
             *count -= taken;
             taken
@@ -261,7 +269,11 @@ impl VirtualCabinet {
             .into_iter()
             .map(|d| json!({"door": d.0, "state": if self.is_open(d) {"open"} else {"closed"}}))
             .collect();
-        self.send("heartbeat", json!({"temp_c": 4.0, "battery": 100, "net": 80, "heating": false, "doors": doors})).await
+        self.send(
+            "heartbeat",
+            json!({"temp_c": 4.0, "battery": 100, "net": 80, "heating": false, "doors": doors}),
+        )
+        .await
     }
 
     /// Sends a stable reading of `door` now (as the 90 s closed-door cadence would).
@@ -313,7 +325,8 @@ impl VirtualCabinet {
                 }
                 // The door reports itself open before anyone can reach in (and close it).
                 if !faults.lose_open_events {
-                    self.send("door", json!({"door": door.0, "state": "open", "cmd_id": cmd.cmd_id})).await?;
+                    self.send("door", json!({"door": door.0, "state": "open", "cmd_id": cmd.cmd_id}))
+                        .await?;
                 }
                 lock(&self.state).open.insert(door);
                 self.send_weight(door, false).await?;
@@ -344,7 +357,11 @@ impl VirtualCabinet {
             readings
                 .into_iter()
                 .map(|(l, g)| {
-                    let noise = if self.noise > 0.0 { st.rng.random_range(-self.noise..self.noise) } else { 0.0 };
+                    let noise = if self.noise > 0.0 {
+                        st.rng.random_range(-self.noise..self.noise)
+                    } else {
+                        0.0
+                    };
                     // Unstable readings swing more (a hand on the shelf, a moving door).
                     let swing = if stable { 0.0 } else { st.rng.random_range(-40.0..40.0) };
                     json!({"lane": l.0, "grams": ((g + noise + swing) * 10.0).round() / 10.0})

@@ -146,7 +146,11 @@ impl DeviceHub {
         let at = self.clock.now_ms();
         self.aggregates
             .cabinets
-            .execute(&cabinet.to_string(), CabinetCommand::DisconnectDevice { at }, Meta::new(at, cabinet.to_string(), "transport:disconnect"))
+            .execute(
+                &cabinet.to_string(),
+                CabinetCommand::DisconnectDevice { at },
+                Meta::new(at, cabinet.to_string(), "transport:disconnect"),
+            )
             .await
             .map_err(|e| IngestError::Store(e.to_string()))
     }
@@ -158,7 +162,9 @@ impl DeviceHub {
 
     fn send(&self, cabinet: &CabinetId, downlink: Downlink) -> Result<(), DeviceLinkError> {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = links.get(cabinet).ok_or_else(|| DeviceLinkError::NotConnected(cabinet.to_string()))?;
+        let tx = links
+            .get(cabinet)
+            .ok_or_else(|| DeviceLinkError::NotConnected(cabinet.to_string()))?;
         tx.send(downlink).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -187,7 +193,10 @@ impl DeviceHub {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(IngestOutcome::Duplicate);
         }
-        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), received_at);
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cabinet.clone(), received_at);
         match self.apply(cabinet, &up, received_at).await {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -229,10 +238,28 @@ impl DeviceHub {
     async fn apply(&self, cabinet: &CabinetId, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
         match &up.body {
             UplinkBody::Boot { fw, .. } => {
-                self.cabinet_cmd(cabinet, CabinetCommand::ConnectDevice { node: self.node.clone(), fw: fw.clone(), at }, up, at).await?;
-                let state = self.aggregates.cabinets.load(&cabinet.to_string()).await.map_err(|e| IngestError::Store(e.to_string()))?;
+                self.cabinet_cmd(
+                    cabinet,
+                    CabinetCommand::ConnectDevice {
+                        node: self.node.clone(),
+                        fw: fw.clone(),
+                        at,
+                    },
+                    up,
+                    at,
+                )
+                .await?;
+                let state = self
+                    .aggregates
+                    .cabinets
+                    .load(&cabinet.to_string())
+                    .await
+                    .map_err(|e| IngestError::Store(e.to_string()))?;
                 if state.status == DeviceStatus::PendingInit {
-                    self.pending_init.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), BTreeMap::new());
+                    self.pending_init
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(cabinet.clone(), BTreeMap::new());
                 }
             }
             UplinkBody::Weight { .. } => {
@@ -242,7 +269,11 @@ impl DeviceHub {
                 }
             }
             UplinkBody::Door { door, state, cmd_id } => {
-                let position = if state == "open" { DoorPosition::Open } else { DoorPosition::Closed };
+                let position = if state == "open" {
+                    DoorPosition::Open
+                } else {
+                    DoorPosition::Closed
+                };
                 let cmd = CabinetCommand::RecordDoorEvent {
                     door: DoorNo(*door),
                     position,
@@ -254,7 +285,9 @@ impl DeviceHub {
                 };
                 self.cabinet_cmd(cabinet, cmd, up, at).await?;
             }
-            UplinkBody::Ack { cmd_id, status, result, .. } => {
+            UplinkBody::Ack {
+                cmd_id, status, result, ..
+            } => {
                 // A query_door answered "open" is as good as the door's own open event
                 // (which may have been lost) [O4].
                 let door = self.sent_queries.lock().unwrap_or_else(|p| p.into_inner()).remove(cmd_id);
@@ -291,7 +324,14 @@ impl DeviceHub {
         Ok(())
     }
 
-    async fn maybe_initialize(&self, cabinet: &CabinetId, door: DoorNo, sample: tare_domain::weight::WeightSample, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+    async fn maybe_initialize(
+        &self,
+        cabinet: &CabinetId,
+        door: DoorNo,
+        sample: tare_domain::weight::WeightSample,
+        up: &Uplink,
+        at: UnixMs,
+    ) -> Result<(), IngestError> {
         let readings = {
             let mut pending = self.pending_init.lock().unwrap_or_else(|p| p.into_inner());
             let Some(doors) = pending.get_mut(cabinet) else {
@@ -303,7 +343,12 @@ impl DeviceHub {
             doors.insert(door, reading);
             doors.clone()
         };
-        let state = self.aggregates.cabinets.load(&cabinet.to_string()).await.map_err(|e| IngestError::Store(e.to_string()))?;
+        let state = self
+            .aggregates
+            .cabinets
+            .load(&cabinet.to_string())
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))?;
         if !state.doors.keys().all(|d| readings.contains_key(d)) {
             return Ok(()); // wait for a stable reading of every door
         }
@@ -319,11 +364,21 @@ impl DeviceHub {
 
 #[async_trait]
 impl DeviceLink for DeviceHub {
-    async fn send_door_command(&self, cabinet: &CabinetId, door: DoorNo, kind: DoorCommandKind, cmd_id: &str, expires_at: UnixMs) -> Result<(), DeviceLinkError> {
+    async fn send_door_command(
+        &self,
+        cabinet: &CabinetId,
+        door: DoorNo,
+        kind: DoorCommandKind,
+        cmd_id: &str,
+        expires_at: UnixMs,
+    ) -> Result<(), DeviceLinkError> {
         let kind_name = match kind {
             DoorCommandKind::OpenDoor => "open_door",
             DoorCommandKind::QueryDoor => {
-                self.sent_queries.lock().unwrap_or_else(|p| p.into_inner()).insert(cmd_id.to_string(), door);
+                self.sent_queries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(cmd_id.to_string(), door);
                 "query_door"
             }
         };

@@ -52,7 +52,11 @@ const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1e_2c3d_4b5a_4f
 
 /// The id of event `sequence` of aggregate `aggregate_type/aggregate_id`.
 pub fn event_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> String {
-    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{aggregate_type}/{aggregate_id}/{sequence}").as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{aggregate_type}/{aggregate_id}/{sequence}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// Reads the feed; also wakes tailers when new events may be there.
@@ -94,19 +98,21 @@ impl Feed {
             Db::Postgres(pool) => sqlx::query_as(sql_pg).bind(position).bind(limit).fetch_all(pool).await?,
         };
         rows.into_iter()
-            .map(|(position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)| {
-                Ok(FeedEvent {
-                    position,
-                    event_id: event_id(&aggregate_type, &aggregate_id, sequence),
-                    aggregate_type,
-                    aggregate_id,
-                    sequence,
-                    event_type,
-                    event_version,
-                    payload: serde_json::from_str(&payload)?,
-                    metadata: serde_json::from_str(&metadata)?,
-                })
-            })
+            .map(
+                |(position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)| {
+                    Ok(FeedEvent {
+                        position,
+                        event_id: event_id(&aggregate_type, &aggregate_id, sequence),
+                        aggregate_type,
+                        aggregate_id,
+                        sequence,
+                        event_type,
+                        event_version,
+                        payload: serde_json::from_str(&payload)?,
+                        metadata: serde_json::from_str(&metadata)?,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -125,7 +131,9 @@ impl Feed {
         };
         let mut tx = pool.begin().await?;
         // Transaction-level advisory lock: released at commit/rollback.
-        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7361626)").fetch_one(&mut *tx).await?;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7361626)")
+            .fetch_one(&mut *tx)
+            .await?;
         if !locked {
             return Ok(0);
         }
@@ -148,7 +156,9 @@ impl Feed {
         if rows.is_empty() {
             return Ok(0);
         }
-        let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM feed").fetch_one(&mut *tx).await?;
+        let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM feed")
+            .fetch_one(&mut *tx)
+            .await?;
         let mut last = (txid, gp);
         for (i, r) in rows.iter().enumerate() {
             sqlx::query("INSERT INTO feed (position, aggregate_type, aggregate_id, sequence) VALUES ($1, $2, $3, $4)")

@@ -93,7 +93,12 @@ impl Jobs {
         rows.sort_by(|a, b| (a.3, a.4, &a.0).cmp(&(b.3, b.4, &b.0)));
         for (key, effect, attempts, due_at, _source) in rows {
             match serde_json::from_str(&effect) {
-                Ok(effect) => out.push(ClaimedJob { key, effect, attempts, due_at }),
+                Ok(effect) => out.push(ClaimedJob {
+                    key,
+                    effect,
+                    attempts,
+                    due_at,
+                }),
                 Err(e) => {
                     // A row this build cannot read: park it rather than loop on it.
                     tracing::error!(%key, error = %e, "undecodable job parked");

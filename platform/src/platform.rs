@@ -100,15 +100,26 @@ impl ServiceError {
     fn from_command<E: DomainError>(e: CommandError<E>) -> Self {
         match e {
             CommandError::Rejected(e) => match e.kind() {
-                RejectionKind::NotFound => Self::NotFound { code: e.code(), message: e.to_string() },
-                RejectionKind::Conflict => Self::Conflict { code: e.code(), message: e.to_string() },
+                RejectionKind::NotFound => Self::NotFound {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
+                RejectionKind::Conflict => Self::Conflict {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
                 RejectionKind::Invalid => {
                     let msg = e.to_string();
-                    let (field, message) = msg.split_once(": ").map_or(("body".to_string(), msg.clone()), |(f, m)| (f.to_string(), m.to_string()));
+                    let (field, message) = msg
+                        .split_once(": ")
+                        .map_or(("body".to_string(), msg.clone()), |(f, m)| (f.to_string(), m.to_string()));
                     Self::Invalid { field, message }
                 }
             },
-            CommandError::Conflict => Self::Conflict { code: "concurrent_update", message: "try again".into() },
+            CommandError::Conflict => Self::Conflict {
+                code: "concurrent_update",
+                message: "try again".into(),
+            },
             CommandError::Store(s) => Self::Internal(s),
         }
     }
@@ -181,7 +192,12 @@ impl Platform {
         };
         let aggregates = Arc::new(Aggregates::new(&db));
         let telemetry = Arc::new(TelemetryBuffer::default());
-        let hub = Arc::new(DeviceHub::new(aggregates.clone(), telemetry.clone(), cfg.clock.clone(), cfg.node.clone()));
+        let hub = Arc::new(DeviceHub::new(
+            aggregates.clone(),
+            telemetry.clone(),
+            cfg.clock.clone(),
+            cfg.node.clone(),
+        ));
         let policy = load_coupon_policy(&db).await?;
         let (coupon_policy, policy_rx) = watch::channel(policy);
         let effects = Arc::new(EffectContext {
@@ -303,20 +319,40 @@ impl Platform {
     /// Registers a product [C1].
     pub async fn register_product(&self, sku: Sku, name: String, unit_grams: f64, price: Cents) -> Result<Product, ServiceError> {
         let at = self.clock.now_ms();
-        let cmd = ProductCommand::Register { sku: sku.clone(), name, unit_grams, price, at };
-        self.aggregates.products.execute(&sku.0, cmd, self.meta(&sku.0, "api")).await.map_err(ServiceError::from_command)?;
+        let cmd = ProductCommand::Register {
+            sku: sku.clone(),
+            name,
+            unit_grams,
+            price,
+            at,
+        };
+        self.aggregates
+            .products
+            .execute(&sku.0, cmd, self.meta(&sku.0, "api"))
+            .await
+            .map_err(ServiceError::from_command)?;
         self.aggregates.products.load(&sku.0).await.map_err(ServiceError::from_command)
     }
 
     /// Registers a cabinet with its planogram and stores its device secret [C1, D2].
-    pub async fn register_cabinet(&self, id: CabinetId, kind: CabinetKind, location: GeoPoint, doors: Vec<DoorSpec>, device_secret: &str) -> Result<Cabinet, ServiceError> {
+    pub async fn register_cabinet(
+        &self,
+        id: CabinetId,
+        kind: CabinetKind,
+        location: GeoPoint,
+        doors: Vec<DoorSpec>,
+        device_secret: &str,
+    ) -> Result<Cabinet, ServiceError> {
         let mut plans = Vec::new();
         for (i, d) in doors.iter().enumerate() {
             let mut lanes = Vec::new();
             for (j, l) in d.lanes.iter().enumerate() {
                 let p = self.aggregates.products.load(&l.sku.0).await.map_err(ServiceError::from_command)?;
                 if !p.exists() {
-                    return Err(ServiceError::Invalid { field: format!("doors[{i}].lanes[{j}].sku"), message: format!("unknown product {}", l.sku) });
+                    return Err(ServiceError::Invalid {
+                        field: format!("doors[{i}].lanes[{j}].sku"),
+                        message: format!("unknown product {}", l.sku),
+                    });
                 }
                 lanes.push(LanePlan {
                     lane: l.lane,
@@ -332,8 +368,18 @@ impl Platform {
             plans.push(DoorPlan { door: d.door, lanes });
         }
         let key = id.to_string();
-        let cmd = CabinetCommand::Register { id: id.clone(), kind, location, doors: plans, at: self.clock.now_ms() };
-        self.aggregates.cabinets.execute(&key, cmd, self.meta(&key, "api")).await.map_err(ServiceError::from_command)?;
+        let cmd = CabinetCommand::Register {
+            id: id.clone(),
+            kind,
+            location,
+            doors: plans,
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .cabinets
+            .execute(&key, cmd, self.meta(&key, "api"))
+            .await
+            .map_err(ServiceError::from_command)?;
         crate::on_db!(&self.db, pool => {
             sqlx::query("INSERT INTO device_credentials (cabinet, secret) VALUES ($1, $2) ON CONFLICT (cabinet) DO NOTHING")
                 .bind(&key).bind(device_secret).execute(pool).await.map_err(DbError::from)?;
@@ -343,9 +389,17 @@ impl Platform {
 
     /// A cabinet's state (404 if unknown).
     pub async fn cabinet(&self, id: &CabinetId) -> Result<Cabinet, ServiceError> {
-        let c = self.aggregates.cabinets.load(&id.to_string()).await.map_err(ServiceError::from_command)?;
+        let c = self
+            .aggregates
+            .cabinets
+            .load(&id.to_string())
+            .await
+            .map_err(ServiceError::from_command)?;
         if c.id.is_none() {
-            return Err(ServiceError::NotFound { code: "cabinet_not_found", message: format!("cabinet {id} not found") });
+            return Err(ServiceError::NotFound {
+                code: "cabinet_not_found",
+                message: format!("cabinet {id} not found"),
+            });
         }
         Ok(c)
     }
@@ -358,25 +412,58 @@ impl Platform {
     }
 
     /// Creates a shopper with the account, atomically [A1].
-    pub async fn create_shopper(&self, shopper_id: &str, phone: String, provider: ProviderKind, confirm_mode: ConfirmMode, token_sha256: String) -> Result<Shopper, ServiceError> {
-        let cmd = ShopperCommand::Create { shopper_id: shopper_id.to_string(), phone, provider, confirm_mode, token_sha256, at: self.clock.now_ms() };
-        self.aggregates.shoppers.execute(shopper_id, cmd, self.meta(shopper_id, "api")).await.map_err(ServiceError::from_command)?;
+    pub async fn create_shopper(
+        &self,
+        shopper_id: &str,
+        phone: String,
+        provider: ProviderKind,
+        confirm_mode: ConfirmMode,
+        token_sha256: String,
+    ) -> Result<Shopper, ServiceError> {
+        let cmd = ShopperCommand::Create {
+            shopper_id: shopper_id.to_string(),
+            phone,
+            provider,
+            confirm_mode,
+            token_sha256,
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, cmd, self.meta(shopper_id, "api"))
+            .await
+            .map_err(ServiceError::from_command)?;
         self.shopper(shopper_id).await
     }
 
     /// A shopper (404 if unknown).
     pub async fn shopper(&self, shopper_id: &str) -> Result<Shopper, ServiceError> {
-        let s = self.aggregates.shoppers.load(shopper_id).await.map_err(ServiceError::from_command)?;
+        let s = self
+            .aggregates
+            .shoppers
+            .load(shopper_id)
+            .await
+            .map_err(ServiceError::from_command)?;
         if s.id.is_none() {
-            return Err(ServiceError::NotFound { code: "shopper_not_found", message: "shopper not found".into() });
+            return Err(ServiceError::NotFound {
+                code: "shopper_not_found",
+                message: "shopper not found".into(),
+            });
         }
         Ok(s)
     }
 
     /// Puts a coupon in a shopper's wallet.
     pub async fn grant_coupon(&self, shopper_id: &str, coupon: Coupon) -> Result<(), ServiceError> {
-        let cmd = ShopperCommand::GrantCoupon { coupon, at: self.clock.now_ms() };
-        self.aggregates.shoppers.execute(shopper_id, cmd, self.meta(shopper_id, "api")).await.map_err(ServiceError::from_command)
+        let cmd = ShopperCommand::GrantCoupon {
+            coupon,
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, cmd, self.meta(shopper_id, "api"))
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// A scan [O1, O2]: takes the shopper's open-order slot, then the door, then creates
@@ -385,7 +472,10 @@ impl Platform {
     pub async fn create_order(&self, shopper_id: &str, cabinet_id: &CabinetId, door: DoorNo) -> Result<Order, ServiceError> {
         let shopper = self.shopper(shopper_id).await?;
         let cabinet = self.cabinet(cabinet_id).await?;
-        let door_state = cabinet.door(door).map_err(|e| ServiceError::NotFound { code: "door_not_found", message: e.to_string() })?;
+        let door_state = cabinet.door(door).map_err(|e| ServiceError::NotFound {
+            code: "door_not_found",
+            message: e.to_string(),
+        })?;
         let lanes: Vec<LanePlan> = door_state.lanes.values().map(|l| l.plan.clone()).collect();
         let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
             return Err(ServiceError::Internal("shopper without provider".into()));
@@ -394,9 +484,16 @@ impl Platform {
         let at = self.clock.now_ms();
         let meta = || self.meta(&order_id, "api:create_order");
         self.begin_shopper_order(shopper_id, &order_id, at).await?;
-        let holder = Holder::Order { order_id: order_id.clone(), shopper_id: shopper_id.to_string() };
+        let holder = Holder::Order {
+            order_id: order_id.clone(),
+            shopper_id: shopper_id.to_string(),
+        };
         if let Err(e) = self.acquire_door(&cabinet, cabinet_id, door, holder, at, &order_id).await {
-            let undo = ShopperCommand::EndOrder { order_id: order_id.clone(), outcome: "abandoned".into(), at };
+            let undo = ShopperCommand::EndOrder {
+                order_id: order_id.clone(),
+                outcome: "abandoned".into(),
+                at,
+            };
             if let Err(u) = self.aggregates.shoppers.execute(shopper_id, undo, meta()).await {
                 tracing::error!(%order_id, error = %u, "could not release the shopper's order slot");
             }
@@ -414,31 +511,66 @@ impl Platform {
             auth_deadline: at + self.saga.auth_timeout_ms,
             at,
         };
-        self.aggregates.orders.execute(&order_id, cmd, meta()).await.map_err(ServiceError::from_command)?;
+        self.aggregates
+            .orders
+            .execute(&order_id, cmd, meta())
+            .await
+            .map_err(ServiceError::from_command)?;
         self.order(&order_id).await
     }
 
     /// Takes a door. If the previous purchase on it has finished weighing but its
     /// door-release effect has not run yet, runs that (idempotent) effect now.
-    async fn acquire_door(&self, cabinet: &Cabinet, cabinet_id: &CabinetId, door: DoorNo, holder: Holder, at: tare_domain::UnixMs, order_id: &str) -> Result<(), CommandError<tare_domain::cabinet::CabinetError>> {
-        let acquire = || CabinetCommand::AcquireDoor { door, holder: holder.clone(), at };
-        let first = self.aggregates.cabinets.execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order")).await;
+    async fn acquire_door(
+        &self,
+        cabinet: &Cabinet,
+        cabinet_id: &CabinetId,
+        door: DoorNo,
+        holder: Holder,
+        at: tare_domain::UnixMs,
+        order_id: &str,
+    ) -> Result<(), CommandError<tare_domain::cabinet::CabinetError>> {
+        let acquire = || CabinetCommand::AcquireDoor {
+            door,
+            holder: holder.clone(),
+            at,
+        };
+        let first = self
+            .aggregates
+            .cabinets
+            .execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order"))
+            .await;
         let Err(CommandError::Rejected(tare_domain::cabinet::CabinetError::DoorBusy)) = first else {
             return first;
         };
         let fresh = self.aggregates.cabinets.load(&cabinet_id.to_string()).await?;
-        let held_by = fresh.door(door).ok().and_then(|d| d.holder.clone()).or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
+        let held_by = fresh
+            .door(door)
+            .ok()
+            .and_then(|d| d.holder.clone())
+            .or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
         if let Some(Holder::Order { order_id: previous, .. }) = held_by {
-            let prev = self.aggregates.orders.load(&previous).await.map_err(|e| CommandError::Store(e.to_string()))?;
+            let prev = self
+                .aggregates
+                .orders
+                .load(&previous)
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?;
             if prev.state.is_terminal() || prev.state == tare_domain::order::OrderState::Charging {
                 let job = crate::jobs::ClaimedJob {
                     key: format!("order:{previous}:finish-door"),
-                    effect: tare_sagas::Effect::FinishDoorSession { order_id: previous.clone() },
+                    effect: tare_sagas::Effect::FinishDoorSession {
+                        order_id: previous.clone(),
+                    },
                     attempts: 0,
                     due_at: at,
                 };
                 let _ = self.effects.run(&job).await;
-                return self.aggregates.cabinets.execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order")).await;
+                return self
+                    .aggregates
+                    .cabinets
+                    .execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order"))
+                    .await;
             }
         }
         first
@@ -451,30 +583,57 @@ impl Platform {
         use crate::store::CommandError;
         use tare_domain::shopper::ShopperError;
         let meta = || self.meta(order_id, "api:create_order");
-        let begin = || ShopperCommand::BeginOrder { order_id: order_id.to_string(), at };
+        let begin = || ShopperCommand::BeginOrder {
+            order_id: order_id.to_string(),
+            at,
+        };
         match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
             Err(CommandError::Rejected(ShopperError::UnpaidOrder(previous))) => {
                 let prev = self.order(&previous).await?;
                 if !prev.state.is_terminal() {
-                    return Err(ServiceError::Conflict { code: "unpaid_order", message: format!("shopper has an unpaid order {previous}") });
+                    return Err(ServiceError::Conflict {
+                        code: "unpaid_order",
+                        message: format!("shopper has an unpaid order {previous}"),
+                    });
                 }
-                if matches!(prev.state, tare_domain::order::OrderState::Cancelled | tare_domain::order::OrderState::Abnormal) {
+                if matches!(
+                    prev.state,
+                    tare_domain::order::OrderState::Cancelled | tare_domain::order::OrderState::Abnormal
+                ) {
                     // Its provider-side order must be gone before the next one is asked
                     // for (a provider limits open orders per shopper): run the saga's
                     // idempotent cancel now rather than wait for it.
                     let job = crate::jobs::ClaimedJob {
                         key: format!("order:{previous}:cancel-payment"),
-                        effect: tare_sagas::Effect::CancelPayment { order_id: previous.clone(), reason: "order_ended".into() },
+                        effect: tare_sagas::Effect::CancelPayment {
+                            order_id: previous.clone(),
+                            reason: "order_ended".into(),
+                        },
                         attempts: 0,
                         due_at: at,
                     };
                     if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) = self.effects.run(&job).await {
-                        return Err(ServiceError::Conflict { code: "previous_order_closing", message: format!("the previous order is still closing at the provider: {e}") });
+                        return Err(ServiceError::Conflict {
+                            code: "previous_order_closing",
+                            message: format!("the previous order is still closing at the provider: {e}"),
+                        });
                     }
                 }
-                let end = ShopperCommand::EndOrder { order_id: previous, outcome: format!("{:?}", prev.state).to_lowercase(), at };
-                self.aggregates.shoppers.execute(shopper_id, end, meta()).await.map_err(ServiceError::from_command)?;
-                self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await.map_err(ServiceError::from_command)
+                let end = ShopperCommand::EndOrder {
+                    order_id: previous,
+                    outcome: format!("{:?}", prev.state).to_lowercase(),
+                    at,
+                };
+                self.aggregates
+                    .shoppers
+                    .execute(shopper_id, end, meta())
+                    .await
+                    .map_err(ServiceError::from_command)?;
+                self.aggregates
+                    .shoppers
+                    .execute(shopper_id, begin(), meta())
+                    .await
+                    .map_err(ServiceError::from_command)
             }
             other => other.map_err(ServiceError::from_command),
         }
@@ -484,7 +643,10 @@ impl Platform {
     pub async fn order(&self, order_id: &str) -> Result<Order, ServiceError> {
         let o = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
         if o.id.is_none() {
-            return Err(ServiceError::NotFound { code: "order_not_found", message: "order not found".into() });
+            return Err(ServiceError::NotFound {
+                code: "order_not_found",
+                message: "order not found".into(),
+            });
         }
         Ok(o)
     }
@@ -496,20 +658,49 @@ impl Platform {
 
     /// Applies a verified provider notification that the shopper authorized [P2].
     pub async fn provider_authorized(&self, order_id: &str, notification_id: &str) -> Result<(), ServiceError> {
-        let cmd = tare_domain::payment::PaymentCommand::ConfirmAuthorization { notification_id: Some(notification_id.to_string()), at: self.clock.now_ms() };
-        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+        let cmd = tare_domain::payment::PaymentCommand::ConfirmAuthorization {
+            notification_id: Some(notification_id.to_string()),
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .payments
+            .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// Applies a verified provider notification that money was collected [P2].
-    pub async fn provider_collected(&self, order_id: &str, notification_id: &str, transaction_id: String, amount: Cents) -> Result<(), ServiceError> {
-        let cmd = tare_domain::payment::PaymentCommand::RecordCollected { transaction_id, amount, notification_id: Some(notification_id.to_string()), at: self.clock.now_ms() };
-        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+    pub async fn provider_collected(
+        &self,
+        order_id: &str,
+        notification_id: &str,
+        transaction_id: String,
+        amount: Cents,
+    ) -> Result<(), ServiceError> {
+        let cmd = tare_domain::payment::PaymentCommand::RecordCollected {
+            transaction_id,
+            amount,
+            notification_id: Some(notification_id.to_string()),
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .payments
+            .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// Applies a verified provider notification that a deduction failed [P2].
     pub async fn provider_collection_failed(&self, order_id: &str, notification_id: &str, reason: String) -> Result<(), ServiceError> {
-        let cmd = tare_domain::payment::PaymentCommand::RecordCollectionFailed { reason, at: self.clock.now_ms() };
-        self.aggregates.payments.execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}"))).await.map_err(ServiceError::from_command)
+        let cmd = tare_domain::payment::PaymentCommand::RecordCollectionFailed {
+            reason,
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .payments
+            .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// Orders of a shopper from the read model, newest first.

@@ -206,9 +206,25 @@ pub fn parse_uplink(kind: &str, bytes: &[u8]) -> Result<Uplink, ProtocolError> {
         "heartbeat" => parse_as!(kind, bytes, Heartbeat { temp_c: f64, battery: u8, net: u8, heating: bool, doors: Vec<DoorStateMsg> }),
         "weight" => parse_as!(kind, bytes, Weight { door: u8, stable: bool, lanes: Vec<LaneGramsMsg> }),
         "door" => parse_as!(kind, bytes, Door { door: u8, state: String, cmd_id: Option<String> = default }),
-        "ack" => parse_as!(kind, bytes, Ack { cmd_id: String, status: String, detail: Option<String> = default, result: Option<serde_json::Value> = default }),
-        "compartment" => parse_as!(kind, bytes, Compartment { compartment: u32, event: String }),
-        "ad_play" => parse_as!(kind, bytes, AdPlay { ad_id: String, duration_ms: u64 }),
+        "ack" => {
+            parse_as!(kind, bytes, Ack { cmd_id: String, status: String, detail: Option<String> = default, result: Option<serde_json::Value> = default })
+        }
+        "compartment" => parse_as!(
+            kind,
+            bytes,
+            Compartment {
+                compartment: u32,
+                event: String
+            }
+        ),
+        "ad_play" => parse_as!(
+            kind,
+            bytes,
+            AdPlay {
+                ad_id: String,
+                duration_ms: u64
+            }
+        ),
         "time" => parse_as!(kind, bytes, Time { device_send_ts: i64 }),
         "status" => parse_as!(kind, bytes, Status { state: String }),
         other => return Err(ProtocolError::UnknownKind(other.to_string())),
@@ -356,10 +372,19 @@ mod tests {
     fn parses_every_uplink_kind_from_the_contract() {
         let cases = [
             ("boot", r#"{"id":"a","seq":0,"ts":1,"fw":"1.0","hw":"h","doors":1,"lanes":[4]}"#),
-            ("heartbeat", r#"{"id":"b","seq":1,"ts":1,"temp_c":4.5,"battery":90,"net":70,"heating":false,"doors":[{"door":1,"state":"closed"}]}"#),
-            ("weight", r#"{"id":"c","seq":2,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":1234.5}]}"#),
+            (
+                "heartbeat",
+                r#"{"id":"b","seq":1,"ts":1,"temp_c":4.5,"battery":90,"net":70,"heating":false,"doors":[{"door":1,"state":"closed"}]}"#,
+            ),
+            (
+                "weight",
+                r#"{"id":"c","seq":2,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":1234.5}]}"#,
+            ),
             ("door", r#"{"id":"d","seq":3,"ts":1,"door":1,"state":"open","cmd_id":"x"}"#),
-            ("ack", r#"{"id":"e","seq":4,"ts":1,"cmd_id":"x","status":"ok","result":{"state":"open"}}"#),
+            (
+                "ack",
+                r#"{"id":"e","seq":4,"ts":1,"cmd_id":"x","status":"ok","result":{"state":"open"}}"#,
+            ),
             ("compartment", r#"{"id":"f","seq":5,"ts":1,"compartment":3,"event":"taken"}"#),
             ("ad_play", r#"{"id":"g","seq":6,"ts":1,"ad_id":"ad1","duration_ms":15000}"#),
             ("time", r#"{"id":"h","seq":7,"ts":1,"device_send_ts":1}"#),
@@ -379,8 +404,16 @@ mod tests {
         };
         check("weight", "not json", "malformed");
         check("weight", r#"{"seq":1,"ts":1,"door":1,"stable":true,"lanes":[]}"#, "id");
-        check("weight", r#"{"id":"x","seq":1,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":-9000}]}"#, "lanes[0].grams");
-        check("weight", r#"{"id":"x","seq":1,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":1e9}]}"#, "lanes[0].grams");
+        check(
+            "weight",
+            r#"{"id":"x","seq":1,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":-9000}]}"#,
+            "lanes[0].grams",
+        );
+        check(
+            "weight",
+            r#"{"id":"x","seq":1,"ts":1,"door":1,"stable":true,"lanes":[{"lane":1,"grams":1e9}]}"#,
+            "lanes[0].grams",
+        );
         check("door", r#"{"id":"x","seq":1,"ts":1,"door":1,"state":"ajar"}"#, "state");
         check("ack", r#"{"id":"x","seq":1,"ts":1,"cmd_id":"c","status":"maybe"}"#, "status");
         check("nonsense", "{}", "unknown uplink kind");

@@ -19,7 +19,10 @@ use tare_domain::order::{Order, OrderCommand, OrderState};
 use tare_domain::payment::{PaymentCommand, PaymentError, PaymentState};
 use tare_domain::shopper::ShopperCommand;
 use tare_domain::{AnyEvent, Cents, ProviderKind, UnixMs};
-use tare_sagas::ports::{AuthorizationRequest, CollectionOutcome, CollectionRequest, DeviceLink, PaymentProvider, ProviderError, ProviderOrderStatus, TelemetryView};
+use tare_sagas::ports::{
+    AuthorizationRequest, CollectionOutcome, CollectionRequest, DeviceLink, PaymentProvider, ProviderError, ProviderOrderStatus,
+    TelemetryView,
+};
 use tare_sagas::{decide, Effect, SagaConfig, Scheduled};
 use tokio::sync::watch;
 
@@ -181,7 +184,15 @@ impl EffectContext {
                         EffectOutcome::Done
                     }
                     Err(ProviderError::Refused { code, message }) => {
-                        self.order_cmd(order_id, OrderCommand::Cancel { reason: format!("authorization_refused: {code}: {message}"), at: now }, key).await
+                        self.order_cmd(
+                            order_id,
+                            OrderCommand::Cancel {
+                                reason: format!("authorization_refused: {code}: {message}"),
+                                at: now,
+                            },
+                            key,
+                        )
+                        .await
                     }
                     Err(e) => provider_err(e),
                 }
@@ -193,16 +204,39 @@ impl EffectContext {
                         return provider_err(e);
                     }
                 }
-                match self.payment_cmd(order_id, PaymentCommand::Cancel { reason: reason.clone(), at: now }, key).await {
+                match self
+                    .payment_cmd(
+                        order_id,
+                        PaymentCommand::Cancel {
+                            reason: reason.clone(),
+                            at: now,
+                        },
+                        key,
+                    )
+                    .await
+                {
                     Ok(()) | Err(CommandError::Rejected(PaymentError::NotFound)) => EffectOutcome::Done,
                     Err(e) => store_err(e),
                 }
             }
             Effect::AuthorizeOrder { order_id } => {
-                self.order_cmd(order_id, OrderCommand::MarkAuthorized { open_cmd_id: format!("{order_id}-open"), at: now }, key).await
+                self.order_cmd(
+                    order_id,
+                    OrderCommand::MarkAuthorized {
+                        open_cmd_id: format!("{order_id}-open"),
+                        at: now,
+                    },
+                    key,
+                )
+                .await
             }
             Effect::ExpireAuthorization { order_id } => self.order_cmd(order_id, OrderCommand::ExpireAuthorization { at: now }, key).await,
-            Effect::SendDoorCommand { order_id, kind, cmd_id, expires_at } => {
+            Effect::SendDoorCommand {
+                order_id,
+                kind,
+                cmd_id,
+                expires_at,
+            } => {
                 let order = tryo!(self.order(order_id).await);
                 if order.state != OrderState::Opening || now > *expires_at {
                     return EffectOutcome::Done;
@@ -217,17 +251,56 @@ impl EffectContext {
                 }
                 EffectOutcome::Done
             }
-            Effect::CheckDoor { order_id, attempt } => self.order_cmd(order_id, OrderCommand::CheckDoor { attempt: *attempt, at: now }, key).await,
-            Effect::RecordDoorOpened { order_id, cabinet, door, device_ts } => {
-                let before = self.telemetry.stable_at_or_before(cabinet, *door, *device_ts);
-                self.order_cmd(order_id, OrderCommand::MarkDoorOpened { device_ts: *device_ts, before, at: now }, key).await
+            Effect::CheckDoor { order_id, attempt } => {
+                self.order_cmd(
+                    order_id,
+                    OrderCommand::CheckDoor {
+                        attempt: *attempt,
+                        at: now,
+                    },
+                    key,
+                )
+                .await
             }
-            Effect::RecordDoorClosed { order_id, cabinet, door, device_ts, unexpected } => {
+            Effect::RecordDoorOpened {
+                order_id,
+                cabinet,
+                door,
+                device_ts,
+            } => {
+                let before = self.telemetry.stable_at_or_before(cabinet, *door, *device_ts);
+                self.order_cmd(
+                    order_id,
+                    OrderCommand::MarkDoorOpened {
+                        device_ts: *device_ts,
+                        before,
+                        at: now,
+                    },
+                    key,
+                )
+                .await
+            }
+            Effect::RecordDoorClosed {
+                order_id,
+                cabinet,
+                door,
+                device_ts,
+                unexpected,
+            } => {
                 let fallback_before = self.telemetry.stable_at_or_before(cabinet, *door, device_ts - 1);
-                let cmd = OrderCommand::MarkDoorClosed { device_ts: *device_ts, unexpected: *unexpected, fallback_before, at: now };
+                let cmd = OrderCommand::MarkDoorClosed {
+                    device_ts: *device_ts,
+                    unexpected: *unexpected,
+                    fallback_before,
+                    at: now,
+                };
                 self.order_cmd(order_id, cmd, key).await
             }
-            Effect::SettleWeights { order_id, poll_ms, give_up_at } => {
+            Effect::SettleWeights {
+                order_id,
+                poll_ms,
+                give_up_at,
+            } => {
                 let order = tryo!(self.order(order_id).await);
                 if order.state != OrderState::Settling {
                     return EffectOutcome::Done;
@@ -239,7 +312,12 @@ impl EffectContext {
                     Some(after) => {
                         let shopper = tryo!(self.aggregates.shoppers.load(&order.shopper_id).await);
                         let policy = *self.coupon_policy.borrow();
-                        let cmd = OrderCommand::SettleWeights { after, coupons: shopper.available_coupons(), policy, at: now };
+                        let cmd = OrderCommand::SettleWeights {
+                            after,
+                            coupons: shopper.available_coupons(),
+                            policy,
+                            at: now,
+                        };
                         self.order_cmd(order_id, cmd, key).await
                     }
                     None if now >= *give_up_at => self.order_cmd(order_id, OrderCommand::AbandonWeights { at: now }, key).await,
@@ -252,11 +330,27 @@ impl EffectContext {
                     return EffectOutcome::Bury("order has no cabinet".into());
                 };
                 let cmd = if order.inference.is_empty() {
-                    CabinetCommand::ReleaseDoor { door, session_id: order_id.clone(), reason: format!("order_{:?}", order.state).to_lowercase(), at: now }
+                    CabinetCommand::ReleaseDoor {
+                        door,
+                        session_id: order_id.clone(),
+                        reason: format!("order_{:?}", order.state).to_lowercase(),
+                        at: now,
+                    }
                 } else {
-                    let sold = order.inference.iter().filter(|i| i.count > 0).map(|i| (i.lane, i.count as u32)).collect();
+                    let sold = order
+                        .inference
+                        .iter()
+                        .filter(|i| i.count > 0)
+                        .map(|i| (i.lane, i.count as u32))
+                        .collect();
                     let charged = matches!(order.state, OrderState::Charging | OrderState::Paid);
-                    CabinetCommand::FinishSale { door, order_id: order_id.clone(), sold, charged, at: now }
+                    CabinetCommand::FinishSale {
+                        door,
+                        order_id: order_id.clone(),
+                        sold,
+                        charged,
+                        at: now,
+                    }
                 };
                 let meta = Meta::new(now, order_id.as_str(), format!("job:{key}"));
                 tryo!(self.aggregates.cabinets.execute(&cabinet.to_string(), cmd, meta).await);
@@ -266,7 +360,11 @@ impl EffectContext {
                 let order = tryo!(self.order(order_id).await);
                 let Some(coupon) = order.coupon else { return EffectOutcome::Done };
                 let meta = Meta::new(now, order_id.as_str(), format!("job:{key}"));
-                let cmd = ShopperCommand::RedeemCoupon { coupon_id: coupon.coupon_id, order_id: order_id.clone(), at: now };
+                let cmd = ShopperCommand::RedeemCoupon {
+                    coupon_id: coupon.coupon_id,
+                    order_id: order_id.clone(),
+                    at: now,
+                };
                 tryo!(self.aggregates.shoppers.execute(&order.shopper_id, cmd, meta).await);
                 EffectOutcome::Done
             }
@@ -282,7 +380,12 @@ impl EffectContext {
                 };
                 match provider.query(order_id).await {
                     Ok(ProviderOrderStatus::Collected { transaction_id, amount }) => {
-                        let cmd = PaymentCommand::RecordCollected { transaction_id, amount, notification_id: None, at: now };
+                        let cmd = PaymentCommand::RecordCollected {
+                            transaction_id,
+                            amount,
+                            notification_id: None,
+                            at: now,
+                        };
                         tryo!(self.payment_cmd(order_id, cmd, key).await);
                         EffectOutcome::Done
                     }
@@ -290,17 +393,43 @@ impl EffectContext {
                     Err(e) => provider_err(e),
                 }
             }
-            Effect::MarkOrderPaid { order_id, transaction_id, amount } => {
-                self.order_cmd(order_id, OrderCommand::MarkPaid { transaction_id: transaction_id.clone(), amount: *amount, at: now }, key).await
+            Effect::MarkOrderPaid {
+                order_id,
+                transaction_id,
+                amount,
+            } => {
+                self.order_cmd(
+                    order_id,
+                    OrderCommand::MarkPaid {
+                        transaction_id: transaction_id.clone(),
+                        amount: *amount,
+                        at: now,
+                    },
+                    key,
+                )
+                .await
             }
             Effect::RecordChargeFailure { order_id, attempt, reason } => {
                 let retry_at = (*attempt < self.cfg.max_charge_attempts).then_some(now + self.cfg.charge_retry_ms);
-                self.order_cmd(order_id, OrderCommand::RecordChargeFailure { reason: reason.clone(), retry_at, at: now }, key).await
+                self.order_cmd(
+                    order_id,
+                    OrderCommand::RecordChargeFailure {
+                        reason: reason.clone(),
+                        retry_at,
+                        at: now,
+                    },
+                    key,
+                )
+                .await
             }
             Effect::EndShopperOrder { order_id, outcome } => {
                 let order = tryo!(self.order(order_id).await);
                 let meta = Meta::new(now, order_id.as_str(), format!("job:{key}"));
-                let cmd = ShopperCommand::EndOrder { order_id: order_id.clone(), outcome: outcome.clone(), at: now };
+                let cmd = ShopperCommand::EndOrder {
+                    order_id: order_id.clone(),
+                    outcome: outcome.clone(),
+                    at: now,
+                };
                 tryo!(self.aggregates.shoppers.execute(&order.shopper_id, cmd, meta).await);
                 EffectOutcome::Done
             }
@@ -328,7 +457,17 @@ impl EffectContext {
                 Err(e) => return provider_err(e),
             }
         } else {
-            tryo!(self.payment_cmd(order_id, PaymentCommand::RequestCollection { amount: order.total, at: now }, key).await);
+            tryo!(
+                self.payment_cmd(
+                    order_id,
+                    PaymentCommand::RequestCollection {
+                        amount: order.total,
+                        at: now
+                    },
+                    key
+                )
+                .await
+            );
             let req = CollectionRequest {
                 order_id: order_id.to_string(),
                 provider_order_ref: payment.provider_order_ref.clone(),
@@ -343,12 +482,20 @@ impl EffectContext {
         };
         match outcome {
             CollectionOutcome::Collected { transaction_id, amount } => {
-                let cmd = PaymentCommand::RecordCollected { transaction_id, amount, notification_id: None, at: now };
+                let cmd = PaymentCommand::RecordCollected {
+                    transaction_id,
+                    amount,
+                    notification_id: None,
+                    at: now,
+                };
                 tryo!(self.payment_cmd(order_id, cmd, key).await);
                 EffectOutcome::Done
             }
             CollectionOutcome::Failed { reason } => {
-                tryo!(self.payment_cmd(order_id, PaymentCommand::RecordCollectionFailed { reason, at: now }, key).await);
+                tryo!(
+                    self.payment_cmd(order_id, PaymentCommand::RecordCollectionFailed { reason, at: now }, key)
+                        .await
+                );
                 EffectOutcome::Done
             }
             // The callback normally settles it; if it is lost, this job asks again.

@@ -13,13 +13,13 @@ use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::watch;
 use tare_domain::cabinet::Cabinet;
 use tare_domain::order::Order;
 use tare_domain::payment::Payment;
 use tare_domain::product::Product;
 use tare_domain::shopper::Shopper;
 use tare_domain::UnixMs;
+use tokio::sync::watch;
 
 /// Why a command did not commit.
 #[derive(Debug, thiserror::Error)]

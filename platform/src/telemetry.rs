@@ -29,7 +29,12 @@ impl TelemetryBuffer {
         }
     }
 
-    fn find<F: Fn(&VecDeque<WeightSample>) -> Option<WeightSample>>(&self, cabinet: &CabinetId, door: DoorNo, f: F) -> Option<StableReading> {
+    fn find<F: Fn(&VecDeque<WeightSample>) -> Option<WeightSample>>(
+        &self,
+        cabinet: &CabinetId,
+        door: DoorNo,
+        f: F,
+    ) -> Option<StableReading> {
         let doors = self.doors.lock().unwrap_or_else(|p| p.into_inner());
         doors.get(&(cabinet.clone(), door)).and_then(f).and_then(StableReading::from_sample)
     }
@@ -37,11 +42,15 @@ impl TelemetryBuffer {
 
 impl TelemetryView for TelemetryBuffer {
     fn stable_at_or_before(&self, cabinet: &CabinetId, door: DoorNo, device_ts: UnixMs) -> Option<StableReading> {
-        self.find(cabinet, door, |q| q.iter().rev().find(|s| s.stable && s.device_ts <= device_ts).cloned())
+        self.find(cabinet, door, |q| {
+            q.iter().rev().find(|s| s.stable && s.device_ts <= device_ts).cloned()
+        })
     }
 
     fn newest_stable_since(&self, cabinet: &CabinetId, door: DoorNo, device_ts: UnixMs) -> Option<StableReading> {
-        self.find(cabinet, door, |q| q.iter().rev().find(|s| s.stable && s.device_ts >= device_ts).cloned())
+        self.find(cabinet, door, |q| {
+            q.iter().rev().find(|s| s.stable && s.device_ts >= device_ts).cloned()
+        })
     }
 }
 

@@ -27,14 +27,16 @@ impl Views {
     /// One document.
     pub async fn get(&self, view: &str, id: &str) -> Result<Option<Value>, DbError> {
         let sql = "SELECT doc FROM views WHERE view = $1 AND id = $2";
-        let row: Option<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(id).fetch_optional(pool).await?);
+        let row: Option<(String,)> =
+            crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(id).fetch_optional(pool).await?);
         Ok(row.map(|(d,)| serde_json::from_str(&d)).transpose()?)
     }
 
     /// Documents of `view` owned by `owner`, by id.
     pub async fn by_owner(&self, view: &str, owner: &str, limit: i64) -> Result<Vec<Value>, DbError> {
         let sql = "SELECT doc FROM views WHERE view = $1 AND owner = $2 ORDER BY id LIMIT $3";
-        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(owner).bind(limit).fetch_all(pool).await?);
+        let rows: Vec<(String,)> =
+            crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(view).bind(owner).bind(limit).fetch_all(pool).await?);
         rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
     }
 

@@ -80,7 +80,13 @@ impl Projection for OrderSummaries {
             .and_then(|d| serde_json::from_value(d).ok())
             .unwrap_or_default();
         let state: Option<&str> = match e {
-            OrderEvent::OrderCreated { shopper_id, cabinet, door, at, .. } => {
+            OrderEvent::OrderCreated {
+                shopper_id,
+                cabinet,
+                door,
+                at,
+                ..
+            } => {
                 s.order_id = aggregate_id.to_string();
                 s.shopper_id = shopper_id.clone();
                 s.cabinet = cabinet.to_string();
@@ -144,8 +150,18 @@ impl Projection for LaneStock {
             _ => vec![],
         }
     }
-    fn apply(&self, _docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, _time: UnixMs) -> Vec<DocWrite> {
-        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, sku, after, .. }) = event else {
+    fn apply(
+        &self,
+        _docs: &[(String, Option<Value>)],
+        aggregate_id: &str,
+        event: &AnyEvent,
+        position: i64,
+        _time: UnixMs,
+    ) -> Vec<DocWrite> {
+        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged {
+            door, lane, sku, after, ..
+        }) = event
+        else {
             return vec![];
         };
         let doc = LaneStockDoc {
@@ -193,8 +209,25 @@ impl Projection for LaneLedger {
     fn touches(&self, _aggregate_id: &str, _event: &AnyEvent) -> Vec<String> {
         vec![]
     }
-    fn apply(&self, _docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, _time: UnixMs) -> Vec<DocWrite> {
-        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, sku, before, change, after, reason, at }) = event else {
+    fn apply(
+        &self,
+        _docs: &[(String, Option<Value>)],
+        aggregate_id: &str,
+        event: &AnyEvent,
+        position: i64,
+        _time: UnixMs,
+    ) -> Vec<DocWrite> {
+        let AnyEvent::Cabinet(CabinetEvent::LaneStockChanged {
+            door,
+            lane,
+            sku,
+            before,
+            change,
+            after,
+            reason,
+            at,
+        }) = event
+        else {
             return vec![];
         };
         let entry = LedgerEntry {

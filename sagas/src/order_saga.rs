@@ -11,7 +11,6 @@ use tare_domain::order::OrderEvent;
 use tare_domain::payment::PaymentEvent;
 use tare_domain::{AnyEvent, CabinetId, Cents, DoorNo, UnixMs};
 
-
 use crate::ports::DoorCommandKind;
 
 /// Timings of the purchase (all durations in ms).
@@ -252,16 +251,33 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             OrderEvent::ChargeRequested { attempt, at, .. } => vec![now(
                 k(&format!("collect:{attempt}")),
                 *at,
-                Effect::Collect { order_id: id, attempt: *attempt },
+                Effect::Collect {
+                    order_id: id,
+                    attempt: *attempt,
+                },
             )],
-            OrderEvent::ChargeFailed { attempt, retry_at: Some(t), .. } => vec![Scheduled {
+            OrderEvent::ChargeFailed {
+                attempt,
+                retry_at: Some(t),
+                ..
+            } => vec![Scheduled {
                 key: k(&format!("retry-collect:{attempt}")),
                 due_at: *t,
-                effect: Effect::RetryCollection { order_id: id, after_attempt: *attempt },
+                effect: Effect::RetryCollection {
+                    order_id: id,
+                    after_attempt: *attempt,
+                },
             }],
             OrderEvent::OrderPaid { at, .. } => vec![
                 now(k("finish-door"), *at, Effect::FinishDoorSession { order_id: id.clone() }),
-                now(k("end-shopper-order"), *at, Effect::EndShopperOrder { order_id: id, outcome: "paid".into() }),
+                now(
+                    k("end-shopper-order"),
+                    *at,
+                    Effect::EndShopperOrder {
+                        order_id: id,
+                        outcome: "paid".into(),
+                    },
+                ),
             ],
             OrderEvent::OrderCancelled { reason, at } => end_without_charge(&id, "cancelled", reason, *at),
             OrderEvent::OrderMarkedAbnormal { at, .. } => end_without_charge(&id, "abnormal", "abnormal", *at),
@@ -274,32 +290,66 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             PaymentEvent::LateAuthorizationReceived { at, .. } => vec![now(
                 k("late-auth-cancel"),
                 *at,
-                Effect::CancelPayment { order_id: id, reason: "late_authorization".into() },
+                Effect::CancelPayment {
+                    order_id: id,
+                    reason: "late_authorization".into(),
+                },
             )],
-            PaymentEvent::PaymentCollected { transaction_id, amount, at, .. } => vec![now(
+            PaymentEvent::PaymentCollected {
+                transaction_id,
+                amount,
+                at,
+                ..
+            } => vec![now(
                 k("mark-paid"),
                 *at,
-                Effect::MarkOrderPaid { order_id: id, transaction_id: transaction_id.clone(), amount: *amount },
+                Effect::MarkOrderPaid {
+                    order_id: id,
+                    transaction_id: transaction_id.clone(),
+                    amount: *amount,
+                },
             )],
             PaymentEvent::CollectionFailed { attempt, reason, at } => vec![now(
                 k(&format!("charge-failed:{attempt}")),
                 *at,
-                Effect::RecordChargeFailure { order_id: id, attempt: *attempt, reason: reason.clone() },
+                Effect::RecordChargeFailure {
+                    order_id: id,
+                    attempt: *attempt,
+                    reason: reason.clone(),
+                },
             )],
             _ => vec![],
         },
         AnyEvent::Cabinet(e) => match e {
-            CabinetEvent::DoorOpened { door, holder: Some(Holder::Order { order_id, .. }), device_ts, at, .. } => {
+            CabinetEvent::DoorOpened {
+                door,
+                holder: Some(Holder::Order { order_id, .. }),
+                device_ts,
+                at,
+                ..
+            } => {
                 let cabinet = cabinet_id(aggregate_id);
                 cabinet.map_or_else(Vec::new, |cabinet| {
                     vec![now(
                         format!("order:{order_id}:door-opened"),
                         *at,
-                        Effect::RecordDoorOpened { order_id: order_id.clone(), cabinet, door: *door, device_ts: *device_ts },
+                        Effect::RecordDoorOpened {
+                            order_id: order_id.clone(),
+                            cabinet,
+                            door: *door,
+                            device_ts: *device_ts,
+                        },
                     )]
                 })
             }
-            CabinetEvent::DoorClosed { door, holder: Some(Holder::Order { order_id, .. }), device_ts, unexpected, at, .. } => {
+            CabinetEvent::DoorClosed {
+                door,
+                holder: Some(Holder::Order { order_id, .. }),
+                device_ts,
+                unexpected,
+                at,
+                ..
+            } => {
                 let cabinet = cabinet_id(aggregate_id);
                 cabinet.map_or_else(Vec::new, |cabinet| {
                     vec![now(
@@ -340,7 +390,10 @@ fn door_command(cfg: &SagaConfig, order_id: &str, cmd_id: &str, kind: DoorComman
         Scheduled {
             key: format!("order:{order_id}:check-door:{next_check}"),
             due_at: at + cfg.door_check_ms,
-            effect: Effect::CheckDoor { order_id: order_id.to_string(), attempt: next_check },
+            effect: Effect::CheckDoor {
+                order_id: order_id.to_string(),
+                attempt: next_check,
+            },
         },
     ]
 }
@@ -350,13 +403,23 @@ fn end_without_charge(id: &str, outcome: &str, reason: &str, at: UnixMs) -> Vec<
         now(
             format!("order:{id}:cancel-payment"),
             at,
-            Effect::CancelPayment { order_id: id.to_string(), reason: reason.to_string() },
+            Effect::CancelPayment {
+                order_id: id.to_string(),
+                reason: reason.to_string(),
+            },
         ),
-        now(format!("order:{id}:finish-door"), at, Effect::FinishDoorSession { order_id: id.to_string() }),
+        now(
+            format!("order:{id}:finish-door"),
+            at,
+            Effect::FinishDoorSession { order_id: id.to_string() },
+        ),
         now(
             format!("order:{id}:end-shopper-order"),
             at,
-            Effect::EndShopperOrder { order_id: id.to_string(), outcome: outcome.to_string() },
+            Effect::EndShopperOrder {
+                order_id: id.to_string(),
+                outcome: outcome.to_string(),
+            },
         ),
     ]
 }

@@ -10,9 +10,7 @@ use tare_domain::payment::PaymentEvent;
 use tare_domain::product::ProductEvent;
 use tare_domain::shopper::ShopperEvent;
 use tare_domain::weight::{LaneGrams, StableReading, Tolerance, WeightSample};
-use tare_domain::{
-    AnyEvent, CabinetId, Cents, ConfirmMode, DoorNo, LaneNo, ProviderKind, Sku, UnixMs,
-};
+use tare_domain::{AnyEvent, CabinetId, Cents, ConfirmMode, DoorNo, LaneNo, ProviderKind, Sku, UnixMs};
 
 const ORDER: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const OTHER: &str = "0190a1b2-c3d4-7e5f-8a9b-ffffffffffff";
@@ -79,10 +77,7 @@ fn created(order_id: &str, at: UnixMs, auth_deadline: UnixMs) -> AnyEvent {
 }
 
 fn open_requested(cmd_id: &str, at: UnixMs) -> AnyEvent {
-    AnyEvent::Order(OrderEvent::DoorOpenRequested {
-        cmd_id: cmd_id.into(),
-        at,
-    })
+    AnyEvent::Order(OrderEvent::DoorOpenRequested { cmd_id: cmd_id.into(), at })
 }
 
 fn query_requested(attempt: u32, cmd_id: &str, at: UnixMs) -> AnyEvent {
@@ -148,10 +143,7 @@ fn paid(at: UnixMs) -> AnyEvent {
 }
 
 fn cancelled(reason: &str, at: UnixMs) -> AnyEvent {
-    AnyEvent::Order(OrderEvent::OrderCancelled {
-        reason: reason.into(),
-        at,
-    })
+    AnyEvent::Order(OrderEvent::OrderCancelled { reason: reason.into(), at })
 }
 
 fn abnormal(at: UnixMs) -> AnyEvent {
@@ -252,14 +244,8 @@ fn every_reacting_event(order_id: &str) -> Vec<(String, AnyEvent)> {
             reason: "NOT_ENOUGH".into(),
             at: AT + 15,
         })),
-        (
-            CABINET.to_string(),
-            cab_opened(order_holder(order_id), AT + 16, AT + 17),
-        ),
-        (
-            CABINET.to_string(),
-            cab_closed(order_holder(order_id), false, AT + 18, AT + 19),
-        ),
+        (CABINET.to_string(), cab_opened(order_holder(order_id), AT + 16, AT + 17)),
+        (CABINET.to_string(), cab_closed(order_holder(order_id), false, AT + 18, AT + 19)),
     ]
 }
 
@@ -301,16 +287,12 @@ fn order_created_opens_the_payment_now_and_arms_the_authorization_deadline() {
             Scheduled {
                 key: key(ORDER, "open-payment"),
                 due_at: AT,
-                effect: Effect::OpenPayment {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::OpenPayment { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "auth-timeout"),
                 due_at: deadline,
-                effect: Effect::ExpireAuthorization {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::ExpireAuthorization { order_id: ORDER.into() },
             },
         ]
     );
@@ -409,11 +391,7 @@ fn every_door_query_arms_a_distinct_check() {
     let cfg = SagaConfig::default();
     let mut all: Vec<Scheduled> = decide(ORDER, &open_requested("open", AT), &cfg);
     for attempt in 1..=5 {
-        all.extend(decide(
-            ORDER,
-            &query_requested(attempt, &format!("{ORDER}-q{attempt}"), AT),
-            &cfg,
-        ));
+        all.extend(decide(ORDER, &query_requested(attempt, &format!("{ORDER}-q{attempt}"), AT), &cfg));
     }
     let checks: Vec<u32> = all
         .iter()
@@ -424,11 +402,7 @@ fn every_door_query_arms_a_distinct_check() {
         .collect();
     assert_eq!(checks, vec![1, 2, 3, 4, 5, 6]);
     let unique: HashSet<&str> = keys(&all).into_iter().collect();
-    assert_eq!(
-        unique.len(),
-        all.len(),
-        "every command and check has its own key"
-    );
+    assert_eq!(unique.len(), all.len(), "every command and check has its own key");
 }
 
 #[test]
@@ -476,9 +450,7 @@ fn weights_settled_without_coupon_only_finishes_the_door_session() {
         vec![Scheduled {
             key: key(ORDER, "finish-door"),
             due_at: AT,
-            effect: Effect::FinishDoorSession {
-                order_id: ORDER.into()
-            },
+            effect: Effect::FinishDoorSession { order_id: ORDER.into() },
         }]
     );
 }
@@ -496,16 +468,12 @@ fn weights_settled_with_coupon_also_redeems_it() {
             Scheduled {
                 key: key(ORDER, "finish-door"),
                 due_at: AT,
-                effect: Effect::FinishDoorSession {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::FinishDoorSession { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "redeem-coupon"),
                 due_at: AT,
-                effect: Effect::RedeemCoupon {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::RedeemCoupon { order_id: ORDER.into() },
             },
         ]
     );
@@ -514,11 +482,7 @@ fn weights_settled_with_coupon_also_redeems_it() {
 #[test]
 fn charge_requested_collects_with_its_attempt() {
     for attempt in [1, 2, 24] {
-        let out = decide(
-            ORDER,
-            &charge_requested(attempt, AT),
-            &SagaConfig::default(),
-        );
+        let out = decide(ORDER, &charge_requested(attempt, AT), &SagaConfig::default());
         assert_eq!(
             out,
             vec![Scheduled {
@@ -536,11 +500,7 @@ fn charge_requested_collects_with_its_attempt() {
 #[test]
 fn charge_failed_with_a_retry_time_arms_the_retry_then() {
     let retry_at = AT + 3_600_000;
-    let out = decide(
-        ORDER,
-        &charge_failed(2, Some(retry_at), AT),
-        &SagaConfig::default(),
-    );
+    let out = decide(ORDER, &charge_failed(2, Some(retry_at), AT), &SagaConfig::default());
     assert_eq!(
         out,
         vec![Scheduled {
@@ -577,9 +537,7 @@ fn order_paid_finishes_the_door_and_frees_the_shopper() {
             Scheduled {
                 key: key(ORDER, "finish-door"),
                 due_at: AT,
-                effect: Effect::FinishDoorSession {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::FinishDoorSession { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "end-shopper-order"),
@@ -595,11 +553,7 @@ fn order_paid_finishes_the_door_and_frees_the_shopper() {
 
 #[test]
 fn order_cancelled_cancels_the_payment_finishes_the_door_and_frees_the_shopper() {
-    let out = decide(
-        ORDER,
-        &cancelled("authorization_timeout", AT),
-        &SagaConfig::default(),
-    );
+    let out = decide(ORDER, &cancelled("authorization_timeout", AT), &SagaConfig::default());
     assert_eq!(
         out,
         vec![
@@ -614,9 +568,7 @@ fn order_cancelled_cancels_the_payment_finishes_the_door_and_frees_the_shopper()
             Scheduled {
                 key: key(ORDER, "finish-door"),
                 due_at: AT,
-                effect: Effect::FinishDoorSession {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::FinishDoorSession { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "end-shopper-order"),
@@ -647,9 +599,7 @@ fn order_marked_abnormal_cancels_the_payment_finishes_the_door_and_frees_the_sho
             Scheduled {
                 key: key(ORDER, "finish-door"),
                 due_at: AT,
-                effect: Effect::FinishDoorSession {
-                    order_id: ORDER.into()
-                },
+                effect: Effect::FinishDoorSession { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "end-shopper-order"),
@@ -694,9 +644,7 @@ fn payment_authorized_authorizes_the_order() {
         vec![Scheduled {
             key: key(ORDER, "authorize"),
             due_at: AT,
-            effect: Effect::AuthorizeOrder {
-                order_id: ORDER.into()
-            },
+            effect: Effect::AuthorizeOrder { order_id: ORDER.into() },
         }]
     );
 }
@@ -813,11 +761,7 @@ fn payment_events_that_need_nothing_schedule_nothing() {
 
 #[test]
 fn door_opened_held_by_an_order_records_the_open_on_that_order() {
-    let out = decide(
-        CABINET,
-        &cab_opened(order_holder(ORDER), AT - 7, AT),
-        &SagaConfig::default(),
-    );
+    let out = decide(CABINET, &cab_opened(order_holder(ORDER), AT - 7, AT), &SagaConfig::default());
     assert_eq!(
         out,
         vec![Scheduled {
@@ -867,10 +811,7 @@ fn door_events_without_an_order_holder_schedule_nothing() {
         let closed_unexpected = cab_closed(holder.clone(), true, AT - 1, AT);
         assert!(decide(CABINET, &opened, &cfg).is_empty(), "{holder:?}");
         assert!(decide(CABINET, &closed, &cfg).is_empty(), "{holder:?}");
-        assert!(
-            decide(CABINET, &closed_unexpected, &cfg).is_empty(),
-            "{holder:?}"
-        );
+        assert!(decide(CABINET, &closed_unexpected, &cfg).is_empty(), "{holder:?}");
     }
 }
 
@@ -878,12 +819,7 @@ fn door_events_without_an_order_holder_schedule_nothing() {
 fn door_events_of_an_unparsable_cabinet_id_schedule_nothing() {
     let cfg = SagaConfig::default();
     assert!(decide("no-dot", &cab_opened(order_holder(ORDER), AT - 1, AT), &cfg).is_empty());
-    assert!(decide(
-        "no-dot",
-        &cab_closed(order_holder(ORDER), false, AT - 1, AT),
-        &cfg
-    )
-    .is_empty());
+    assert!(decide("no-dot", &cab_closed(order_holder(ORDER), false, AT - 1, AT), &cfg).is_empty());
 }
 
 #[test]
@@ -949,10 +885,7 @@ fn product_and_shopper_events_schedule_nothing() {
             token_sha256: "ab".repeat(32),
             at: AT,
         }),
-        AnyEvent::Shopper(ShopperEvent::AccountOpened {
-            balance: Cents(0),
-            at: AT,
-        }),
+        AnyEvent::Shopper(ShopperEvent::AccountOpened { balance: Cents(0), at: AT }),
         AnyEvent::Shopper(ShopperEvent::OrderBegun {
             order_id: ORDER.into(),
             at: AT,
@@ -1016,25 +949,15 @@ fn keys_of_different_orders_never_collide() {
     let b: HashSet<String> = decide_all(OTHER, &cfg).into_iter().map(|s| s.key).collect();
     assert!(!a.is_empty());
     assert_eq!(a.len(), b.len());
-    assert!(
-        a.is_disjoint(&b),
-        "shared keys: {:?}",
-        a.intersection(&b).collect::<Vec<_>>()
-    );
+    assert!(a.is_disjoint(&b), "shared keys: {:?}", a.intersection(&b).collect::<Vec<_>>());
 }
 
 #[test]
 fn keys_do_not_depend_on_timing_or_config() {
     // The key identifies the step, not when it runs: a redelivered event decided under a
     // changed config must still dedupe against the first scheduling.
-    let a: Vec<String> = decide_all(ORDER, &SagaConfig::default())
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
-    let b: Vec<String> = decide_all(ORDER, &custom())
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
+    let a: Vec<String> = decide_all(ORDER, &SagaConfig::default()).into_iter().map(|s| s.key).collect();
+    let b: Vec<String> = decide_all(ORDER, &custom()).into_iter().map(|s| s.key).collect();
     assert_eq!(a, b);
 }
 
@@ -1062,21 +985,14 @@ fn finish_door_session_has_one_key_whichever_event_asks_for_it() {
 fn end_shopper_order_and_cancel_payment_have_one_key_per_order() {
     let cfg = SagaConfig::default();
     let key_of = |e: &AnyEvent, want: fn(&Effect) -> bool| -> String {
-        decide(ORDER, e, &cfg)
-            .into_iter()
-            .find(|s| want(&s.effect))
-            .expect("effect")
-            .key
+        decide(ORDER, e, &cfg).into_iter().find(|s| want(&s.effect)).expect("effect").key
     };
     let is_end = |e: &Effect| matches!(e, Effect::EndShopperOrder { .. });
     let is_cancel = |e: &Effect| matches!(e, Effect::CancelPayment { .. });
     let end_paid = key_of(&paid(AT), is_end);
     assert_eq!(key_of(&cancelled("nothing_taken", AT), is_end), end_paid);
     assert_eq!(key_of(&abnormal(AT), is_end), end_paid);
-    assert_eq!(
-        key_of(&cancelled("nothing_taken", AT), is_cancel),
-        key_of(&abnormal(AT), is_cancel)
-    );
+    assert_eq!(key_of(&cancelled("nothing_taken", AT), is_cancel), key_of(&abnormal(AT), is_cancel));
 }
 
 #[test]
@@ -1088,17 +1004,11 @@ fn distinct_steps_of_one_order_have_distinct_keys() {
     for s in &all {
         if let Some(prev) = seen.insert(&s.key, &s.effect) {
             let same_step = std::mem::discriminant(prev) == std::mem::discriminant(&s.effect);
-            assert!(
-                same_step,
-                "key {} used for {prev:?} and {:?}",
-                s.key, s.effect
-            );
+            assert!(same_step, "key {} used for {prev:?} and {:?}", s.key, s.effect);
             assert!(
                 matches!(
                     s.effect,
-                    Effect::FinishDoorSession { .. }
-                        | Effect::EndShopperOrder { .. }
-                        | Effect::CancelPayment { .. }
+                    Effect::FinishDoorSession { .. } | Effect::EndShopperOrder { .. } | Effect::CancelPayment { .. }
                 ),
                 "unexpected shared key {}",
                 s.key
@@ -1109,10 +1019,7 @@ fn distinct_steps_of_one_order_have_distinct_keys() {
 
 #[test]
 fn every_effect_round_trips_through_json() {
-    let mut effects: Vec<Effect> = decide_all(ORDER, &custom())
-        .into_iter()
-        .map(|s| s.effect)
-        .collect();
+    let mut effects: Vec<Effect> = decide_all(ORDER, &custom()).into_iter().map(|s| s.effect).collect();
     effects.push(Effect::SendDoorCommand {
         order_id: ORDER.into(),
         kind: DoorCommandKind::QueryDoor,
@@ -1122,12 +1029,7 @@ fn every_effect_round_trips_through_json() {
     // Make sure the list covers every variant.
     let variants: HashSet<String> = effects
         .iter()
-        .map(|e| {
-            serde_json::to_value(e).unwrap()["effect"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|e| serde_json::to_value(e).unwrap()["effect"].as_str().unwrap().to_string())
         .collect();
     for name in [
         "open_payment",

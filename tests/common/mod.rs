@@ -32,11 +32,21 @@ impl TestStore {
         match kind {
             Store::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("tare-test-{}", uuid::Uuid::new_v4().simple()));
-                Self { config: StoreConfig::Sqlite(dir.clone()), dir: Some(dir), pg_url: None }
+                Self {
+                    config: StoreConfig::Sqlite(dir.clone()),
+                    dir: Some(dir),
+                    pg_url: None,
+                }
             }
             Store::Postgres => {
-                let url = tare_platform::db::create_scratch_postgres(&postgres_admin_url(), "tare_test").await.expect("scratch database");
-                Self { config: StoreConfig::Postgres(url.clone()), dir: None, pg_url: Some(url) }
+                let url = tare_platform::db::create_scratch_postgres(&postgres_admin_url(), "tare_test")
+                    .await
+                    .expect("scratch database");
+                Self {
+                    config: StoreConfig::Postgres(url.clone()),
+                    dir: None,
+                    pg_url: Some(url),
+                }
             }
         }
     }

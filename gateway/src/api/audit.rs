@@ -30,7 +30,12 @@ pub(super) async fn events(_: Operator, State(s): State<Arc<ApiState>>, Query(q)
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
-    let events = s.platform.feed.read_after(after, limit).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let events = s
+        .platform
+        .feed
+        .read_after(after, limit)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let next = events.last().map_or(after, |e| e.position);
     Ok(Json(json!({"events": events, "next": next})))
 }
@@ -43,23 +48,84 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
     };
     let head = p.feed.head().await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let jobs = p.jobs.counts().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let saga = p.jobs.checkpoint(tare_platform::runner::ORDER_SAGA).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let views = p.jobs.checkpoint(tare_platform::views::PROJECTIONS).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let saga = p
+        .jobs
+        .checkpoint(tare_platform::runner::ORDER_SAGA)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let views = p
+        .jobs
+        .checkpoint(tare_platform::views::PROJECTIONS)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     gauge("tare_feed_head_position", "Highest position in the global feed.", "gauge", head);
-    gauge("tare_saga_lag_events", "Feed events the order saga has not decided yet.", "gauge", head - saga);
-    gauge("tare_projection_lag_events", "Feed events the projections have not applied yet.", "gauge", head - views);
-    gauge("tare_effects_pending", "Scheduled effects and timers not yet done.", "gauge", jobs.pending);
+    gauge(
+        "tare_saga_lag_events",
+        "Feed events the order saga has not decided yet.",
+        "gauge",
+        head - saga,
+    );
+    gauge(
+        "tare_projection_lag_events",
+        "Feed events the projections have not applied yet.",
+        "gauge",
+        head - views,
+    );
+    gauge(
+        "tare_effects_pending",
+        "Scheduled effects and timers not yet done.",
+        "gauge",
+        jobs.pending,
+    );
     gauge("tare_effects_dead", "Effects given up (dead letters).", "gauge", jobs.dead);
     let c = &p.effects.counters;
-    gauge("tare_effects_done_total", "Effects completed by this process.", "counter", c.done.load(Ordering::Relaxed) as i64);
-    gauge("tare_effects_retried_total", "Transient effect failures.", "counter", c.retried.load(Ordering::Relaxed) as i64);
+    gauge(
+        "tare_effects_done_total",
+        "Effects completed by this process.",
+        "counter",
+        c.done.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "tare_effects_retried_total",
+        "Transient effect failures.",
+        "counter",
+        c.retried.load(Ordering::Relaxed) as i64,
+    );
     let d = &p.hub.counters;
-    gauge("tare_device_uplinks_accepted_total", "Device messages accepted.", "counter", d.accepted.load(Ordering::Relaxed) as i64);
-    gauge("tare_device_uplinks_duplicate_total", "Device messages dropped as duplicates.", "counter", d.duplicates.load(Ordering::Relaxed) as i64);
-    gauge("tare_device_downlinks_total", "Commands and replies sent to devices.", "counter", d.sent.load(Ordering::Relaxed) as i64);
-    gauge("tare_callbacks_applied_total", "Provider callbacks applied.", "counter", s.counters.callbacks_applied.load(Ordering::Relaxed) as i64);
-    gauge("tare_callbacks_refused_total", "Provider callbacks refused.", "counter", s.counters.callbacks_refused.load(Ordering::Relaxed) as i64);
-    let _ = writeln!(out, "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter");
+    gauge(
+        "tare_device_uplinks_accepted_total",
+        "Device messages accepted.",
+        "counter",
+        d.accepted.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "tare_device_uplinks_duplicate_total",
+        "Device messages dropped as duplicates.",
+        "counter",
+        d.duplicates.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "tare_device_downlinks_total",
+        "Commands and replies sent to devices.",
+        "counter",
+        d.sent.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "tare_callbacks_applied_total",
+        "Provider callbacks applied.",
+        "counter",
+        s.counters.callbacks_applied.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "tare_callbacks_refused_total",
+        "Provider callbacks refused.",
+        "counter",
+        s.counters.callbacks_refused.load(Ordering::Relaxed) as i64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"
+    );
     for (reason, n) in d.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let _ = writeln!(out, "tare_device_uplinks_rejected_total{{reason=\"{reason}\"}} {n}");
     }
@@ -68,5 +134,8 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
 
 /// The OpenAPI document, kept beside the code in `docs/openapi.json`.
 pub(super) async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../../docs/openapi.json"))
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../docs/openapi.json"),
+    )
 }

@@ -34,19 +34,45 @@ pub struct ProductDto {
     price_cents: i64,
 }
 
-pub async fn create_product(_: Operator, State(s): State<Arc<ApiState>>, ApiJson(b): ApiJson<NewProduct>) -> Result<(StatusCode, Json<ProductDto>), ApiError> {
+pub async fn create_product(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<NewProduct>,
+) -> Result<(StatusCode, Json<ProductDto>), ApiError> {
     let sku = Sku::parse("sku", &b.sku)?;
     let price = Cents::parse("price_cents", b.price_cents)?;
     let p = s.platform.register_product(sku, b.name, b.unit_grams, price).await?;
-    Ok((StatusCode::CREATED, Json(ProductDto { sku: b.sku, name: p.name, unit_grams: p.unit_grams, price_cents: p.price.0 })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProductDto {
+            sku: b.sku,
+            name: p.name,
+            unit_grams: p.unit_grams,
+            price_cents: p.price.0,
+        }),
+    ))
 }
 
 pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku): Path<String>) -> Result<Json<ProductDto>, ApiError> {
-    let p = s.platform.aggregates.products.load(&sku).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let p = s
+        .platform
+        .aggregates
+        .products
+        .load(&sku)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !p.exists() {
-        return Err(ApiError::NotFound { code: "product_not_found", message: format!("product {sku} not found") });
+        return Err(ApiError::NotFound {
+            code: "product_not_found",
+            message: format!("product {sku} not found"),
+        });
     }
-    Ok(Json(ProductDto { sku, name: p.name, unit_grams: p.unit_grams, price_cents: p.price.0 }))
+    Ok(Json(ProductDto {
+        sku,
+        name: p.name,
+        unit_grams: p.unit_grams,
+        price_cents: p.price.0,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +118,11 @@ pub struct NewCabinet {
     doors: Vec<NewDoor>,
 }
 
-pub async fn create_cabinet(_: Operator, State(s): State<Arc<ApiState>>, ApiJson(b): ApiJson<NewCabinet>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_cabinet(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<NewCabinet>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = CabinetId::new(&b.pk, &b.dn)?;
     let location = GeoPoint::parse(b.location.lat, b.location.lng)?;
     if b.doors.len() > 16 {
@@ -110,7 +140,13 @@ pub async fn create_cabinet(_: Operator, State(s): State<Arc<ApiState>>, ApiJson
                 Some(t) => Some(Tolerance::parse(t.abs_grams, t.rel).map_err(|e| ApiError::invalid(at(e.field), e.reason))?),
                 None => None,
             };
-            lanes.push(LaneSpec { lane, sku, capacity: l.capacity, restock_threshold: l.restock_threshold, tolerance });
+            lanes.push(LaneSpec {
+                lane,
+                sku,
+                capacity: l.capacity,
+                restock_threshold: l.restock_threshold,
+                tolerance,
+            });
         }
         doors.push(DoorSpec { door, lanes });
     }
@@ -180,7 +216,12 @@ pub async fn get_ledger(_: Operator, State(s): State<Arc<ApiState>>, Path(id): P
     for d in c.doors.values() {
         for l in d.lanes.values() {
             let owner = format!("{id}/{}/{}", d.door.0, l.plan.lane.0);
-            let entries = s.platform.views.by_owner("lane_ledger", &owner, 100_000).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let entries = s
+                .platform
+                .views
+                .by_owner("lane_ledger", &owner, 100_000)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             lanes.push(json!({"door": d.door.0, "lane": l.plan.lane.0, "sku": l.plan.sku.0, "entries": entries}));
         }
     }
@@ -194,11 +235,17 @@ pub struct PolicyBody {
     max_value_over_amount_pct: Option<u32>,
 }
 
-pub async fn put_coupon_policy(_: Operator, State(s): State<Arc<ApiState>>, ApiJson(b): ApiJson<PolicyBody>) -> Result<Json<CouponPolicy>, ApiError> {
+pub async fn put_coupon_policy(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<PolicyBody>,
+) -> Result<Json<CouponPolicy>, ApiError> {
     if b.max_value_over_amount_pct.is_some_and(|p| p > 10_000) {
         return Err(ApiError::invalid("max_value_over_amount_pct", "must be at most 10000"));
     }
-    let policy = CouponPolicy { max_value_over_amount_pct: b.max_value_over_amount_pct };
+    let policy = CouponPolicy {
+        max_value_over_amount_pct: b.max_value_over_amount_pct,
+    };
     s.platform.set_coupon_policy(policy).await?;
     Ok(Json(policy))
 }

@@ -54,7 +54,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -71,7 +74,10 @@ impl From<ServiceError> for ApiError {
 
 impl From<tare_domain::ValueError> for ApiError {
     fn from(e: tare_domain::ValueError) -> Self {
-        Self::Invalid { field: e.field.to_string(), message: e.reason }
+        Self::Invalid {
+            field: e.field.to_string(),
+            message: e.reason,
+        }
     }
 }
 

@@ -56,7 +56,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn missing_field(msg: &str) -> Option<String> {
-    msg.strip_prefix("missing field `").and_then(|r| r.split_once('`')).map(|(f, _)| f.to_string())
+    msg.strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| f.to_string())
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -66,7 +68,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?
         .to_str()
         .map_err(|_| ApiError::Unauthorized("invalid authorization header".into()))?;
-    h.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| ApiError::Unauthorized("expected `Bearer <token>`".into()))
+    h.strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("expected `Bearer <token>`".into()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

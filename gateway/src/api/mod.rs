@@ -55,7 +55,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cabinets", post(catalogue::create_cabinet))
         .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
         .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
-        .route("/api/v1/coupon-policy", put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy))
+        .route(
+            "/api/v1/coupon-policy",
+            put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy),
+        )
         .route("/api/v1/shoppers", post(orders::create_shopper))
         .route("/api/v1/shoppers/me/orders", get(orders::my_orders))
         .route("/api/v1/shoppers/{id}/coupons", post(orders::grant_coupon))
@@ -64,9 +67,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/events", get(audit::events))
         .route("/api/v1/openapi.json", get(audit::openapi))
         .route("/metrics", get(audit::metrics))
-        .route("/sandbox/{provider}/authorizations/{reference}/confirm", post(payments::sandbox_confirm))
+        .route(
+            "/sandbox/{provider}/authorizations/{reference}/confirm",
+            post(payments::sandbox_confirm),
+        )
         .route("/callbacks/{provider}", post(payments::callback))
-        .fallback(|| async { ApiError::NotFound { code: "route_not_found", message: "no such endpoint".into() } })
+        .fallback(|| async {
+            ApiError::NotFound {
+                code: "route_not_found",
+                message: "no such endpoint".into(),
+            }
+        })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -94,7 +105,11 @@ impl HttpServer {
                 tracing::error!(error = %e, "http server stopped");
             }
         });
-        Ok(Self { addr, handle, shutdown: tx })
+        Ok(Self {
+            addr,
+            handle,
+            shutdown: tx,
+        })
     }
 
     /// Stops accepting and waits for in-flight requests.

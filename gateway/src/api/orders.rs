@@ -25,14 +25,19 @@ pub(super) struct NewShopper {
     confirm_mode: ConfirmMode,
 }
 
-pub(super) async fn create_shopper(State(s): State<Arc<ApiState>>, ApiJson(b): ApiJson<NewShopper>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(super) async fn create_shopper(
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<NewShopper>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let shopper_id = uuid::Uuid::now_v7().simple().to_string();
     let secret: String = {
         let mut rng = rand::rng();
         (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
     };
     let token = format!("{shopper_id}.{secret}");
-    s.platform.create_shopper(&shopper_id, b.phone, b.provider, b.confirm_mode, token_sha256(&token)).await?;
+    s.platform
+        .create_shopper(&shopper_id, b.phone, b.provider, b.confirm_mode, token_sha256(&token))
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({"shopper_id": shopper_id, "token": token}))))
 }
 
@@ -56,15 +61,33 @@ pub(super) struct NewCoupon {
     expires_at: Option<i64>,
 }
 
-pub(super) async fn grant_coupon(_: Operator, State(s): State<Arc<ApiState>>, Path(shopper_id): Path<String>, ApiJson(b): ApiJson<NewCoupon>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(super) async fn grant_coupon(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path(shopper_id): Path<String>,
+    ApiJson(b): ApiJson<NewCoupon>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let kind = match b.kind.as_str() {
         "cash" => CouponKind::Cash {
-            value: Cents::parse("value_cents", b.value_cents.ok_or_else(|| ApiError::invalid("value_cents", "required for a cash coupon"))?)?,
+            value: Cents::parse(
+                "value_cents",
+                b.value_cents
+                    .ok_or_else(|| ApiError::invalid("value_cents", "required for a cash coupon"))?,
+            )?,
             min_spend: Cents::parse("min_spend_cents", b.min_spend_cents.unwrap_or(0))?,
         },
         "group_buy" => CouponKind::GroupBuy {
-            sku: Sku::parse("sku", b.sku.as_deref().ok_or_else(|| ApiError::invalid("sku", "required for a group-buy coupon"))?)?,
-            price: Cents::parse("price_cents", b.price_cents.ok_or_else(|| ApiError::invalid("price_cents", "required for a group-buy coupon"))?)?,
+            sku: Sku::parse(
+                "sku",
+                b.sku
+                    .as_deref()
+                    .ok_or_else(|| ApiError::invalid("sku", "required for a group-buy coupon"))?,
+            )?,
+            price: Cents::parse(
+                "price_cents",
+                b.price_cents
+                    .ok_or_else(|| ApiError::invalid("price_cents", "required for a group-buy coupon"))?,
+            )?,
         },
         _ => return Err(ApiError::invalid("type", "must be `cash` or `group_buy`")),
     };
@@ -73,7 +96,16 @@ pub(super) async fn grant_coupon(_: Operator, State(s): State<Arc<ApiState>>, Pa
         return Err(ApiError::invalid("id", "must be 1-64 characters"));
     }
     s.platform.shopper(&shopper_id).await?;
-    s.platform.grant_coupon(&shopper_id, Coupon { id: id.clone(), kind, expires_at: b.expires_at }).await?;
+    s.platform
+        .grant_coupon(
+            &shopper_id,
+            Coupon {
+                id: id.clone(),
+                kind,
+                expires_at: b.expires_at,
+            },
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
 
@@ -85,7 +117,11 @@ pub(super) struct NewOrder {
     door: i64,
 }
 
-pub(super) async fn create_order(ShopperCaller(shopper_id): ShopperCaller, State(s): State<Arc<ApiState>>, ApiJson(b): ApiJson<NewOrder>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(super) async fn create_order(
+    ShopperCaller(shopper_id): ShopperCaller,
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<NewOrder>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let cabinet = CabinetId::parse(&b.cabinet)?;
     let door = DoorNo::parse("door", b.door)?;
     let order = s.platform.create_order(&shopper_id, &cabinet, door).await?;
@@ -203,7 +239,11 @@ pub(super) fn receipt(o: &Order, p: &Payment) -> Value {
     })
 }
 
-pub(super) async fn get_order(caller: Caller, State(s): State<Arc<ApiState>>, Path(order_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn get_order(
+    caller: Caller,
+    State(s): State<Arc<ApiState>>,
+    Path(order_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let order = s.platform.order(&order_id).await?;
     if let Caller::Shopper(id) = &caller {
         if *id != order.shopper_id {

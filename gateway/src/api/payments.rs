@@ -15,15 +15,30 @@ use std::sync::Arc;
 use tare_domain::{Cents, ProviderKind};
 
 fn provider(name: &str) -> Result<ProviderKind, ApiError> {
-    ProviderKind::parse("provider", name).map_err(|_| ApiError::NotFound { code: "provider_not_found", message: format!("no provider `{name}`") })
+    ProviderKind::parse("provider", name).map_err(|_| ApiError::NotFound {
+        code: "provider_not_found",
+        message: format!("no provider `{name}`"),
+    })
 }
 
-pub(super) async fn sandbox_confirm(State(s): State<Arc<ApiState>>, Path((name, reference)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn sandbox_confirm(
+    State(s): State<Arc<ApiState>>,
+    Path((name, reference)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let kind = provider(&name)?;
-    let sandbox = s.sandboxes.get(&kind).ok_or_else(|| ApiError::NotFound { code: "sandbox_not_found", message: format!("no {name} sandbox") })?;
+    let sandbox = s.sandboxes.get(&kind).ok_or_else(|| ApiError::NotFound {
+        code: "sandbox_not_found",
+        message: format!("no {name} sandbox"),
+    })?;
     sandbox.confirm(&reference).map_err(|e| match e {
-        crate::sandbox::ConfirmError::NotFound => ApiError::NotFound { code: "authorization_not_found", message: e.to_string() },
-        crate::sandbox::ConfirmError::NotAwaiting => ApiError::Conflict { code: "authorization_state", message: e.to_string() },
+        crate::sandbox::ConfirmError::NotFound => ApiError::NotFound {
+            code: "authorization_not_found",
+            message: e.to_string(),
+        },
+        crate::sandbox::ConfirmError::NotAwaiting => ApiError::Conflict {
+            code: "authorization_state",
+            message: e.to_string(),
+        },
     })?;
     Ok(Json(json!({"confirmed": reference})))
 }
@@ -31,13 +46,23 @@ pub(super) async fn sandbox_confirm(State(s): State<Arc<ApiState>>, Path((name, 
 /// Callbacks older or newer than this are refused (replays).
 const CALLBACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-pub(super) async fn callback(State(s): State<Arc<ApiState>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+pub(super) async fn callback(
+    State(s): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let refused = |e: ApiError| {
         s.counters.callbacks_refused.fetch_add(1, Ordering::Relaxed);
         e
     };
     let kind = provider(&name).map_err(refused)?;
-    let key = s.callback_keys.get(&kind).ok_or_else(|| refused(ApiError::NotFound { code: "provider_not_found", message: format!("no {name} callbacks") }))?;
+    let key = s.callback_keys.get(&kind).ok_or_else(|| {
+        refused(ApiError::NotFound {
+            code: "provider_not_found",
+            message: format!("no {name} callbacks"),
+        })
+    })?;
     let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (Some(ts), Some(sig)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
         return Err(refused(ApiError::Unauthorized("unsigned notification".into())));
@@ -59,11 +84,18 @@ pub(super) async fn callback(State(s): State<Arc<ApiState>>, Path(name): Path<St
         "AUTHORIZED" => s.platform.provider_authorized(&order_id, &n.id).await,
         "COLLECTED" => {
             let (Some(txn), Some(amount)) = (n.transaction_id.clone(), n.amount_cents) else {
-                return Err(refused(ApiError::invalid("transaction_id", "COLLECTED needs transaction_id and amount_cents")));
+                return Err(refused(ApiError::invalid(
+                    "transaction_id",
+                    "COLLECTED needs transaction_id and amount_cents",
+                )));
             };
             s.platform.provider_collected(&order_id, &n.id, txn, Cents(amount)).await
         }
-        "COLLECTION_FAILED" => s.platform.provider_collection_failed(&order_id, &n.id, n.reason.clone().unwrap_or_default()).await,
+        "COLLECTION_FAILED" => {
+            s.platform
+                .provider_collection_failed(&order_id, &n.id, n.reason.clone().unwrap_or_default())
+                .await
+        }
         other => return Err(refused(ApiError::invalid("event_type", format!("unknown event type `{other}`")))),
     };
     r.map_err(|e| refused(e.into()))?;
