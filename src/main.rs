@@ -90,8 +90,13 @@ async fn main() -> anyhow::Result<()> {
 fn now_hms() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    hms(ms)
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix-ms time.
+fn hms(ms: i64) -> String {
     let s = (ms / 1000) % 86_400;
     format!("{:02}:{:02}:{:02}.{:03}", s / 3600, (s / 60) % 60, s % 60, ms % 1000)
 }
