@@ -30,6 +30,8 @@ pub struct AppConfig {
     pub sandboxes: Option<HashMap<ProviderKind, Arc<SandboxProvider>>>,
     /// Gateway node name.
     pub node: String,
+    /// PostgreSQL pool size.
+    pub pg_max_connections: u32,
 }
 
 impl AppConfig {
@@ -43,6 +45,7 @@ impl AppConfig {
             admin_token: random_token(),
             sandboxes: None,
             node: "node-1".into(),
+            pg_max_connections: 10,
         }
     }
 }
@@ -105,6 +108,7 @@ impl App {
             node: cfg.node.clone(),
             clock: cfg.clock.clone(),
             effect_concurrency: 32,
+            pg_max_connections: cfg.pg_max_connections,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         let state = Arc::new(ApiState {

@@ -92,12 +92,12 @@ impl Db {
         Ok(Self::Sqlite { write, read })
     }
 
-    /// Connects to PostgreSQL at `url` and migrates (migrations take an advisory lock,
+    /// Connects to PostgreSQL at `url` (a pool of up to `max_connections`) and migrates (migrations take an advisory lock,
     /// so several nodes may start at once).
-    pub async fn open_postgres(url: &str) -> Result<Self, DbError> {
+    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
         let opts = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await?;

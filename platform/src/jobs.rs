@@ -45,18 +45,19 @@ impl Jobs {
         Self { db }
     }
 
-    /// Inserts `jobs` (keeping existing keys) and moves consumer `name`'s checkpoint to
-    /// `position`, atomically.
-    pub async fn schedule_with_checkpoint(&self, name: &str, position: i64, jobs: &[Scheduled], now: UnixMs) -> Result<(), DbError> {
-        let encoded: Vec<(String, i64, String)> = jobs
+    /// Inserts `jobs`, each with the feed position of the event that caused it (which
+    /// orders an order's effects), keeping existing keys, and moves consumer `name`'s
+    /// checkpoint to `position`, atomically.
+    pub async fn schedule_with_checkpoint(&self, name: &str, position: i64, jobs: &[(i64, Scheduled)], now: UnixMs) -> Result<(), DbError> {
+        let encoded: Vec<(String, i64, String, i64)> = jobs
             .iter()
-            .map(|j| Ok((j.key.clone(), j.due_at, serde_json::to_string(&j.effect)?)))
+            .map(|(source, j)| Ok((j.key.clone(), j.due_at, serde_json::to_string(&j.effect)?, *source)))
             .collect::<Result<_, serde_json::Error>>()?;
         crate::on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for (key, due_at, effect) in &encoded {
+            for (key, due_at, effect, source) in &encoded {
                 sqlx::query("INSERT INTO jobs (key, due_at, effect, source, updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING")
-                    .bind(key).bind(due_at).bind(effect).bind(position).bind(now)
+                    .bind(key).bind(due_at).bind(effect).bind(source).bind(now)
                     .execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position")

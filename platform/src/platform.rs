@@ -49,6 +49,8 @@ pub struct PlatformConfig {
     pub clock: PlatformClock,
     /// Effects run at once by the executor.
     pub effect_concurrency: usize,
+    /// PostgreSQL pool size (the server's `max_connections` is shared by every node).
+    pub pg_max_connections: u32,
 }
 
 impl PlatformConfig {
@@ -60,6 +62,7 @@ impl PlatformConfig {
             node: "node-1".into(),
             clock: PlatformClock::System,
             effect_concurrency: 32,
+            pg_max_connections: 10,
         }
     }
 }
@@ -188,7 +191,7 @@ impl Platform {
     pub async fn start(cfg: PlatformConfig, providers: Vec<Arc<dyn PaymentProvider>>) -> Result<Arc<Self>, DbError> {
         let db = match &cfg.store {
             StoreConfig::Sqlite(dir) => Db::open_sqlite(dir).await?,
-            StoreConfig::Postgres(url) => Db::open_postgres(url).await?,
+            StoreConfig::Postgres(url) => Db::open_postgres(url, cfg.pg_max_connections).await?,
         };
         let aggregates = Arc::new(Aggregates::new(&db));
         let telemetry = Arc::new(TelemetryBuffer::default());

@@ -50,9 +50,9 @@ pub async fn saga_step(feed: &Feed, jobs: &Jobs, cfg: &SagaConfig, now: UnixMs, 
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(0);
     };
-    let scheduled: Vec<Scheduled> = events
+    let scheduled: Vec<(i64, Scheduled)> = events
         .iter()
-        .filter_map(|ev| decode(ev).map(|e| decide(&ev.aggregate_id, &e, cfg)))
+        .filter_map(|ev| decode(ev).map(|e| decide(&ev.aggregate_id, &e, cfg).into_iter().map(move |s| (ev.position, s))))
         .flatten()
         .collect();
     jobs.schedule_with_checkpoint(ORDER_SAGA, last, &scheduled, now).await?;

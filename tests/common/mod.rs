@@ -67,6 +67,8 @@ pub fn config(store: &TestStore) -> AppConfig {
     let mut cfg = AppConfig::embedded(std::env::temp_dir());
     cfg.store = store.config.clone();
     cfg.saga.stable_wait_ms = 0;
+    // Many tests share the server's 100 connections.
+    cfg.pg_max_connections = 4;
     cfg
 }
 
