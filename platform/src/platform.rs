@@ -480,6 +480,30 @@ impl Platform {
             message: e.to_string(),
         })?;
         let lanes: Vec<LanePlan> = door_state.lanes.values().map(|l| l.plan.clone()).collect();
+        // Refuse an unavailable cabinet before touching the shopper (the door is checked
+        // again, atomically, when it is taken).
+        if cabinet.status != tare_domain::cabinet::DeviceStatus::Online {
+            let e = tare_domain::cabinet::CabinetError::NotAvailable(match cabinet.status {
+                tare_domain::cabinet::DeviceStatus::Offline => "offline",
+                tare_domain::cabinet::DeviceStatus::Faulty => "faulty",
+                _ => "pending_init",
+            });
+            return Err(ServiceError::from_command(CommandError::Rejected(e)));
+        }
+        if let Some(holder) = &door_state.holder {
+            let still_busy = match holder {
+                Holder::Order { order_id, .. } => {
+                    let prev = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
+                    !(prev.state.is_terminal() || prev.state == tare_domain::order::OrderState::Charging)
+                }
+                _ => true,
+            };
+            if still_busy {
+                return Err(ServiceError::from_command(CommandError::Rejected(
+                    tare_domain::cabinet::CabinetError::DoorBusy,
+                )));
+            }
+        }
         let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
             return Err(ServiceError::Internal("shopper without provider".into()));
         };
@@ -592,7 +616,12 @@ impl Platform {
         };
         match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
             Err(CommandError::Rejected(ShopperError::UnpaidOrder(previous))) => {
-                let prev = self.order(&previous).await?;
+                let unpaid = || ServiceError::Conflict {
+                    code: "unpaid_order",
+                    message: format!("shopper has an unpaid order {previous}"),
+                };
+                // An order being created right now by another request does not exist yet.
+                let prev = self.order(&previous).await.map_err(|_| unpaid())?;
                 if !prev.state.is_terminal() {
                     return Err(ServiceError::Conflict {
                         code: "unpaid_order",

@@ -41,8 +41,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let msg = inner.to_string();
             // serde reports an unknown field as "unknown field `x`, expected …".
             let field = match msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+                // serde_path_to_error's path already ends with the unknown field.
                 Some((name, _)) if path == "." => name.to_string(),
-                Some((name, _)) => format!("{path}.{name}"),
+                Some(_) => path,
                 None if path == "." => missing_field(&msg).unwrap_or_else(|| "body".to_string()),
                 None => match missing_field(&msg) {
                     Some(f) => format!("{path}.{f}"),
