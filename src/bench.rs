@@ -239,7 +239,7 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
     let app = App::start(cfg).await?;
     let spec = FleetSpec {
         cabinets: a.cabinets,
-        capacity: 200,
+        capacity: 40,
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);

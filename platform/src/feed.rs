@@ -38,17 +38,22 @@ pub struct FeedEvent {
 impl FeedEvent {
     /// The event's time from its metadata (Unix ms), or 0.
     pub fn time(&self) -> i64 {
-        self.metadata
-            .get("time")
-            .and_then(|t| t.as_str())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0)
+        self.metadata.get("time").and_then(|t| t.as_i64()).unwrap_or(0)
     }
+}
+
+/// cqrs-es stores metadata as strings; the feed shows `time` as the Unix-ms number the
+/// API promises.
+fn numeric_time(mut metadata: serde_json::Value) -> serde_json::Value {
+    if let Some(t) = metadata.get("time").and_then(|t| t.as_str()).and_then(|t| t.parse::<i64>().ok()) {
+        metadata["time"] = serde_json::Value::from(t);
+    }
+    metadata
 }
 
 /// The namespace of event ids (UUIDv5 of `type/id/sequence`): the same event always
 /// has the same id, on every replay and every node.
-const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1e_2c3d_4b5a_4f60_9e8d_1c2b3a4f5e6d);
+const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1e2c3d_4b5a_4f60_9e8d_1c2b3a4f5e6d);
 
 /// The id of event `sequence` of aggregate `aggregate_type/aggregate_id`.
 pub fn event_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> String {
@@ -58,6 +63,10 @@ pub fn event_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> Stri
     )
     .to_string()
 }
+
+/// A feed row as selected: position, type, id, sequence, event type, version, payload
+/// and metadata (JSON text).
+type FeedRow = (i64, String, String, i64, String, String, String, String);
 
 /// Reads the feed; also wakes tailers when new events may be there.
 #[derive(Clone)]
@@ -93,7 +102,7 @@ impl Feed {
         let sql_pg = "SELECT f.position, f.aggregate_type, f.aggregate_id, f.sequence, e.event_type, e.event_version, e.payload::text AS payload, e.metadata::text AS metadata \
              FROM feed f JOIN events e ON e.aggregate_type = f.aggregate_type AND e.aggregate_id = f.aggregate_id AND e.sequence = f.sequence \
              WHERE f.position > $1 ORDER BY f.position LIMIT $2";
-        let rows: Vec<(i64, String, String, i64, String, String, String, String)> = match &self.db {
+        let rows: Vec<FeedRow> = match &self.db {
             Db::Sqlite { read, .. } => sqlx::query_as(sql_sqlite).bind(position).bind(limit).fetch_all(read).await?,
             Db::Postgres(pool) => sqlx::query_as(sql_pg).bind(position).bind(limit).fetch_all(pool).await?,
         };
@@ -109,7 +118,7 @@ impl Feed {
                         event_type,
                         event_version,
                         payload: serde_json::from_str(&payload)?,
-                        metadata: serde_json::from_str(&metadata)?,
+                        metadata: numeric_time(serde_json::from_str(&metadata)?),
                     })
                 },
             )

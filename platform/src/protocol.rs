@@ -293,10 +293,8 @@ fn validate(up: &Uplink) -> Result<(), ProtocolError> {
                 return Err(invalid("temp_c", "must be a finite number"));
             }
         }
-        UplinkBody::Status { state } => {
-            if state != "offline" && state != "online" {
-                return Err(invalid("state", "must be `offline` or `online`"));
-            }
+        UplinkBody::Status { state } if state != "offline" && state != "online" => {
+            return Err(invalid("state", "must be `offline` or `online`"));
         }
         _ => {}
     }

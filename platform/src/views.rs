@@ -59,6 +59,9 @@ impl Views {
     }
 }
 
+/// A document's key within a batch: (view, id).
+type DocKey = (&'static str, String);
+
 /// One pass of the projections: folds up to `batch` events after the checkpoint.
 pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projection>], batch: i64) -> Result<usize, DbError> {
     crate::on_db!(db, pool => {
@@ -68,7 +71,7 @@ pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projectio
         let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
         let mut tx = pool.begin().await?;
         // Documents touched in this batch, so later events see earlier writes.
-        let mut cache: HashMap<(&'static str, String), (Option<String>, Option<Value>)> = HashMap::new();
+        let mut cache: HashMap<DocKey, (Option<String>, Option<Value>)> = HashMap::new();
         for ev in &events {
             let Some(event) = decode(ev) else { continue };
             let time = ev.time();

@@ -89,7 +89,8 @@ pub(super) async fn callback(
                     "COLLECTED needs transaction_id and amount_cents",
                 )));
             };
-            s.platform.provider_collected(&order_id, &n.id, txn, Cents(amount)).await
+            let amount = Cents::parse("amount_cents", amount).map_err(|e| refused(e.into()))?;
+            s.platform.provider_collected(&order_id, &n.id, txn, amount).await
         }
         "COLLECTION_FAILED" => {
             s.platform
