@@ -458,3 +458,105 @@ async fn deliver(http: &reqwest::Client, key: &[u8], kind: ProviderKind, base: &
         tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tare_sagas::ports::{AuthorizationRequest, CollectionRequest};
+
+    #[test]
+    fn signatures_verify_and_tampering_fails() {
+        let body = br#"{"id":"n1"}"#;
+        let sig = sign(b"k1", "1700000000000", body);
+        assert!(verify(b"k1", "1700000000000", body, &sig));
+        assert!(!verify(b"k2", "1700000000000", body, &sig), "other key");
+        assert!(!verify(b"k1", "1700000000001", body, &sig), "other timestamp");
+        assert!(!verify(b"k1", "1700000000000", br#"{"id":"n2"}"#, &sig), "other body");
+        assert!(!verify(b"k1", "1700000000000", body, "zz"), "not hex");
+    }
+
+    fn auth(order: &str, shopper: &str, mode: ConfirmMode) -> AuthorizationRequest {
+        AuthorizationRequest {
+            order_id: order.into(),
+            shopper_id: shopper.into(),
+            confirm_mode: mode,
+            limit: Cents(10_000),
+        }
+    }
+
+    fn collect(order: &str, amount: i64) -> CollectionRequest {
+        CollectionRequest {
+            order_id: order.into(),
+            provider_order_ref: order.into(),
+            amount: Cents(amount),
+            lines: vec![],
+            discount: Cents(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn collects_once_per_order_and_enforces_the_pending_limit() {
+        let s = SandboxProvider::new(
+            ProviderKind::Alipay,
+            b"k",
+            SandboxBehaviour {
+                max_pending_per_shopper: 1,
+                ..Default::default()
+            },
+        );
+        let created = s.create_authorization(auth("o1", "s1", ConfirmMode::Once)).await.unwrap();
+        assert!(created.authorized);
+        // Same order again: same answer (idempotent create).
+        assert_eq!(s.create_authorization(auth("o1", "s1", ConfirmMode::Once)).await.unwrap(), created);
+        // A second open order for the same shopper is refused (Alipay allows one).
+        assert!(matches!(
+            s.create_authorization(auth("o2", "s1", ConfirmMode::Once)).await,
+            Err(ProviderError::Refused { .. })
+        ));
+        // Above the authorized limit: refused.
+        assert!(s.collect(collect("o1", 10_001)).await.is_err());
+        let first = s.collect(collect("o1", 500)).await.unwrap();
+        let again = s.collect(collect("o1", 500)).await.unwrap();
+        assert_eq!(first, again, "a repeated collect reports the same collection");
+        assert_eq!(s.charges().len(), 1);
+        assert!(matches!(
+            s.query("o1").await.unwrap(),
+            ProviderOrderStatus::Collected { amount: Cents(500), .. }
+        ));
+        // A cancelled order cannot be collected; cancelling a paid one is refused.
+        s.create_authorization(auth("o3", "s2", ConfirmMode::EachTime)).await.unwrap();
+        s.cancel("o3", "test").await.unwrap();
+        assert!(s.collect(collect("o3", 100)).await.is_err());
+        assert!(s.cancel("o1", "test").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn failures_then_success_and_confirm_states() {
+        let s = SandboxProvider::new(
+            ProviderKind::Wechat,
+            b"k",
+            SandboxBehaviour {
+                fail_collections: 2,
+                ..Default::default()
+            },
+        );
+        s.create_authorization(auth("o1", "s1", ConfirmMode::EachTime)).await.unwrap();
+        assert!(s.collect(collect("o1", 100)).await.is_err(), "not confirmed yet");
+        assert_eq!(s.confirm("nope"), Err(ConfirmError::NotFound));
+        s.confirm("o1").unwrap();
+        s.confirm("o1").unwrap(); // a double tap
+        assert!(matches!(
+            s.collect(collect("o1", 100)).await.unwrap(),
+            CollectionOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            s.collect(collect("o1", 100)).await.unwrap(),
+            CollectionOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            s.collect(collect("o1", 100)).await.unwrap(),
+            CollectionOutcome::Collected { .. }
+        ));
+        assert_eq!(s.charges().len(), 1);
+    }
+}
