@@ -21,7 +21,12 @@ pub(super) struct FeedQuery {
     limit: Option<i64>,
 }
 
-pub(super) async fn events(_: Operator, State(s): State<Arc<ApiState>>, Query(q): Query<FeedQuery>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn events(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let after = q.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::invalid("after", "must not be negative"));

@@ -27,6 +27,9 @@ pub enum ApiError {
         /// Message.
         message: String,
     },
+    /// 405: the path exists, the method does not.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
     /// 409: conflicts with the current state.
     #[error("{message}")]
     Conflict {
@@ -90,6 +93,7 @@ impl IntoResponse for ApiError {
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, *code, None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
             Self::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field.clone())),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
