@@ -546,6 +546,19 @@ impl Platform {
         self.order(&order_id).await
     }
 
+    /// Runs one of the saga's (idempotent) effects now, ahead of the executor: used when a
+    /// scan would otherwise be refused because an ended order's clean-up has not run yet.
+    async fn run_effect_now(&self, key: String, effect: tare_sagas::Effect, at: tare_domain::UnixMs) -> crate::runner::EffectOutcome {
+        self.effects
+            .run(&crate::jobs::ClaimedJob {
+                key,
+                effect,
+                attempts: 0,
+                due_at: at,
+            })
+            .await
+    }
+
     /// Takes a door. If the previous purchase on it has finished weighing but its
     /// door-release effect has not run yet, runs that (idempotent) effect now.
     async fn acquire_door(
@@ -584,15 +597,15 @@ impl Platform {
                 .await
                 .map_err(|e| CommandError::Store(e.to_string()))?;
             if prev.state.is_terminal() || prev.state == tare_domain::order::OrderState::Charging {
-                let job = crate::jobs::ClaimedJob {
-                    key: format!("order:{previous}:finish-door"),
-                    effect: tare_sagas::Effect::FinishDoorSession {
-                        order_id: previous.clone(),
-                    },
-                    attempts: 0,
-                    due_at: at,
-                };
-                let _ = self.effects.run(&job).await;
+                let _ = self
+                    .run_effect_now(
+                        format!("order:{previous}:finish-door"),
+                        tare_sagas::Effect::FinishDoorSession {
+                            order_id: previous.clone(),
+                        },
+                        at,
+                    )
+                    .await;
                 return self
                     .aggregates
                     .cabinets
@@ -635,16 +648,13 @@ impl Platform {
                     // Its provider-side order must be gone before the next one is asked
                     // for (a provider limits open orders per shopper): run the saga's
                     // idempotent cancel now rather than wait for it.
-                    let job = crate::jobs::ClaimedJob {
-                        key: format!("order:{previous}:cancel-payment"),
-                        effect: tare_sagas::Effect::CancelPayment {
-                            order_id: previous.clone(),
-                            reason: "order_ended".into(),
-                        },
-                        attempts: 0,
-                        due_at: at,
+                    let effect = tare_sagas::Effect::CancelPayment {
+                        order_id: previous.clone(),
+                        reason: "order_ended".into(),
                     };
-                    if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) = self.effects.run(&job).await {
+                    if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) =
+                        self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
+                    {
                         return Err(ServiceError::Conflict {
                             code: "previous_order_closing",
                             message: format!("the previous order is still closing at the provider: {e}"),
