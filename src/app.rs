@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tare_domain::ProviderKind;
 use tare_gateway::api::{ApiCounters, ApiState, HttpServer};
+use tare_gateway::mqtt::{MqttConfig, MqttEndpoint, MqttServer};
 use tare_gateway::sandbox::{SandboxBehaviour, SandboxProvider};
 use tare_platform::clock::PlatformClock;
 use tare_platform::platform::{PlatformConfig, StoreConfig};
@@ -20,6 +21,10 @@ pub struct AppConfig {
     pub store: StoreConfig,
     /// HTTP listen address.
     pub http: String,
+    /// MQTT device endpoint address (`None`: no MQTT listener).
+    pub mqtt: Option<String>,
+    /// MQTT endpoint settings.
+    pub mqtt_config: MqttConfig,
     /// Saga timings.
     pub saga: SagaConfig,
     /// Clock.
@@ -40,6 +45,8 @@ impl AppConfig {
         Self {
             store: StoreConfig::Sqlite(dir.into()),
             http: "127.0.0.1:0".into(),
+            mqtt: Some("127.0.0.1:0".into()),
+            mqtt_config: MqttConfig::default(),
             saga: SagaConfig::default(),
             clock: PlatformClock::System,
             admin_token: random_token(),
@@ -89,6 +96,8 @@ pub struct App {
     pub platform: Arc<Platform>,
     /// The HTTP server.
     pub http: HttpServer,
+    /// The MQTT device endpoint, if one was asked for.
+    pub mqtt: Option<MqttServer>,
     /// `http://addr`.
     pub base_url: String,
     /// The sandboxes.
@@ -121,6 +130,22 @@ impl App {
         let http = HttpServer::start(&cfg.http, state)
             .await
             .with_context(|| format!("binding {}", cfg.http))?;
+        let mqtt = match &cfg.mqtt {
+            Some(addr) => {
+                let endpoint = MqttEndpoint::new(
+                    platform.hub.clone(),
+                    platform.clone(),
+                    platform.clock.clone(),
+                    cfg.mqtt_config.clone(),
+                );
+                Some(
+                    MqttServer::start(addr, endpoint)
+                        .await
+                        .with_context(|| format!("binding MQTT {addr}"))?,
+                )
+            }
+            None => None,
+        };
         let base_url = format!("http://{}", http.addr);
         for s in sandboxes.values() {
             s.set_callback_base(&base_url);
@@ -128,14 +153,18 @@ impl App {
         Ok(Self {
             platform,
             http,
+            mqtt,
             base_url,
             sandboxes,
             admin_token: cfg.admin_token,
         })
     }
 
-    /// Stops the HTTP API, then the platform.
+    /// Stops the device endpoint and the HTTP API, then the platform.
     pub async fn stop(self) {
+        if let Some(m) = self.mqtt {
+            m.stop().await;
+        }
         self.http.stop().await;
         self.platform.stop().await;
     }

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::{CabinetId, DoorNo, LaneNo};
-use tare_gateway::virtual_cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec, VirtualLane};
+use tare_sim::cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec, VirtualLane};
+use tare_sim::transport::{DeviceTransport, HubTransport, MqttDeviceConfig, MqttTransport};
 
 /// A small HTTP client for the API.
 #[derive(Clone)]
@@ -102,6 +103,17 @@ pub struct FleetSpec {
     pub seed: u64,
     /// Product key of the cabinets.
     pub pk: String,
+    /// How the virtual cabinets reach the platform.
+    pub transport: FleetTransport,
+}
+
+/// How a fleet's virtual cabinets connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetTransport {
+    /// Over real MQTT to the app's MQTT endpoint (what field devices do).
+    Mqtt,
+    /// In-process into the device hub (same bytes; applied before `send` returns).
+    InProcess,
 }
 
 impl Default for FleetSpec {
@@ -114,6 +126,7 @@ impl Default for FleetSpec {
             noise_grams: 1.0,
             seed: 7,
             pk: "wc1".into(),
+            transport: FleetTransport::Mqtt,
         }
     }
 }
@@ -202,6 +215,21 @@ impl Fleet {
                 bail!("cabinet {dn}: {st} {resp}");
             }
             let id = CabinetId::new(&spec.pk, &dn)?;
+            let secret = resp["device_secret"].as_str().unwrap_or_default().to_string();
+            let transport: Arc<dyn DeviceTransport> = match (spec.transport, &app.mqtt) {
+                (FleetTransport::Mqtt, Some(mqtt)) => MqttTransport::new(
+                    id.clone(),
+                    secret,
+                    app.platform.clock.clone(),
+                    MqttDeviceConfig {
+                        host: mqtt.addr.ip().to_string(),
+                        port: mqtt.addr.port(),
+                        keep_alive: Duration::from_secs(30),
+                    },
+                ),
+                (FleetTransport::Mqtt, None) => bail!("an MQTT fleet needs the app's MQTT listener"),
+                (FleetTransport::InProcess, _) => HubTransport::new(app.platform.hub.clone(), id.clone()),
+            };
             let vc = VirtualCabinet::new(
                 VirtualCabinetSpec {
                     id: id.clone(),
@@ -210,7 +238,7 @@ impl Fleet {
                     seed: spec.seed.wrapping_add(i as u64),
                     faults: Faults::default(),
                 },
-                app.platform.hub.clone(),
+                transport,
                 app.platform.clock.clone(),
             );
             vc.connect().await.map_err(|e| anyhow!("connecting {id}: {e}"))?;

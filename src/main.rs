@@ -41,9 +41,10 @@ struct ServeArgs {
     /// HTTP API and device HTTP API address.
     #[arg(long, env = "TARE_HTTP", default_value = "127.0.0.1:8780")]
     http: String,
-    /// MQTT listener address (the MQTT gateway is not built yet; see the README).
-    #[arg(long, env = "TARE_MQTT")]
-    mqtt: Option<String>,
+    /// MQTT device endpoint address (`none` to run without one). The default stays clear
+    /// of a local Mosquitto on 1883.
+    #[arg(long, env = "TARE_MQTT", default_value = "127.0.0.1:8781")]
+    mqtt: String,
     /// PostgreSQL URL: use PostgreSQL instead of the embedded SQLite store.
     #[arg(long, env = "TARE_POSTGRES_URL")]
     postgres: Option<String>,
@@ -131,13 +132,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.store = StoreConfig::Postgres(url.clone());
     }
     cfg.http = a.http.clone();
+    cfg.mqtt = (a.mqtt != "none").then(|| a.mqtt.clone());
     let generated = a.admin_token.is_none();
     cfg.admin_token = a.admin_token.clone().unwrap_or_else(tare::app::random_token);
     let app = App::start(cfg).await?;
     println!(
         "listening http={} mqtt={}",
         app.http.addr,
-        a.mqtt.as_deref().map_or("none", |_| "none (MQTT gateway not built yet)")
+        app.mqtt.as_ref().map_or("none".to_string(), |m| m.addr.to_string())
     );
     if generated {
         println!("admin token (shown once): {}", app.admin_token);

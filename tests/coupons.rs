@@ -21,6 +21,7 @@ async fn coupons_are_applied_by_policy(kind: Store) {
         noise_grams: 1.0,
         seed: 9,
         pk: "cpn".into(),
+        ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.unwrap());
     let c = &fleet.client;

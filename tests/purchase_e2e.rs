@@ -9,7 +9,7 @@ use common::{start, Store, TestStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tare::bench::{audit_provider_charges, run_purchases};
-use tare::fleet::{Fleet, FleetSpec};
+use tare::fleet::{Fleet, FleetSpec, FleetTransport};
 
 async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     let store = TestStore::new(kind).await;
@@ -22,6 +22,8 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         noise_grams: 1.0,
         seed: 11,
         pk: "e2e".into(),
+        // The cabinets are MQTT devices connected to the app's endpoint.
+        transport: FleetTransport::Mqtt,
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     let opening: BTreeMap<_, _> = fleet.cabinets.iter().map(|c| (c.id().clone(), c.counts())).collect();
@@ -41,6 +43,16 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     );
     let provider_total: i64 = app.sandboxes.values().flat_map(|s| s.charges()).map(|c| c.amount.0).sum();
     assert_eq!(provider_total, summary.charged_cents, "providers collected what orders say");
+
+    // All of it went over MQTT: ten cabinets connected, every uplink through the endpoint.
+    let mqtt = &app.mqtt.as_ref().expect("mqtt endpoint").endpoint.counters;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(mqtt.connections_open.load(Relaxed), 10);
+    assert!(
+        mqtt.publishes_accepted.load(Relaxed) > 200 * 4,
+        "door open/close and weights per purchase"
+    );
+    assert!(mqtt.publishes_out.load(Relaxed) >= 200, "an open_door command per authorized order");
 
     // Stock: the ledger (cabinet aggregate and lane-stock view) equals opening − sold,
     // which equals what the virtual shelves really hold.

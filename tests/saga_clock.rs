@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tare::app::App;
-use tare::fleet::{ApiClient, Fleet, FleetSpec, ShopperHandle};
+use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTransport, ShopperHandle};
 use tare_domain::{DoorNo, LaneNo, ProviderKind};
 use tare_gateway::sandbox::SandboxBehaviour;
-use tare_gateway::virtual_cabinet::Faults;
 use tare_platform::clock::{ManualClock, PlatformClock};
+use tare_sim::cabinet::Faults;
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -41,6 +41,8 @@ async fn rig(kind: Store, stable_wait_ms: i64) -> Rig {
         noise_grams: 1.0,
         seed: 3,
         pk: "clk".into(),
+        // Uplinks applied before `send` returns: the test clock decides what happens when.
+        transport: FleetTransport::InProcess,
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     Rig { store, app, clock, fleet }
@@ -444,7 +446,7 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
     cfg.sandboxes = Some(sandboxes);
     cfg.admin_token = admin.clone();
     let app = App::start(cfg).await.expect("restart");
-    let vc2 = vc.with_hub(app.platform.hub.clone());
+    let vc2 = vc.with_transport(tare_sim::transport::HubTransport::new(app.platform.hub.clone(), vc.id().clone()));
     vc2.connect().await.unwrap();
     let fleet = Fleet {
         client: ApiClient::new(&app.base_url, &admin),

@@ -14,7 +14,7 @@ use crate::protocol::{parse_uplink, CommandMsg, Downlink, ProtocolError, TimeRep
 use crate::store::{Aggregates, Meta};
 use crate::telemetry::TelemetryBuffer;
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tare_domain::cabinet::{CabinetCommand, DeviceStatus, DoorPosition};
@@ -24,7 +24,7 @@ use tare_sagas::ports::{DeviceLink, DeviceLinkError, DoorCommandKind};
 use tokio::sync::mpsc;
 
 /// Message ids remembered per device to drop duplicates [D8].
-const RECENT_IDS_PER_DEVICE: usize = 512;
+const RECENT_IDS_PER_DEVICE: usize = 128;
 
 /// What happened to an uplink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,36 +63,67 @@ pub struct DeviceCounters {
 }
 
 impl DeviceCounters {
-    fn reject(&self, reason: &'static str) {
+    /// Counts one refusal for `reason`.
+    pub fn reject(&self, reason: &'static str) {
         *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
     }
 }
 
-#[derive(Default)]
+/// The last message ids of one device, as 64-bit hashes in a ring: a fixed 1 KiB per
+/// active device, so 100,000 connected cabinets cost about 100 MiB at most for dedupe
+/// (resends come within seconds; a longer memory would buy nothing).
 struct RecentIds {
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    ring: Box<[u64; RECENT_IDS_PER_DEVICE]>,
+    next: usize,
+    len: usize,
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        Self {
+            ring: Box::new([0; RECENT_IDS_PER_DEVICE]),
+            next: 0,
+            len: 0,
+        }
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A fixed-key hasher: stable within the process, which is all a dedupe window needs.
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    h.write(id.as_bytes());
+    h.finish()
 }
 
 impl RecentIds {
     /// Records `id`; false if it was already there.
     fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
+        let h = id_hash(id);
+        if self.ring[..self.len].contains(&h) {
             return false;
         }
-        self.set.insert(id.to_string());
-        self.order.push_back(id.to_string());
-        if self.order.len() > RECENT_IDS_PER_DEVICE {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
+        self.ring[self.next] = h;
+        self.next = (self.next + 1) % RECENT_IDS_PER_DEVICE;
+        self.len = (self.len + 1).min(RECENT_IDS_PER_DEVICE);
         true
     }
 
     fn forget(&mut self, id: &str) {
-        self.set.remove(id);
+        let h = id_hash(id);
+        if let Some(slot) = self.ring[..self.len].iter_mut().find(|x| **x == h) {
+            *slot = 0;
+        }
     }
+}
+
+/// A transport's registration of one device connection: downlinks for the device arrive
+/// on `downlinks`; `id` tells this connection from a later one of the same device.
+pub struct DeviceConnection {
+    /// Connection id (unique in this hub).
+    pub id: u64,
+    /// Downlinks to deliver.
+    pub downlinks: mpsc::UnboundedReceiver<Downlink>,
 }
 
 /// The device hub (see the module docs).
@@ -101,7 +132,8 @@ pub struct DeviceHub {
     telemetry: Arc<TelemetryBuffer>,
     clock: PlatformClock,
     node: String,
-    links: Mutex<HashMap<CabinetId, mpsc::UnboundedSender<Downlink>>>,
+    links: Mutex<HashMap<CabinetId, (u64, mpsc::UnboundedSender<Downlink>)>>,
+    next_connection: AtomicU64,
     recent: Mutex<HashMap<CabinetId, RecentIds>>,
     sent_queries: Mutex<HashMap<String, DoorNo>>,
     pending_init: Mutex<HashMap<CabinetId, BTreeMap<DoorNo, StableReading>>>,
@@ -119,6 +151,7 @@ impl DeviceHub {
             clock,
             node,
             links: Mutex::default(),
+            next_connection: AtomicU64::new(1),
             recent: Mutex::default(),
             sent_queries: Mutex::default(),
             pending_init: Mutex::default(),
@@ -132,17 +165,45 @@ impl DeviceHub {
         self.telemetry.clone()
     }
 
-    /// Registers a transport connection for `cabinet`; downlinks arrive on the receiver.
-    /// A new connection replaces an older one (the device reconnected).
-    pub fn attach(&self, cabinet: &CabinetId) -> mpsc::UnboundedReceiver<Downlink> {
+    /// Registers a transport connection for `cabinet`. A new connection replaces an older
+    /// one (the device reconnected; the older connection's downlink channel closes).
+    pub fn attach(&self, cabinet: &CabinetId) -> DeviceConnection {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(cabinet.clone(), tx);
-        rx
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cabinet.clone(), (id, tx));
+        DeviceConnection { id, downlinks: rx }
     }
 
-    /// Drops `cabinet`'s connection and records the disconnect.
-    pub async fn detach(&self, cabinet: &CabinetId) -> Result<(), IngestError> {
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(cabinet);
+    /// Whether `cabinet` has a live connection on this node.
+    pub fn is_attached(&self, cabinet: &CabinetId) -> bool {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).contains_key(cabinet)
+    }
+
+    /// Connections held by this node.
+    pub fn connection_count(&self) -> usize {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Drops connection `connection` of `cabinet` and, if it was the device's current one
+    /// and `record` is set, records the disconnect. A connection already replaced by a
+    /// newer one changes nothing (the device is still connected).
+    pub async fn detach(&self, cabinet: &CabinetId, connection: u64, record: bool) -> Result<(), IngestError> {
+        let was_current = {
+            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            match links.get(cabinet) {
+                Some((id, _)) if *id == connection => {
+                    links.remove(cabinet);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !was_current || !record {
+            return Ok(());
+        }
         let at = self.clock.now_ms();
         self.aggregates
             .cabinets
@@ -162,7 +223,7 @@ impl DeviceHub {
 
     fn send(&self, cabinet: &CabinetId, downlink: Downlink) -> Result<(), DeviceLinkError> {
         let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = links
+        let (_, tx) = links
             .get(cabinet)
             .ok_or_else(|| DeviceLinkError::NotConnected(cabinet.to_string()))?;
         tx.send(downlink).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;

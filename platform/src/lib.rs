@@ -7,6 +7,7 @@
 //! - [`runner`]: the saga runner and effect executor; [`views`]: projections runner;
 //! - [`telemetry`], [`devices`], [`protocol`]: the device side (telemetry buffer, the
 //!   device hub that both in-process and MQTT devices talk through, the wire types);
+//! - [`device_auth`]: the signatures of PROTOCOL.md (MQTT CONNECT, HTTP headers);
 //! - [`clock`]: system and test clocks; [`platform`]: assembly and the service API the
 //!   HTTP layer calls.
 //!
@@ -15,6 +16,7 @@
 
 pub mod clock;
 pub mod db;
+pub mod device_auth;
 pub mod devices;
 pub mod feed;
 pub mod jobs;

@@ -1,11 +1,12 @@
 //! A virtual weight cabinet: doors, load cells with noise and settling, and a controller
-//! that speaks the device contract (PROTOCOL.md) through the device hub exactly as an
-//! MQTT-connected cabinet does — JSON uplinks by topic kind in, JSON commands out. It
-//! stands in for hardware in the demo, the tests and the benchmarks.
+//! that speaks the device contract (PROTOCOL.md) over a [`DeviceTransport`] — real MQTT
+//! for `tare sim` and the demo, or straight into the hub for saga tests on a test clock.
+//! It stands in for hardware in the demo, the tests and the benchmarks.
 //!
 //! Faults on demand: lost open events, missing acks, a jammed door, unstable readings
 //! after the door moves.
 
+use crate::transport::{DeviceTransport, TransportError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -13,7 +14,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tare_domain::{CabinetId, DoorNo, LaneNo, UnixMs};
 use tare_platform::clock::PlatformClock;
-use tare_platform::devices::{DeviceHub, IngestError};
 use tare_platform::protocol::CommandMsg;
 use tokio::sync::Notify;
 
@@ -71,7 +71,7 @@ struct State {
 /// A running virtual cabinet.
 pub struct VirtualCabinet {
     id: CabinetId,
-    hub: Arc<DeviceHub>,
+    transport: Arc<dyn DeviceTransport>,
     clock: PlatformClock,
     noise: f64,
     state: Mutex<State>,
@@ -84,7 +84,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl VirtualCabinet {
     /// Builds the cabinet (not connected yet).
-    pub fn new(spec: VirtualCabinetSpec, hub: Arc<DeviceHub>, clock: PlatformClock) -> Arc<Self> {
+    pub fn new(spec: VirtualCabinetSpec, transport: Arc<dyn DeviceTransport>, clock: PlatformClock) -> Arc<Self> {
         let lanes = spec
             .doors
             .iter()
@@ -92,7 +92,7 @@ impl VirtualCabinet {
             .collect();
         Arc::new(Self {
             id: spec.id,
-            hub,
+            transport,
             clock,
             noise: spec.noise_grams,
             state: Mutex::new(State {
@@ -113,12 +113,13 @@ impl VirtualCabinet {
         &self.id
     }
 
-    /// Re-plugs the cabinet into another hub (a platform restarted on the same store).
-    pub fn with_hub(self: &Arc<Self>, hub: Arc<DeviceHub>) -> Arc<Self> {
+    /// The same cabinet (shelves, sequence, executed commands) on another transport: a
+    /// platform restarted on the same store, or a switch from in-process to MQTT.
+    pub fn with_transport(self: &Arc<Self>, transport: Arc<dyn DeviceTransport>) -> Arc<Self> {
         let st = lock(&self.state);
         Arc::new(Self {
             id: self.id.clone(),
-            hub,
+            transport,
             clock: self.clock.clone(),
             noise: self.noise,
             state: Mutex::new(State {
@@ -139,10 +140,10 @@ impl VirtualCabinet {
         lock(&self.state).faults = faults;
     }
 
-    /// Connects: attaches to the hub, boots (seq restarts at 0) and reports a stable
-    /// weight per door; then serves downlink commands until the hub drops the link.
-    pub async fn connect(self: &Arc<Self>) -> Result<(), IngestError> {
-        let mut rx = self.hub.attach(&self.id);
+    /// Connects: boots (seq restarts at 0) and reports a stable weight per door; then
+    /// serves downlink commands until the connection ends.
+    pub async fn connect(self: &Arc<Self>) -> Result<(), TransportError> {
+        let mut rx = self.transport.connect().await?;
         let (doors, lanes_per_door) = {
             let mut st = lock(&self.state);
             st.seq = 0;
@@ -178,8 +179,8 @@ impl VirtualCabinet {
     }
 
     /// Disconnects (the platform marks the cabinet offline).
-    pub async fn disconnect(&self) -> Result<(), IngestError> {
-        self.hub.detach(&self.id).await
+    pub async fn disconnect(&self) -> Result<(), TransportError> {
+        self.transport.disconnect().await
     }
 
     fn doors(&self) -> Vec<DoorNo> {
@@ -214,7 +215,7 @@ impl VirtualCabinet {
     }
 
     /// A shopper takes `n` items from a lane (an unstable reading follows).
-    pub async fn take(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<u32, IngestError> {
+    pub async fn take(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<u32, TransportError> {
         let taken = {
             let mut st = lock(&self.state);
             let Some((_, count)) = st.lanes.get_mut(&(door, lane)) else {
@@ -229,7 +230,7 @@ impl VirtualCabinet {
     }
 
     /// A shopper puts `n` items on a lane (maybe not the one they came from).
-    pub async fn put(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<(), IngestError> {
+    pub async fn put(&self, door: DoorNo, lane: LaneNo, n: u32) -> Result<(), TransportError> {
         if let Some((_, count)) = lock(&self.state).lanes.get_mut(&(door, lane)) {
             *count += n;
         }
@@ -238,7 +239,7 @@ impl VirtualCabinet {
 
     /// The shopper closes the door: a `closed` event, unstable readings while the
     /// shelves settle, then a stable one.
-    pub async fn close(&self, door: DoorNo) -> Result<(), IngestError> {
+    pub async fn close(&self, door: DoorNo) -> Result<(), TransportError> {
         let faults = {
             let mut st = lock(&self.state);
             st.open.remove(&door);
@@ -256,14 +257,14 @@ impl VirtualCabinet {
     }
 
     /// Forces the door open without a command (an unexpected open).
-    pub async fn force_open(&self, door: DoorNo) -> Result<(), IngestError> {
+    pub async fn force_open(&self, door: DoorNo) -> Result<(), TransportError> {
         lock(&self.state).open.insert(door);
         self.door_moved.notify_waiters();
         self.send("door", json!({"door": door.0, "state": "open"})).await
     }
 
     /// Sends a heartbeat.
-    pub async fn heartbeat(&self) -> Result<(), IngestError> {
+    pub async fn heartbeat(&self) -> Result<(), TransportError> {
         let doors: Vec<_> = self
             .doors()
             .into_iter()
@@ -277,11 +278,11 @@ impl VirtualCabinet {
     }
 
     /// Sends a stable reading of `door` now (as the 90 s closed-door cadence would).
-    pub async fn report_weight(&self, door: DoorNo) -> Result<(), IngestError> {
+    pub async fn report_weight(&self, door: DoorNo) -> Result<(), TransportError> {
         self.send_weight(door, true).await
     }
 
-    async fn execute(&self, cmd: CommandMsg) -> Result<(), IngestError> {
+    async fn execute(&self, cmd: CommandMsg) -> Result<(), TransportError> {
         let door = DoorNo(cmd.args.get("door").and_then(|d| d.as_u64()).unwrap_or(0) as u8);
         let (repeat, faults) = {
             let mut st = lock(&self.state);
@@ -345,7 +346,7 @@ impl VirtualCabinet {
         Ok(())
     }
 
-    async fn send_weight(&self, door: DoorNo, stable: bool) -> Result<(), IngestError> {
+    async fn send_weight(&self, door: DoorNo, stable: bool) -> Result<(), TransportError> {
         let lanes: Vec<_> = {
             let mut st = lock(&self.state);
             let readings: Vec<(LaneNo, f64)> = st
@@ -371,7 +372,7 @@ impl VirtualCabinet {
         self.send("weight", json!({"door": door.0, "stable": stable, "lanes": lanes})).await
     }
 
-    async fn send(&self, kind: &str, mut body: serde_json::Value) -> Result<(), IngestError> {
+    async fn send(&self, kind: &str, mut body: serde_json::Value) -> Result<(), TransportError> {
         let (seq, ts) = {
             let mut st = lock(&self.state);
             let seq = st.seq;
@@ -384,6 +385,6 @@ impl VirtualCabinet {
         body["seq"] = json!(seq);
         body["ts"] = json!(ts);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        self.hub.ingest(&self.id, kind, &bytes).await.map(|_| ())
+        self.transport.send(kind, bytes).await
     }
 }

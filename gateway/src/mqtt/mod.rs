@@ -1,0 +1,238 @@
+//! The MQTT device endpoint: cabinets connect here (the embedded default terminates device
+//! connections itself, like the seeds' communication service).
+//!
+//! It is an MQTT *endpoint* for the platform, not a general broker: devices never talk to
+//! each other, so all it needs is per-connection authentication [D2], a per-publish and
+//! per-subscribe topic check (a device publishes only under its own `up/` and subscribes
+//! only under its own `down/`), a route from each publish into the [`DeviceHub`], and a
+//! route from the hub's downlinks to the device. MQTT 3.1.1 and 5, QoS 0 and 1 (QoS 2
+//! uplinks are completed too), last will, keep-alive. The wire codec is rumqttc's
+//! `mqttbytes` (see [`codec`]); why not an embedded broker is in ARCHITECTURE.md.
+//!
+//! Memory: one task per connection with no read or write buffer while idle (buffers are
+//! allocated when bytes arrive and dropped when consumed), so an idle cabinet costs its
+//! task, its socket and its hub entry.
+
+pub mod codec;
+mod session;
+
+use crate::mqtt::session::Session;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tare_domain::CabinetId;
+use tare_platform::clock::PlatformClock;
+use tare_platform::devices::DeviceHub;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The largest frame accepted whole: a 64 KiB payload plus room for topic and properties.
+/// Larger publishes are skipped without being buffered and refused as `too_large`.
+pub const MAX_FRAME: usize = tare_platform::protocol::MAX_PAYLOAD + 1024;
+
+/// Where the endpoint finds device secrets [D2].
+#[async_trait::async_trait]
+pub trait DeviceCredentials: Send + Sync {
+    /// The secret of an enabled, registered device; `None` if unknown or disabled.
+    async fn device_secret(&self, device: &CabinetId) -> Result<Option<String>, String>;
+}
+
+#[async_trait::async_trait]
+impl DeviceCredentials for tare_platform::Platform {
+    async fn device_secret(&self, device: &CabinetId) -> Result<Option<String>, String> {
+        tare_platform::Platform::device_secret(self, device)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Per-device flood control: a token bucket per connection. A device past its rate is
+/// slowed (its socket is not read until a token is due), so it cannot starve others and
+/// loses nothing; each wait is counted as `rate_limited`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Sustained publishes per second.
+    pub per_second: f64,
+    /// Burst size.
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        // A busy cabinet sends ~3.3 weight messages per open door per second plus door
+        // events and acks; 50/s with a burst of 200 leaves it ample room.
+        Self {
+            per_second: 50.0,
+            burst: 200.0,
+        }
+    }
+}
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// Time a new connection has to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// Connections refused beyond this (CONNACK server unavailable).
+    pub max_connections: u64,
+    /// Flood control per device.
+    pub rate: RateLimit,
+    /// Commands held for a device that has not subscribed to `down/cmd` yet.
+    pub max_pending_downlinks: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 250_000,
+            rate: RateLimit::default(),
+            max_pending_downlinks: 64,
+        }
+    }
+}
+
+/// Counters of the MQTT edge (exported at `/metrics`).
+#[derive(Default)]
+pub struct MqttCounters {
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections accepted (CONNACK success) since start.
+    pub connections_accepted: AtomicU64,
+    /// Publishes received.
+    pub publishes_in: AtomicU64,
+    /// Publishes handed to the hub and accepted.
+    pub publishes_accepted: AtomicU64,
+    /// Downlinks published to devices.
+    pub publishes_out: AtomicU64,
+    /// Last wills fired.
+    pub wills_fired: AtomicU64,
+    /// Keep-alive expiries.
+    pub keepalive_timeouts: AtomicU64,
+    /// Refusals by reason (connect, publish and subscribe).
+    pub refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl MqttCounters {
+    /// Counts one refusal for `reason`.
+    pub fn refuse(&self, reason: &'static str) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    /// Refusals so far for `reason`.
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Prometheus text lines.
+    pub fn prometheus(&self) -> String {
+        let mut s = String::new();
+        let g = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        s.push_str(&format!("tare_mqtt_connections_open {}\n", g(&self.connections_open)));
+        s.push_str(&format!("tare_mqtt_connections_accepted_total {}\n", g(&self.connections_accepted)));
+        s.push_str(&format!("tare_mqtt_publishes_in_total {}\n", g(&self.publishes_in)));
+        s.push_str(&format!("tare_mqtt_publishes_accepted_total {}\n", g(&self.publishes_accepted)));
+        s.push_str(&format!("tare_mqtt_publishes_out_total {}\n", g(&self.publishes_out)));
+        s.push_str(&format!("tare_mqtt_wills_fired_total {}\n", g(&self.wills_fired)));
+        s.push_str(&format!("tare_mqtt_keepalive_timeouts_total {}\n", g(&self.keepalive_timeouts)));
+        for (reason, n) in self.refused.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            s.push_str(&format!("tare_mqtt_refused_total{{reason=\"{reason}\"}} {n}\n"));
+        }
+        s
+    }
+}
+
+/// What every connection of one endpoint shares.
+pub struct MqttEndpoint {
+    hub: Arc<DeviceHub>,
+    credentials: Arc<dyn DeviceCredentials>,
+    clock: PlatformClock,
+    cfg: MqttConfig,
+    /// Traffic counters.
+    pub counters: MqttCounters,
+    closed: tokio::sync::Notify,
+}
+
+impl MqttEndpoint {
+    /// An endpoint delivering into `hub`.
+    pub fn new(hub: Arc<DeviceHub>, credentials: Arc<dyn DeviceCredentials>, clock: PlatformClock, cfg: MqttConfig) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            credentials,
+            clock,
+            cfg,
+            counters: MqttCounters::default(),
+            closed: tokio::sync::Notify::new(),
+        })
+    }
+}
+
+/// A running MQTT listener.
+pub struct MqttServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The endpoint (counters).
+    pub endpoint: Arc<MqttEndpoint>,
+    shutdown: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl MqttServer {
+    /// Binds `addr` and serves device connections.
+    pub async fn start(addr: &str, endpoint: Arc<MqttEndpoint>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let ep = endpoint.clone();
+        let accept_task = tokio::spawn(async move {
+            let mut stop = rx.clone();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let ep = ep.clone();
+                            let rx = rx.clone();
+                            tokio::spawn(async move { Session::run(ep, stream, peer, rx).await });
+                        }
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "mqtt accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            endpoint,
+            shutdown,
+            accept_task,
+        })
+    }
+
+    /// Stops accepting, closes every connection (without firing wills or recording
+    /// disconnects: the devices did nothing wrong) and waits for them, up to 5 s.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept_task.await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let closed = self.endpoint.closed.notified();
+            if self.endpoint.counters.connections_open.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! How a simulated cabinet reaches the platform. The cabinet speaks PROTOCOL.md (JSON
+//! uplinks by kind, JSON downlinks by kind); the transport carries them:
+//!
+//! - [`HubTransport`]: in-process, straight into the platform's device hub — what saga
+//!   tests on a test clock use, because an uplink is applied before `send` returns;
+//! - [`MqttTransport`]: a real MQTT 3.1.1 client (rumqttc) with the contract's signed
+//!   CONNECT, own-topic subscription and last will — what `tare sim`, the demo and the
+//!   gateway tests use.
+
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tare_domain::CabinetId;
+use tare_platform::clock::PlatformClock;
+use tare_platform::devices::DeviceHub;
+use tare_platform::protocol::Downlink;
+use tokio::sync::mpsc;
+
+/// Why a transport operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The platform refused the message or the connection (with its reason).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Not connected, or the connection broke.
+    #[error("link: {0}")]
+    Link(String),
+}
+
+/// A device-side connection to the platform.
+#[async_trait]
+pub trait DeviceTransport: Send + Sync {
+    /// Connects; downlinks for the device arrive on the returned receiver until the
+    /// connection ends.
+    async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError>;
+    /// Sends one uplink of `kind` (`boot`, `weight`, …).
+    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError>;
+    /// Disconnects cleanly (the platform records the device offline).
+    async fn disconnect(&self) -> Result<(), TransportError>;
+}
+
+/// In-process transport into a [`DeviceHub`].
+pub struct HubTransport {
+    hub: Arc<DeviceHub>,
+    id: CabinetId,
+    connection: Mutex<Option<u64>>,
+}
+
+impl HubTransport {
+    /// A transport for device `id` into `hub`.
+    pub fn new(hub: Arc<DeviceHub>, id: CabinetId) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            id,
+            connection: Mutex::new(None),
+        })
+    }
+}
+
+#[async_trait]
+impl DeviceTransport for HubTransport {
+    async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError> {
+        let c = self.hub.attach(&self.id);
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.id);
+        Ok(c.downlinks)
+    }
+
+    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        self.hub.ingest(&self.id, kind, &payload).await.map(|_| ()).map_err(|e| match e {
+            tare_platform::devices::IngestError::Store(e) => TransportError::Link(e),
+            other => TransportError::Refused(other.to_string()),
+        })
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        let Some(c) = self.connection.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        self.hub
+            .detach(&self.id, c, true)
+            .await
+            .map_err(|e| TransportError::Link(e.to_string()))
+    }
+}
+
+/// Settings of an MQTT device connection.
+#[derive(Debug, Clone)]
+pub struct MqttDeviceConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Keep-alive.
+    pub keep_alive: Duration,
+}
+
+/// A device connection over real MQTT 3.1.1 (rumqttc), per PROTOCOL.md: client id
+/// `{pk}.{dn}`, username `{pk}.{dn}|{ts}`, password the HMAC of the username, a
+/// subscription to `{pk}/{dn}/down/#`, and a last will `{"state":"offline"}` on
+/// `{pk}/{dn}/up/status`, retained.
+pub struct MqttTransport {
+    id: CabinetId,
+    secret: String,
+    clock: PlatformClock,
+    cfg: MqttDeviceConfig,
+    client: tokio::sync::Mutex<Option<(rumqttc::AsyncClient, tokio::task::JoinHandle<()>)>>,
+}
+
+impl MqttTransport {
+    /// A transport for device `id` with its provisioned `secret`.
+    pub fn new(id: CabinetId, secret: String, clock: PlatformClock, cfg: MqttDeviceConfig) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            secret,
+            clock,
+            cfg,
+            client: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn topic(&self, dir: &str, kind: &str) -> String {
+        format!("{}/{}/{dir}/{kind}", self.id.pk(), self.id.dn())
+    }
+}
+
+#[async_trait]
+impl DeviceTransport for MqttTransport {
+    async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError> {
+        use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+        let now = self.clock.now_ms();
+        let username = tare_platform::device_auth::mqtt_username(&self.id, now);
+        let password = tare_platform::device_auth::sign(&self.secret, &username);
+        let mut opts = MqttOptions::new(self.id.to_string(), self.cfg.host.clone(), self.cfg.port);
+        opts.set_credentials(username, password);
+        opts.set_keep_alive(self.cfg.keep_alive);
+        opts.set_clean_session(true);
+        let will = serde_json::json!({"id": format!("will-{}-{now}", self.id.dn()), "seq": 0, "ts": now, "state": "offline"});
+        opts.set_last_will(LastWill::new(
+            self.topic("up", "status"),
+            serde_json::to_vec(&will).unwrap_or_default(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let (client, mut events) = AsyncClient::new(opts, 64);
+        // Wait for the CONNACK so a refused connection is an error here, not later.
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    if ack.code != rumqttc::ConnectReturnCode::Success {
+                        return Err(TransportError::Refused(format!("{:?}", ack.code)));
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Err(TransportError::Refused(format!("{code:?}"))),
+                Err(e) => return Err(TransportError::Link(e.to_string())),
+            }
+        }
+        client
+            .subscribe(self.topic("down", "#"), QoS::AtLeastOnce)
+            .await
+            .map_err(|e| TransportError::Link(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let prefix = self.topic("down", "");
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let Some(kind) = p.topic.strip_prefix(&prefix) else { continue };
+                        let kind: &'static str = match kind {
+                            "cmd" => "cmd",
+                            "time" => "time",
+                            _ => continue,
+                        };
+                        if tx
+                            .send(Downlink {
+                                kind,
+                                payload: p.payload.to_vec(),
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(device = %id, error = %e, "sim mqtt connection ended");
+                        return;
+                    }
+                }
+            }
+        });
+        if let Some((old, t)) = self.client.lock().await.replace((client, task)) {
+            let _ = old.disconnect().await;
+            t.abort();
+        }
+        Ok(rx)
+    }
+
+    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        let qos = match kind {
+            "heartbeat" | "weight" | "time" => rumqttc::QoS::AtMostOnce,
+            _ => rumqttc::QoS::AtLeastOnce,
+        };
+        let guard = self.client.lock().await;
+        let (client, _) = guard.as_ref().ok_or_else(|| TransportError::Link("not connected".into()))?;
+        client
+            .publish(self.topic("up", kind), qos, false, payload)
+            .await
+            .map_err(|e| TransportError::Link(e.to_string()))
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        if let Some((client, task)) = self.client.lock().await.take() {
+            let _ = client.disconnect().await;
+            // Let the event loop write the DISCONNECT before it is dropped.
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        Ok(())
+    }
+}
