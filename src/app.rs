@@ -120,31 +120,32 @@ impl App {
             pg_max_connections: cfg.pg_max_connections,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
+        let endpoint = cfg.mqtt.as_ref().map(|_| {
+            MqttEndpoint::new(
+                platform.hub.clone(),
+                platform.clone(),
+                platform.clock.clone(),
+                cfg.mqtt_config.clone(),
+            )
+        });
         let state = Arc::new(ApiState {
             platform: platform.clone(),
             admin_token: cfg.admin_token.clone(),
             callback_keys: sandboxes.iter().map(|(k, s)| (*k, s.key().to_vec())).collect(),
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
+            mqtt: endpoint.clone(),
         });
         let http = HttpServer::start(&cfg.http, state)
             .await
             .with_context(|| format!("binding {}", cfg.http))?;
-        let mqtt = match &cfg.mqtt {
-            Some(addr) => {
-                let endpoint = MqttEndpoint::new(
-                    platform.hub.clone(),
-                    platform.clone(),
-                    platform.clock.clone(),
-                    cfg.mqtt_config.clone(),
-                );
-                Some(
-                    MqttServer::start(addr, endpoint)
-                        .await
-                        .with_context(|| format!("binding MQTT {addr}"))?,
-                )
-            }
-            None => None,
+        let mqtt = match (&cfg.mqtt, endpoint) {
+            (Some(addr), Some(endpoint)) => Some(
+                MqttServer::start(addr, endpoint)
+                    .await
+                    .with_context(|| format!("binding MQTT {addr}"))?,
+            ),
+            _ => None,
         };
         let base_url = format!("http://{}", http.addr);
         for s in sandboxes.values() {

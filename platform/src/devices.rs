@@ -26,6 +26,11 @@ use tokio::sync::mpsc;
 /// Message ids remembered per device to drop duplicates [D8].
 const RECENT_IDS_PER_DEVICE: usize = 128;
 
+/// How far behind a device's latest `seq` a message may be and still be applied (as a
+/// late message). Further back, without a `boot` in between, it is refused as `stale_seq`:
+/// the contract restarts `seq` only after a reboot, which the device announces.
+pub const SEQ_WINDOW: u64 = 1000;
+
 /// What happened to an uplink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestOutcome {
@@ -76,6 +81,8 @@ struct RecentIds {
     ring: Box<[u64; RECENT_IDS_PER_DEVICE]>,
     next: usize,
     len: usize,
+    /// Highest `seq` seen since the device's last boot.
+    highest_seq: Option<u64>,
 }
 
 impl Default for RecentIds {
@@ -84,6 +91,7 @@ impl Default for RecentIds {
             ring: Box::new([0; RECENT_IDS_PER_DEVICE]),
             next: 0,
             len: 0,
+            highest_seq: None,
         }
     }
 }
@@ -243,16 +251,43 @@ impl DeviceHub {
                 return Err(e.into());
             }
         };
-        let fresh = self
-            .recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(cabinet.clone())
-            .or_default()
-            .insert(&up.envelope.id);
-        if !fresh {
-            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(IngestOutcome::Duplicate);
+        let verdict = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let r = recent.entry(cabinet.clone()).or_default();
+            let seq = up.envelope.seq;
+            if kind == "boot" {
+                r.highest_seq = None;
+            }
+            match r.highest_seq {
+                // The will is composed at connect time, so its seq is old by design.
+                Some(h) if kind != "status" && seq.saturating_add(SEQ_WINDOW) < h => Err(h),
+                highest => {
+                    let fresh = r.insert(&up.envelope.id);
+                    if fresh {
+                        r.highest_seq = Some(highest.map_or(seq, |h| h.max(seq)));
+                    }
+                    Ok(fresh)
+                }
+            }
+        };
+        match verdict {
+            Ok(true) => {}
+            Ok(false) => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Ok(IngestOutcome::Duplicate);
+            }
+            Err(highest) => {
+                let e = ProtocolError::Invalid {
+                    field: "seq".into(),
+                    reason: format!(
+                        "{} is more than {SEQ_WINDOW} behind the device's latest {highest} with no boot in between",
+                        up.envelope.seq
+                    ),
+                };
+                self.counters.reject("stale_seq");
+                tracing::warn!(%cabinet, kind, error = %e, "device message refused");
+                return Err(e.into());
+            }
         }
         self.last_seen
             .lock()

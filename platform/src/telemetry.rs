@@ -8,8 +8,12 @@ use tare_domain::weight::{StableReading, WeightSample};
 use tare_domain::{CabinetId, DoorNo, UnixMs};
 use tare_sagas::ports::TelemetryView;
 
-/// Samples kept per door: about a minute at the open-door cadence (300 ms).
-const SAMPLES_PER_DOOR: usize = 256;
+/// How much device time of samples a door keeps: two minutes covers an open door and
+/// the settling after its close; older samples are dropped except the newest stable one
+/// (the reading before the next open, at the 90 s closed-door cadence).
+const WINDOW_MS: i64 = 120_000;
+/// A hard cap per door (a flooding device cannot grow the buffer).
+const SAMPLES_PER_DOOR: usize = 512;
 
 /// Recent samples per (cabinet, door).
 #[derive(Default)]
@@ -24,9 +28,27 @@ impl TelemetryBuffer {
         let q = doors.entry((cabinet.clone(), door)).or_default();
         let at = q.partition_point(|s| s.device_ts <= sample.device_ts);
         q.insert(at, sample);
+        let cutoff = q.back().map_or(0, |s| s.device_ts) - WINDOW_MS;
+        let old = q.partition_point(|s| s.device_ts < cutoff);
+        if old > 0 {
+            let keep = q.range(..old).rposition(|s| s.stable);
+            let kept: Option<WeightSample> = q.drain(..old).enumerate().find(|(i, _)| Some(*i) == keep).map(|(_, s)| s);
+            if let Some(s) = kept {
+                q.push_front(s);
+            }
+        }
         while q.len() > SAMPLES_PER_DOOR {
             q.pop_front();
         }
+    }
+
+    /// The door's recent samples, oldest first (for investigation and tests).
+    pub fn recent(&self, cabinet: &CabinetId, door: DoorNo) -> Vec<WeightSample> {
+        let doors = self.doors.lock().unwrap_or_else(|p| p.into_inner());
+        doors
+            .get(&(cabinet.clone(), door))
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn find<F: Fn(&VecDeque<WeightSample>) -> Option<WeightSample>>(
@@ -82,5 +104,18 @@ mod tests {
         b.push(&c, DoorNo(1), s(400, true, 670.0));
         assert_eq!(b.newest_stable_since(&c, DoorNo(1), 250).unwrap().grams(LaneNo(1)), Some(670.0));
         assert!(b.stable_at_or_before(&c, DoorNo(2), 1000).is_none());
+    }
+
+    #[test]
+    fn keeps_two_minutes_and_the_last_stable_reading_before_them() {
+        let b = TelemetryBuffer::default();
+        let c = CabinetId::parse("a.b").unwrap();
+        b.push(&c, DoorNo(1), s(1_000, true, 1000.0));
+        b.push(&c, DoorNo(1), s(2_000, true, 999.0));
+        b.push(&c, DoorNo(1), s(3_000, false, 500.0));
+        b.push(&c, DoorNo(1), s(200_000, false, 700.0));
+        let kept: Vec<i64> = b.recent(&c, DoorNo(1)).iter().map(|s| s.device_ts).collect();
+        assert_eq!(kept, [2_000, 200_000]);
+        assert_eq!(b.stable_at_or_before(&c, DoorNo(1), 150_000).unwrap().sample().device_ts, 2_000);
     }
 }

@@ -134,6 +134,9 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
     for (reason, n) in d.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let _ = writeln!(out, "tare_device_uplinks_rejected_total{{reason=\"{reason}\"}} {n}");
     }
+    if let Some(m) = &s.mqtt {
+        out.push_str(&m.counters.prometheus());
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub callback_keys: HashMap<ProviderKind, Vec<u8>>,
     /// Counters.
     pub counters: ApiCounters,
+    /// The MQTT device endpoint, if this node runs one (its counters go to `/metrics`).
+    pub mqtt: Option<Arc<crate::mqtt::MqttEndpoint>>,
 }
 
 /// The API's router.

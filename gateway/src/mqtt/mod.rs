@@ -133,7 +133,9 @@ impl MqttCounters {
 
     /// Prometheus text lines.
     pub fn prometheus(&self) -> String {
-        let mut s = String::new();
+        let mut s = String::from(
+            "# HELP tare_mqtt_refused_total MQTT connects, publishes and subscribes refused, by reason.\n# TYPE tare_mqtt_refused_total counter\n",
+        );
         let g = |n: &AtomicU64| n.load(Ordering::Relaxed);
         s.push_str(&format!("tare_mqtt_connections_open {}\n", g(&self.connections_open)));
         s.push_str(&format!("tare_mqtt_connections_accepted_total {}\n", g(&self.connections_accepted)));
