@@ -135,6 +135,7 @@ impl App {
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
             mqtt: endpoint.clone(),
+            device_http: tare_gateway::api::device::DeviceHttp::new(cfg.mqtt_config.rate),
         });
         let http = HttpServer::start(&cfg.http, state)
             .await

@@ -240,6 +240,8 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
     let spec = FleetSpec {
         cabinets: a.cabinets,
         capacity: 40,
+        // The purchase benchmark measures the core; `tare bench gateway` measures the edge.
+        transport: crate::fleet::FleetTransport::InProcess,
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::{CabinetId, DoorNo, LaneNo};
 use tare_sim::cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec, VirtualLane};
-use tare_sim::transport::{DeviceTransport, HubTransport, MqttDeviceConfig, MqttTransport};
+use tare_sim::transport::{DeviceTransport, HttpTransport, HubTransport, MqttDeviceConfig, MqttTransport};
 
 /// A small HTTP client for the API.
 #[derive(Clone)]
@@ -112,6 +112,8 @@ pub struct FleetSpec {
 pub enum FleetTransport {
     /// Over real MQTT to the app's MQTT endpoint (what field devices do).
     Mqtt,
+    /// Over the HTTP device API (signed uplinks, long-polled commands).
+    Http,
     /// In-process into the device hub (same bytes; applied before `send` returns).
     InProcess,
 }
@@ -228,6 +230,7 @@ impl Fleet {
                     },
                 ),
                 (FleetTransport::Mqtt, None) => bail!("an MQTT fleet needs the app's MQTT listener"),
+                (FleetTransport::Http, _) => HttpTransport::new(id.clone(), secret, app.platform.clock.clone(), &app.base_url),
                 (FleetTransport::InProcess, _) => HubTransport::new(app.platform.hub.clone(), id.clone()),
             };
             let vc = VirtualCabinet::new(

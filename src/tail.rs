@@ -70,6 +70,25 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
                 }
             }
         }
+        AnyEvent::Command(e) => {
+            use tare_domain::command::CommandEvent;
+            match e {
+                CommandEvent::CommandIssued {
+                    cabinet, spec, issued_by, ..
+                } => {
+                    format!("command {id}: {} to {cabinet} (by {issued_by})", spec.type_name())
+                }
+                CommandEvent::CommandDelivered { attempt, .. } if attempt > 1 => format!("command {id}: no ack yet, resent (#{attempt})"),
+                CommandEvent::CommandAcknowledged { ok, detail, late, .. } => format!(
+                    "command {id}: {}{}{}",
+                    if ok { "done" } else { "failed" },
+                    detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+                    if late { " — late ack after unknown" } else { "" }
+                ),
+                CommandEvent::CommandExpired { attempts, .. } => format!("command {id}: unknown (no ack after {attempts} deliveries)"),
+                _ => return None,
+            }
+        }
         AnyEvent::Payment(e) => {
             let o = short(id);
             match e {

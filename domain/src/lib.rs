@@ -1,10 +1,12 @@
-//! Tare's domain: the aggregates (product, cabinet, shopper with account, order, payment),
+//! Tare's domain: the aggregates (product, cabinet, shopper with account, order, payment,
+//! device command),
 //! their commands and events, and the pure rules they apply (weight → items, coupon choice).
 //!
 //! Architecture Invariant: nothing here performs I/O, spawns tasks or reads a clock. Time
 //! (`at`, Unix ms) and ids arrive inside commands, so every decision can be replayed.
 
 pub mod cabinet;
+pub mod command;
 pub mod coupon;
 pub mod order;
 pub mod payment;
@@ -35,6 +37,8 @@ pub enum AnyEvent {
     Order(order::OrderEvent),
     /// A payment event.
     Payment(payment::PaymentEvent),
+    /// A device command event.
+    Command(command::CommandEvent),
 }
 
 impl AnyEvent {
@@ -48,6 +52,7 @@ impl AnyEvent {
             t if t == shopper::Shopper::TYPE => serde_json::from_value(payload).map(Self::Shopper),
             t if t == order::Order::TYPE => serde_json::from_value(payload).map(Self::Order),
             t if t == payment::Payment::TYPE => serde_json::from_value(payload).map(Self::Payment),
+            t if t == command::DeviceCommand::TYPE => serde_json::from_value(payload).map(Self::Command),
             _ => return None,
         })
     }

@@ -7,4 +7,5 @@
 
 pub mod api;
 pub mod mqtt;
+pub mod rate;
 pub mod sandbox;

@@ -181,6 +181,25 @@ mod tests {
         assert_eq!(claim.verify("s"), Err(DeviceAuthError::BadSignature));
     }
 
+    /// The worked examples in docs/protocol.md.
+    #[test]
+    fn the_documented_examples_hold() {
+        let dev = CabinetId::parse("wc1.cab-001").unwrap();
+        let user = mqtt_username(&dev, 1_764_000_000_123);
+        assert_eq!(user, "wc1.cab-001|1764000000123");
+        assert_eq!(
+            sign("s3cret", &user),
+            "ea1265db462f052157577f94b6489302fc5be8e59318a52913855e28dd4288c7"
+        );
+        let body = br#"{"id":"01J9Z","seq":7,"ts":1764000000123,"temp_c":4.5,"battery":96,"net":80,"heating":false,"doors":[{"door":1,"state":"closed"}]}"#;
+        let s = http_string_to_sign(1_764_000_000_123, "POST", "/device/v1/up/heartbeat", body);
+        assert!(s.ends_with("0c92e37f0b386688736fdabf8732cdd7e87b03aa052a194b6acb7a2df5687932"));
+        assert_eq!(
+            sign("s3cret", &s),
+            "97091f9c80a798f716fe0d545bd79cbe215770375027724318edd0d50e5367f4"
+        );
+    }
+
     #[test]
     fn the_http_string_to_sign_is_the_contracts() {
         let s = http_string_to_sign(5, "post", "/device/v1/up/heartbeat", b"");

@@ -143,7 +143,6 @@ pub struct DeviceHub {
     links: Mutex<HashMap<CabinetId, (u64, mpsc::UnboundedSender<Downlink>)>>,
     next_connection: AtomicU64,
     recent: Mutex<HashMap<CabinetId, RecentIds>>,
-    sent_queries: Mutex<HashMap<String, DoorNo>>,
     pending_init: Mutex<HashMap<CabinetId, BTreeMap<DoorNo, StableReading>>>,
     last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
     /// Traffic counters.
@@ -161,7 +160,6 @@ impl DeviceHub {
             links: Mutex::default(),
             next_connection: AtomicU64::new(1),
             recent: Mutex::default(),
-            sent_queries: Mutex::default(),
             pending_init: Mutex::default(),
             last_seen: Mutex::default(),
             counters: DeviceCounters::default(),
@@ -188,6 +186,15 @@ impl DeviceHub {
     /// Whether `cabinet` has a live connection on this node.
     pub fn is_attached(&self, cabinet: &CabinetId) -> bool {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).contains_key(cabinet)
+    }
+
+    /// Whether `connection` is `cabinet`'s current connection.
+    pub fn is_current(&self, cabinet: &CabinetId, connection: u64) -> bool {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cabinet)
+            .is_some_and(|(id, _)| *id == connection)
     }
 
     /// Connections held by this node.
@@ -382,23 +389,54 @@ impl DeviceHub {
                 self.cabinet_cmd(cabinet, cmd, up, at).await?;
             }
             UplinkBody::Ack {
-                cmd_id, status, result, ..
+                cmd_id,
+                status,
+                detail,
+                result,
             } => {
+                use tare_domain::command::{CommandError, CommandSpec, CommandStep};
+                let step = CommandStep::RecordAck {
+                    ok: status == "ok",
+                    detail: detail.clone(),
+                    result: result.clone(),
+                    at,
+                };
+                let meta = Meta::new(at, cmd_id.clone(), format!("device:{}", up.envelope.id));
+                match self.aggregates.commands.execute(cmd_id, step, meta).await {
+                    Ok(()) => {}
+                    Err(crate::store::CommandError::Rejected(CommandError::NotFound)) => {
+                        // Not one of ours (or from before a store was wiped): counted, kept
+                        // out of the log.
+                        self.counters.reject("unknown_command_ack");
+                        tracing::warn!(%cabinet, cmd_id, "ack for an unknown command");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(IngestError::Store(e.to_string())),
+                }
                 // A query_door answered "open" is as good as the door's own open event
                 // (which may have been lost) [O4].
-                let door = self.sent_queries.lock().unwrap_or_else(|p| p.into_inner()).remove(cmd_id);
                 let open = result.as_ref().and_then(|r| r.get("state")).and_then(|s| s.as_str()) == Some("open");
-                if let (Some(door), true, true) = (door, status == "ok", open) {
-                    let cmd = CabinetCommand::RecordDoorEvent {
-                        door,
-                        position: DoorPosition::Open,
-                        msg_id: up.envelope.id.clone(),
-                        seq: up.envelope.seq,
-                        device_ts: up.envelope.ts,
-                        cmd_id: Some(cmd_id.clone()),
-                        at,
-                    };
-                    self.cabinet_cmd(cabinet, cmd, up, at).await?;
+                if status == "ok" && open {
+                    let command = self
+                        .aggregates
+                        .commands
+                        .load(cmd_id)
+                        .await
+                        .map_err(|e| IngestError::Store(e.to_string()))?;
+                    if let (Some(CommandSpec::QueryDoor { door }), Some(target)) = (&command.spec, &command.cabinet) {
+                        if target == cabinet {
+                            let cmd = CabinetCommand::RecordDoorEvent {
+                                door: DoorNo(*door),
+                                position: DoorPosition::Open,
+                                msg_id: up.envelope.id.clone(),
+                                seq: up.envelope.seq,
+                                device_ts: up.envelope.ts,
+                                cmd_id: Some(cmd_id.clone()),
+                                at,
+                            };
+                            self.cabinet_cmd(cabinet, cmd, up, at).await?;
+                        }
+                    }
                 }
             }
             UplinkBody::Time { device_send_ts } => {
@@ -460,6 +498,25 @@ impl DeviceHub {
 
 #[async_trait]
 impl DeviceLink for DeviceHub {
+    async fn send_command(
+        &self,
+        cabinet: &CabinetId,
+        cmd_id: &str,
+        type_name: &str,
+        args: serde_json::Value,
+        expires_at: UnixMs,
+    ) -> Result<(), DeviceLinkError> {
+        let msg = CommandMsg {
+            cmd_id: cmd_id.to_string(),
+            ts: self.clock.now_ms(),
+            kind: type_name.to_string(),
+            args,
+            expires_at,
+        };
+        let payload = serde_json::to_vec(&msg).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
+        self.send(cabinet, Downlink { kind: "cmd", payload })
+    }
+
     async fn send_door_command(
         &self,
         cabinet: &CabinetId,
@@ -468,24 +525,11 @@ impl DeviceLink for DeviceHub {
         cmd_id: &str,
         expires_at: UnixMs,
     ) -> Result<(), DeviceLinkError> {
-        let kind_name = match kind {
+        let type_name = match kind {
             DoorCommandKind::OpenDoor => "open_door",
-            DoorCommandKind::QueryDoor => {
-                self.sent_queries
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(cmd_id.to_string(), door);
-                "query_door"
-            }
+            DoorCommandKind::QueryDoor => "query_door",
         };
-        let msg = CommandMsg {
-            cmd_id: cmd_id.to_string(),
-            ts: self.clock.now_ms(),
-            kind: kind_name.to_string(),
-            args: serde_json::json!({ "door": door.0 }),
-            expires_at,
-        };
-        let payload = serde_json::to_vec(&msg).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
-        self.send(cabinet, Downlink { kind: "cmd", payload })
+        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.0 }), expires_at)
+            .await
     }
 }

@@ -407,6 +407,45 @@ impl Platform {
         Ok(c)
     }
 
+    /// Issues a command to a cabinet [D7]: recorded, then delivered and resent until the
+    /// device acknowledges it or it expires (`ttl_ms` from now). Returns its id.
+    pub async fn issue_command(
+        &self,
+        cabinet: &CabinetId,
+        spec: tare_domain::command::CommandSpec,
+        ttl_ms: i64,
+        issued_by: &str,
+    ) -> Result<String, ServiceError> {
+        self.cabinet(cabinet).await?;
+        let at = self.clock.now_ms();
+        let cmd_id = format!("cmd-{}", uuid::Uuid::now_v7().simple());
+        let step = tare_domain::command::CommandStep::Issue {
+            cabinet: cabinet.clone(),
+            spec,
+            expires_at: at + ttl_ms,
+            issued_by: issued_by.to_string(),
+            at,
+        };
+        self.aggregates
+            .commands
+            .execute(&cmd_id, step, Meta::new(at, cmd_id.as_str(), issued_by))
+            .await
+            .map_err(ServiceError::from_command)?;
+        Ok(cmd_id)
+    }
+
+    /// A device command's record.
+    pub async fn command(&self, cmd_id: &str) -> Result<tare_domain::command::DeviceCommand, ServiceError> {
+        let c = self.aggregates.commands.load(cmd_id).await.map_err(ServiceError::from_command)?;
+        if c.spec.is_none() {
+            return Err(ServiceError::NotFound {
+                code: "command_not_found",
+                message: format!("command {cmd_id} not found"),
+            });
+        }
+        Ok(c)
+    }
+
     /// A device's secret (for signing checks at the gateway).
     pub async fn device_secret(&self, id: &CabinetId) -> Result<Option<String>, ServiceError> {
         let sql = "SELECT secret FROM device_credentials WHERE cabinet = $1 AND disabled = 0";

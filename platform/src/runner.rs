@@ -14,11 +14,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tare_domain::cabinet::CabinetCommand;
+use tare_domain::command::{CommandSpec, CommandStep};
 use tare_domain::coupon::CouponPolicy;
 use tare_domain::order::{Order, OrderCommand, OrderState};
 use tare_domain::payment::{PaymentCommand, PaymentError, PaymentState};
 use tare_domain::shopper::ShopperCommand;
 use tare_domain::{AnyEvent, Cents, ProviderKind, UnixMs};
+use tare_sagas::ports::DoorCommandKind;
 use tare_sagas::ports::{
     AuthorizationRequest, CollectionOutcome, CollectionRequest, DeviceLink, PaymentProvider, ProviderError, ProviderOrderStatus,
     TelemetryView,
@@ -244,12 +246,64 @@ impl EffectContext {
                 let (Some(cabinet), Some(door)) = (order.cabinet.clone(), order.door) else {
                     return EffectOutcome::Bury("order has no cabinet".into());
                 };
-                if let Err(e) = self.devices.send_door_command(&cabinet, door, *kind, cmd_id, *expires_at).await {
-                    // The door checks will query again; a command is never queued for a
-                    // device that is away (it must not open late) [B7].
-                    tracing::warn!(%order_id, error = %e, "door command not delivered");
+                // The command is recorded, then delivered and resent by its own steps
+                // (DeliverCommand) until acked or expired [D7]; a command is never queued
+                // for a device that is away, and never acts after its expiry [B7].
+                let spec = match kind {
+                    DoorCommandKind::OpenDoor => CommandSpec::OpenDoor { door: door.0 },
+                    DoorCommandKind::QueryDoor => CommandSpec::QueryDoor { door: door.0 },
+                };
+                let step = CommandStep::Issue {
+                    cabinet,
+                    spec,
+                    expires_at: *expires_at,
+                    issued_by: format!("order:{order_id}"),
+                    at: now,
+                };
+                let meta = Meta::new(now, order_id.as_str(), format!("job:{key}"));
+                match self.aggregates.commands.execute(cmd_id, step, meta).await {
+                    Ok(()) => EffectOutcome::Done,
+                    Err(e) => store_err(e),
                 }
-                EffectOutcome::Done
+            }
+            Effect::DeliverCommand { cmd_id, attempt } => {
+                let command = tryo!(self.aggregates.commands.load(cmd_id).await);
+                let (Some(spec), Some(cabinet)) = (&command.spec, &command.cabinet) else {
+                    return EffectOutcome::Bury("no such command".into());
+                };
+                if command.state.is_final() || command.attempts >= *attempt {
+                    return EffectOutcome::Done;
+                }
+                let meta = Meta::new(now, command.issued_by.as_str(), format!("job:{key}"));
+                if now >= command.expires_at {
+                    return match self
+                        .aggregates
+                        .commands
+                        .execute(cmd_id, CommandStep::Expire { at: now }, meta)
+                        .await
+                    {
+                        Ok(()) => EffectOutcome::Done,
+                        Err(e) => store_err(e),
+                    };
+                }
+                match self
+                    .devices
+                    .send_command(cabinet, cmd_id, spec.type_name(), spec.args(), command.expires_at)
+                    .await
+                {
+                    Ok(()) => {
+                        let step = CommandStep::RecordDelivery {
+                            attempt: *attempt,
+                            at: now,
+                        };
+                        match self.aggregates.commands.execute(cmd_id, step, meta).await {
+                            Ok(()) => EffectOutcome::Done,
+                            Err(e) => store_err(e),
+                        }
+                    }
+                    // Not connected: look again shortly, until the expiry.
+                    Err(_) => EffectOutcome::Defer((now + 1_000).min(command.expires_at)),
+                }
             }
             Effect::CheckDoor { order_id, attempt } => {
                 self.order_cmd(
@@ -515,7 +569,7 @@ pub async fn execute_due(ctx: &EffectContext, jobs: &Jobs, limit: i64, concurren
     let mut lanes: Vec<Vec<ClaimedJob>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
     for job in claimed {
-        let i = *lane_of.entry(job.effect.order_id().to_string()).or_insert_with(|| {
+        let i = *lane_of.entry(job.effect.serial_key().to_string()).or_insert_with(|| {
             lanes.push(Vec::new());
             lanes.len() - 1
         });

@@ -178,6 +178,8 @@ pub struct Aggregates {
     pub orders: AggregateStore<Order>,
     /// Payments.
     pub payments: AggregateStore<Payment>,
+    /// Device commands [D7].
+    pub commands: AggregateStore<tare_domain::command::DeviceCommand>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -191,6 +193,7 @@ impl Aggregates {
             shoppers: AggregateStore::new(db, true, commits.clone()),
             orders: AggregateStore::new(db, false, commits.clone()),
             payments: AggregateStore::new(db, false, commits.clone()),
+            commands: AggregateStore::new(db, false, commits.clone()),
             commits,
         }
     }

@@ -32,6 +32,8 @@ pub struct SagaConfig {
     pub max_charge_attempts: u32,
     /// How long a door command stays valid on the device [B7] (default 10 s).
     pub command_ttl_ms: i64,
+    /// How long to wait for a device's ack before resending a command [D7] (default 3 s).
+    pub command_resend_ms: i64,
 }
 
 impl Default for SagaConfig {
@@ -45,6 +47,7 @@ impl Default for SagaConfig {
             charge_retry_ms: 3_600_000,
             max_charge_attempts: 24,
             command_ttl_ms: 10_000,
+            command_resend_ms: 3_000,
         }
     }
 }
@@ -176,13 +179,22 @@ pub enum Effect {
         /// How it ended.
         outcome: String,
     },
+    /// Deliver (or resend) a device command, or record that it expired unacknowledged
+    /// [D7]. Attempt 1 is due at issue; each delivery arms the next.
+    DeliverCommand {
+        /// Command id.
+        cmd_id: String,
+        /// Delivery attempt.
+        attempt: u32,
+    },
 }
 
 impl Effect {
-    /// The order this effect belongs to: effects of one order run one at a time, in
-    /// the order their causes were committed.
-    pub fn order_id(&self) -> &str {
+    /// What this effect is serialized on: effects of one order (or one device command)
+    /// run one at a time, in the order their causes were committed.
+    pub fn serial_key(&self) -> &str {
         match self {
+            Self::DeliverCommand { cmd_id, .. } => cmd_id,
             Self::OpenPayment { order_id }
             | Self::CancelPayment { order_id, .. }
             | Self::AuthorizeOrder { order_id }
@@ -367,7 +379,28 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             }
             _ => vec![],
         },
+        AnyEvent::Command(e) => command_decisions(aggregate_id, e, cfg),
         _ => vec![],
+    }
+}
+
+/// Device commands [D7]: deliver at issue; after each delivery, resend (same id, which
+/// the device executes at most once and answers with its ack again) until an ack or the
+/// expiry, when the effect records the command `unknown`.
+fn command_decisions(cmd_id: &str, e: &tare_domain::command::CommandEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
+    use tare_domain::command::CommandEvent;
+    let deliver = |attempt: u32, at: UnixMs| Scheduled {
+        key: format!("command:{cmd_id}:deliver:{attempt}"),
+        due_at: at,
+        effect: Effect::DeliverCommand {
+            cmd_id: cmd_id.to_string(),
+            attempt,
+        },
+    };
+    match e {
+        CommandEvent::CommandIssued { at, .. } => vec![deliver(1, *at)],
+        CommandEvent::CommandDelivered { attempt, at } => vec![deliver(attempt + 1, at + cfg.command_resend_ms)],
+        CommandEvent::CommandAcknowledged { .. } | CommandEvent::CommandExpired { .. } => vec![],
     }
 }
 

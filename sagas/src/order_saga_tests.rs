@@ -31,6 +31,7 @@ fn custom() -> SagaConfig {
         charge_retry_ms: 5_000,
         max_charge_attempts: 3,
         command_ttl_ms: 2_468,
+        command_resend_ms: 1_111,
     }
 }
 
@@ -1102,4 +1103,45 @@ fn effect_json_has_a_stable_shape() {
     })
     .unwrap();
     assert_eq!(json["amount"], 5);
+}
+
+// ---------------------------------------------------------------------------------------
+// Device commands [D7]
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_command_is_delivered_at_issue_and_resent_after_each_delivery_until_settled() {
+    use tare_domain::command::{CommandEvent, CommandSpec};
+    let cfg = custom();
+    let issued = AnyEvent::Command(CommandEvent::CommandIssued {
+        cabinet: tare_domain::CabinetId::parse("pk.dn").unwrap(),
+        spec: CommandSpec::Lights { on: true },
+        expires_at: 60_000,
+        issued_by: "operator".into(),
+        at: 1_000,
+    });
+    let d = decide("cmd-1", &issued, &cfg);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].key.as_str(), d[0].due_at), ("command:cmd-1:deliver:1", 1_000));
+    assert_eq!(
+        d[0].effect,
+        Effect::DeliverCommand {
+            cmd_id: "cmd-1".into(),
+            attempt: 1
+        }
+    );
+    assert_eq!(d[0].effect.serial_key(), "cmd-1");
+    let delivered = AnyEvent::Command(CommandEvent::CommandDelivered { attempt: 2, at: 5_000 });
+    let d = decide("cmd-1", &delivered, &cfg);
+    assert_eq!((d[0].key.as_str(), d[0].due_at), ("command:cmd-1:deliver:3", 5_000 + 1_111));
+    let acked = AnyEvent::Command(CommandEvent::CommandAcknowledged {
+        ok: true,
+        detail: None,
+        result: None,
+        late: false,
+        at: 5_500,
+    });
+    assert!(decide("cmd-1", &acked, &cfg).is_empty());
+    let expired = AnyEvent::Command(CommandEvent::CommandExpired { attempts: 3, at: 60_000 });
+    assert!(decide("cmd-1", &expired, &cfg).is_empty());
 }

@@ -151,7 +151,18 @@ pub enum DeviceLinkError {
 /// Sends commands to devices (the in-process link, or MQTT through the gateway) [D7].
 #[async_trait]
 pub trait DeviceLink: Send + Sync {
-    /// Sends a door command; the device acknowledges it asynchronously.
+    /// Hands one command (`type`, `args` as PROTOCOL.md names them) to the device's
+    /// connection; the device acknowledges it asynchronously on `up/ack`.
+    async fn send_command(
+        &self,
+        cabinet: &CabinetId,
+        cmd_id: &str,
+        type_name: &str,
+        args: serde_json::Value,
+        expires_at: UnixMs,
+    ) -> Result<(), DeviceLinkError>;
+
+    /// Sends a door command (a shorthand for [`DeviceLink::send_command`]).
     async fn send_door_command(
         &self,
         cabinet: &CabinetId,

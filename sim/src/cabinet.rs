@@ -339,11 +339,39 @@ impl VirtualCabinet {
                     self.send("ack", ack("ok", None, Some(json!({"state": state})))).await?;
                 }
             }
+            "tare" | "calibrate" => {
+                let lane = LaneNo(cmd.args.get("lane").and_then(|l| l.as_u64()).unwrap_or(0) as u8);
+                let known = lock(&self.state).lanes.contains_key(&(door, lane));
+                if !known {
+                    self.send("ack", ack("error", Some("unknown lane"), None)).await?;
+                } else if cmd.kind == "tare" {
+                    // The virtual scale reads net of its tray already: zeroing leaves the
+                    // goods' weight.
+                    let grams = self.lane_grams(door, lane);
+                    self.send("ack", ack("ok", None, Some(json!({"grams": grams})))).await?;
+                } else {
+                    let standard = cmd.args.get("standard_grams").and_then(|g| g.as_f64()).unwrap_or(0.0);
+                    self.send("ack", ack("ok", None, Some(json!({"measured_grams": standard})))).await?;
+                }
+            }
+            "set_price_label" | "lights" | "heating" | "ad_add" | "ad_remove" | "upgrade" => {
+                if !faults.drop_acks {
+                    self.send("ack", ack("ok", None, None)).await?;
+                }
+            }
             _ => {
+                // `pop` and anything newer: a weight cabinet has no compartments.
                 self.send("ack", ack("error", Some("unsupported"), None)).await?;
             }
         }
         Ok(())
+    }
+
+    fn lane_grams(&self, door: DoorNo, lane: LaneNo) -> f64 {
+        lock(&self.state)
+            .lanes
+            .get(&(door, lane))
+            .map_or(0.0, |(unit, count)| unit * f64::from(*count))
     }
 
     async fn send_weight(&self, door: DoorNo, stable: bool) -> Result<(), TransportError> {

@@ -220,3 +220,135 @@ impl DeviceTransport for MqttTransport {
         Ok(())
     }
 }
+
+/// A device connection over the HTTP device API (PROTOCOL.md): signed `POST
+/// /device/v1/up/{kind}` for uplinks and a long poll of `GET /device/v1/down/cmd` for
+/// commands. A `time` uplink's reply comes back in its response and is delivered as a
+/// `time` downlink.
+pub struct HttpTransport {
+    id: CabinetId,
+    secret: String,
+    clock: PlatformClock,
+    base_url: String,
+    http: reqwest::Client,
+    state: Mutex<Option<(mpsc::UnboundedSender<Downlink>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl HttpTransport {
+    /// A transport for device `id` against the platform at `base_url` (`http://host:port`).
+    pub fn new(id: CabinetId, secret: String, clock: PlatformClock, base_url: &str) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            secret,
+            clock,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            state: Mutex::new(None),
+        })
+    }
+
+    /// The three signed headers for a request.
+    pub fn signed_headers(id: &CabinetId, secret: &str, ts: i64, method: &str, path: &str, body: &[u8]) -> [(&'static str, String); 3] {
+        let sig = tare_platform::device_auth::sign(secret, &tare_platform::device_auth::http_string_to_sign(ts, method, path, body));
+        [
+            ("x-tare-device", id.to_string()),
+            ("x-tare-timestamp", ts.to_string()),
+            ("x-tare-signature", sig),
+        ]
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, query: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let headers = Self::signed_headers(&self.id, &self.secret, self.clock.now_ms(), method.as_str(), path, &body);
+        let mut r = self.http.request(method, format!("{}{path}{query}", self.base_url)).body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl DeviceTransport for HttpTransport {
+    async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let poller = {
+            let tx = tx.clone();
+            let this = Self {
+                id: self.id.clone(),
+                secret: self.secret.clone(),
+                clock: self.clock.clone(),
+                base_url: self.base_url.clone(),
+                http: self.http.clone(),
+                state: Mutex::new(None),
+            };
+            tokio::spawn(async move {
+                loop {
+                    let resp = this
+                        .request(reqwest::Method::GET, "/device/v1/down/cmd", "?wait_s=20", Vec::new())
+                        .send()
+                        .await;
+                    let cmds = match resp {
+                        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            None
+                        }
+                    };
+                    for c in cmds.iter().flat_map(|v| v["commands"].as_array().cloned().unwrap_or_default()) {
+                        if tx
+                            .send(Downlink {
+                                kind: "cmd",
+                                payload: serde_json::to_vec(&c).unwrap_or_default(),
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            })
+        };
+        if let Some((_, old)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).replace((tx, poller)) {
+            old.abort();
+        }
+        Ok(rx)
+    }
+
+    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        let resp = self
+            .request(reqwest::Method::POST, &format!("/device/v1/up/{kind}"), "", payload)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .map_err(|e| TransportError::Link(e.to_string()))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| TransportError::Link(e.to_string()))?;
+        if !status.is_success() {
+            let why = String::from_utf8_lossy(&body).into_owned();
+            return Err(if status.is_server_error() {
+                TransportError::Link(why)
+            } else {
+                TransportError::Refused(format!("{status}: {why}"))
+            });
+        }
+        if kind == "time" {
+            if let Some((tx, _)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = tx.send(Downlink {
+                    kind: "time",
+                    payload: body.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        if let Some((_, poller)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            poller.abort();
+        }
+        Ok(())
+    }
+}

@@ -134,6 +134,7 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
     for (reason, n) in d.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let _ = writeln!(out, "tare_device_uplinks_rejected_total{{reason=\"{reason}\"}} {n}");
     }
+    out.push_str(&s.device_http.prometheus());
     if let Some(m) = &s.mqtt {
         out.push_str(&m.counters.prometheus());
     }

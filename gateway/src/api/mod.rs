@@ -5,6 +5,8 @@
 
 mod audit;
 mod catalogue;
+mod commands;
+pub mod device;
 mod error;
 mod extract;
 mod orders;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub callback_keys: HashMap<ProviderKind, Vec<u8>>,
     /// Counters.
     pub counters: ApiCounters,
+    /// The HTTP device API's state.
+    pub device_http: device::DeviceHttp,
     /// The MQTT device endpoint, if this node runs one (its counters go to `/metrics`).
     pub mqtt: Option<Arc<crate::mqtt::MqttEndpoint>>,
 }
@@ -57,6 +61,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cabinets", post(catalogue::create_cabinet))
         .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
         .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
+        .route("/api/v1/cabinets/{id}/commands", post(commands::issue))
+        .route("/api/v1/commands/{id}", get(commands::get))
         .route(
             "/api/v1/coupon-policy",
             put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy),
@@ -74,6 +80,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(payments::sandbox_confirm),
         )
         .route("/callbacks/{provider}", post(payments::callback))
+        .route("/device/v1/up/{kind}", post(device::uplink))
+        .route("/device/v1/down/cmd", get(device::poll))
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -90,6 +98,7 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     handle: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    state: Arc<ApiState>,
 }
 
 impl HttpServer {
@@ -98,7 +107,19 @@ impl HttpServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let app = router(state);
+        let app = router(state.clone());
+        let mut reaper_stop = rx.clone();
+        let reaper_state = state.clone();
+        tokio::spawn(async move {
+            let state = reaper_state;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => device::reap_absent(&state).await,
+                    _ = reaper_stop.changed() => return,
+                }
+            }
+        });
         let handle = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.changed().await;
@@ -111,11 +132,14 @@ impl HttpServer {
             addr,
             handle,
             shutdown: tx,
+            state,
         })
     }
 
     /// Stops accepting and waits for in-flight requests.
     pub async fn stop(self) {
+        // Long polls would hold the graceful shutdown for their whole wait.
+        self.state.device_http.close();
         self.shutdown.send_replace(true);
         let _ = self.handle.await;
     }

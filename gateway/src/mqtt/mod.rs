@@ -48,27 +48,7 @@ impl DeviceCredentials for tare_platform::Platform {
     }
 }
 
-/// Per-device flood control: a token bucket per connection. A device past its rate is
-/// slowed (its socket is not read until a token is due), so it cannot starve others and
-/// loses nothing; each wait is counted as `rate_limited`.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    /// Sustained publishes per second.
-    pub per_second: f64,
-    /// Burst size.
-    pub burst: f64,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        // A busy cabinet sends ~3.3 weight messages per open door per second plus door
-        // events and acks; 50/s with a burst of 200 leaves it ample room.
-        Self {
-            per_second: 50.0,
-            burst: 200.0,
-        }
-    }
-}
+pub use crate::rate::RateLimit;
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 //! a newer connection, or the endpoint stops.
 
 use super::codec::{self, ConnRefusal, ConnectIn, Inbound, Outbound, PubRefusal, Version, Will};
-use super::{MqttEndpoint, RateLimit, MAX_FRAME};
+use super::{MqttEndpoint, MAX_FRAME};
+use crate::rate::Bucket;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,36 +35,6 @@ enum End {
     /// The platform could not record a publish: close without acknowledging it, so the
     /// device sends it again on its next connection.
     PlatformFailure,
-}
-
-/// Token bucket (see [`RateLimit`]).
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    rate: RateLimit,
-}
-
-impl Bucket {
-    fn new(rate: RateLimit) -> Self {
-        Self {
-            tokens: rate.burst,
-            at: Instant::now(),
-            rate,
-        }
-    }
-
-    /// Takes a token, or says how long until one is due.
-    fn take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate.per_second).min(self.rate.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate.per_second))
-        }
-    }
 }
 
 pub(super) struct Session {

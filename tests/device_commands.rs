@@ -1,0 +1,208 @@
+//! Commands with acknowledgement [D7], end to end over MQTT: every command type of
+//! PROTOCOL.md reaches its final state, a missing ack is resent and ends `unknown`, an
+//! absent device never gets a late command, and the operator API refuses bad commands.
+
+mod common;
+
+use common::{config, Store, TestStore};
+use serde_json::{json, Value};
+use tare::app::App;
+use tare::fleet::{Fleet, FleetSpec};
+use tare_sim::cabinet::Faults;
+
+async fn fleet(store: &TestStore, resend_ms: i64) -> (App, Fleet) {
+    let mut cfg = config(store);
+    cfg.saga.command_resend_ms = resend_ms;
+    let app = App::start(cfg).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1,
+        pk: "cmd".into(),
+        ..FleetSpec::default()
+    };
+    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
+    (app, fleet)
+}
+
+async fn final_state(fleet: &Fleet, cmd_id: &str, secs: u64) -> Value {
+    common::eventually(secs, "the command to reach a final state", || async {
+        let (_, c) = fleet
+            .client
+            .get(&format!("/api/v1/commands/{cmd_id}"), &fleet.client.admin)
+            .await
+            .ok()?;
+        ["done", "failed", "unknown"].contains(&c["state"].as_str()?).then_some(c)
+    })
+    .await
+}
+
+async fn issue(fleet: &Fleet, cabinet: &str, body: Value) -> (u16, Value) {
+    let (st, v) = fleet
+        .client
+        .post(&format!("/api/v1/cabinets/{cabinet}/commands"), &fleet.client.admin, &body)
+        .await
+        .unwrap();
+    (st.as_u16(), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_type_reaches_its_final_state() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, fleet) = fleet(&store, 3_000).await;
+    let cab = fleet.cabinets[0].id().to_string();
+    let cases = [
+        (
+            json!({"type": "query_door", "args": {"door": 1}}),
+            "done",
+            Some(json!({"state": "closed"})),
+        ),
+        (json!({"type": "tare", "args": {"door": 1, "lane": 1}}), "done", None),
+        (
+            json!({"type": "calibrate", "args": {"door": 1, "lane": 2, "standard_grams": 500.0}}),
+            "done",
+            Some(json!({"measured_grams": 500.0})),
+        ),
+        (
+            json!({"type": "set_price_label", "args": {"door": 1, "lane": 1, "price_cents": 450, "name": "Cola"}}),
+            "done",
+            None,
+        ),
+        (json!({"type": "lights", "args": {"on": true}}), "done", None),
+        (json!({"type": "heating", "args": {"on": false}}), "done", None),
+        (
+            json!({"type": "ad_add", "args": {"ad_id": "ad1", "uri": "https://ads.example/ad1.mp4"}}),
+            "done",
+            None,
+        ),
+        (json!({"type": "ad_remove", "args": {"ad_id": "ad1"}}), "done", None),
+        (
+            json!({"type": "upgrade", "args": {"component": "fw", "version": "2.0.0", "uri": "https://fw.example/2.0.0.bin", "sha256": "ab".repeat(32)}}),
+            "done",
+            None,
+        ),
+        // A weight cabinet has no compartments: the device says so.
+        (json!({"type": "pop", "args": {"compartment": 3}}), "failed", None),
+    ];
+    for (body, want, result) in cases {
+        let (st, v) = issue(&fleet, &cab, body.clone()).await;
+        assert_eq!(st, 202, "{body}: {v}");
+        let c = final_state(&fleet, v["cmd_id"].as_str().unwrap(), 10).await;
+        assert_eq!(c["state"], want, "{body}: {c}");
+        assert_eq!(c["type"], body["type"]);
+        assert_eq!(c["args"], body["args"]);
+        assert_eq!(c["attempts"], 1, "acked at the first delivery: {c}");
+        if let Some(r) = result {
+            assert_eq!(c["result"], r, "{c}");
+        }
+        if want == "done" && body["type"] == "tare" {
+            assert!(c["result"]["grams"].as_f64().is_some(), "{c}");
+        }
+    }
+    // The command's life is in the event log, in order.
+    let (_, feed) = fleet
+        .client
+        .get("/api/v1/events?after=0&limit=1000", &fleet.client.admin)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["aggregate_type"] == "device_command")
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "CommandIssued").count(), 10, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "CommandAcknowledged").count(), 10, "{kinds:?}");
+    app.stop().await;
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_ack_is_resent_then_unknown_and_an_absent_device_gets_nothing_late() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, fleet) = fleet(&store, 300).await;
+    let vc = &fleet.cabinets[0];
+    let cab = vc.id().to_string();
+    vc.set_faults(Faults {
+        drop_acks: true,
+        ..Faults::default()
+    });
+    let (st, v) = issue(&fleet, &cab, json!({"type": "lights", "args": {"on": true}, "ttl_s": 2})).await;
+    assert_eq!(st, 202);
+    let c = final_state(&fleet, v["cmd_id"].as_str().unwrap(), 10).await;
+    assert_eq!(c["state"], "unknown", "{c}");
+    assert!(c["attempts"].as_u64().unwrap() >= 3, "resent while no ack came: {c}");
+    assert!(c["finished_at"].as_i64().unwrap() >= c["expires_at"].as_i64().unwrap());
+
+    // The device goes away; a command for it is never delivered, and ends unknown.
+    vc.set_faults(Faults::default());
+    vc.disconnect().await.unwrap();
+    common::eventually(10, "the cabinet offline", || async {
+        let (_, c) = fleet
+            .client
+            .get(&format!("/api/v1/cabinets/{cab}"), &fleet.client.admin)
+            .await
+            .ok()?;
+        (c["status"] == "offline").then_some(())
+    })
+    .await;
+    let (_, v) = issue(&fleet, &cab, json!({"type": "open_door", "args": {"door": 1}, "ttl_s": 1})).await;
+    let id = v["cmd_id"].as_str().unwrap().to_string();
+    let c = final_state(&fleet, &id, 10).await;
+    assert_eq!((c["state"].as_str(), c["attempts"].as_u64()), (Some("unknown"), Some(0)), "{c}");
+    // Back online after the expiry: the door does not open late [B7].
+    vc.connect().await.unwrap();
+    let (_, c) = fleet
+        .client
+        .get(&format!("/api/v1/commands/{id}"), &fleet.client.admin)
+        .await
+        .unwrap();
+    assert_eq!(c["attempts"], 0);
+    assert!(!vc.is_open(tare_domain::DoorNo(1)));
+    app.stop().await;
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_commands_are_refused_with_the_field() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, fleet) = fleet(&store, 3_000).await;
+    let cab = fleet.cabinets[0].id().to_string();
+    let cases = [
+        (json!({"type": "self_destruct", "args": {}}), 422, "type"),
+        (json!({"type": "open_door", "args": {"door": 0}}), 422, "args.door"),
+        (json!({"type": "open_door", "args": {"door": "one"}}), 422, "args"),
+        (json!({"type": "lights", "args": {"on": true, "brightness": 3}}), 422, "args"),
+        (json!({"type": "lights", "args": {"on": true}, "ttl_s": 0}), 422, "ttl_s"),
+        (
+            json!({"type": "upgrade", "args": {"component": "os", "version": "1", "uri": "u", "sha256": "ab".repeat(32)}}),
+            422,
+            "args.component",
+        ),
+        (
+            json!({"type": "set_price_label", "args": {"door": 1, "lane": 1, "price_cents": -1, "name": "x"}}),
+            422,
+            "args.price_cents",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (st, v) = issue(&fleet, &cab, body.clone()).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (status, Some(field)), "{body}: {v}");
+    }
+    let (st, v) = issue(&fleet, "cmd.nosuch", json!({"type": "lights", "args": {"on": true}})).await;
+    assert_eq!(st, 404, "{v}");
+    let (st, _) = fleet.client.get("/api/v1/commands/cmd-nope", &fleet.client.admin).await.unwrap();
+    assert_eq!(st.as_u16(), 404);
+    // Nothing was issued.
+    let (_, feed) = fleet
+        .client
+        .get("/api/v1/events?after=0&limit=1000", &fleet.client.admin)
+        .await
+        .unwrap();
+    assert!(!feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["aggregate_type"] == "device_command"));
+    app.stop().await;
+    store.cleanup().await;
+}
