@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -107,6 +108,36 @@ pub struct FleetSpec {
     pub transport: FleetTransport,
 }
 
+/// Where a fleet is registered (HTTP API) and connects (MQTT, HTTP, or in-process).
+#[derive(Clone)]
+pub struct FleetTarget {
+    /// `http://host:port` of the API.
+    pub base_url: String,
+    /// Operator token.
+    pub admin_token: String,
+    /// The MQTT device endpoint.
+    pub mqtt: Option<std::net::SocketAddr>,
+    /// The clock devices sign and stamp with.
+    pub clock: tare_platform::clock::PlatformClock,
+    /// The device hub, when the platform runs in this process.
+    pub hub: Option<Arc<tare_platform::devices::DeviceHub>>,
+}
+
+impl FleetTarget {
+    /// The app in this process.
+    pub fn of(app: &App) -> Self {
+        Self {
+            base_url: app.base_url.clone(),
+            admin_token: app.admin_token.clone(),
+            mqtt: app.mqtt.as_ref().map(|m| m.addr),
+            clock: app.platform.clock.clone(),
+            hub: Some(app.platform.hub.clone()),
+        }
+    }
+}
+
+type Plan = BTreeMap<(DoorNo, LaneNo), (String, i64)>;
+
 /// How a fleet's virtual cabinets connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FleetTransport {
@@ -174,7 +205,13 @@ impl Fleet {
     /// Registers the catalogue and `spec.cabinets` cabinets over HTTP and connects a
     /// virtual cabinet for each; returns once every cabinet is online.
     pub async fn provision(app: &App, spec: &FleetSpec) -> anyhow::Result<Self> {
-        let client = ApiClient::new(&app.base_url, &app.admin_token);
+        Self::provision_at(&FleetTarget::of(app), spec).await
+    }
+
+    /// Registers and connects a fleet on the platform at `target` (another process, for
+    /// `tare sim`).
+    pub async fn provision_at(target: &FleetTarget, spec: &FleetSpec) -> anyhow::Result<Self> {
+        let client = ApiClient::new(&target.base_url, &target.admin_token);
         for (sku, name, grams, price) in CATALOGUE {
             let (st, body) = client
                 .post(
@@ -187,9 +224,10 @@ impl Fleet {
                 bail!("product {sku}: {st} {body}");
             }
         }
-        let mut cabinets = Vec::new();
-        let mut planogram = Vec::new();
+        // Layouts first (deterministic from the seed), then registration and connection
+        // of up to 32 cabinets at a time.
         let mut rng = StdRng::seed_from_u64(spec.seed);
+        let mut layouts = Vec::new();
         for i in 0..spec.cabinets {
             let dn = format!("SN{:05}", i + 1);
             let mut doors = Vec::new();
@@ -212,39 +250,56 @@ impl Fleet {
                 vdoors.push((DoorNo(d), vlanes));
             }
             let body = json!({"pk": spec.pk, "dn": dn, "kind": "weight", "location": {"lat": 31.23 + i as f64 * 0.001, "lng": 121.47}, "doors": doors});
-            let (st, resp) = client.post("/api/v1/cabinets", &client.admin, &body).await?;
-            if st != StatusCode::CREATED {
-                bail!("cabinet {dn}: {st} {resp}");
-            }
-            let id = CabinetId::new(&spec.pk, &dn)?;
-            let secret = resp["device_secret"].as_str().unwrap_or_default().to_string();
-            let transport: Arc<dyn DeviceTransport> = match (spec.transport, &app.mqtt) {
-                (FleetTransport::Mqtt, Some(mqtt)) => MqttTransport::new(
-                    id.clone(),
-                    secret,
-                    app.platform.clock.clone(),
-                    MqttDeviceConfig {
-                        host: mqtt.addr.ip().to_string(),
-                        port: mqtt.addr.port(),
-                        keep_alive: Duration::from_secs(30),
-                    },
-                ),
-                (FleetTransport::Mqtt, None) => bail!("an MQTT fleet needs the app's MQTT listener"),
-                (FleetTransport::Http, _) => HttpTransport::new(id.clone(), secret, app.platform.clock.clone(), &app.base_url),
-                (FleetTransport::InProcess, _) => HubTransport::new(app.platform.hub.clone(), id.clone()),
-            };
-            let vc = VirtualCabinet::new(
-                VirtualCabinetSpec {
-                    id: id.clone(),
-                    doors: vdoors,
-                    noise_grams: spec.noise_grams,
-                    seed: spec.seed.wrapping_add(i as u64),
-                    faults: Faults::default(),
-                },
-                transport,
-                app.platform.clock.clone(),
-            );
-            vc.connect().await.map_err(|e| anyhow!("connecting {id}: {e}"))?;
+            layouts.push((i, dn, body, vdoors, plan));
+        }
+        let connected: Vec<anyhow::Result<(Arc<VirtualCabinet>, Plan)>> = futures::stream::iter(layouts)
+            .map(|(i, dn, body, vdoors, plan)| {
+                let client = &client;
+                async move {
+                    let (st, resp) = client.post("/api/v1/cabinets", &client.admin, &body).await?;
+                    if st != StatusCode::CREATED {
+                        bail!("cabinet {dn}: {st} {resp}");
+                    }
+                    let id = CabinetId::new(&spec.pk, &dn)?;
+                    let secret = resp["device_secret"].as_str().unwrap_or_default().to_string();
+                    let transport: Arc<dyn DeviceTransport> = match (spec.transport, target.mqtt, &target.hub) {
+                        (FleetTransport::Mqtt, Some(mqtt), _) => MqttTransport::new(
+                            id.clone(),
+                            secret,
+                            target.clock.clone(),
+                            MqttDeviceConfig {
+                                host: mqtt.ip().to_string(),
+                                port: mqtt.port(),
+                                keep_alive: Duration::from_secs(30),
+                            },
+                        ),
+                        (FleetTransport::Mqtt, None, _) => bail!("an MQTT fleet needs the platform's MQTT address"),
+                        (FleetTransport::Http, _, _) => HttpTransport::new(id.clone(), secret, target.clock.clone(), &target.base_url),
+                        (FleetTransport::InProcess, _, Some(hub)) => HubTransport::new(hub.clone(), id.clone()),
+                        (FleetTransport::InProcess, _, None) => bail!("an in-process fleet needs the platform in this process"),
+                    };
+                    let vc = VirtualCabinet::new(
+                        VirtualCabinetSpec {
+                            id: id.clone(),
+                            doors: vdoors,
+                            noise_grams: spec.noise_grams,
+                            seed: spec.seed.wrapping_add(i as u64),
+                            faults: Faults::default(),
+                        },
+                        transport,
+                        target.clock.clone(),
+                    );
+                    vc.connect().await.map_err(|e| anyhow!("connecting {id}: {e}"))?;
+                    Ok((vc, plan))
+                }
+            })
+            .buffered(32)
+            .collect()
+            .await;
+        let mut cabinets = Vec::new();
+        let mut planogram = Vec::new();
+        for c in connected {
+            let (vc, plan) = c?;
             cabinets.push(vc);
             planogram.push(plan);
         }

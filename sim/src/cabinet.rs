@@ -277,6 +277,44 @@ impl VirtualCabinet {
         .await
     }
 
+    /// Runs the device's own cadence until the returned handle is aborted: a heartbeat
+    /// every `heartbeat` (30 s in the field) and a stable reading of every closed door
+    /// every `closed_weight` (90 s) [D4, D6]. Send failures (a dropped connection) are
+    /// logged and the cadence goes on.
+    pub fn spawn_cadence(
+        self: &Arc<Self>,
+        heartbeat: std::time::Duration,
+        closed_weight: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut hb = tokio::time::interval(heartbeat);
+            let mut wt = tokio::time::interval(closed_weight);
+            hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            wt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first ticks fire at once; the boot already reported, so skip them.
+            hb.tick().await;
+            wt.tick().await;
+            loop {
+                let sent = tokio::select! {
+                    _ = hb.tick() => this.heartbeat().await,
+                    _ = wt.tick() => {
+                        let mut r = Ok(());
+                        for door in this.doors() {
+                            if !this.is_open(door) {
+                                r = r.and(this.send_weight(door, true).await);
+                            }
+                        }
+                        r
+                    }
+                };
+                if let Err(e) = sent {
+                    tracing::debug!(cabinet = %this.id, error = %e, "cadence message not sent");
+                }
+            }
+        })
+    }
+
     /// Sends a stable reading of `door` now (as the 90 s closed-door cadence would).
     pub async fn report_weight(&self, door: DoorNo) -> Result<(), TransportError> {
         self.send_weight(door, true).await

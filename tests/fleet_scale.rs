@@ -1,0 +1,67 @@
+//! A thousand simulated cabinets connected at once over real MQTT: every one registered,
+//! initialized and online, and every one heartbeating on its own cadence.
+
+mod common;
+
+use common::{config, Store, TestStore};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tare::app::App;
+use tare::fleet::{Fleet, FleetSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_cabinets_online_and_heartbeating() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let app = App::start(config(&store)).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1_000,
+        doors: 1,
+        lanes: 2,
+        pk: "k".into(),
+        ..FleetSpec::default()
+    };
+    // Provisioning waits until each cabinet is online (boot, then a stable weight).
+    let fleet = Fleet::provision(&app, &spec).await.expect("1,000 cabinets online");
+    let mqtt = &app.mqtt.as_ref().unwrap().endpoint.counters;
+    assert_eq!(mqtt.connections_open.load(Relaxed), 1_000);
+    assert_eq!(app.platform.hub.connection_count(), 1_000);
+
+    let started = app.platform.clock.now_ms();
+    let cadences: Vec<_> = fleet
+        .cabinets
+        .iter()
+        .map(|c| c.spawn_cadence(Duration::from_millis(500), Duration::from_secs(60)))
+        .collect();
+    common::eventually(60, "a heartbeat from every cabinet", || async {
+        let silent = fleet
+            .cabinets
+            .iter()
+            .filter(|c| app.platform.hub.last_seen(c.id()).is_none_or(|t| t <= started))
+            .count();
+        (silent == 0).then_some(())
+    })
+    .await;
+    // And they keep coming: a second round from everyone.
+    let round2 = app.platform.clock.now_ms();
+    common::eventually(60, "a second heartbeat from every cabinet", || async {
+        fleet
+            .cabinets
+            .iter()
+            .all(|c| app.platform.hub.last_seen(c.id()).is_some_and(|t| t > round2))
+            .then_some(())
+    })
+    .await;
+    let (_, sample) = fleet
+        .client
+        .get(&format!("/api/v1/cabinets/{}", fleet.cabinets[999].id()), &fleet.client.admin)
+        .await
+        .unwrap();
+    assert_eq!(sample["status"], "online");
+    assert!(sample["last_heartbeat_ts"].as_i64().unwrap() > round2);
+    assert_eq!(mqtt.refused.lock().unwrap().values().sum::<u64>(), 0, "nothing refused");
+    for c in cadences {
+        c.abort();
+    }
+    app.stop().await;
+    store.cleanup().await;
+}
