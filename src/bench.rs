@@ -148,8 +148,21 @@ pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
 /// `tare bench …` arguments.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `purchase`.
+    /// What to measure: `purchase` or `gateway`.
     pub what: String,
+    /// `gateway`: idle cabinets to connect (each costs two file descriptors here, the
+    /// endpoint's and the benchmark client's).
+    #[arg(long, default_value_t = 5_000)]
+    pub connections: usize,
+    /// `gateway`: connections that publish telemetry.
+    #[arg(long, default_value_t = 50)]
+    pub publishers: usize,
+    /// `gateway`: telemetry messages in all.
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: usize,
+    /// `gateway`: the plain MQTT broker of the baseline.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub broker: String,
     /// Purchases per store.
     #[arg(long, default_value_t = 400)]
     pub orders: usize,
@@ -189,7 +202,16 @@ struct StoreFigures {
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what.as_str() {
         "purchase" => bench_purchase(&a).await,
-        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase)"),
+        "gateway" => {
+            crate::bench_gateway::run(crate::bench_gateway::GatewayBench {
+                connections: a.connections,
+                publishers: a.publishers,
+                messages: a.messages,
+                broker: a.broker.clone(),
+            })
+            .await
+        }
+        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway)"),
     }
 }
 

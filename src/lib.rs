@@ -4,5 +4,6 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_gateway;
 pub mod fleet;
 pub mod tail;

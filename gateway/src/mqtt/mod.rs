@@ -181,7 +181,7 @@ impl MqttServer {
                         Ok((stream, peer)) => {
                             let ep = ep.clone();
                             let rx = rx.clone();
-                            tokio::spawn(async move { Session::run(ep, stream, peer, rx).await });
+                            tokio::spawn(Session::run(ep, stream, peer, rx));
                         }
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.

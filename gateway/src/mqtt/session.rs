@@ -53,6 +53,9 @@ pub(super) struct Session {
     bucket: Bucket,
     /// Bytes of an oversized publish still to skip.
     skip: usize,
+    /// Publishes refused on this connection (logs are thinned past the first few, so a
+    /// misbehaving device cannot flood them; every refusal is still counted).
+    refusals: u64,
     out: BytesMut,
 }
 
@@ -122,7 +125,9 @@ impl Session {
                 return;
             }
         };
-        let device = match Self::authenticate(ep, &connect).await {
+        // Boxed, like every call into the platform below: an idle session's task then
+        // holds only its own small state, not the largest future it might await.
+        let device = match Box::pin(Self::authenticate(ep, &connect)).await {
             Ok(d) => d,
             Err((refusal, reason, detail)) => {
                 ep.counters.refuse(reason);
@@ -154,11 +159,12 @@ impl Session {
             next_pkid: 0,
             bucket: Bucket::new(ep.cfg.rate),
             skip: 0,
+            refusals: 0,
             out: BytesMut::new(),
         };
         let connection_id = connection.id;
         let end = session.pump(stream, buf, connection, shutdown).await;
-        session.finish(end, connection_id).await;
+        Box::pin(session.finish(end, connection_id)).await;
     }
 
     async fn authenticate(ep: &MqttEndpoint, c: &ConnectIn) -> Result<CabinetId, (ConnRefusal, &'static str, String)> {
@@ -325,7 +331,7 @@ impl Session {
                     tokio::time::sleep(wait).await;
                     let _ = self.bucket.take();
                 }
-                let refused = self.publish(&p.topic, &p.payload).await?;
+                let refused = Box::pin(self.publish(&p.topic, &p.payload)).await?;
                 match p.qos {
                     0 => {}
                     1 => self.queue(Outbound::PubAck { pkid: p.pkid, refused }),
@@ -380,7 +386,10 @@ impl Session {
     async fn publish(&mut self, topic: &str, payload: &Bytes) -> Result<Option<(PubRefusal, String)>, End> {
         let Some(kind) = topic.strip_prefix(&self.up_prefix).filter(|k| !k.is_empty() && !k.contains('/')) else {
             self.ep.counters.refuse("topic_denied");
-            tracing::warn!(device = %self.device, %topic, "mqtt: publish outside the device's own up/ refused");
+            self.refusals += 1;
+            if self.refusals <= 10 || self.refusals.is_power_of_two() {
+                tracing::warn!(device = %self.device, %topic, refusals = self.refusals, "mqtt: publish outside the device's own up/ refused");
+            }
             return Ok(Some((
                 PubRefusal::NotAuthorized,
                 format!("a device may publish only under {}", self.up_prefix),
@@ -390,7 +399,7 @@ impl Session {
             self.ep.counters.refuse("too_large");
             return Ok(Some((PubRefusal::TooLarge, format!("payload exceeds {MAX_PAYLOAD} bytes"))));
         }
-        match self.ep.hub.ingest(&self.device, kind, payload).await {
+        match Box::pin(self.ep.hub.ingest(&self.device, kind, payload)).await {
             Ok(_) => {
                 self.ep.counters.publishes_accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
@@ -463,5 +472,57 @@ impl Session {
         if let Err(e) = self.ep.hub.detach(&self.device, connection, record).await {
             tracing::warn!(device = %self.device, error = %e, "mqtt: could not record the disconnect");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle connection's task is the session future: keep it small (100,000 idle
+    /// cabinets × this size is most of the endpoint's memory).
+    #[test]
+    fn the_session_future_stays_small() {
+        fn size_of_session_future() -> usize {
+            let ep: std::sync::Arc<super::MqttEndpoint> = unreachable_endpoint();
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+                let peer = stream.local_addr().unwrap();
+                let fut = super::Session::run(ep, stream, peer, rx);
+                std::mem::size_of_val(&fut)
+            })
+        }
+        fn unreachable_endpoint() -> std::sync::Arc<super::MqttEndpoint> {
+            struct NoCredentials;
+            #[async_trait::async_trait]
+            impl crate::mqtt::DeviceCredentials for NoCredentials {
+                async fn device_secret(&self, _: &tare_domain::CabinetId) -> Result<Option<String>, String> {
+                    Ok(None)
+                }
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let db_dir = std::env::temp_dir().join(format!("tare-size-{}", std::process::id()));
+            let hub = rt.block_on(async {
+                let db = tare_platform::db::Db::open_sqlite(&db_dir).await.unwrap();
+                let aggregates = std::sync::Arc::new(tare_platform::store::Aggregates::new(&db));
+                std::sync::Arc::new(tare_platform::devices::DeviceHub::new(
+                    aggregates,
+                    std::sync::Arc::new(tare_platform::telemetry::TelemetryBuffer::default()),
+                    tare_platform::clock::PlatformClock::System,
+                    "n".into(),
+                ))
+            });
+            let _ = std::fs::remove_dir_all(&db_dir);
+            crate::mqtt::MqttEndpoint::new(
+                hub,
+                std::sync::Arc::new(NoCredentials),
+                tare_platform::clock::PlatformClock::System,
+                crate::mqtt::MqttConfig::default(),
+            )
+        }
+        let size = size_of_session_future();
+        eprintln!("session future: {size} bytes");
+        assert!(size < 2048, "the session future is {size} bytes");
     }
 }
