@@ -28,6 +28,67 @@ enum Command {
     Demo(DemoArgs),
     /// Benchmarks (ratios against a baseline measured in the same run).
     Bench(tare::bench::BenchArgs),
+    /// A virtual fleet that connects to a running platform exactly as PROTOCOL.md says,
+    /// with shoppers and faults on demand.
+    Sim(SimArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimTransport {
+    Mqtt,
+    Http,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// The platform's HTTP API (cabinets are registered there; HTTP devices talk to it).
+    #[arg(long, default_value = "http://127.0.0.1:8780")]
+    http: String,
+    /// The platform's MQTT device endpoint.
+    #[arg(long, default_value = "127.0.0.1:8781")]
+    mqtt: String,
+    /// Operator token of the platform.
+    #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Cabinets to register and connect.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    cabinets: u32,
+    /// How the cabinets connect.
+    #[arg(long, value_enum, default_value = "mqtt")]
+    transport: SimTransport,
+    /// Product key of the simulated cabinets (default: `sim` and this process id).
+    #[arg(long)]
+    pk: Option<String>,
+    /// Heartbeat period, seconds [D4].
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_s: u64,
+    /// Closed-door weight period, seconds [D6].
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    weight_s: u64,
+    /// Shoppers buy continuously (one per cabinet).
+    #[arg(long)]
+    shop: bool,
+    /// Run this many purchases, print a summary and exit.
+    #[arg(long)]
+    orders: Option<usize>,
+    /// Percent of messages sent twice.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    duplicate_pct: u8,
+    /// Percent of messages sent late, after the next one.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    reorder_pct: u8,
+    /// Devices never acknowledge commands.
+    #[arg(long)]
+    drop_acks: bool,
+    /// Doors' own `open` events are lost (the platform must query).
+    #[arg(long)]
+    lose_open_events: bool,
+    /// Every N seconds every cabinet drops its connection and reconnects at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    reconnect_storm_s: Option<u64>,
+    /// Random seed (layouts, takes, faults).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a).await,
         Command::Bench(a) => tare::bench::run(a).await,
+        Command::Sim(a) => sim(a).await,
     }
 }
 
@@ -156,34 +218,111 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             "demo fleet: {} cabinets online; shoppers are buying (Ctrl-C to stop)",
             fleet.cabinets.len()
         );
-        for cab in 0..fleet.cabinets.len() {
-            let fleet = fleet.clone();
-            tokio::spawn(async move {
-                let mut rng = StdRng::seed_from_u64(cab as u64);
-                let modes = [
-                    ("wechat", "once"),
-                    ("alipay", "each_time"),
-                    ("wechat", "each_time"),
-                    ("alipay", "once"),
-                ];
-                let (provider, mode) = modes[cab % modes.len()];
-                let Ok(shopper) = fleet.new_shopper(&format!("1380000{:04}", cab), provider, mode).await else {
-                    return;
-                };
-                loop {
-                    let door = DoorNo(rng.random_range(1..=2));
-                    let takes = fleet.random_takes(&mut rng, cab, door);
-                    if let Err(e) = fleet.purchase(&shopper, cab, door, &takes).await {
-                        println!("{} demo shopper: {e}", now_hms());
-                    }
-                    // Restock the virtual shelves when they run low, so the demo goes on.
-                    tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
-                }
-            });
-        }
+        spawn_shoppers(&fleet);
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     app.stop().await;
+    Ok(())
+}
+
+/// One shopper per cabinet, buying continuously.
+fn spawn_shoppers(fleet: &Arc<Fleet>) {
+    for cab in 0..fleet.cabinets.len() {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(cab as u64);
+            let modes = [
+                ("wechat", "once"),
+                ("alipay", "each_time"),
+                ("wechat", "each_time"),
+                ("alipay", "once"),
+            ];
+            let (provider, mode) = modes[cab % modes.len()];
+            let Ok(shopper) = fleet.new_shopper(&format!("1380{:07}", cab), provider, mode).await else {
+                return;
+            };
+            loop {
+                let door = DoorNo(rng.random_range(1..=2));
+                let takes = fleet.random_takes(&mut rng, cab, door);
+                if let Err(e) = fleet.purchase(&shopper, cab, door, &takes).await {
+                    println!("{} shopper at cabinet {cab}: {e}", now_hms());
+                }
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+            }
+        });
+    }
+}
+
+async fn sim(a: SimArgs) -> anyhow::Result<()> {
+    use tare::fleet::{FleetTarget, FleetTransport};
+    let mqtt = tokio::net::lookup_host(&a.mqtt)
+        .await
+        .with_context(|| format!("--mqtt {}", a.mqtt))?
+        .next()
+        .with_context(|| format!("--mqtt {} resolves to no address", a.mqtt))?;
+    if !(a.http.starts_with("http://") || a.http.starts_with("https://")) {
+        bail!("--http must be a URL such as http://127.0.0.1:8780");
+    }
+    let target = FleetTarget {
+        base_url: a.http.trim_end_matches('/').to_string(),
+        admin_token: a.token.clone(),
+        mqtt: Some(mqtt),
+        clock: tare_platform::clock::PlatformClock::System,
+        hub: None,
+    };
+    let spec = FleetSpec {
+        cabinets: a.cabinets as usize,
+        seed: a.seed,
+        pk: a.pk.clone().unwrap_or_else(|| format!("sim{}", std::process::id())),
+        transport: match a.transport {
+            SimTransport::Mqtt => FleetTransport::Mqtt,
+            SimTransport::Http => FleetTransport::Http,
+        },
+        ..FleetSpec::default()
+    };
+    let fleet = Arc::new(Fleet::provision_at(&target, &spec).await?);
+    println!("sim: {} cabinets ({}) online", fleet.cabinets.len(), spec.pk);
+    for c in &fleet.cabinets {
+        c.set_faults(tare_sim::cabinet::Faults {
+            duplicate_pct: a.duplicate_pct,
+            reorder_pct: a.reorder_pct,
+            drop_acks: a.drop_acks,
+            lose_open_events: a.lose_open_events,
+            ..Default::default()
+        });
+        c.spawn_cadence(Duration::from_secs(a.heartbeat_s), Duration::from_secs(a.weight_s));
+    }
+    if let Some(every) = a.reconnect_storm_s {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                println!("{} sim: reconnect storm ({} cabinets)", now_hms(), fleet.cabinets.len());
+                futures::future::join_all(fleet.cabinets.iter().map(|c| async move {
+                    let _ = c.disconnect().await;
+                    if let Err(e) = c.connect().await {
+                        println!("{} sim: {} did not reconnect: {e}", now_hms(), c.id());
+                    }
+                }))
+                .await;
+            }
+        });
+    }
+    if let Some(n) = a.orders {
+        let summary = tare::bench::run_purchases(&fleet, n, a.seed).await?;
+        println!("{summary}");
+        if !summary.is_consistent() {
+            bail!("inconsistent outcome (see the summary above)");
+        }
+        return Ok(());
+    }
+    if a.shop {
+        spawn_shoppers(&fleet);
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    for c in &fleet.cabinets {
+        let _ = c.disconnect().await;
+    }
     Ok(())
 }
 

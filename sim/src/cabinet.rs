@@ -41,6 +41,10 @@ pub struct Faults {
     pub unstable_after_close: u32,
     /// Send no stable reading at all after a close.
     pub never_stable: bool,
+    /// Percent of messages sent twice (same id: the platform must apply them once).
+    pub duplicate_pct: u8,
+    /// Percent of messages held back and sent after the next one (late, out of order).
+    pub reorder_pct: u8,
 }
 
 /// How a virtual cabinet is built.
@@ -66,6 +70,8 @@ struct State {
     executed: HashSet<String>,
     rng: StdRng,
     faults: Faults,
+    /// A message held back by the reorder fault.
+    held: Option<(String, Vec<u8>)>,
 }
 
 /// A running virtual cabinet.
@@ -74,7 +80,7 @@ pub struct VirtualCabinet {
     transport: Arc<dyn DeviceTransport>,
     clock: PlatformClock,
     noise: f64,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     door_moved: Notify,
 }
 
@@ -95,7 +101,7 @@ impl VirtualCabinet {
             transport,
             clock,
             noise: spec.noise_grams,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 seq: 0,
                 last_ts: 0,
                 lanes,
@@ -103,7 +109,8 @@ impl VirtualCabinet {
                 executed: HashSet::new(),
                 rng: StdRng::seed_from_u64(spec.seed),
                 faults: spec.faults,
-            }),
+                held: None,
+            })),
             door_moved: Notify::new(),
         })
     }
@@ -122,7 +129,7 @@ impl VirtualCabinet {
             transport,
             clock: self.clock.clone(),
             noise: self.noise,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 seq: st.seq,
                 last_ts: st.last_ts,
                 lanes: st.lanes.clone(),
@@ -130,7 +137,8 @@ impl VirtualCabinet {
                 executed: st.executed.clone(),
                 rng: st.rng.clone(),
                 faults: st.faults.clone(),
-            }),
+                held: None,
+            })),
             door_moved: Notify::new(),
         })
     }
@@ -405,6 +413,10 @@ impl VirtualCabinet {
         Ok(())
     }
 
+    fn state_handle(&self) -> Arc<Mutex<State>> {
+        self.state.clone()
+    }
+
     fn lane_grams(&self, door: DoorNo, lane: LaneNo) -> f64 {
         lock(&self.state)
             .lanes
@@ -451,6 +463,37 @@ impl VirtualCabinet {
         body["seq"] = json!(seq);
         body["ts"] = json!(ts);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        self.transport.send(kind, bytes).await
+        let (duplicate, hold, released) = {
+            let mut st = lock(&self.state);
+            let (dup, reo) = (st.faults.duplicate_pct, st.faults.reorder_pct);
+            let duplicate = dup > 0 && st.rng.random_range(0..100) < dup;
+            // A boot is never held (it restarts the sequence); a held message goes out
+            // right after the next one.
+            let hold = reo > 0 && kind != "boot" && st.held.is_none() && st.rng.random_range(0..100) < reo;
+            let released = if hold { None } else { st.held.take() };
+            (duplicate, hold, released)
+        };
+        if hold {
+            lock(&self.state).held = Some((kind.to_string(), bytes));
+            // Late, not lost: if nothing else goes out first, it follows 200 ms later.
+            let transport = self.transport.clone();
+            let state = self.state_handle();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let held = state.lock().unwrap_or_else(|p| p.into_inner()).held.take();
+                if let Some((k, b)) = held {
+                    let _ = transport.send(&k, b).await;
+                }
+            });
+            return Ok(());
+        }
+        self.transport.send(kind, bytes.clone()).await?;
+        if let Some((k, b)) = released {
+            self.transport.send(&k, b).await?;
+        }
+        if duplicate {
+            self.transport.send(kind, bytes).await?;
+        }
+        Ok(())
     }
 }
