@@ -37,6 +37,8 @@ pub struct AppConfig {
     pub node: String,
     /// PostgreSQL pool size.
     pub pg_max_connections: u32,
+    /// Device liveness.
+    pub liveness: tare_platform::liveness::LivenessConfig,
 }
 
 impl AppConfig {
@@ -53,6 +55,7 @@ impl AppConfig {
             sandboxes: None,
             node: "node-1".into(),
             pg_max_connections: 10,
+            liveness: tare_platform::liveness::LivenessConfig::default(),
         }
     }
 }
@@ -118,6 +121,7 @@ impl App {
             clock: cfg.clock.clone(),
             effect_concurrency: 32,
             pg_max_connections: cfg.pg_max_connections,
+            liveness: cfg.liveness,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         let endpoint = cfg.mqtt.as_ref().map(|_| {

@@ -172,6 +172,19 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// The device's heartbeats stopped past the liveness threshold while the platform was
+    /// healthy: offline, and operators are alerted [D5].
+    MarkSilent {
+        /// Receive time of its last heartbeat.
+        last_seen: UnixMs,
+        /// When.
+        at: UnixMs,
+    },
+    /// A device marked silent heartbeats again on its connection [D5].
+    MarkAlive {
+        /// When.
+        at: UnixMs,
+    },
     /// A pending-init cabinet reported a stable weight for a door: count opening stock.
     Initialize {
         /// Stable readings, one per door.
@@ -262,6 +275,20 @@ pub enum CabinetEvent {
     },
     /// The device disconnected.
     DeviceDisconnected {
+        /// When.
+        at: UnixMs,
+    },
+    /// Heartbeats stopped: offline, an alert for operators [D5].
+    DeviceWentSilent {
+        /// Receive time of the last heartbeat.
+        last_seen: UnixMs,
+        /// When.
+        at: UnixMs,
+    },
+    /// Heartbeats resumed after a silence; `status` is where that left the cabinet.
+    DeviceResumed {
+        /// `online` or `pending_init`.
+        status: DeviceStatus,
         /// When.
         at: UnixMs,
     },
@@ -384,6 +411,8 @@ impl DomainEvent for CabinetEvent {
             Self::CabinetRegistered { .. } => "CabinetRegistered",
             Self::DeviceConnected { .. } => "DeviceConnected",
             Self::DeviceDisconnected { .. } => "DeviceDisconnected",
+            Self::DeviceWentSilent { .. } => "DeviceWentSilent",
+            Self::DeviceResumed { .. } => "DeviceResumed",
             Self::CabinetInitialized { .. } => "CabinetInitialized",
             Self::LaneStockChanged { .. } => "LaneStockChanged",
             Self::RestockNeeded { .. } => "RestockNeeded",
@@ -605,8 +634,24 @@ impl Aggregate for Cabinet {
                 sink.write(CabinetEvent::DeviceConnected { node, fw, status, at }, self).await;
             }
             CabinetCommand::DisconnectDevice { at } => {
-                if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
+                // Also after a silence: the connection it still held is gone now.
+                if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) || self.node.is_some() {
                     sink.write(CabinetEvent::DeviceDisconnected { at }, self).await;
+                }
+            }
+            CabinetCommand::MarkSilent { last_seen, at } => {
+                if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
+                    sink.write(CabinetEvent::DeviceWentSilent { last_seen, at }, self).await;
+                }
+            }
+            CabinetCommand::MarkAlive { at } => {
+                if self.status == DeviceStatus::Offline && self.node.is_some() {
+                    let status = if self.initialized {
+                        DeviceStatus::Online
+                    } else {
+                        DeviceStatus::PendingInit
+                    };
+                    sink.write(CabinetEvent::DeviceResumed { status, at }, self).await;
                 }
             }
             CabinetCommand::Initialize { readings, at } => {
@@ -853,6 +898,9 @@ impl Aggregate for Cabinet {
                 self.status = DeviceStatus::Offline;
                 self.node = None;
             }
+            // Silent, but the connection (and its node) may still be there.
+            CabinetEvent::DeviceWentSilent { .. } => self.status = DeviceStatus::Offline,
+            CabinetEvent::DeviceResumed { status, .. } => self.status = status,
             CabinetEvent::CabinetInitialized { .. } => {
                 self.initialized = true;
                 self.status = DeviceStatus::Online;

@@ -448,6 +448,62 @@ fn disconnect_when_not_connected_is_a_no_op() {
 }
 
 #[test]
+fn a_silent_device_goes_offline_keeps_its_node_and_resumes_on_heartbeats() {
+    let silent = CabinetEvent::DeviceWentSilent {
+        last_seen: AT + 10,
+        at: AT + 100,
+    };
+    given(online())
+        .when(CabinetCommand::MarkSilent {
+            last_seen: AT + 10,
+            at: AT + 100,
+        })
+        .then_expect_events(vec![silent.clone()]);
+    let cabinet = state_after(with(online(), [silent.clone()]));
+    assert_eq!(cabinet.status, DeviceStatus::Offline);
+    assert!(cabinet.node.is_some(), "the connection may still be there");
+    // Silent twice, or silent when not connected: nothing.
+    given(with(online(), [silent.clone()]))
+        .when(CabinetCommand::MarkSilent {
+            last_seen: AT,
+            at: AT + 200,
+        })
+        .then_expect_events(vec![]);
+    given(vec![registered()])
+        .when(CabinetCommand::MarkSilent {
+            last_seen: AT,
+            at: AT + 200,
+        })
+        .then_expect_events(vec![]);
+    // Heartbeats again: back to where it was.
+    let resumed = CabinetEvent::DeviceResumed {
+        status: DeviceStatus::Online,
+        at: AT + 300,
+    };
+    given(with(online(), [silent.clone()]))
+        .when(CabinetCommand::MarkAlive { at: AT + 300 })
+        .then_expect_events(vec![resumed.clone()]);
+    given(with(pending_init(), [CabinetEvent::DeviceWentSilent { last_seen: AT, at: AT + 1 }]))
+        .when(CabinetCommand::MarkAlive { at: AT + 300 })
+        .then_expect_events(vec![CabinetEvent::DeviceResumed {
+            status: DeviceStatus::PendingInit,
+            at: AT + 300,
+        }]);
+    assert_eq!(state_after(with(online(), [silent.clone(), resumed])).status, DeviceStatus::Online);
+    // Alive when online, or after a real disconnect: nothing (a reconnect boots).
+    given(online())
+        .when(CabinetCommand::MarkAlive { at: AT + 300 })
+        .then_expect_events(vec![]);
+    given(with(online(), [disconnected()]))
+        .when(CabinetCommand::MarkAlive { at: AT + 300 })
+        .then_expect_events(vec![]);
+    // A disconnect after a silence still records that the connection went.
+    given(with(online(), [silent]))
+        .when(CabinetCommand::DisconnectDevice { at: AT + 20 })
+        .then_expect_events(vec![disconnected()]);
+}
+
+#[test]
 fn initialize_counts_opening_stock_from_stable_readings() {
     // 1985 g / 330 = 6.02 → 6; 498 g / 50 = 9.96 → 10; 2497 g / 500 = 4.99 → 5.
     given(pending_init())

@@ -65,6 +65,8 @@ pub struct DeviceCounters {
     pub rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Downlinks sent.
     pub sent: AtomicU64,
+    /// Devices recorded offline for silence (operator alerts) [D5].
+    pub silent_alerts: AtomicU64,
 }
 
 impl DeviceCounters {
@@ -147,11 +149,19 @@ pub struct DeviceHub {
     last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
     /// Traffic counters.
     pub counters: DeviceCounters,
+    /// Heartbeat liveness of this node's devices [D5].
+    pub liveness: crate::liveness::Liveness,
 }
 
 impl DeviceHub {
     /// A hub for gateway node `node`.
-    pub fn new(aggregates: Arc<Aggregates>, telemetry: Arc<TelemetryBuffer>, clock: PlatformClock, node: String) -> Self {
+    pub fn new(
+        aggregates: Arc<Aggregates>,
+        telemetry: Arc<TelemetryBuffer>,
+        clock: PlatformClock,
+        node: String,
+        liveness: crate::liveness::LivenessConfig,
+    ) -> Self {
         Self {
             aggregates,
             telemetry,
@@ -163,6 +173,7 @@ impl DeviceHub {
             pending_init: Mutex::default(),
             last_seen: Mutex::default(),
             counters: DeviceCounters::default(),
+            liveness: crate::liveness::Liveness::new(liveness),
         }
     }
 
@@ -219,6 +230,7 @@ impl DeviceHub {
         if !was_current || !record {
             return Ok(());
         }
+        self.liveness.disconnected(cabinet);
         let at = self.clock.now_ms();
         self.aggregates
             .cabinets
@@ -358,6 +370,7 @@ impl DeviceHub {
                     .load(&cabinet.to_string())
                     .await
                     .map_err(|e| IngestError::Store(e.to_string()))?;
+                self.liveness.connected(cabinet, at);
                 if state.status == DeviceStatus::PendingInit {
                     self.pending_init
                         .lock()
@@ -449,7 +462,13 @@ impl DeviceHub {
                 let _ = self.send(cabinet, Downlink { kind: "time", payload });
             }
             UplinkBody::Status { state } if state == "offline" => {
+                self.liveness.disconnected(cabinet);
                 self.cabinet_cmd(cabinet, CabinetCommand::DisconnectDevice { at }, up, at).await?;
+            }
+            // Ordered by device time; a heartbeat from a device not tracked (marked silent,
+            // or tracked by no one since a restart) brings it back [D5].
+            UplinkBody::Heartbeat { .. } if !self.liveness.heartbeat(cabinet, up.envelope.ts, at) => {
+                self.cabinet_cmd(cabinet, CabinetCommand::MarkAlive { at }, up, at).await?;
             }
             // Heartbeats, compartments and ad plays are recorded as last-seen here; their
             // own handling (liveness, lockers, ads) belongs to the gateway issue.

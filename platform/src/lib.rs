@@ -20,6 +20,7 @@ pub mod device_auth;
 pub mod devices;
 pub mod feed;
 pub mod jobs;
+pub mod liveness;
 pub mod platform;
 pub mod protocol;
 pub mod runner;

@@ -51,6 +51,8 @@ pub struct PlatformConfig {
     pub effect_concurrency: usize,
     /// PostgreSQL pool size (the server's `max_connections` is shared by every node).
     pub pg_max_connections: u32,
+    /// Device liveness [D5, B1].
+    pub liveness: crate::liveness::LivenessConfig,
 }
 
 impl PlatformConfig {
@@ -63,6 +65,7 @@ impl PlatformConfig {
             clock: PlatformClock::System,
             effect_concurrency: 32,
             pg_max_connections: 10,
+            liveness: crate::liveness::LivenessConfig::default(),
         }
     }
 }
@@ -200,6 +203,7 @@ impl Platform {
             telemetry.clone(),
             cfg.clock.clone(),
             cfg.node.clone(),
+            cfg.liveness,
         ));
         let policy = load_coupon_policy(&db).await?;
         let (coupon_policy, policy_rx) = watch::channel(policy);
@@ -254,6 +258,20 @@ impl Platform {
             }
         }));
         let p = self.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        tasks.push(tokio::spawn(async move {
+            // Once a second of platform time; the sweep costs the devices that expired.
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = p.clock.nap(1_000) => {}
+                }
+                if let Err(e) = p.sweep_liveness().await {
+                    tracing::error!(error = %e, "liveness sweep failed");
+                }
+            }
+        }));
+        let p = self.clone();
         tasks.push(self.spawn_loop("effects", move || {
             let p = p.clone();
             async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
@@ -287,6 +305,37 @@ impl Platform {
                 }
             }
         })
+    }
+
+    /// Runs one liveness sweep now [D5, B1]: devices silent past the threshold are
+    /// recorded offline (`DeviceWentSilent`, the operators' alert) if the platform is
+    /// healthy; otherwise they show `unknown` until it is, and are then recomputed.
+    pub async fn sweep_liveness(&self) -> Result<crate::liveness::Sweep, ServiceError> {
+        let now = self.clock.now_ms();
+        let sweep = self.hub.liveness.sweep(now);
+        if sweep.undecided > 0 {
+            tracing::warn!(
+                undecided = sweep.undecided,
+                "devices silent while heartbeat intake is below the watermark: shown unknown, no alerts"
+            );
+        }
+        for (device, last_seen) in &sweep.silent {
+            tracing::warn!(%device, last_seen, "device silent: marked offline");
+            self.aggregates
+                .cabinets
+                .execute(
+                    &device.to_string(),
+                    CabinetCommand::MarkSilent {
+                        last_seen: *last_seen,
+                        at: now,
+                    },
+                    self.meta(&device.to_string(), "liveness:sweep"),
+                )
+                .await
+                .map_err(ServiceError::from_command)?;
+            self.hub.counters.silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(sweep)
     }
 
     /// Stops the background loops and closes the store.

@@ -127,6 +127,50 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
         "counter",
         s.counters.callbacks_refused.load(Ordering::Relaxed) as i64,
     );
+    let now = p.clock.now_ms();
+    let health = p.hub.liveness.health(now);
+    gauge(
+        "tare_liveness_healthy",
+        "1 while heartbeat intake is above the watermark and ingest keeps up; 0 while silent devices show unknown [B1].",
+        "gauge",
+        i64::from(health.healthy),
+    );
+    gauge(
+        "tare_liveness_heartbeats_received_window",
+        "Heartbeats received in the liveness window.",
+        "gauge",
+        health.received as i64,
+    );
+    gauge(
+        "tare_liveness_heartbeats_expected_window",
+        "Heartbeats the tracked fleet should have sent in the window.",
+        "gauge",
+        health.expected.round() as i64,
+    );
+    gauge(
+        "tare_liveness_ingest_lag_ms",
+        "Median age of heartbeats at arrival.",
+        "gauge",
+        health.ingest_lag_ms,
+    );
+    gauge(
+        "tare_liveness_tracked",
+        "Devices whose heartbeats are tracked.",
+        "gauge",
+        p.hub.liveness.tracked() as i64,
+    );
+    gauge(
+        "tare_liveness_undecided",
+        "Devices silent while the platform is unhealthy (status unknown).",
+        "gauge",
+        p.hub.liveness.undecided_count() as i64,
+    );
+    gauge(
+        "tare_liveness_silent_alerts_total",
+        "Devices recorded offline for silence (operator alerts).",
+        "counter",
+        p.hub.counters.silent_alerts.load(Ordering::Relaxed) as i64,
+    );
     let _ = writeln!(
         out,
         "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"

@@ -205,7 +205,12 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
 pub async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = CabinetId::parse(&id)?;
     let c = s.platform.cabinet(&id).await?;
-    Ok(Json(cabinet_json(&c, s.platform.hub.last_seen(&id))))
+    let mut v = cabinet_json(&c, s.platform.hub.last_seen(&id));
+    // Silent while the platform cannot tell whether the fault is its own [B1].
+    if s.platform.hub.liveness.is_undecided(&id) {
+        v["status"] = serde_json::json!("unknown");
+    }
+    Ok(Json(v))
 }
 
 /// `GET /api/v1/cabinets/{id}/ledger`: every stock movement of the cabinet's lanes [R2].

@@ -511,6 +511,7 @@ mod tests {
                     std::sync::Arc::new(tare_platform::telemetry::TelemetryBuffer::default()),
                     tare_platform::clock::PlatformClock::System,
                     "n".into(),
+                    tare_platform::liveness::LivenessConfig::default(),
                 ))
             });
             let _ = std::fs::remove_dir_all(&db_dir);
