@@ -285,6 +285,7 @@ impl Fleet {
                             noise_grams: spec.noise_grams,
                             seed: spec.seed.wrapping_add(i as u64),
                             faults: Faults::default(),
+                            compartments: Vec::new(),
                         },
                         transport,
                         target.clock.clone(),

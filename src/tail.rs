@@ -115,6 +115,13 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
             CabinetEvent::DeviceConnected { status, node, .. } => format!("cabinet {id}: connected via {node}, {status:?}"),
             CabinetEvent::CabinetInitialized { .. } => format!("cabinet {id}: initialized, online"),
             CabinetEvent::DeviceDisconnected { .. } => format!("cabinet {id}: disconnected"),
+            CabinetEvent::DeviceWentSilent { last_seen, at } => {
+                format!("cabinet {id}: ALERT silent for {} s, marked offline", (at - last_seen) / 1000)
+            }
+            CabinetEvent::DeviceResumed { .. } => format!("cabinet {id}: heartbeating again"),
+            CabinetEvent::CompartmentChanged { compartment, change, .. } => {
+                format!("locker {id}: compartment {} {change:?}", compartment.0)
+            }
             CabinetEvent::RestockNeeded {
                 door, lane, sku, stock, ..
             } => format!("cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left", door.0, lane.0),

@@ -72,6 +72,18 @@ pub enum DeviceStatus {
     Faulty,
 }
 
+/// A locker compartment's change, as the device reports it (`up/compartment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompartmentChange {
+    /// It popped open (after a `pop` command).
+    Popped,
+    /// Its item was taken out.
+    Taken,
+    /// An item was put back in.
+    Returned,
+}
+
 /// Who holds a door [O2].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -185,6 +197,28 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// A locker reported a compartment change [seed 000].
+    RecordCompartment {
+        /// Compartment (a locker's doors are its compartments).
+        compartment: DoorNo,
+        /// What happened.
+        change: CompartmentChange,
+        /// Device message id (duplicates are ignored).
+        msg_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device played an ad (billing evidence for advertisers).
+    RecordAdPlay {
+        /// The ad.
+        ad_id: String,
+        /// How long it played.
+        duration_ms: u64,
+        /// Device message id (duplicates are ignored).
+        msg_id: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A pending-init cabinet reported a stable weight for a door: count opening stock.
     Initialize {
         /// Stable readings, one per door.
@@ -289,6 +323,28 @@ pub enum CabinetEvent {
     DeviceResumed {
         /// `online` or `pending_init`.
         status: DeviceStatus,
+        /// When.
+        at: UnixMs,
+    },
+    /// A locker compartment popped open, or its item was taken or returned.
+    CompartmentChanged {
+        /// Compartment.
+        compartment: DoorNo,
+        /// What happened.
+        change: CompartmentChange,
+        /// Device message id.
+        msg_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// An ad played on the cabinet's screen.
+    AdPlayed {
+        /// The ad.
+        ad_id: String,
+        /// How long.
+        duration_ms: u64,
+        /// Device message id.
+        msg_id: String,
         /// When.
         at: UnixMs,
     },
@@ -413,6 +469,8 @@ impl DomainEvent for CabinetEvent {
             Self::DeviceDisconnected { .. } => "DeviceDisconnected",
             Self::DeviceWentSilent { .. } => "DeviceWentSilent",
             Self::DeviceResumed { .. } => "DeviceResumed",
+            Self::CompartmentChanged { .. } => "CompartmentChanged",
+            Self::AdPlayed { .. } => "AdPlayed",
             Self::CabinetInitialized { .. } => "CabinetInitialized",
             Self::LaneStockChanged { .. } => "LaneStockChanged",
             Self::RestockNeeded { .. } => "RestockNeeded",
@@ -499,6 +557,10 @@ pub struct DoorState {
     pub position: DoorPosition,
     /// Highest device sequence applied to this door.
     pub last_seq: Option<u64>,
+    /// Lockers: whether the compartment holds an item, as last reported (`None` until
+    /// the device says).
+    #[serde(default)]
+    pub occupied: Option<bool>,
 }
 
 /// How many recent door-message ids a cabinet remembers to drop duplicates [D8].
@@ -542,6 +604,32 @@ impl Cabinet {
             DeviceStatus::Faulty => "faulty",
         }
     }
+}
+
+/// A locker's doors are its compartments: numbered, distinct, with no lanes.
+fn validate_locker(doors: &[DoorPlan]) -> Result<(), CabinetError> {
+    if doors.is_empty() {
+        return Err(CabinetError::Invalid {
+            field: "doors".into(),
+            reason: "a locker needs at least one compartment".into(),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, d) in doors.iter().enumerate() {
+        if !seen.insert(d.door) {
+            return Err(CabinetError::Invalid {
+                field: format!("doors[{i}].door"),
+                reason: "duplicate compartment".into(),
+            });
+        }
+        if !d.lanes.is_empty() {
+            return Err(CabinetError::Invalid {
+                field: format!("doors[{i}].lanes"),
+                reason: "a locker compartment has no lanes".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn validate_plan(doors: &[DoorPlan]) -> Result<(), CabinetError> {
@@ -607,8 +695,9 @@ impl Aggregate for Cabinet {
                 if self.id.is_some() {
                     return Err(CabinetError::AlreadyExists);
                 }
-                if kind == CabinetKind::Weight {
-                    validate_plan(&doors)?;
+                match kind {
+                    CabinetKind::Weight => validate_plan(&doors)?,
+                    CabinetKind::Locker => validate_locker(&doors)?,
                 }
                 sink.write(
                     CabinetEvent::CabinetRegistered {
@@ -626,7 +715,8 @@ impl Aggregate for Cabinet {
                 if self.status == DeviceStatus::Faulty {
                     return Err(CabinetError::NotAvailable("faulty"));
                 }
-                let status = if self.initialized {
+                // A locker has no opening stock to count: it is ready when connected.
+                let status = if self.initialized || self.kind == Some(CabinetKind::Locker) {
                     DeviceStatus::Online
                 } else {
                     DeviceStatus::PendingInit
@@ -642,6 +732,63 @@ impl Aggregate for Cabinet {
             CabinetCommand::MarkSilent { last_seen, at } => {
                 if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
                     sink.write(CabinetEvent::DeviceWentSilent { last_seen, at }, self).await;
+                }
+            }
+            CabinetCommand::RecordCompartment {
+                compartment,
+                change,
+                msg_id,
+                at,
+            } => {
+                if self.kind != Some(CabinetKind::Locker) {
+                    return Err(CabinetError::Invalid {
+                        field: "compartment".into(),
+                        reason: "this cabinet has no compartments".into(),
+                    });
+                }
+                self.door(compartment)?;
+                if !self.recent_msg_ids.contains(&msg_id) {
+                    sink.write(
+                        CabinetEvent::CompartmentChanged {
+                            compartment,
+                            change,
+                            msg_id,
+                            at,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
+            CabinetCommand::RecordAdPlay {
+                ad_id,
+                duration_ms,
+                msg_id,
+                at,
+            } => {
+                if ad_id.is_empty() || ad_id.len() > 64 {
+                    return Err(CabinetError::Invalid {
+                        field: "ad_id".into(),
+                        reason: "must be 1-64 characters".into(),
+                    });
+                }
+                if duration_ms > 3_600_000 {
+                    return Err(CabinetError::Invalid {
+                        field: "duration_ms".into(),
+                        reason: "must be at most one hour".into(),
+                    });
+                }
+                if !self.recent_msg_ids.contains(&msg_id) {
+                    sink.write(
+                        CabinetEvent::AdPlayed {
+                            ad_id,
+                            duration_ms,
+                            msg_id,
+                            at,
+                        },
+                        self,
+                    )
+                    .await;
                 }
             }
             CabinetCommand::MarkAlive { at } => {
@@ -881,6 +1028,7 @@ impl Aggregate for Cabinet {
                                 holder: None,
                                 position: DoorPosition::Unknown,
                                 last_seq: None,
+                                occupied: None,
                             },
                         )
                     })
@@ -901,6 +1049,22 @@ impl Aggregate for Cabinet {
             // Silent, but the connection (and its node) may still be there.
             CabinetEvent::DeviceWentSilent { .. } => self.status = DeviceStatus::Offline,
             CabinetEvent::DeviceResumed { status, .. } => self.status = status,
+            CabinetEvent::CompartmentChanged {
+                compartment,
+                change,
+                msg_id,
+                ..
+            } => {
+                if let Some(d) = self.doors.get_mut(&compartment) {
+                    match change {
+                        CompartmentChange::Popped => d.position = DoorPosition::Open,
+                        CompartmentChange::Taken => d.occupied = Some(false),
+                        CompartmentChange::Returned => d.occupied = Some(true),
+                    }
+                }
+                self.remember(msg_id);
+            }
+            CabinetEvent::AdPlayed { msg_id, .. } => self.remember(msg_id),
             CabinetEvent::CabinetInitialized { .. } => {
                 self.initialized = true;
                 self.status = DeviceStatus::Online;

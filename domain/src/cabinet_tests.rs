@@ -288,16 +288,15 @@ fn register_twice_is_rejected() {
 }
 
 #[test]
-fn register_locker_skips_planogram_validation() {
-    fresh()
-        .when(register(CabinetKind::Locker, vec![]))
-        .then_expect_events(vec![CabinetEvent::CabinetRegistered {
-            id: cabinet_id(),
-            kind: CabinetKind::Locker,
-            location: location(),
-            doors: vec![],
-            at: AT,
-        }]);
+fn register_locker_needs_a_compartment() {
+    let r = fresh().when(register(CabinetKind::Locker, vec![])).inspect_result();
+    assert_eq!(
+        r,
+        Err(CabinetError::Invalid {
+            field: "doors".into(),
+            reason: "a locker needs at least one compartment".into()
+        })
+    );
 }
 
 #[test]
@@ -1024,4 +1023,120 @@ fn lane_plan_scale_carries_what_the_inference_needs() {
     assert_eq!(scale.sku, Sku("gum".into()));
     assert_eq!(scale.unit_grams, 50.0);
     assert_eq!(scale.tolerance, Tolerance::default());
+}
+
+// ---------------------------------------------------------------------------------------
+// Lockers [seed 000]
+// ---------------------------------------------------------------------------------------
+
+fn locker_plan() -> Vec<DoorPlan> {
+    (1..=2)
+        .map(|d| DoorPlan {
+            door: DoorNo(d),
+            lanes: vec![],
+        })
+        .collect()
+}
+
+fn locker_registered() -> CabinetEvent {
+    CabinetEvent::CabinetRegistered {
+        id: cabinet_id(),
+        kind: CabinetKind::Locker,
+        location: location(),
+        doors: locker_plan(),
+        at: AT,
+    }
+}
+
+#[test]
+fn a_locker_registers_compartments_without_lanes_and_is_online_on_connect() {
+    given(vec![])
+        .when(CabinetCommand::Register {
+            id: cabinet_id(),
+            kind: CabinetKind::Locker,
+            location: location(),
+            doors: locker_plan(),
+            at: AT,
+        })
+        .then_expect_events(vec![locker_registered()]);
+    given(vec![])
+        .when(CabinetCommand::Register {
+            id: cabinet_id(),
+            kind: CabinetKind::Locker,
+            location: location(),
+            doors: plan(),
+            at: AT,
+        })
+        .then_expect_error(CabinetError::Invalid {
+            field: "doors[0].lanes".into(),
+            reason: "a locker compartment has no lanes".into(),
+        });
+    given(vec![locker_registered()])
+        .when(connect())
+        .then_expect_events(vec![connected(DeviceStatus::Online)]);
+}
+
+#[test]
+fn compartment_changes_and_ad_plays_are_recorded_once() {
+    let locker = vec![locker_registered(), connected(DeviceStatus::Online)];
+    let popped = CabinetEvent::CompartmentChanged {
+        compartment: DoorNo(2),
+        change: CompartmentChange::Popped,
+        msg_id: "m1".into(),
+        at: AT + 50,
+    };
+    let record = |change, msg: &str| CabinetCommand::RecordCompartment {
+        compartment: DoorNo(2),
+        change,
+        msg_id: msg.into(),
+        at: AT + 50,
+    };
+    given(locker.clone())
+        .when(record(CompartmentChange::Popped, "m1"))
+        .then_expect_events(vec![popped.clone()]);
+    given(with(locker.clone(), [popped.clone()]))
+        .when(record(CompartmentChange::Popped, "m1"))
+        .then_expect_events(vec![]);
+    let taken = CabinetEvent::CompartmentChanged {
+        compartment: DoorNo(2),
+        change: CompartmentChange::Taken,
+        msg_id: "m2".into(),
+        at: AT + 50,
+    };
+    let state = state_after(with(locker.clone(), [popped, taken]));
+    assert_eq!(state.doors[&DoorNo(2)].position, DoorPosition::Open);
+    assert_eq!(state.doors[&DoorNo(2)].occupied, Some(false));
+    given(locker.clone())
+        .when(CabinetCommand::RecordCompartment {
+            compartment: DoorNo(7),
+            change: CompartmentChange::Taken,
+            msg_id: "m3".into(),
+            at: AT,
+        })
+        .then_expect_error(CabinetError::UnknownDoor(7));
+    // A weight cabinet has no compartments.
+    given(online())
+        .when(record(CompartmentChange::Taken, "m4"))
+        .then_expect_error(CabinetError::Invalid {
+            field: "compartment".into(),
+            reason: "this cabinet has no compartments".into(),
+        });
+    let play = |ms: u64| CabinetCommand::RecordAdPlay {
+        ad_id: "ad1".into(),
+        duration_ms: ms,
+        msg_id: "p1".into(),
+        at: AT + 60,
+    };
+    given(locker.clone())
+        .when(play(15_000))
+        .then_expect_events(vec![CabinetEvent::AdPlayed {
+            ad_id: "ad1".into(),
+            duration_ms: 15_000,
+            msg_id: "p1".into(),
+            at: AT + 60,
+        }]);
+    given(locker).when(play(4_000_000)).then_expect_error(CabinetError::Invalid {
+        field: "duration_ms".into(),
+        reason: "must be at most one hour".into(),
+    });
 }

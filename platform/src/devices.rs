@@ -339,9 +339,12 @@ impl DeviceHub {
             Err(CommandError::Rejected(CabinetError::NotFound)) => Err(IngestError::UnknownDevice(cabinet.to_string())),
             Err(CommandError::Rejected(e)) => {
                 // The cabinet refused (unknown door, …): a contract breach by the device.
-                let e = ProtocolError::Invalid {
-                    field: "door".into(),
-                    reason: e.to_string(),
+                let e = match e {
+                    CabinetError::Invalid { field, reason } => ProtocolError::Invalid { field, reason },
+                    other => ProtocolError::Invalid {
+                        field: "door".into(),
+                        reason: other.to_string(),
+                    },
                 };
                 self.counters.reject(e.reason());
                 Err(e.into())
@@ -460,6 +463,38 @@ impl DeviceHub {
                 };
                 let payload = serde_json::to_vec(&reply).map_err(|e| IngestError::Store(e.to_string()))?;
                 let _ = self.send(cabinet, Downlink { kind: "time", payload });
+            }
+            UplinkBody::Compartment { compartment, event } => {
+                use tare_domain::cabinet::CompartmentChange;
+                let change = match event.as_str() {
+                    "taken" => CompartmentChange::Taken,
+                    "returned" => CompartmentChange::Returned,
+                    "popped" => CompartmentChange::Popped,
+                    _ => unreachable!("validated by the protocol parser"),
+                };
+                let compartment = u8::try_from(*compartment).map(DoorNo).map_err(|_| {
+                    self.counters.reject("invalid");
+                    IngestError::Protocol(ProtocolError::Invalid {
+                        field: "compartment".into(),
+                        reason: "no such compartment".into(),
+                    })
+                })?;
+                let cmd = CabinetCommand::RecordCompartment {
+                    compartment,
+                    change,
+                    msg_id: up.envelope.id.clone(),
+                    at,
+                };
+                self.cabinet_cmd(cabinet, cmd, up, at).await?;
+            }
+            UplinkBody::AdPlay { ad_id, duration_ms } => {
+                let cmd = CabinetCommand::RecordAdPlay {
+                    ad_id: ad_id.clone(),
+                    duration_ms: *duration_ms,
+                    msg_id: up.envelope.id.clone(),
+                    at,
+                };
+                self.cabinet_cmd(cabinet, cmd, up, at).await?;
             }
             UplinkBody::Status { state } if state == "offline" => {
                 self.liveness.disconnected(cabinet);

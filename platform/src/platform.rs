@@ -395,6 +395,14 @@ impl Platform {
         doors: Vec<DoorSpec>,
         device_secret: &str,
     ) -> Result<Cabinet, ServiceError> {
+        if kind == CabinetKind::Locker {
+            if let Some(i) = doors.iter().position(|d| !d.lanes.is_empty()) {
+                return Err(ServiceError::Invalid {
+                    field: format!("doors[{i}].lanes"),
+                    message: "a locker compartment has no lanes".into(),
+                });
+            }
+        }
         let mut plans = Vec::new();
         for (i, d) in doors.iter().enumerate() {
             let mut lanes = Vec::new();

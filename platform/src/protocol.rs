@@ -293,6 +293,17 @@ fn validate(up: &Uplink) -> Result<(), ProtocolError> {
                 return Err(invalid("temp_c", "must be a finite number"));
             }
         }
+        UplinkBody::Compartment { compartment, event } => {
+            if *compartment == 0 {
+                return Err(invalid("compartment", "must be at least 1"));
+            }
+            if !["taken", "returned", "popped"].contains(&event.as_str()) {
+                return Err(invalid("event", "must be `taken`, `returned` or `popped`"));
+            }
+        }
+        UplinkBody::AdPlay { ad_id, .. } if ad_id.is_empty() || ad_id.len() > 64 => {
+            return Err(invalid("ad_id", "must be 1-64 characters"));
+        }
         UplinkBody::Status { state } if state != "offline" && state != "online" => {
             return Err(invalid("state", "must be `offline` or `online`"));
         }

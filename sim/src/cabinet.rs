@@ -60,6 +60,9 @@ pub struct VirtualCabinetSpec {
     pub seed: u64,
     /// Faults.
     pub faults: Faults,
+    /// A locker's compartments (empty for a weight cabinet), each with whether it holds
+    /// an item.
+    pub compartments: Vec<(DoorNo, bool)>,
 }
 
 struct State {
@@ -72,6 +75,8 @@ struct State {
     faults: Faults,
     /// A message held back by the reorder fault.
     held: Option<(String, Vec<u8>)>,
+    /// Locker compartments: occupied?
+    compartments: BTreeMap<DoorNo, bool>,
 }
 
 /// A running virtual cabinet.
@@ -110,6 +115,7 @@ impl VirtualCabinet {
                 rng: StdRng::seed_from_u64(spec.seed),
                 faults: spec.faults,
                 held: None,
+                compartments: spec.compartments.into_iter().collect(),
             })),
             door_moved: Notify::new(),
         })
@@ -138,6 +144,7 @@ impl VirtualCabinet {
                 rng: st.rng.clone(),
                 faults: st.faults.clone(),
                 held: None,
+                compartments: st.compartments.clone(),
             })),
             door_moved: Notify::new(),
         })
@@ -158,6 +165,10 @@ impl VirtualCabinet {
             let mut per: BTreeMap<DoorNo, u8> = BTreeMap::new();
             for (d, _) in st.lanes.keys() {
                 *per.entry(*d).or_default() += 1;
+            }
+            // A locker's compartments are its doors, with no lanes.
+            for d in st.compartments.keys() {
+                per.entry(*d).or_default();
             }
             (per.len() as u8, per.values().copied().collect::<Vec<_>>())
         };
@@ -405,12 +416,41 @@ impl VirtualCabinet {
                     self.send("ack", ack("ok", None, None)).await?;
                 }
             }
+            "pop" => {
+                let compartment = cmd.args.get("compartment").and_then(|c| c.as_u64()).unwrap_or(0);
+                let known = u8::try_from(compartment)
+                    .ok()
+                    .is_some_and(|c| lock(&self.state).compartments.contains_key(&DoorNo(c)));
+                if !known {
+                    self.send("ack", ack("error", Some("no such compartment"), None)).await?;
+                } else {
+                    if !faults.drop_acks {
+                        self.send("ack", ack("ok", None, None)).await?;
+                    }
+                    self.send("compartment", json!({"compartment": compartment, "event": "popped"}))
+                        .await?;
+                }
+            }
             _ => {
-                // `pop` and anything newer: a weight cabinet has no compartments.
                 self.send("ack", ack("error", Some("unsupported"), None)).await?;
             }
         }
         Ok(())
+    }
+
+    /// Locker: someone takes the item out of `compartment` (or puts one back).
+    pub async fn compartment_item(&self, compartment: DoorNo, taken: bool) -> Result<(), TransportError> {
+        if let Some(occupied) = lock(&self.state).compartments.get_mut(&compartment) {
+            *occupied = !taken;
+        }
+        let event = if taken { "taken" } else { "returned" };
+        self.send("compartment", json!({"compartment": compartment.0, "event": event}))
+            .await
+    }
+
+    /// The screen played an ad.
+    pub async fn ad_played(&self, ad_id: &str, duration_ms: u64) -> Result<(), TransportError> {
+        self.send("ad_play", json!({"ad_id": ad_id, "duration_ms": duration_ms})).await
     }
 
     fn state_handle(&self) -> Arc<Mutex<State>> {

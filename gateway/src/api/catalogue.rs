@@ -190,9 +190,23 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
             })
         })
         .collect();
+    // A locker's doors are its compartments [seed 000].
+    let compartments: Option<Vec<Value>> = (c.kind == Some(tare_domain::CabinetKind::Locker)).then(|| {
+        c.doors
+            .values()
+            .map(|d| {
+                json!({
+                    "compartment": d.door.0,
+                    "state": match d.position { DoorPosition::Open => "open", DoorPosition::Closed => "closed", DoorPosition::Unknown => "unknown" },
+                    "occupied": d.occupied,
+                })
+            })
+            .collect()
+    });
     json!({
         "id": c.id.as_ref().map(|i| i.to_string()),
         "kind": c.kind,
+        "compartments": compartments,
         "status": status_name(c.status),
         "location": c.location,
         "planogram_version": c.planogram_version,
