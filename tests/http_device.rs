@@ -313,3 +313,49 @@ async fn a_purchase_on_a_cabinet_that_speaks_only_http() {
     app.stop().await;
     store.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn initialization_waits_for_the_price_labels_and_a_stable_weight() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, dev) = setup(&store, |_| {}).await;
+    let status = || async {
+        let c = ApiClient::new(&app.base_url, &app.admin_token);
+        let (_, v) = c.get(&format!("/api/v1/cabinets/{}", dev.id), &c.admin).await.unwrap();
+        v
+    };
+    // A boot that does not match the planogram (1 door, 1 lane) is refused.
+    let (st, v) = up(
+        &app,
+        &dev,
+        "boot",
+        &env("b0", 0, json!({"fw": "1", "hw": "h", "doors": 2, "lanes": [1, 1]})),
+    )
+    .await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("lanes")), "{v}");
+    let (st, _) = up(
+        &app,
+        &dev,
+        "boot",
+        &env("b1", 0, json!({"fw": "1", "hw": "h", "doors": 1, "lanes": [1]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    // The platform pushes the lane's price label.
+    let path = "/device/v1/down/cmd";
+    let (_, v, _) = send(&app, &dev, "GET", "/device/v1/down/cmd?wait_s=10", vec![], now_ms(), path).await;
+    let label = &v["commands"][0];
+    assert_eq!(label["type"], "set_price_label", "{v}");
+    assert_eq!(label["args"], json!({"door": 1, "lane": 1, "price_cents": 350, "name": "Cola"}));
+    // A stable weight alone is not enough.
+    let w = env("w1", 1, json!({"door": 1, "stable": true, "lanes": [{"lane": 1, "grams": 991.0}]}));
+    assert_eq!(up(&app, &dev, "weight", &w).await.0, StatusCode::ACCEPTED);
+    assert_eq!(status().await["status"], "pending_init");
+    // The label's ack completes it: online, opening stock counted from the weight.
+    let ack = env("a1", 2, json!({"cmd_id": label["cmd_id"], "status": "ok"}));
+    assert_eq!(up(&app, &dev, "ack", &ack).await.0, StatusCode::ACCEPTED);
+    let c = status().await;
+    assert_eq!(c["status"], "online", "{c}");
+    assert_eq!(c["doors"][0]["lanes"][0]["stock"], 3);
+    app.stop().await;
+    store.cleanup().await;
+}

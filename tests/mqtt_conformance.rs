@@ -312,9 +312,9 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
 async fn commands_reach_the_device_and_time_is_synced() {
     let store = TestStore::new(Store::Sqlite).await;
     let (app, client) = app_with(&store, |_| {}).await;
-    let dev = register(&client, "cmd", "d1").await;
     for v in VERSIONS {
-        // mosquitto_rr sends the boot, then waits for the first command on down/cmd.
+        // D1: a first boot gets a price label for every lane before anything else.
+        let dev = register(&client, "lbl", &format!("d-{}", &v[4..])).await;
         let mut args = dev.conn_args(&app, now_ms());
         args.extend(
             [
@@ -333,13 +333,25 @@ async fn commands_reach_the_device_and_time_is_synced() {
             ]
             .map(String::from),
         );
-        let waiting = tokio::spawn(async move { run("mosquitto_rr", &args, None).await });
-        common::eventually(10, "the device connected and booted", || async {
-            (node(&client, &dev).await == "node-1" && app.platform.hub.is_attached(&dev.id)).then_some(())
+        let r = run("mosquitto_rr", &args, None).await;
+        assert_eq!(r.code, 0, "{v}: {}", r.stderr);
+        let label: Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{v}: {e}: {}", r.stdout));
+        assert_eq!(label["type"], "set_price_label", "{label}");
+        assert_eq!(label["args"], json!({"door": 1, "lane": 1, "price_cents": 350, "name": "Cola"}));
+        assert!(label["expires_at"].as_i64().unwrap() > label["ts"].as_i64().unwrap());
+
+        // A command to a connected device: mosquitto_sub waits on the device's down/cmd.
+        let dev = register(&client, "cmd", &format!("d-{}", &v[4..])).await;
+        let mut args = dev.conn_args(&app, now_ms());
+        args.extend(["-V", v, "-q", "1", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "20"].map(String::from));
+        let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
+        common::eventually(10, "the device connected and subscribed", || async {
+            app.platform.hub.is_attached(&dev.id).then_some(())
         })
         .await;
         let cmd_id = format!("c-{v}");
         let expires = now_ms() + 30_000;
+        // Sent until the subscription is in place (held by the endpoint till then).
         app.platform
             .hub
             .send_door_command(&dev.id, DoorNo(1), DoorCommandKind::OpenDoor, &cmd_id, expires)
@@ -354,6 +366,7 @@ async fn commands_reach_the_device_and_time_is_synced() {
         assert_eq!(cmd["expires_at"], expires);
         assert!(cmd["ts"].as_i64().unwrap() > 0);
     }
+    let dev = register(&client, "cmd", "d-time").await;
     // Time sync: request on up/time, answer on down/time with the server's receive and
     // send times around the device's send time.
     for v in VERSIONS {

@@ -127,6 +127,18 @@ impl RecentIds {
     }
 }
 
+/// How long an initialization price label stays valid [D1].
+const LABEL_TTL_MS: i64 = 60_000;
+
+/// What a pending-init cabinet still needs before it is counted and online [D1].
+#[derive(Default)]
+struct PendingInit {
+    /// The stable reading of each door so far.
+    readings: BTreeMap<DoorNo, StableReading>,
+    /// Price-label commands not yet acknowledged ok.
+    labels: std::collections::BTreeSet<String>,
+}
+
 /// A transport's registration of one device connection: downlinks for the device arrive
 /// on `downlinks`; `id` tells this connection from a later one of the same device.
 pub struct DeviceConnection {
@@ -145,7 +157,7 @@ pub struct DeviceHub {
     links: Mutex<HashMap<CabinetId, (u64, mpsc::UnboundedSender<Downlink>)>>,
     next_connection: AtomicU64,
     recent: Mutex<HashMap<CabinetId, RecentIds>>,
-    pending_init: Mutex<HashMap<CabinetId, BTreeMap<DoorNo, StableReading>>>,
+    pending_init: Mutex<HashMap<CabinetId, PendingInit>>,
     last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
     /// Traffic counters.
     pub counters: DeviceCounters,
@@ -355,7 +367,29 @@ impl DeviceHub {
 
     async fn apply(&self, cabinet: &CabinetId, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
         match &up.body {
-            UplinkBody::Boot { fw, .. } => {
+            UplinkBody::Boot { fw, doors, lanes, .. } => {
+                // D1: the boot must describe the registered planogram (doors and lanes
+                // per door; a locker's compartments have none).
+                let before = self
+                    .aggregates
+                    .cabinets
+                    .load(&cabinet.to_string())
+                    .await
+                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                if before.id.is_none() {
+                    return Err(IngestError::UnknownDevice(cabinet.to_string()));
+                }
+                let expected: Vec<u8> = before.doors.values().map(|d| d.lanes.len() as u8).collect();
+                if usize::from(*doors) != expected.len() || *lanes != expected {
+                    self.counters.reject("boot_mismatch");
+                    return Err(IngestError::Protocol(ProtocolError::Invalid {
+                        field: "lanes".into(),
+                        reason: format!(
+                            "boot reports {doors} doors with lanes {lanes:?}; the planogram has {} doors with lanes {expected:?}",
+                            expected.len()
+                        ),
+                    }));
+                }
                 self.cabinet_cmd(
                     cabinet,
                     CabinetCommand::ConnectDevice {
@@ -375,10 +409,40 @@ impl DeviceHub {
                     .map_err(|e| IngestError::Store(e.to_string()))?;
                 self.liveness.connected(cabinet, at);
                 if state.status == DeviceStatus::PendingInit {
-                    self.pending_init
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(cabinet.clone(), BTreeMap::new());
+                    // D1: push a price label to every lane; the cabinet goes online once
+                    // the device has acknowledged them all and reported stable weights.
+                    let mut labels = std::collections::BTreeSet::new();
+                    for d in state.doors.values() {
+                        for l in d.lanes.values() {
+                            let cmd_id = format!("label-{}-{}-{}-{}", cabinet, up.envelope.id, d.door.0, l.plan.lane.0);
+                            let step = tare_domain::command::CommandStep::Issue {
+                                cabinet: cabinet.clone(),
+                                spec: tare_domain::command::CommandSpec::SetPriceLabel {
+                                    door: d.door.0,
+                                    lane: l.plan.lane.0,
+                                    price_cents: l.plan.price.0,
+                                    name: l.plan.name.clone(),
+                                },
+                                expires_at: at + LABEL_TTL_MS,
+                                issued_by: format!("init:{cabinet}"),
+                                at,
+                            };
+                            let meta = Meta::new(at, cabinet.to_string(), format!("device:{}", up.envelope.id));
+                            self.aggregates
+                                .commands
+                                .execute(&cmd_id, step, meta)
+                                .await
+                                .map_err(|e| IngestError::Store(e.to_string()))?;
+                            labels.insert(cmd_id);
+                        }
+                    }
+                    self.pending_init.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                        cabinet.clone(),
+                        PendingInit {
+                            readings: BTreeMap::new(),
+                            labels,
+                        },
+                    );
                 }
             }
             UplinkBody::Weight { .. } => {
@@ -429,6 +493,7 @@ impl DeviceHub {
                     }
                     Err(e) => return Err(IngestError::Store(e.to_string())),
                 }
+                self.label_acked(cabinet, cmd_id, status == "ok", up, at).await?;
                 // A query_door answered "open" is as good as the door's own open event
                 // (which may have been lost) [O4].
                 let open = result.as_ref().and_then(|r| r.get("state")).and_then(|s| s.as_str()) == Some("open");
@@ -520,16 +585,31 @@ impl DeviceHub {
         up: &Uplink,
         at: UnixMs,
     ) -> Result<(), IngestError> {
-        let readings = {
+        {
             let mut pending = self.pending_init.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(doors) = pending.get_mut(cabinet) else {
+            let Some(p) = pending.get_mut(cabinet) else {
                 return Ok(());
             };
             let Some(reading) = StableReading::from_sample(sample) else {
                 return Ok(());
             };
-            doors.insert(door, reading);
-            doors.clone()
+            p.readings.insert(door, reading);
+        }
+        self.try_initialize(cabinet, up, at).await
+    }
+
+    /// Initializes a pending cabinet once every door has a stable reading and every
+    /// price label is acknowledged [D1].
+    async fn try_initialize(&self, cabinet: &CabinetId, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        let readings = {
+            let pending = self.pending_init.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(p) = pending.get(cabinet) else {
+                return Ok(());
+            };
+            if !p.labels.is_empty() {
+                return Ok(()); // labels still unacknowledged
+            }
+            p.readings.clone()
         };
         let state = self
             .aggregates
@@ -546,6 +626,21 @@ impl DeviceHub {
         };
         self.cabinet_cmd(cabinet, cmd, up, at).await?;
         self.pending_init.lock().unwrap_or_else(|p| p.into_inner()).remove(cabinet);
+        Ok(())
+    }
+
+    /// An ack arrived for `cmd_id`: if it was an initialization label, tick it off.
+    async fn label_acked(&self, cabinet: &CabinetId, cmd_id: &str, ok: bool, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        let done = {
+            let mut pending = self.pending_init.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get_mut(cabinet) {
+                Some(p) if ok => p.labels.remove(cmd_id),
+                _ => false,
+            }
+        };
+        if done {
+            self.try_initialize(cabinet, up, at).await?;
+        }
         Ok(())
     }
 }
