@@ -59,6 +59,12 @@ impl ApiClient {
             .await
     }
 
+    /// PUT JSON with a bearer token.
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.send(self.http.put(format!("{}{path}", self.base)).bearer_auth(token).json(body))
+            .await
+    }
+
     /// POST raw bytes (for malformed-input tests).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
         self.send(

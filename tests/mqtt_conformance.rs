@@ -499,3 +499,71 @@ async fn a_flooding_device_is_slowed_without_losing_messages_or_starving_others(
     app.stop().await;
     store.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_device_is_shut_out_and_let_back_in() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, client) = app_with(&store, |_| {}).await;
+    let dev = register(&client, "dis", "d1").await;
+    // Connected and waiting for commands.
+    let mut args = dev.conn_args(&app, now_ms());
+    args.extend(["-V", "mqttv5", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "30"].map(String::from));
+    let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
+    common::eventually(10, "connected", || async { app.platform.hub.is_attached(&dev.id).then_some(()) }).await;
+    let (st, v) = client
+        .put(
+            &format!("/api/v1/cabinets/{}/device", dev.id),
+            &client.admin,
+            &json!({"enabled": false}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.as_u16(), 200, "{v}");
+    // The live connection is closed at once (long before the client's 30 s wait).
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("closed")
+        .unwrap();
+    assert_ne!(r.code, 0);
+    assert!(!app.platform.hub.is_attached(&dev.id));
+    // New connections are refused.
+    let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "boot"), &boot("b1", 0)).await;
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Not authorized"), "{}", r.stderr);
+    // (mosquitto_sub's own reconnect attempt is refused too.)
+    assert!(refused(&app, "auth_unknown_device") >= 1);
+    let (_, c) = client.get(&format!("/api/v1/cabinets/{}", dev.id), &client.admin).await.unwrap();
+    assert_eq!(c["device_enabled"], false);
+    // Let back in.
+    let (st, _) = client
+        .put(
+            &format!("/api/v1/cabinets/{}/device", dev.id),
+            &client.admin,
+            &json!({"enabled": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.as_u16(), 200);
+    let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "boot"), &boot("b2", 0)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Both switches are in the log for auditors.
+    let events = app.platform.feed.read_after(0, 10_000).await.unwrap();
+    let switches: Vec<bool> = events
+        .iter()
+        .filter(|e| e.event_type == "DeviceAccessChanged")
+        .map(|e| e.payload["DeviceAccessChanged"]["enabled"].as_bool().unwrap())
+        .collect();
+    assert_eq!(switches, [false, true]);
+    // A body that is not the contract's.
+    let (st, v) = client
+        .put(
+            &format!("/api/v1/cabinets/{}/device", dev.id),
+            &client.admin,
+            &json!({"enabled": "no"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.as_u16(), 422, "{v}");
+    app.stop().await;
+    store.cleanup().await;
+}

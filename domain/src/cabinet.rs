@@ -197,6 +197,15 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// An operator lets the device connect, or shuts it out [D2].
+    SetDeviceAccess {
+        /// Allowed to connect.
+        enabled: bool,
+        /// Who.
+        by: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A locker reported a compartment change [seed 000].
     RecordCompartment {
         /// Compartment (a locker's doors are its compartments).
@@ -323,6 +332,15 @@ pub enum CabinetEvent {
     DeviceResumed {
         /// `online` or `pending_init`.
         status: DeviceStatus,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device's access was switched (its credentials refuse it while disabled).
+    DeviceAccessChanged {
+        /// Allowed to connect.
+        enabled: bool,
+        /// Who.
+        by: String,
         /// When.
         at: UnixMs,
     },
@@ -470,6 +488,7 @@ impl DomainEvent for CabinetEvent {
             Self::DeviceWentSilent { .. } => "DeviceWentSilent",
             Self::DeviceResumed { .. } => "DeviceResumed",
             Self::CompartmentChanged { .. } => "CompartmentChanged",
+            Self::DeviceAccessChanged { .. } => "DeviceAccessChanged",
             Self::AdPlayed { .. } => "AdPlayed",
             Self::CabinetInitialized { .. } => "CabinetInitialized",
             Self::LaneStockChanged { .. } => "LaneStockChanged",
@@ -587,6 +606,9 @@ pub struct Cabinet {
     pub planogram_version: u32,
     /// Recently seen door-message ids.
     pub recent_msg_ids: VecDeque<String>,
+    /// An operator shut the device out [D2].
+    #[serde(default)]
+    pub device_disabled: bool,
 }
 
 impl Cabinet {
@@ -758,6 +780,11 @@ impl Aggregate for Cabinet {
                         self,
                     )
                     .await;
+                }
+            }
+            CabinetCommand::SetDeviceAccess { enabled, by, at } => {
+                if self.device_disabled == enabled {
+                    sink.write(CabinetEvent::DeviceAccessChanged { enabled, by, at }, self).await;
                 }
             }
             CabinetCommand::RecordAdPlay {
@@ -1065,6 +1092,7 @@ impl Aggregate for Cabinet {
                 self.remember(msg_id);
             }
             CabinetEvent::AdPlayed { msg_id, .. } => self.remember(msg_id),
+            CabinetEvent::DeviceAccessChanged { enabled, .. } => self.device_disabled = !enabled,
             CabinetEvent::CabinetInitialized { .. } => {
                 self.initialized = true;
                 self.status = DeviceStatus::Online;

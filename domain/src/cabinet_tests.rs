@@ -1140,3 +1140,21 @@ fn compartment_changes_and_ad_plays_are_recorded_once() {
         reason: "must be at most one hour".into(),
     });
 }
+
+#[test]
+fn device_access_switches_are_recorded_only_when_they_change_something() {
+    let off = CabinetEvent::DeviceAccessChanged {
+        enabled: false,
+        by: "operator".into(),
+        at: AT + 5,
+    };
+    let set = |enabled| CabinetCommand::SetDeviceAccess {
+        enabled,
+        by: "operator".into(),
+        at: AT + 5,
+    };
+    given(online()).when(set(false)).then_expect_events(vec![off.clone()]);
+    given(online()).when(set(true)).then_expect_events(vec![]);
+    given(with(online(), [off.clone()])).when(set(false)).then_expect_events(vec![]);
+    assert!(state_after(with(online(), [off])).device_disabled);
+}

@@ -211,6 +211,16 @@ impl DeviceHub {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).contains_key(cabinet)
     }
 
+    /// Closes `cabinet`'s connection on this node (its transport sees its downlink channel
+    /// end) and records the disconnect.
+    pub async fn kick(&self, cabinet: &CabinetId) -> Result<(), IngestError> {
+        let current = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(cabinet).map(|(id, _)| *id);
+        match current {
+            Some(id) => self.detach(cabinet, id, true).await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether `connection` is `cabinet`'s current connection.
     pub fn is_current(&self, cabinet: &CabinetId, connection: u64) -> bool {
         self.links

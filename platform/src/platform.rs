@@ -503,6 +503,36 @@ impl Platform {
         Ok(c)
     }
 
+    /// Lets a device connect again, or shuts it out: its credentials are refused while it
+    /// is disabled, and a live connection is closed now [D2].
+    pub async fn set_device_access(&self, id: &CabinetId, enabled: bool, by: &str) -> Result<(), ServiceError> {
+        self.cabinet(id).await?;
+        let key = id.to_string();
+        let flag = i32::from(!enabled);
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("UPDATE device_credentials SET disabled = $1 WHERE cabinet = $2")
+                .bind(flag).bind(&key).execute(pool).await.map_err(DbError::from)?;
+        });
+        let at = self.clock.now_ms();
+        self.aggregates
+            .cabinets
+            .execute(
+                &key,
+                CabinetCommand::SetDeviceAccess {
+                    enabled,
+                    by: by.to_string(),
+                    at,
+                },
+                self.meta(&key, "operator:device-access"),
+            )
+            .await
+            .map_err(ServiceError::from_command)?;
+        if !enabled {
+            self.hub.kick(id).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// A device's secret (for signing checks at the gateway).
     pub async fn device_secret(&self, id: &CabinetId) -> Result<Option<String>, ServiceError> {
         let sql = "SELECT secret FROM device_credentials WHERE cabinet = $1 AND disabled = 0";

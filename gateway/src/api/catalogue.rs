@@ -210,6 +210,7 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
         "status": status_name(c.status),
         "location": c.location,
         "planogram_version": c.planogram_version,
+        "device_enabled": !c.device_disabled,
         "last_heartbeat_ts": last_heartbeat_ts,
         "gateway_node": c.node,
         "doors": doors,
@@ -271,4 +272,24 @@ pub async fn put_coupon_policy(
 
 pub async fn get_coupon_policy(_: Operator, State(s): State<Arc<ApiState>>) -> Json<CouponPolicy> {
     Json(s.platform.coupon_policy())
+}
+
+/// Body of `PUT /api/v1/cabinets/{id}/device`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAccess {
+    enabled: bool,
+}
+
+/// `PUT /api/v1/cabinets/{id}/device` `{"enabled": false}`: shut a device out (its
+/// credentials are refused and a live connection is closed) or let it back in [D2].
+pub async fn put_device_access(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<DeviceAccess>,
+) -> Result<Json<Value>, ApiError> {
+    let id = CabinetId::parse(&id)?;
+    s.platform.set_device_access(&id, b.enabled, "operator").await?;
+    Ok(Json(json!({"id": id.to_string(), "enabled": b.enabled})))
 }

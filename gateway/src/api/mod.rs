@@ -62,6 +62,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
         .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
         .route("/api/v1/cabinets/{id}/commands", post(commands::issue))
+        .route("/api/v1/cabinets/{id}/device", put(catalogue::put_device_access))
         .route("/api/v1/commands/{id}", get(commands::get))
         .route(
             "/api/v1/coupon-policy",
