@@ -58,6 +58,10 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
         .unwrap();
     assert_eq!(sample["status"], "online");
     assert!(sample["last_heartbeat_ts"].as_i64().unwrap() > round2);
+    // What the heartbeat said [D4], and every heartbeat went on to the telemetry bus.
+    assert_eq!(sample["heartbeat"]["battery"], 100);
+    assert_eq!(sample["heartbeat"]["doors"][0], serde_json::json!([1, "closed"]));
+    assert!(app.platform.hub.bus.published.load(Relaxed) >= 2_000);
     assert_eq!(mqtt.refused.lock().unwrap().values().sum::<u64>(), 0, "nothing refused");
     for c in cadences {
         c.abort();

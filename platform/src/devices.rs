@@ -159,6 +159,9 @@ pub struct DeviceHub {
     recent: Mutex<HashMap<CabinetId, RecentIds>>,
     pending_init: Mutex<HashMap<CabinetId, PendingInit>>,
     last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
+    last_heartbeat: Mutex<HashMap<CabinetId, crate::bus::HeartbeatInfo>>,
+    /// Where weight samples and heartbeats go on as telemetry [D6].
+    pub bus: Arc<crate::bus::InProcessBus>,
     /// Traffic counters.
     pub counters: DeviceCounters,
     /// Heartbeat liveness of this node's devices [D5].
@@ -184,6 +187,8 @@ impl DeviceHub {
             recent: Mutex::default(),
             pending_init: Mutex::default(),
             last_seen: Mutex::default(),
+            last_heartbeat: Mutex::default(),
+            bus: Arc::new(crate::bus::InProcessBus::new(4096)),
             counters: DeviceCounters::default(),
             liveness: crate::liveness::Liveness::new(liveness),
         }
@@ -263,6 +268,11 @@ impl DeviceHub {
             )
             .await
             .map_err(|e| IngestError::Store(e.to_string()))
+    }
+
+    /// The device's newest heartbeat (by device time) [D4].
+    pub fn last_heartbeat(&self, cabinet: &CabinetId) -> Option<crate::bus::HeartbeatInfo> {
+        self.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner()).get(cabinet).cloned()
     }
 
     /// When the device was last heard from (platform clock).
@@ -458,6 +468,14 @@ impl DeviceHub {
             UplinkBody::Weight { .. } => {
                 if let Some((door, sample)) = up.weight_sample(at) {
                     self.telemetry.push(cabinet, door, sample.clone());
+                    crate::bus::TelemetryBus::publish(
+                        &*self.bus,
+                        crate::bus::Telemetry::Weight {
+                            cabinet: cabinet.clone(),
+                            door,
+                            sample: sample.clone(),
+                        },
+                    );
                     self.maybe_initialize(cabinet, door, sample, up, at).await?;
                 }
             }
@@ -575,13 +593,42 @@ impl DeviceHub {
                 self.liveness.disconnected(cabinet);
                 self.cabinet_cmd(cabinet, CabinetCommand::DisconnectDevice { at }, up, at).await?;
             }
-            // Ordered by device time; a heartbeat from a device not tracked (marked silent,
-            // or tracked by no one since a restart) brings it back [D5].
-            UplinkBody::Heartbeat { .. } if !self.liveness.heartbeat(cabinet, up.envelope.ts, at) => {
-                self.cabinet_cmd(cabinet, CabinetCommand::MarkAlive { at }, up, at).await?;
+            UplinkBody::Heartbeat {
+                temp_c,
+                battery,
+                net,
+                heating,
+                doors,
+            } => {
+                let info = crate::bus::HeartbeatInfo {
+                    device_ts: up.envelope.ts,
+                    received_at: at,
+                    temp_c: *temp_c,
+                    battery: *battery,
+                    net: *net,
+                    heating: *heating,
+                    doors: doors.iter().map(|d| (d.door, d.state.clone())).collect(),
+                };
+                {
+                    // The newest by device time is what operators see [D4].
+                    let mut last = self.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.get(cabinet).is_none_or(|h| h.device_ts <= info.device_ts) {
+                        last.insert(cabinet.clone(), info.clone());
+                    }
+                }
+                crate::bus::TelemetryBus::publish(
+                    &*self.bus,
+                    crate::bus::Telemetry::Heartbeat {
+                        cabinet: cabinet.clone(),
+                        info,
+                    },
+                );
+                // Ordered by device time; a heartbeat from a device not tracked (marked
+                // silent, or tracked by no one since a restart) brings it back [D5].
+                if !self.liveness.heartbeat(cabinet, up.envelope.ts, at) {
+                    self.cabinet_cmd(cabinet, CabinetCommand::MarkAlive { at }, up, at).await?;
+                }
             }
-            // Heartbeats, compartments and ad plays are recorded as last-seen here; their
-            // own handling (liveness, lockers, ads) belongs to the gateway issue.
             _ => {}
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! - [`runner`]: the saga runner and effect executor; [`views`]: projections runner;
 //! - [`telemetry`], [`devices`], [`protocol`]: the device side (telemetry buffer, the
 //!   device hub that both in-process and MQTT devices talk through, the wire types);
+//! - [`bus`]: the telemetry bus (weights, heartbeats) the scaled-out mode backs with JetStream;
 //! - [`device_auth`]: the signatures of PROTOCOL.md (MQTT CONNECT, HTTP headers);
 //! - [`clock`]: system and test clocks; [`platform`]: assembly and the service API the
 //!   HTTP layer calls.
@@ -14,6 +15,7 @@
 //! Architecture Invariant: this crate never depends on `tare-gateway`; edges plug in
 //! through the traits of `tare_sagas::ports`.
 
+pub mod bus;
 pub mod clock;
 pub mod db;
 pub mod device_auth;

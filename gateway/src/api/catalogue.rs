@@ -221,6 +221,8 @@ pub async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Path(id): 
     let id = CabinetId::parse(&id)?;
     let c = s.platform.cabinet(&id).await?;
     let mut v = cabinet_json(&c, s.platform.hub.last_seen(&id));
+    // The newest heartbeat's content [D4].
+    v["heartbeat"] = json!(s.platform.hub.last_heartbeat(&id));
     // Silent while the platform cannot tell whether the fault is its own [B1].
     if s.platform.hub.liveness.is_undecided(&id) {
         v["status"] = serde_json::json!("unknown");
