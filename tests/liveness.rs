@@ -149,3 +149,42 @@ async fn losing_30_percent_of_heartbeats_marks_nobody_offline(kind: Store) {
     store.cleanup().await;
 }
 on_both_stores!(platform_side_loss, losing_30_percent_of_heartbeats_marks_nobody_offline);
+
+async fn devices_lost_with_a_restart_are_tracked_again(kind: Store) {
+    let store = TestStore::new(kind).await;
+    let (app, clock, fleet) = rig(&store).await;
+    let admin = app.admin_token.clone();
+    // The process goes away with every connection; only cabinet 1 comes back.
+    app.stop().await;
+    let mut cfg = config(&store);
+    cfg.clock = PlatformClock::Manual(clock.clone());
+    cfg.admin_token = admin.clone();
+    let app = App::start(cfg).await.expect("restart");
+    let back = fleet.cabinets[1].with_transport(tare_sim::transport::HubTransport::new(
+        app.platform.hub.clone(),
+        fleet.cabinets[1].id().clone(),
+    ));
+    back.connect().await.unwrap();
+    let client = tare::fleet::ApiClient::new(&app.base_url, &admin);
+    let status = |i: usize| {
+        let client = &client;
+        let id = fleet.cabinets[i].id().to_string();
+        async move {
+            let (_, v) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await.unwrap();
+            v["status"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(status(0).await, "online", "the log still says online right after the restart");
+    for _ in 0..3 {
+        clock.advance(30_000);
+        back.heartbeat().await.unwrap();
+        app.platform.sweep_liveness().await.unwrap();
+    }
+    // Nine of ten went silent at once: that looks like the platform's own fault, so they
+    // are undecided, not offline.
+    assert_eq!(status(0).await, "unknown");
+    assert_eq!(status(1).await, "online");
+    app.stop().await;
+    store.cleanup().await;
+}
+on_both_stores!(lost_with_restart, devices_lost_with_a_restart_are_tracked_again);

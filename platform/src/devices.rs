@@ -194,6 +194,11 @@ impl DeviceHub {
         }
     }
 
+    /// The gateway node this hub runs on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The telemetry buffer.
     pub fn telemetry(&self) -> Arc<TelemetryBuffer> {
         self.telemetry.clone()

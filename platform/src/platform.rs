@@ -232,6 +232,7 @@ impl Platform {
             tasks: std::sync::Mutex::new(Vec::new()),
         });
         platform.spawn_loops(cfg.effect_concurrency);
+        platform.resume_liveness().await?;
         Ok(platform)
     }
 
@@ -305,6 +306,30 @@ impl Platform {
                 }
             }
         })
+    }
+
+    /// After a restart, the cabinets this node last held as connected are tracked from
+    /// now: a device whose connection died with the old process and never comes back is
+    /// recorded offline once the threshold passes, instead of staying `online` forever.
+    async fn resume_liveness(&self) -> Result<(), DbError> {
+        let sql = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'cabinet'";
+        let ids: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await.map_err(DbError::from)?);
+        let now = self.clock.now_ms();
+        for (id,) in ids {
+            let Ok(cabinet) = self.aggregates.cabinets.load(&id).await else {
+                continue;
+            };
+            let connected = matches!(
+                cabinet.status,
+                tare_domain::cabinet::DeviceStatus::Online | tare_domain::cabinet::DeviceStatus::PendingInit
+            );
+            if let (true, Some(node), Ok(cid)) = (connected, &cabinet.node, CabinetId::parse(&id)) {
+                if *node == self.hub.node() && !self.hub.is_attached(&cid) {
+                    self.hub.liveness.connected(&cid, now);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs one liveness sweep now [D5, B1]: devices silent past the threshold are
