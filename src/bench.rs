@@ -177,17 +177,22 @@ pub struct BenchArgs {
     pub sqlite_only: bool,
 }
 
-/// Peak resident memory of this process (VmHWM), in MiB.
-pub fn peak_rss_mib() -> f64 {
+/// A memory field of this process's `/proc/self/status` (`VmHWM`, `VmRSS`), in KiB.
+pub fn proc_status_kib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or(0.0, |kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    proc_status_kib("VmHWM") / 1024.0
 }
 
 struct StoreFigures {

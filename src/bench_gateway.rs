@@ -39,15 +39,7 @@ pub struct GatewayBench {
 
 /// Resident memory now (VmRSS), in KiB.
 fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
+    crate::bench::proc_status_kib("VmRSS")
 }
 
 fn encode(p: v4::Packet) -> Vec<u8> {

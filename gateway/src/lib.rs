@@ -6,6 +6,7 @@
 //! implements the ports of `tare_sagas::ports`.
 
 pub mod api;
+pub mod counts;
 pub mod mqtt;
 pub mod rate;
 pub mod sandbox;

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,7 +121,7 @@ pub struct DeviceHttp {
     links: Mutex<HashMap<CabinetId, Arc<HttpLink>>>,
     closing: tokio::sync::watch::Sender<bool>,
     /// Refusals by reason.
-    pub refused: Mutex<BTreeMap<&'static str, u64>>,
+    pub refused: crate::counts::ReasonCounts,
 }
 
 impl DeviceHttp {
@@ -132,7 +132,7 @@ impl DeviceHttp {
             buckets: Mutex::default(),
             links: Mutex::default(),
             closing: tokio::sync::watch::channel(false).0,
-            refused: Mutex::default(),
+            refused: crate::counts::ReasonCounts::default(),
         }
     }
 
@@ -143,32 +143,17 @@ impl DeviceHttp {
 
     /// Refusals so far for `reason`.
     pub fn refused(&self, reason: &str) -> u64 {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
+        self.refused.get(reason)
     }
 
     fn count(&self, e: &DeviceApiError) {
-        *self
-            .refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(e.reason())
-            .or_default() += 1;
+        self.refused.add(e.reason());
     }
 
     /// Prometheus lines.
     pub fn prometheus(&self) -> String {
-        let mut s = String::from(
-            "# HELP tare_device_http_refused_total HTTP device requests refused, by reason.\n# TYPE tare_device_http_refused_total counter\n",
-        );
-        for (reason, n) in self.refused.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            s.push_str(&format!("tare_device_http_refused_total{{reason=\"{reason}\"}} {n}\n"));
-        }
-        s
+        self.refused
+            .prometheus("tare_device_http_refused_total", "HTTP device requests refused, by reason.")
     }
 
     fn take_token(&self, device: &CabinetId) -> Result<(), DeviceApiError> {

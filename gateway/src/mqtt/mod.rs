@@ -17,10 +17,9 @@ pub mod codec;
 mod session;
 
 use crate::mqtt::session::Session;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::CabinetId;
 use tare_platform::clock::PlatformClock;
@@ -92,30 +91,23 @@ pub struct MqttCounters {
     /// Keep-alive expiries.
     pub keepalive_timeouts: AtomicU64,
     /// Refusals by reason (connect, publish and subscribe).
-    pub refused: Mutex<BTreeMap<&'static str, u64>>,
+    pub refused: crate::counts::ReasonCounts,
 }
 
 impl MqttCounters {
     /// Counts one refusal for `reason`.
     pub fn refuse(&self, reason: &'static str) {
-        *self.refused.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+        self.refused.add(reason);
     }
 
     /// Refusals so far for `reason`.
     pub fn refused(&self, reason: &str) -> u64 {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
+        self.refused.get(reason)
     }
 
     /// Prometheus text lines.
     pub fn prometheus(&self) -> String {
-        let mut s = String::from(
-            "# HELP tare_mqtt_refused_total MQTT connects, publishes and subscribes refused, by reason.\n# TYPE tare_mqtt_refused_total counter\n",
-        );
+        let mut s = String::new();
         let g = |n: &AtomicU64| n.load(Ordering::Relaxed);
         s.push_str(&format!("tare_mqtt_connections_open {}\n", g(&self.connections_open)));
         s.push_str(&format!("tare_mqtt_connections_accepted_total {}\n", g(&self.connections_accepted)));
@@ -124,9 +116,10 @@ impl MqttCounters {
         s.push_str(&format!("tare_mqtt_publishes_out_total {}\n", g(&self.publishes_out)));
         s.push_str(&format!("tare_mqtt_wills_fired_total {}\n", g(&self.wills_fired)));
         s.push_str(&format!("tare_mqtt_keepalive_timeouts_total {}\n", g(&self.keepalive_timeouts)));
-        for (reason, n) in self.refused.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            s.push_str(&format!("tare_mqtt_refused_total{{reason=\"{reason}\"}} {n}\n"));
-        }
+        s.push_str(&self.refused.prometheus(
+            "tare_mqtt_refused_total",
+            "MQTT connects, publishes and subscribes refused, by reason.",
+        ));
         s
     }
 }
