@@ -367,6 +367,14 @@ impl DeviceHub {
         }
     }
 
+    async fn load_cabinet(&self, cabinet: &CabinetId) -> Result<tare_domain::cabinet::Cabinet, IngestError> {
+        self.aggregates
+            .cabinets
+            .load(&cabinet.to_string())
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))
+    }
+
     async fn cabinet_cmd(&self, cabinet: &CabinetId, cmd: CabinetCommand, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
         use crate::store::CommandError;
         use tare_domain::cabinet::CabinetError;
@@ -395,12 +403,7 @@ impl DeviceHub {
             UplinkBody::Boot { fw, doors, lanes, .. } => {
                 // D1: the boot must describe the registered planogram (doors and lanes
                 // per door; a locker's compartments have none).
-                let before = self
-                    .aggregates
-                    .cabinets
-                    .load(&cabinet.to_string())
-                    .await
-                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                let before = self.load_cabinet(cabinet).await?;
                 if before.id.is_none() {
                     return Err(IngestError::UnknownDevice(cabinet.to_string()));
                 }
@@ -426,12 +429,7 @@ impl DeviceHub {
                     at,
                 )
                 .await?;
-                let state = self
-                    .aggregates
-                    .cabinets
-                    .load(&cabinet.to_string())
-                    .await
-                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                let state = self.load_cabinet(cabinet).await?;
                 self.liveness.connected(cabinet, at);
                 if state.status == DeviceStatus::PendingInit {
                     // D1: push a price label to every lane; the cabinet goes online once
@@ -673,12 +671,7 @@ impl DeviceHub {
             }
             p.readings.clone()
         };
-        let state = self
-            .aggregates
-            .cabinets
-            .load(&cabinet.to_string())
-            .await
-            .map_err(|e| IngestError::Store(e.to_string()))?;
+        let state = self.load_cabinet(cabinet).await?;
         if !state.doors.keys().all(|d| readings.contains_key(d)) {
             return Ok(()); // wait for a stable reading of every door
         }
