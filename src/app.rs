@@ -8,8 +8,9 @@ use tare_domain::ProviderKind;
 use tare_gateway::api::{ApiCounters, ApiState, HttpServer};
 use tare_gateway::mqtt::{MqttConfig, MqttEndpoint, MqttServer};
 use tare_gateway::sandbox::{SandboxBehaviour, SandboxProvider};
+use tare_gateway::sandbox_service::{callback_key, RemoteProvider};
 use tare_platform::clock::PlatformClock;
-use tare_platform::platform::{PlatformConfig, StoreConfig};
+use tare_platform::platform::{PlatformConfig, Roles, StoreConfig};
 use tare_platform::Platform;
 use tare_sagas::ports::PaymentProvider;
 use tare_sagas::SagaConfig;
@@ -39,6 +40,22 @@ pub struct AppConfig {
     pub pg_max_connections: u32,
     /// Device liveness.
     pub liveness: tare_platform::liveness::LivenessConfig,
+    /// NATS JetStream (scaled out), or `None` for the embedded in-process feed.
+    pub nats: Option<tare_platform::cluster::NatsConfig>,
+    /// What this node does.
+    pub roles: Roles,
+    /// A payment sandbox service shared by the cluster (`tare sandbox`), instead of
+    /// in-process sandboxes.
+    pub payments: Option<RemotePayments>,
+}
+
+/// Where the shared sandbox service is and the secret its callback keys derive from.
+#[derive(Debug, Clone)]
+pub struct RemotePayments {
+    /// `http://host:port` of `tare sandbox`.
+    pub url: String,
+    /// The sandbox secret (the same on every node and the sandbox).
+    pub secret: String,
 }
 
 impl AppConfig {
@@ -56,6 +73,9 @@ impl AppConfig {
             node: "node-1".into(),
             pg_max_connections: 10,
             liveness: tare_platform::liveness::LivenessConfig::default(),
+            nats: None,
+            roles: Roles::ALL,
+            payments: None,
         }
     }
 }
@@ -71,6 +91,11 @@ pub fn random_token() -> String {
 /// asynchronously (result by callback) and allows 3 open orders per shopper; Alipay
 /// collects synchronously and allows 1 [P1].
 pub fn default_sandboxes() -> HashMap<ProviderKind, Arc<SandboxProvider>> {
+    sandboxes_with_keys(|_| random_token().into_bytes())
+}
+
+/// The two sandboxes, signing callbacks with the keys `key` gives per provider.
+pub fn sandboxes_with_keys(key: impl Fn(ProviderKind) -> Vec<u8>) -> HashMap<ProviderKind, Arc<SandboxProvider>> {
     let wechat = SandboxBehaviour {
         async_collection: true,
         max_pending_per_shopper: 3,
@@ -84,11 +109,11 @@ pub fn default_sandboxes() -> HashMap<ProviderKind, Arc<SandboxProvider>> {
     HashMap::from([
         (
             ProviderKind::Wechat,
-            SandboxProvider::new(ProviderKind::Wechat, random_token().as_bytes(), wechat),
+            SandboxProvider::new(ProviderKind::Wechat, &key(ProviderKind::Wechat), wechat),
         ),
         (
             ProviderKind::Alipay,
-            SandboxProvider::new(ProviderKind::Alipay, random_token().as_bytes(), alipay),
+            SandboxProvider::new(ProviderKind::Alipay, &key(ProviderKind::Alipay), alipay),
         ),
     ])
 }
@@ -112,8 +137,23 @@ pub struct App {
 impl App {
     /// Starts the platform and the HTTP API.
     pub async fn start(cfg: AppConfig) -> anyhow::Result<Self> {
-        let sandboxes = cfg.sandboxes.clone().unwrap_or_else(default_sandboxes);
-        let providers: Vec<Arc<dyn PaymentProvider>> = sandboxes.values().map(|s| s.clone() as Arc<dyn PaymentProvider>).collect();
+        let (sandboxes, providers, callback_keys) = match &cfg.payments {
+            Some(remote) => {
+                let kinds = [ProviderKind::Wechat, ProviderKind::Alipay];
+                let providers: Vec<Arc<dyn PaymentProvider>> = kinds
+                    .iter()
+                    .map(|k| RemoteProvider::new(*k, &remote.url) as Arc<dyn PaymentProvider>)
+                    .collect();
+                let keys = kinds.iter().map(|k| (*k, callback_key(&remote.secret, *k))).collect();
+                (HashMap::new(), providers, keys)
+            }
+            None => {
+                let sandboxes = cfg.sandboxes.clone().unwrap_or_else(default_sandboxes);
+                let providers: Vec<Arc<dyn PaymentProvider>> = sandboxes.values().map(|s| s.clone() as Arc<dyn PaymentProvider>).collect();
+                let keys = sandboxes.iter().map(|(k, s)| (*k, s.key().to_vec())).collect();
+                (sandboxes, providers, keys)
+            }
+        };
         let pcfg = PlatformConfig {
             store: cfg.store.clone(),
             saga: cfg.saga,
@@ -122,9 +162,13 @@ impl App {
             effect_concurrency: 32,
             pg_max_connections: cfg.pg_max_connections,
             liveness: cfg.liveness,
+            nats: cfg.nats.clone(),
+            roles: cfg.roles,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
-        let endpoint = cfg.mqtt.as_ref().map(|_| {
+        // Only a gateway node holds device connections.
+        let mqtt_addr = cfg.mqtt.as_ref().filter(|_| cfg.roles.gateway);
+        let endpoint = mqtt_addr.map(|_| {
             MqttEndpoint::new(
                 platform.hub.clone(),
                 platform.clone(),
@@ -135,7 +179,7 @@ impl App {
         let state = Arc::new(ApiState {
             platform: platform.clone(),
             admin_token: cfg.admin_token.clone(),
-            callback_keys: sandboxes.iter().map(|(k, s)| (*k, s.key().to_vec())).collect(),
+            callback_keys,
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
             mqtt: endpoint.clone(),
@@ -144,7 +188,7 @@ impl App {
         let http = HttpServer::start(&cfg.http, state)
             .await
             .with_context(|| format!("binding {}", cfg.http))?;
-        let mqtt = match (&cfg.mqtt, endpoint) {
+        let mqtt = match (mqtt_addr, endpoint) {
             (Some(addr), Some(endpoint)) => Some(
                 MqttServer::start(addr, endpoint)
                     .await

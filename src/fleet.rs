@@ -53,23 +53,31 @@ impl ApiClient {
         Ok((status, body))
     }
 
+    /// `path` on the API, or `path` itself when it is a whole URL (a sandbox service's
+    /// confirm page lives elsewhere).
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
     /// POST JSON with a bearer token.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
-        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body))
-            .await
+        self.send(self.http.post(self.url(path)).bearer_auth(token).json(body)).await
     }
 
     /// PUT JSON with a bearer token.
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
-        self.send(self.http.put(format!("{}{path}", self.base)).bearer_auth(token).json(body))
-            .await
+        self.send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
     }
 
     /// POST raw bytes (for malformed-input tests).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
         self.send(
             self.http
-                .post(format!("{}{path}", self.base))
+                .post(self.url(path))
                 .bearer_auth(token)
                 .header("content-type", "application/json")
                 .body(body.to_string()),
@@ -79,7 +87,7 @@ impl ApiClient {
 
     /// GET with a bearer token.
     pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<(StatusCode, Value)> {
-        self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token)).await
+        self.send(self.http.get(self.url(path)).bearer_auth(token)).await
     }
 }
 

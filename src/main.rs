@@ -11,7 +11,7 @@ use std::time::Duration;
 use tare::app::{App, AppConfig};
 use tare::fleet::{Fleet, FleetSpec};
 use tare_domain::DoorNo;
-use tare_platform::platform::StoreConfig;
+use tare_platform::platform::{Roles, StoreConfig};
 
 #[derive(Parser)]
 #[command(name = "tare", version, about = "Event-sourced platform for unmanned retail cabinets")]
@@ -26,6 +26,11 @@ enum Command {
     Serve(ServeArgs),
     /// Run N purchases on a fresh embedded platform and print a summary.
     Demo(DemoArgs),
+    /// The payment sandboxes as a service of their own, shared by a cluster's nodes
+    /// (`serve --payments URL`).
+    Sandbox(SandboxArgs),
+    /// Apply the database migrations (`migrations/`) and exit.
+    Migrate(MigrateArgs),
     /// Benchmarks (ratios against a baseline measured in the same run).
     Bench(tare::bench::BenchArgs),
     /// A virtual fleet that connects to a running platform exactly as PROTOCOL.md says,
@@ -109,15 +114,62 @@ struct ServeArgs {
     /// PostgreSQL URL: use PostgreSQL instead of the embedded SQLite store.
     #[arg(long, env = "TARE_POSTGRES_URL")]
     postgres: Option<String>,
-    /// NATS URL (scaled-out mode; not built yet).
-    #[arg(long, env = "TARE_NATS_URL")]
+    /// NATS URL (scaled-out mode: JetStream relay, partitioned workers, commands across
+    /// nodes); needs --postgres.
+    #[arg(long, env = "TARE_NATS_URL", requires = "postgres")]
     nats: Option<String>,
+    /// Subject and stream prefix on NATS (one per deployment sharing a NATS server).
+    #[arg(long, env = "TARE_NATS_NAMESPACE", default_value = "tare")]
+    nats_namespace: String,
+    /// What this node does: any of gateway, sagas, projections, api (comma-separated), or all.
+    #[arg(long, env = "TARE_ROLES", default_value = "all", value_parser = parse_roles)]
+    roles: Roles,
+    /// This node's name (which gateway node holds a device's connection). Default:
+    /// `node-1` embedded; `{hostname}-{pid}` with --nats, so every process differs.
+    #[arg(long, env = "TARE_NODE", value_parser = parse_node)]
+    node: Option<String>,
+    /// A shared payment sandbox service (`tare sandbox`) instead of in-process sandboxes
+    /// (every node of a cluster must reach the same provider).
+    #[arg(long, env = "TARE_PAYMENTS_URL", requires = "sandbox_secret")]
+    payments: Option<String>,
+    /// The sandbox service's secret (callback signatures).
+    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
+    sandbox_secret: Option<String>,
+    /// PostgreSQL connections of this node (the server's max_connections is shared by all).
+    #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
+    pg_connections: u32,
     /// Operator token; generated and printed once if unset.
     #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Cabinets in the demo fleet.
     #[arg(long, default_value_t = 3)]
     demo_cabinets: usize,
+}
+
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// Listen address.
+    #[arg(long, env = "TARE_SANDBOX_LISTEN", default_value = "127.0.0.1:8790")]
+    listen: String,
+    /// The platform nodes' base URLs to post callbacks to (comma-separated; tried in turn).
+    #[arg(long, env = "TARE_SANDBOX_CALLBACKS", value_delimiter = ',', required = true)]
+    callback: Vec<String>,
+    /// Secret the callback keys derive from (give the nodes the same one).
+    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The address shoppers reach the confirm page at (default: http://{listen}).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// PostgreSQL URL (otherwise the embedded store in --data).
+    #[arg(long, env = "TARE_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Where the embedded store lives.
+    #[arg(long, env = "TARE_DATA", default_value = "data")]
+    data: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +197,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a).await,
+        Command::Migrate(a) => migrate(a).await,
+        Command::Sandbox(a) => sandbox(a).await,
         Command::Bench(a) => tare::bench::run(a).await,
         Command::Sim(a) => sim(a).await,
     }
@@ -186,12 +240,29 @@ fn spawn_step_log(app: &App) {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    if a.nats.is_some() {
-        bail!("--nats (scaled-out mode with JetStream) is not available in this build yet; run without it for the embedded default");
-    }
     let mut cfg = AppConfig::embedded(&a.data);
     if let Some(url) = &a.postgres {
         cfg.store = StoreConfig::Postgres(url.clone());
+    }
+    cfg.pg_max_connections = a.pg_connections;
+    cfg.roles = a.roles;
+    if let Some(url) = &a.nats {
+        let mut n = tare_platform::cluster::NatsConfig::new(url.clone());
+        n.namespace = a.nats_namespace.clone();
+        cfg.nats = Some(n);
+        cfg.node = default_node_name();
+    }
+    if let Some(node) = &a.node {
+        cfg.node = node.clone();
+    }
+    if let (Some(url), Some(secret)) = (&a.payments, &a.sandbox_secret) {
+        cfg.payments = Some(tare::app::RemotePayments {
+            url: url.trim_end_matches('/').to_string(),
+            secret: secret.clone(),
+        });
+    }
+    if a.demo && !(a.roles.api && a.roles.gateway) {
+        bail!("--demo needs the api and gateway roles on this node");
     }
     cfg.http = a.http.clone();
     cfg.mqtt = (a.mqtt != "none").then(|| a.mqtt.clone());
@@ -199,9 +270,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.admin_token = a.admin_token.clone().unwrap_or_else(tare::app::random_token);
     let app = App::start(cfg).await?;
     println!(
-        "listening http={} mqtt={}",
+        "listening http={} mqtt={} node={} roles={} store={} bus={}",
         app.http.addr,
-        app.mqtt.as_ref().map_or("none".to_string(), |m| m.addr.to_string())
+        app.mqtt.as_ref().map_or("none".to_string(), |m| m.addr.to_string()),
+        app.platform.hub.node(),
+        a.roles,
+        if a.postgres.is_some() { "postgres" } else { "sqlite" },
+        if a.nats.is_some() { "nats" } else { "in-process" },
     );
     if generated {
         println!("admin token (shown once): {}", app.admin_token);
@@ -222,6 +297,73 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     app.stop().await;
+    Ok(())
+}
+
+fn parse_roles(s: &str) -> Result<Roles, String> {
+    Roles::parse(s)
+}
+
+/// A node name goes into NATS subjects: letters, digits, '-' and '_' only.
+fn parse_node(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err("1 to 64 letters, digits, '-' or '_'".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `{hostname}-{pid}`, made safe for a NATS subject.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{host}-{}", std::process::id())
+}
+
+/// Serves the two payment sandboxes for a cluster until Ctrl-C.
+async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
+    for c in &a.callback {
+        if !(c.starts_with("http://") || c.starts_with("https://")) {
+            bail!("--callback {c}: must be a URL such as http://127.0.0.1:8780");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    let addr = listener.local_addr()?;
+    let public = a.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let sandboxes = tare::app::sandboxes_with_keys(|k| tare_gateway::sandbox_service::callback_key(&a.secret, k));
+    for s in sandboxes.values() {
+        s.set_addresses(&public, &a.callback);
+    }
+    println!("sandbox listening http={addr}");
+    let app = tare_gateway::sandbox_service::router(sandboxes);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the sandbox")?;
+    Ok(())
+}
+
+/// Applies the migrations of `migrations/` to the chosen store and reports them.
+async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
+    let db = match &a.postgres {
+        Some(url) => tare_platform::db::Db::open_postgres(url, 2).await,
+        None => tare_platform::db::Db::open_sqlite(&a.data).await,
+    }
+    .context("applying migrations")?;
+    let applied = db.applied_migrations().await.context("listing applied migrations")?;
+    for (version, description) in &applied {
+        println!("applied {version:04} {description}");
+    }
+    println!("{} migrations applied; the store is up to date", applied.len());
+    db.close().await;
     Ok(())
 }
 

@@ -133,7 +133,7 @@ pub struct SandboxProvider {
     orders: Mutex<HashMap<String, SandboxOrder>>,
     charges: Mutex<Vec<SandboxCharge>>,
     behaviour: Mutex<SandboxBehaviour>,
-    callback_base: Mutex<Option<String>>,
+    callback_bases: Mutex<Vec<String>>,
     http: reqwest::Client,
     public_base: Mutex<String>,
 }
@@ -158,7 +158,7 @@ impl SandboxProvider {
             orders: Mutex::default(),
             charges: Mutex::default(),
             behaviour: Mutex::new(behaviour),
-            callback_base: Mutex::new(None),
+            callback_bases: Mutex::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -174,8 +174,16 @@ impl SandboxProvider {
 
     /// Where to post callbacks (`http://host:port`), known once the HTTP server is bound.
     pub fn set_callback_base(&self, base: &str) {
-        *lock(&self.callback_base) = Some(base.trim_end_matches('/').to_string());
+        *lock(&self.callback_bases) = vec![base.trim_end_matches('/').to_string()];
         *lock(&self.public_base) = base.trim_end_matches('/').to_string();
+    }
+
+    /// A sandbox run as its own service for a cluster: callbacks go to any of `callbacks`
+    /// (the platform's nodes, tried in turn, as a provider's retries would land on
+    /// whichever node the load balancer picks), and shoppers confirm at `public_base`.
+    pub fn set_addresses(&self, public_base: &str, callbacks: &[String]) {
+        *lock(&self.callback_bases) = callbacks.iter().map(|b| b.trim_end_matches('/').to_string()).collect();
+        *lock(&self.public_base) = public_base.trim_end_matches('/').to_string();
     }
 
     /// Changes the behaviour.
@@ -214,10 +222,11 @@ impl SandboxProvider {
     }
 
     fn notify(&self, n: SandboxNotification) {
-        let Some(base) = lock(&self.callback_base).clone() else {
+        let bases = lock(&self.callback_bases).clone();
+        if bases.is_empty() {
             tracing::warn!(id = %n.id, "sandbox has no callback address; notification dropped");
             return;
-        };
+        }
         let behaviour = lock(&self.behaviour).clone();
         let (http, key, kind) = (self.http.clone(), self.key.clone(), self.kind);
         tokio::spawn(async move {
@@ -226,7 +235,7 @@ impl SandboxProvider {
             }
             let copies = if behaviour.duplicate_callbacks { 2 } else { 1 };
             for _ in 0..copies {
-                deliver(&http, &key, kind, &base, &n).await;
+                deliver(&http, &key, kind, &bases, &n).await;
             }
         });
     }
@@ -432,10 +441,11 @@ impl PaymentProvider for SandboxProvider {
 
 /// Posts a notification, retrying on failure (a few times, quickly; the real providers
 /// retry for a day).
-async fn deliver(http: &reqwest::Client, key: &[u8], kind: ProviderKind, base: &str, n: &SandboxNotification) {
+async fn deliver(http: &reqwest::Client, key: &[u8], kind: ProviderKind, bases: &[String], n: &SandboxNotification) {
     let Ok(body) = serde_json::to_vec(n) else { return };
-    let url = format!("{base}/callbacks/{}", kind.as_str());
     for attempt in 0..8u32 {
+        // Each retry goes to the next address (a node may be down).
+        let url = format!("{}/callbacks/{}", bases[attempt as usize % bases.len()], kind.as_str());
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())

@@ -105,6 +105,13 @@ impl Db {
         Ok(Self::Postgres(pool))
     }
 
+    /// The migrations applied to this store: (version, description), oldest first.
+    pub async fn applied_migrations(&self) -> Result<Vec<(i64, String)>, DbError> {
+        let sql = "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version";
+        let rows: Vec<(i64, String)> = crate::on_read_db!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
     /// Whether this is the PostgreSQL store.
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))

@@ -7,13 +7,13 @@
 //! stores then read `feed` by position.
 
 use crate::db::{Db, DbError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// One event as read from the feed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedEvent {
     /// Position in the feed (1, 2, 3, … with no gaps).
     pub position: i64,

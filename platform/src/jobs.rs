@@ -47,8 +47,15 @@ impl Jobs {
 
     /// Inserts `jobs`, each with the feed position of the event that caused it (which
     /// orders an order's effects), keeping existing keys, and moves consumer `name`'s
-    /// checkpoint to `position`, atomically.
-    pub async fn schedule_with_checkpoint(&self, name: &str, position: i64, jobs: &[(i64, Scheduled)], now: UnixMs) -> Result<(), DbError> {
+    /// checkpoint to `position`, atomically. Returns whether the checkpoint moved (false:
+    /// these events were decided before, and nothing new was scheduled).
+    pub async fn schedule_with_checkpoint(
+        &self,
+        name: &str,
+        position: i64,
+        jobs: &[(i64, Scheduled)],
+        now: UnixMs,
+    ) -> Result<bool, DbError> {
         let encoded: Vec<(String, i64, String, i64)> = jobs
             .iter()
             .map(|(source, j)| Ok((j.key.clone(), j.due_at, serde_json::to_string(&j.effect)?, *source)))
@@ -60,12 +67,15 @@ impl Jobs {
                     .bind(key).bind(due_at).bind(effect).bind(source).bind(now)
                     .execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position")
+            // Never backwards: a redelivered (older) event's jobs are already there, and
+            // a slower node finishing late must not rewind a checkpoint another moved on.
+            let moved = sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE checkpoints.position < excluded.position")
                 .bind(name).bind(position)
-                .execute(&mut *tx).await?;
+                .execute(&mut *tx).await?
+                .rows_affected() > 0;
             tx.commit().await?;
-        });
-        Ok(())
+            Ok(moved)
+        })
     }
 
     /// Claims up to `limit` due jobs for `lease_ms` (a claim that is not completed in

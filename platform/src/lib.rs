@@ -17,6 +17,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod cluster;
 pub mod db;
 pub mod device_auth;
 pub mod devices;

@@ -53,6 +53,70 @@ pub struct PlatformConfig {
     pub pg_max_connections: u32,
     /// Device liveness [D5, B1].
     pub liveness: crate::liveness::LivenessConfig,
+    /// NATS JetStream (scaled out); `None`: the in-process feed loops (embedded).
+    pub nats: Option<crate::cluster::NatsConfig>,
+    /// What this node does.
+    pub roles: Roles,
+}
+
+/// What a node does (`--roles gateway,sagas,projections,api`; all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Holds device connections (MQTT, HTTP device API) and tracks their liveness.
+    pub gateway: bool,
+    /// Runs the sagas and the effect executor (provider calls, device commands, timers).
+    pub sagas: bool,
+    /// Builds the read models.
+    pub projections: bool,
+    /// Serves the public HTTP API.
+    pub api: bool,
+}
+
+impl Roles {
+    /// Every role (a single node, or any node of a uniform cluster).
+    pub const ALL: Self = Self {
+        gateway: true,
+        sagas: true,
+        projections: true,
+        api: true,
+    };
+
+    /// Parses `gateway,sagas,projections,api` (any non-empty subset; `all`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut r = Self {
+            gateway: false,
+            sagas: false,
+            projections: false,
+            api: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "all" => r = Self::ALL,
+                "gateway" => r.gateway = true,
+                "sagas" => r.sagas = true,
+                "projections" => r.projections = true,
+                "api" => r.api = true,
+                "" => return Err("roles: empty entry".into()),
+                other => return Err(format!("roles: unknown role {other:?} (gateway, sagas, projections, api, all)")),
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.gateway, "gateway"),
+            (self.sagas, "sagas"),
+            (self.projections, "projections"),
+            (self.api, "api"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        f.write_str(&names.join(","))
+    }
 }
 
 impl PlatformConfig {
@@ -66,6 +130,8 @@ impl PlatformConfig {
             effect_concurrency: 32,
             pg_max_connections: 10,
             liveness: crate::liveness::LivenessConfig::default(),
+            nats: None,
+            roles: Roles::ALL,
         }
     }
 }
@@ -181,6 +247,12 @@ pub struct Platform {
     pub clock: PlatformClock,
     /// Saga timings.
     pub saga: SagaConfig,
+    /// NATS, when scaled out.
+    pub nats: Option<Arc<crate::cluster::Nats>>,
+    /// The feed relay to JetStream, when scaled out.
+    pub relay: Option<Arc<crate::cluster::Relay>>,
+    /// What this node does.
+    pub roles: Roles,
     coupon_policy: watch::Sender<CouponPolicy>,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -196,8 +268,18 @@ impl Platform {
             StoreConfig::Sqlite(dir) => Db::open_sqlite(dir).await?,
             StoreConfig::Postgres(url) => Db::open_postgres(url, cfg.pg_max_connections).await?,
         };
+        let nats = match &cfg.nats {
+            Some(n) if db.is_postgres() => Some(crate::cluster::Nats::connect(n).await.map_err(|e| DbError::Config(e.to_string()))?),
+            Some(_) => return Err(DbError::Config("NATS (scaled out) needs the PostgreSQL store".into())),
+            None => None,
+        };
+        let feed = Feed::new(db.clone());
+        let relay = nats
+            .as_ref()
+            .map(|n| Arc::new(crate::cluster::Relay::new(n.clone(), feed.clone(), db.clone())));
         let aggregates = Arc::new(Aggregates::new(&db));
         let telemetry = Arc::new(TelemetryBuffer::default());
+        let telemetry_buffer = telemetry.clone();
         let hub = Arc::new(DeviceHub::new(
             aggregates.clone(),
             telemetry.clone(),
@@ -207,10 +289,15 @@ impl Platform {
         ));
         let policy = load_coupon_policy(&db).await?;
         let (coupon_policy, policy_rx) = watch::channel(policy);
+        // Scaled out, a command for a device held by another gateway node goes there.
+        let devices: Arc<dyn tare_sagas::ports::DeviceLink> = match &nats {
+            Some(n) => Arc::new(crate::cluster::RoutedDevices::new(hub.clone(), aggregates.clone(), n.clone())),
+            None => hub.clone(),
+        };
         let effects = Arc::new(EffectContext {
             aggregates: aggregates.clone(),
             providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
-            devices: hub.clone(),
+            devices,
             telemetry,
             clock: cfg.clock.clone(),
             cfg: cfg.saga,
@@ -218,7 +305,10 @@ impl Platform {
             counters: EffectCounters::default(),
         });
         let platform = Arc::new(Self {
-            feed: Feed::new(db.clone()),
+            feed,
+            nats,
+            relay,
+            roles: cfg.roles,
             jobs: Jobs::new(db.clone()),
             views: Views::new(db.clone()),
             db,
@@ -232,12 +322,38 @@ impl Platform {
             tasks: std::sync::Mutex::new(Vec::new()),
         });
         platform.spawn_loops(cfg.effect_concurrency);
-        platform.resume_liveness().await?;
+        if let Some(nats) = &platform.nats {
+            let mut tasks = platform.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            if cfg.roles.gateway {
+                tasks.push(tokio::spawn(crate::cluster::serve_routed_commands(
+                    nats.clone(),
+                    platform.hub.clone(),
+                    platform.shutdown.subscribe(),
+                )));
+                tasks.push(tokio::spawn(crate::cluster::forward_telemetry(
+                    nats.clone(),
+                    platform.hub.clone(),
+                    platform.shutdown.subscribe(),
+                )));
+            }
+            if cfg.roles.sagas {
+                tasks.push(tokio::spawn(crate::cluster::ingest_telemetry(
+                    nats.clone(),
+                    cfg.node.clone(),
+                    telemetry_buffer.clone(),
+                    platform.shutdown.subscribe(),
+                )));
+            }
+        }
+        if cfg.roles.gateway {
+            platform.resume_liveness().await?;
+        }
         Ok(platform)
     }
 
     fn spawn_loops(self: &Arc<Self>, concurrency: usize) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let roles = self.roles;
         if self.db.is_postgres() {
             let p = self.clone();
             tasks.push(self.spawn_loop("feed-sequencer", move || {
@@ -245,46 +361,105 @@ impl Platform {
                 async move { p.feed.sequence_postgres(1000).await.map(|n| n as usize) }
             }));
         }
-        let p = self.clone();
-        tasks.push(self.spawn_loop("order-saga", move || {
-            let p = p.clone();
-            async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500).await }
-        }));
-        let p = self.clone();
-        tasks.push(self.spawn_loop("projections", move || {
-            let p = p.clone();
-            async move {
-                let projections = tare_projections::all();
-                project_step(&p.db, &p.feed, &projections, 500).await
-            }
-        }));
-        let p = self.clone();
-        let mut shutdown = self.shutdown.subscribe();
-        tasks.push(tokio::spawn(async move {
-            // Once a second of platform time; the sweep costs the devices that expired.
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    _ = p.clock.nap(1_000) => {}
+        match (&self.nats, &self.relay) {
+            (Some(nats), Some(relay)) => {
+                // Scaled out: one relay cluster-wide publishes the feed; this node's
+                // workers pull their share of the partitions.
+                let relay = relay.clone();
+                tasks.push(self.spawn_loop("relay", move || {
+                    let relay = relay.clone();
+                    async move { relay.step(1000).await }
+                }));
+                for partition in 0..crate::cluster::PARTITIONS {
+                    if roles.sagas {
+                        let p = self.clone();
+                        let kind = crate::cluster::WorkerKind::Sagas;
+                        tasks.push(tokio::spawn(crate::cluster::consume_partition(
+                            nats.clone(),
+                            kind,
+                            partition,
+                            self.shutdown.subscribe(),
+                            move |ev| {
+                                let p = p.clone();
+                                async move {
+                                    let name = kind.checkpoint(partition);
+                                    crate::runner::saga_events(&p.jobs, &name, &[ev], &p.saga, p.clock.now_ms()).await
+                                }
+                            },
+                        )));
+                    }
+                    if roles.projections {
+                        let p = self.clone();
+                        let kind = crate::cluster::WorkerKind::Projections;
+                        tasks.push(tokio::spawn(crate::cluster::consume_partition(
+                            nats.clone(),
+                            kind,
+                            partition,
+                            self.shutdown.subscribe(),
+                            move |ev| {
+                                let p = p.clone();
+                                async move {
+                                    let name = kind.checkpoint(partition);
+                                    let projections = tare_projections::all();
+                                    crate::views::project_events(&p.db, &name, &[ev], &projections).await.map(|n| n > 0)
+                                }
+                            },
+                        )));
+                    }
                 }
-                if let Err(e) = p.sweep_liveness().await {
-                    tracing::error!(error = %e, "liveness sweep failed");
+            }
+            _ => {
+                if roles.sagas {
+                    let p = self.clone();
+                    tasks.push(self.spawn_loop("order-saga", move || {
+                        let p = p.clone();
+                        async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500).await }
+                    }));
+                }
+                if roles.projections {
+                    let p = self.clone();
+                    tasks.push(self.spawn_loop("projections", move || {
+                        let p = p.clone();
+                        async move {
+                            let projections = tare_projections::all();
+                            project_step(&p.db, &p.feed, &projections, 500).await
+                        }
+                    }));
                 }
             }
-        }));
-        let p = self.clone();
-        tasks.push(self.spawn_loop("effects", move || {
-            let p = p.clone();
-            async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
-        }));
+        }
+        if roles.gateway {
+            let p = self.clone();
+            let mut shutdown = self.shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                // Once a second of platform time; the sweep costs the devices that expired.
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = p.clock.nap(1_000) => {}
+                    }
+                    if let Err(e) = p.sweep_liveness().await {
+                        tracing::error!(error = %e, "liveness sweep failed");
+                    }
+                }
+            }));
+        }
+        if roles.sagas {
+            let p = self.clone();
+            tasks.push(self.spawn_loop("effects", move || {
+                let p = p.clone();
+                async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
+            }));
+        }
     }
 
     /// Runs `step` until shutdown; when a step did nothing, waits for a commit, a clock
     /// move or a short poll interval.
-    fn spawn_loop<F, Fut>(self: &Arc<Self>, name: &'static str, step: F) -> JoinHandle<()>
+    fn spawn_loop<F, Fut, E>(self: &Arc<Self>, name: &'static str, step: F) -> JoinHandle<()>
     where
         F: Fn() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<usize, DbError>> + Send,
+        Fut: std::future::Future<Output = Result<usize, E>> + Send,
+        E: std::fmt::Display,
     {
         let mut shutdown = self.shutdown.subscribe();
         let mut commits = self.aggregates.commits();

@@ -49,16 +49,24 @@ pub fn decode(ev: &FeedEvent) -> Option<AnyEvent> {
 pub async fn saga_step(feed: &Feed, jobs: &Jobs, cfg: &SagaConfig, now: UnixMs, batch: i64) -> Result<usize, crate::db::DbError> {
     let from = jobs.checkpoint(ORDER_SAGA).await?;
     let events = feed.read_after(from, batch).await?;
+    saga_events(jobs, ORDER_SAGA, &events, cfg, now).await?;
+    Ok(events.len())
+}
+
+/// Decides the order saga's effects for `events` (in feed order) and stores them with
+/// checkpoint `name` in one transaction. Every effect has a key, so deciding an event
+/// twice (a redelivery, or two nodes handed it) schedules nothing new.
+/// Returns whether the checkpoint moved (false: decided before).
+pub async fn saga_events(jobs: &Jobs, name: &str, events: &[FeedEvent], cfg: &SagaConfig, now: UnixMs) -> Result<bool, crate::db::DbError> {
     let Some(last) = events.last().map(|e| e.position) else {
-        return Ok(0);
+        return Ok(false);
     };
     let scheduled: Vec<(i64, Scheduled)> = events
         .iter()
         .filter_map(|ev| decode(ev).map(|e| decide(&ev.aggregate_id, &e, cfg).into_iter().map(move |s| (ev.position, s))))
         .flatten()
         .collect();
-    jobs.schedule_with_checkpoint(ORDER_SAGA, last, &scheduled, now).await?;
-    Ok(events.len())
+    jobs.schedule_with_checkpoint(name, last, &scheduled, now).await
 }
 
 /// What running an effect concluded.

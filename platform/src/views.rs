@@ -52,7 +52,8 @@ impl Views {
         crate::on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM views").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM checkpoints WHERE name = $1").bind(PROJECTIONS).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM checkpoints WHERE name = $1 OR name LIKE $2")
+                .bind(PROJECTIONS).bind(format!("{PROJECTIONS}/%")).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -64,15 +65,40 @@ type DocKey = (&'static str, String);
 
 /// One pass of the projections: folds up to `batch` events after the checkpoint.
 pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projection>], batch: i64) -> Result<usize, DbError> {
+    let from: Option<(i64,)> = crate::on_db!(db, pool => sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1").bind(PROJECTIONS).fetch_optional(pool).await?);
+    let events = feed.read_after(from.map_or(0, |r| r.0), batch).await?;
+    project_events(db, PROJECTIONS, &events, projections).await?;
+    Ok(events.len())
+}
+
+/// Folds `events` (in feed order) into the views and moves checkpoint `name` past them,
+/// in one transaction. Events at or before the checkpoint were applied already (a
+/// redelivery, or another node got there first) and are skipped; on PostgreSQL the
+/// checkpoint row is locked for the transaction, so two nodes handed the same event
+/// apply it once. Returns how many events were applied.
+pub async fn project_events(
+    db: &Db,
+    name: &str,
+    events: &[crate::feed::FeedEvent],
+    projections: &[Box<dyn Projection>],
+) -> Result<usize, DbError> {
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(0);
+    };
     crate::on_db!(db, pool => {
-        let from: Option<(i64,)> = sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1").bind(PROJECTIONS).fetch_optional(pool).await?;
-        let from = from.map_or(0, |r| r.0);
-        let events = feed.read_after(from, batch).await?;
-        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
         let mut tx = pool.begin().await?;
+        sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+            .bind(name).execute(&mut *tx).await?;
+        let lock = if db.is_postgres() { " FOR UPDATE" } else { "" };
+        let (from,): (i64,) = sqlx::query_as(&format!("SELECT position FROM checkpoints WHERE name = $1{lock}"))
+            .bind(name).fetch_one(&mut *tx).await?;
+        let events: Vec<_> = events.iter().filter(|e| e.position > from).collect();
+        if events.is_empty() {
+            return Ok(0);
+        }
         // Documents touched in this batch, so later events see earlier writes.
         let mut cache: HashMap<DocKey, (Option<String>, Option<Value>)> = HashMap::new();
-        for ev in &events {
+        for &ev in &events {
             let Some(event) = decode(ev) else { continue };
             let time = ev.time();
             for p in projections {
@@ -98,8 +124,8 @@ pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projectio
                 }
             }
         }
-        sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position")
-            .bind(PROJECTIONS).bind(last).execute(&mut *tx).await?;
+        sqlx::query("UPDATE checkpoints SET position = $1 WHERE name = $2")
+            .bind(last).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(events.len())
     })
