@@ -142,8 +142,10 @@ async fn query(
     Ok(Json(sandbox(&s, &kind)?.query(&order_id).await.into()))
 }
 
-async fn charges(State(s): State<Sandboxes>, Path(kind): Path<String>) -> Result<Json<Vec<ChargeRecord>>, (StatusCode, String)> {
-    Ok(Json(sandbox(&s, &kind)?.charges().into_iter().map(ChargeRecord::from).collect()))
+async fn charges(State(s): State<Sandboxes>, Path(kind): Path<String>) -> Result<Json<Reply<Vec<ChargeRecord>>>, (StatusCode, String)> {
+    Ok(Json(Reply::Ok(
+        sandbox(&s, &kind)?.charges().into_iter().map(ChargeRecord::from).collect(),
+    )))
 }
 
 async fn confirm(

@@ -148,6 +148,8 @@ pub struct ClusterCounters {
     pub telemetry_lost: AtomicU64,
     /// Telemetry records received from other nodes.
     pub telemetry_in: AtomicU64,
+    /// Device commands handed to another gateway node (and taken by its device link).
+    pub commands_routed: AtomicU64,
 }
 
 /// A connection to NATS with this deployment's names.
@@ -499,19 +501,12 @@ pub struct RoutedDevices {
     hub: Arc<DeviceHub>,
     aggregates: Arc<Aggregates>,
     nats: Arc<Nats>,
-    /// Commands handed to another node.
-    pub routed: AtomicU64,
 }
 
 impl RoutedDevices {
     /// Routes through `nats` what `hub` does not hold.
     pub fn new(hub: Arc<DeviceHub>, aggregates: Arc<Aggregates>, nats: Arc<Nats>) -> Self {
-        Self {
-            hub,
-            aggregates,
-            nats,
-            routed: AtomicU64::new(0),
-        }
+        Self { hub, aggregates, nats }
     }
 }
 
@@ -559,7 +554,7 @@ impl DeviceLink for RoutedDevices {
         })?;
         match serde_json::from_slice::<RoutedReply>(&reply.payload) {
             Ok(RoutedReply { delivered: true }) => {
-                self.routed.fetch_add(1, Ordering::Relaxed);
+                self.nats.counters.commands_routed.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             _ => Err(not_connected()),
@@ -586,7 +581,7 @@ impl DeviceLink for RoutedDevices {
 /// On a gateway node: takes commands other nodes route here and hands them to the local
 /// hub, answering whether the device's connection took it.
 pub async fn serve_routed_commands(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdown: watch::Receiver<bool>) {
-    let subject = nats.gateway_subject(&hub.node());
+    let subject = nats.gateway_subject(hub.node());
     let mut sub = match nats.client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {

@@ -110,3 +110,4 @@ macro_rules! on_both_stores {
         }
     };
 }
+pub mod cluster;

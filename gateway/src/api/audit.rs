@@ -171,6 +171,68 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
         "counter",
         p.hub.counters.silent_alerts.load(Ordering::Relaxed) as i64,
     );
+    if let Some(n) = &p.nats {
+        let c = &n.counters;
+        for (name, help, v) in [
+            (
+                "tare_relay_published_total",
+                "Events this node's relay published to JetStream (acknowledged).",
+                &c.relayed,
+            ),
+            (
+                "tare_relay_duplicates_total",
+                "Of those, events JetStream already held (deduplicated by event id).",
+                &c.relay_duplicates,
+            ),
+            (
+                "tare_partition_events_applied_total",
+                "Stream events this node's saga and projection workers applied.",
+                &c.applied,
+            ),
+            (
+                "tare_partition_events_skipped_total",
+                "Stream events handed to this node that were applied before (redeliveries).",
+                &c.skipped,
+            ),
+            (
+                "tare_partition_events_undecodable_total",
+                "Stream messages this build could not read (terminated).",
+                &c.undecodable,
+            ),
+            (
+                "tare_telemetry_published_total",
+                "Telemetry records this gateway node published to NATS.",
+                &c.telemetry_out,
+            ),
+            (
+                "tare_telemetry_lost_total",
+                "Telemetry records lost before NATS.",
+                &c.telemetry_lost,
+            ),
+            (
+                "tare_telemetry_ingested_total",
+                "Weight samples taken in from other gateway nodes.",
+                &c.telemetry_in,
+            ),
+            (
+                "tare_commands_routed_total",
+                "Device commands this node handed over NATS to the gateway node holding the device.",
+                &c.commands_routed,
+            ),
+        ] {
+            gauge(name, help, "counter", v.load(Ordering::Relaxed) as i64);
+        }
+        let leader = match &p.relay {
+            Some(r) => r.is_leader().await,
+            None => false,
+        };
+        gauge(
+            "tare_relay_leader",
+            "1 on the node whose relay publishes the feed now.",
+            "gauge",
+            i64::from(leader),
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"

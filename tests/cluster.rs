@@ -1,0 +1,342 @@
+//! Scaled out for real [E1, issue 4]: three `tare serve` processes on one PostgreSQL
+//! database and one NATS JetStream, with a shared `tare sandbox` provider. Simulated
+//! cabinets connect over MQTT to one node while their shoppers use another node's API,
+//! so door commands cross nodes over NATS and effects run wherever the partitions land.
+//! Mid-run the relay's leader is killed with SIGKILL. Every order still ends, every
+//! charge is exact and made once, no stock movement is recorded twice, the feed reaches
+//! JetStream complete, and the surviving nodes kept buying.
+
+mod common;
+
+use common::cluster::{delete_namespace, free_port, fresh_namespace, nats_url, sandbox, ClusterSpec};
+use common::postgres_admin_url;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTarget, Purchase};
+use tare_domain::DoorNo;
+
+/// A number from a Prometheus text page.
+fn metric(page: &str, name: &str) -> i64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Every order a shopper created, with the shopper's token.
+    orders: BTreeMap<String, String>,
+    /// Purchases the shopper saw to the end.
+    done: Vec<Purchase>,
+    errors: Vec<String>,
+}
+
+/// One shopper buying at cabinet `cab` of `fleet` until `stop`.
+async fn shop(
+    fleet: Arc<Fleet>,
+    cab: usize,
+    phone: String,
+    mode: (&'static str, &'static str),
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    count: Arc<AtomicUsize>,
+) {
+    let shopper = match fleet.new_shopper(&phone, mode.0, mode.1).await {
+        Ok(s) => s,
+        Err(e) => {
+            ledger.lock().unwrap().errors.push(format!("shopper {phone}: {e}"));
+            return;
+        }
+    };
+    let mut rng = StdRng::seed_from_u64(phone.parse::<u64>().unwrap_or(1));
+    while !stop.load(Ordering::Relaxed) {
+        let door = DoorNo(rng.random_range(1..=2));
+        let takes = fleet.random_takes(&mut rng, cab, door);
+        let r = fleet.purchase(&shopper, cab, door, &takes).await;
+        // Whatever happened, note every order this shopper has (the API may be gone).
+        if let Ok((_, list)) = fleet.client.get("/api/v1/shoppers/me/orders", &shopper.token).await {
+            let mut l = ledger.lock().unwrap();
+            for o in list["orders"].as_array().into_iter().flatten() {
+                if let Some(id) = o["order_id"].as_str() {
+                    l.orders.insert(id.to_string(), shopper.token.clone());
+                }
+            }
+        }
+        match r {
+            Ok(p) => {
+                let mut l = ledger.lock().unwrap();
+                l.orders.insert(p.order_id.clone(), shopper.token.clone());
+                l.done.push(p);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                ledger.lock().unwrap().errors.push(format!("{phone}: {e}"));
+                // This shopper's node may be dead; stop rather than spin.
+                if e.to_string().contains("error sending request") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_the_work_and_survive_a_kill_9() {
+    let pg_url = tare_platform::db::create_scratch_postgres(&postgres_admin_url(), "tare_cluster")
+        .await
+        .expect("scratch database");
+    // `tare migrate` prepares the database before any node starts.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tare"))
+        .args(["migrate", "--postgres", &pg_url])
+        .output()
+        .await
+        .expect("tare migrate");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && printed.contains("migrations applied"), "{printed}");
+
+    let ns = fresh_namespace();
+    let (http, mqtt): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_port(), free_port())).unzip();
+    let sandbox_port = free_port();
+    let spec = ClusterSpec {
+        pg_url: pg_url.clone(),
+        nats_url: nats_url(),
+        namespace: ns.clone(),
+        admin_token: tare::app::random_token(),
+        sandbox_url: format!("http://127.0.0.1:{sandbox_port}"),
+        sandbox_secret: tare::app::random_token(),
+    };
+    let callbacks: Vec<String> = http.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let _sandbox = sandbox(sandbox_port, &callbacks, &spec.sandbox_secret).await;
+    // n2 starts first, so it takes the relay's lead: the kill below takes the leader.
+    let n2 = spec.node("n2", http[2], mqtt[2], &[]).await;
+    let n0 = spec.node("n0", http[0], mqtt[0], &[]).await;
+    let n1 = spec.node("n1", http[1], mqtt[1], &[]).await;
+    assert_eq!(metric(&metrics(&n2.http).await, "tare_relay_leader"), 1, "{}", n2.proc.tail());
+
+    // Fleet A: cabinets on n0, shoppers through n2's API (lost with n2).
+    // Fleet B: cabinets on n1, shoppers through n0's API (survives).
+    let target = |api: &str, mqtt: std::net::SocketAddr| FleetTarget {
+        base_url: api.to_string(),
+        admin_token: spec.admin_token.clone(),
+        mqtt: Some(mqtt),
+        clock: tare_platform::clock::PlatformClock::System,
+        hub: None,
+    };
+    let fleet_a = Arc::new(
+        Fleet::provision_at(
+            &target(&n2.http, n0.mqtt),
+            &FleetSpec {
+                cabinets: 2,
+                pk: "cla".into(),
+                seed: 1,
+                capacity: 60,
+                ..FleetSpec::default()
+            },
+        )
+        .await
+        .expect("fleet A"),
+    );
+    let fleet_b = Arc::new(
+        Fleet::provision_at(
+            &target(&n0.http, n1.mqtt),
+            &FleetSpec {
+                cabinets: 2,
+                pk: "clb".into(),
+                seed: 2,
+                capacity: 60,
+                ..FleetSpec::default()
+            },
+        )
+        .await
+        .expect("fleet B"),
+    );
+    let opening: Vec<_> = fleet_a
+        .cabinets
+        .iter()
+        .chain(fleet_b.cabinets.iter())
+        .map(|c| (c.id().clone(), c.counts()))
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let (count_a, count_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let modes = [
+        ("wechat", "once"),
+        ("alipay", "each_time"),
+        ("wechat", "each_time"),
+        ("alipay", "once"),
+    ];
+    let mut shoppers = Vec::new();
+    for (f, (fleet, count)) in [(&fleet_a, &count_a), (&fleet_b, &count_b)].into_iter().enumerate() {
+        for cab in 0..2 {
+            shoppers.push(tokio::spawn(shop(
+                fleet.clone(),
+                cab,
+                format!("1370000{f}{cab:03}"),
+                modes[f * 2 + cab],
+                stop.clone(),
+                ledger.clone(),
+                count.clone(),
+            )));
+        }
+    }
+    // Let both fleets buy for a while, then kill the relay leader mid-purchase.
+    common::eventually(120, "purchases before the kill", || async {
+        (count_a.load(Ordering::Relaxed) >= 4 && count_b.load(Ordering::Relaxed) >= 4).then_some(())
+    })
+    .await;
+    let mut n2 = n2;
+    n2.proc.kill9().await;
+    let after_kill = count_b.load(Ordering::Relaxed);
+    // The survivors take over the relay and n2's partitions; fleet B keeps buying.
+    common::eventually(120, "purchases after the kill", || async {
+        (count_b.load(Ordering::Relaxed) >= after_kill + 6).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for s in shoppers {
+        let _ = s.await;
+    }
+
+    // Every order in the log ends (including ones whose shopper lost its API node with
+    // n2 before seeing the order id), read through a survivor.
+    let client = ApiClient::new(&n0.http, &spec.admin_token);
+    let pool = sqlx::PgPool::connect(&pg_url).await.expect("pg");
+    let orders: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'order'")
+        .fetch_all(&pool)
+        .await
+        .expect("orders");
+    let seen_by_shoppers = ledger.lock().unwrap().orders.len();
+    assert!(
+        orders.len() >= seen_by_shoppers,
+        "{} orders in the log, shoppers saw {seen_by_shoppers}",
+        orders.len()
+    );
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut final_orders = BTreeMap::new();
+    for (id,) in &orders {
+        let o = fleet_b
+            .wait_terminal(id, &spec.admin_token, Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", n0.proc.tail()));
+        *states.entry(o["state"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        final_orders.insert(id.clone(), o);
+    }
+    assert!(orders.len() >= 14, "orders: {states:?}");
+    assert!(
+        states.keys().all(|s| s == "paid" || s == "cancelled" || s == "abnormal"),
+        "{states:?}"
+    );
+
+    // Purchases seen to the end were charged exactly what was taken, less discounts.
+    let done = std::mem::take(&mut ledger.lock().unwrap().done);
+    for p in &done {
+        if p.order["state"] == "paid" {
+            let total = p.order["total_cents"].as_i64().unwrap();
+            let discount = p.order["discount_cents"].as_i64().unwrap_or(0);
+            assert_eq!(total, p.true_subtotal() - discount, "order {}", p.order_id);
+        }
+    }
+    // The provider collected once per paid order, exactly its total; nothing else.
+    let mut collected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for kind in [tare_domain::ProviderKind::Wechat, tare_domain::ProviderKind::Alipay] {
+        let remote = tare_gateway::sandbox_service::RemoteProvider::new(kind, &spec.sandbox_url);
+        for c in remote.charges().await.expect("sandbox ledger") {
+            collected.entry(c.order_id).or_default().push(c.amount_cents);
+        }
+    }
+    assert!(collected.values().all(|v| v.len() == 1), "an order collected twice: {collected:?}");
+    let paid: BTreeMap<_, _> = final_orders.iter().filter(|(_, o)| o["state"] == "paid").collect();
+    assert_eq!(
+        collected.keys().collect::<BTreeSet<_>>(),
+        paid.keys().copied().collect::<BTreeSet<_>>(),
+        "collections and paid orders"
+    );
+    for (id, o) in &paid {
+        assert_eq!(collected[*id][0], o["total_cents"].as_i64().unwrap(), "order {id}");
+    }
+
+    // No stock movement twice: one sale entry per (order, door, lane).
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::text FROM events WHERE aggregate_type = 'cabinet' AND event_type = 'LaneStockChanged'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("ledger rows");
+    let mut sales = BTreeSet::new();
+    for (cab, payload) in &rows {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let e = &v["LaneStockChanged"];
+        if let Some(order) = e["reason"]["Sale"]["order_id"].as_str() {
+            assert!(
+                sales.insert((order.to_string(), cab.clone(), e["door"].clone().to_string(), e["lane"].to_string())),
+                "sale recorded twice: {order} {cab} {e}"
+            );
+        }
+    }
+    // Each lane's recorded stock is what the shelf really holds (no movement lost or
+    // applied twice), and never more than it opened with.
+    for c in fleet_a.cabinets.iter().chain(fleet_b.cabinets.iter()) {
+        let id = c.id().to_string();
+        let (_, cab) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await.unwrap();
+        let truth = c.counts();
+        for door in cab["doors"].as_array().unwrap() {
+            for lane in door["lanes"].as_array().unwrap() {
+                let key = (
+                    DoorNo(door["door"].as_u64().unwrap() as u8),
+                    tare_domain::LaneNo(lane["lane"].as_u64().unwrap() as u8),
+                );
+                assert_eq!(lane["stock"].as_i64().unwrap(), i64::from(truth[&key]), "stock of {id} {key:?}");
+                assert!(truth[&key] <= opening.iter().find(|(o, _)| o == c.id()).unwrap().1[&key]);
+            }
+        }
+    }
+
+    // The feed reached JetStream complete, once: the stream's last event is the feed head.
+    let mut cfg = tare_platform::cluster::NatsConfig::new(nats_url());
+    cfg.namespace = ns.clone();
+    let nats = tare_platform::cluster::Nats::connect(&cfg).await.expect("nats");
+    let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM feed")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    common::eventually(30, "the relay to catch up", || async {
+        (nats.relayed_head().await.ok() == Some(head)).then_some(())
+    })
+    .await;
+    let (m0, m1) = (metrics(&n0.http).await, metrics(&n1.http).await);
+    assert_eq!(
+        metric(&m0, "tare_relay_leader") + metric(&m1, "tare_relay_leader"),
+        1,
+        "one survivor leads the relay"
+    );
+    // Commands crossed nodes (cabinets on n0/n1, effects wherever partitions landed),
+    // and both survivors did partition work.
+    assert!(
+        metric(&m0, "tare_commands_routed_total") + metric(&m1, "tare_commands_routed_total") > 0,
+        "{m0}\n{m1}"
+    );
+    assert!(metric(&m0, "tare_partition_events_applied_total") > 0, "{m0}");
+    assert!(metric(&m1, "tare_partition_events_applied_total") > 0, "{m1}");
+
+    drop(n0);
+    drop(n1);
+    pool.close().await;
+    delete_namespace(&nats_url(), &ns).await;
+    let _ = tare_platform::db::drop_scratch_postgres(&postgres_admin_url(), &pg_url).await;
+}

@@ -1,0 +1,183 @@
+//! Helpers for scaled-out tests: `tare serve` processes on one PostgreSQL database and
+//! one NATS namespace, a shared `tare sandbox` process, free ports, and reading what
+//! the processes print.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A free loopback port (bound then released; the process that gets it binds it again).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A fresh NATS namespace (subjects and stream names of its own).
+pub fn fresh_namespace() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The machine's NATS server (overridable).
+pub fn nats_url() -> String {
+    std::env::var("TARE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A child process whose output is drained (and kept for failure messages).
+pub struct Proc {
+    pub child: Child,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `tare args…` and waits until a line containing `ready` is printed.
+    pub async fn start(args: &[String], env: &[(&str, &str)], ready: &str) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tare"));
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("tare starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (log, tx) = (log.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    let _ = tx.send(l.clone());
+                    let mut g = log.lock().unwrap();
+                    if g.len() < 5000 {
+                        g.push(l);
+                    }
+                }
+            });
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(l)) if l.contains(ready) => break,
+                Ok(Some(_)) => {}
+                _ => panic!("{args:?} did not print {ready:?}: {:?}", log.lock().unwrap()),
+            }
+        }
+        Self { child, log }
+    }
+
+    /// kill -9.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
+    }
+
+    /// The last lines it printed.
+    pub fn tail(&self) -> String {
+        let g = self.log.lock().unwrap();
+        g.iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// One `tare serve` node of a cluster.
+pub struct Node {
+    pub proc: Proc,
+    pub name: String,
+    pub http: String,
+    pub mqtt: SocketAddr,
+}
+
+/// What the nodes of one cluster share.
+#[derive(Clone)]
+pub struct ClusterSpec {
+    pub pg_url: String,
+    pub nats_url: String,
+    pub namespace: String,
+    pub admin_token: String,
+    pub sandbox_url: String,
+    pub sandbox_secret: String,
+}
+
+impl ClusterSpec {
+    /// Starts node `name` on the given ports.
+    pub async fn node(&self, name: &str, http_port: u16, mqtt_port: u16, extra: &[&str]) -> Node {
+        let http = format!("127.0.0.1:{http_port}");
+        let mqtt = format!("127.0.0.1:{mqtt_port}");
+        let mut args: Vec<String> = [
+            "serve",
+            "--postgres",
+            &self.pg_url,
+            "--nats",
+            &self.nats_url,
+            "--nats-namespace",
+            &self.namespace,
+            "--node",
+            name,
+            "--http",
+            &http,
+            "--mqtt",
+            &mqtt,
+            "--payments",
+            &self.sandbox_url,
+            "--pg-connections",
+            "6",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = Proc::start(
+            &args,
+            &[
+                ("TARE_ADMIN_TOKEN", &self.admin_token),
+                ("TARE_SANDBOX_SECRET", &self.sandbox_secret),
+            ],
+            "listening",
+        )
+        .await;
+        Node {
+            proc,
+            name: name.to_string(),
+            http: format!("http://{http}"),
+            mqtt: mqtt.parse().expect("addr"),
+        }
+    }
+}
+
+/// Starts `tare sandbox` on `port`, posting callbacks to `callbacks`.
+pub async fn sandbox(port: u16, callbacks: &[String], secret: &str) -> Proc {
+    let args: Vec<String> = vec![
+        "sandbox".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--callback".into(),
+        callbacks.join(","),
+    ];
+    Proc::start(&args, &[("TARE_SANDBOX_SECRET", secret)], "sandbox listening").await
+}
+
+/// Deletes namespace `ns`'s streams from the NATS server at `url`.
+pub async fn delete_namespace(url: &str, ns: &str) {
+    let mut cfg = tare_platform::cluster::NatsConfig::new(url);
+    cfg.namespace = ns.to_string();
+    if let Ok(n) = tare_platform::cluster::Nats::connect(&cfg).await {
+        let _ = n.delete_streams().await;
+    }
+}
