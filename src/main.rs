@@ -128,6 +128,10 @@ struct ServeArgs {
     /// `node-1` embedded; `{hostname}-{pid}` with --nats, so every process differs.
     #[arg(long, env = "TARE_NODE", value_parser = parse_node)]
     node: Option<String>,
+    /// How long an order waits for the shopper's payment authorization before it is
+    /// cancelled and the door freed [O3].
+    #[arg(long, env = "TARE_AUTH_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    auth_timeout_secs: u64,
     /// A shared payment sandbox service (`tare sandbox`) instead of in-process sandboxes
     /// (every node of a cluster must reach the same provider).
     #[arg(long, env = "TARE_PAYMENTS_URL", requires = "sandbox_secret")]
@@ -245,6 +249,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.store = StoreConfig::Postgres(url.clone());
     }
     cfg.pg_max_connections = a.pg_connections;
+    cfg.saga.auth_timeout_ms = a.auth_timeout_secs as i64 * 1000;
     cfg.roles = a.roles;
     if let Some(url) = &a.nats {
         let mut n = tare_platform::cluster::NatsConfig::new(url.clone());

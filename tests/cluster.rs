@@ -8,92 +8,14 @@
 
 mod common;
 
-use common::cluster::{delete_namespace, free_port, fresh_namespace, nats_url, sandbox, ClusterSpec};
+use common::cluster::{delete_namespace, free_port, fresh_namespace, metric, metrics, nats_url, sandbox, shop, ClusterSpec, Ledger};
 use common::postgres_admin_url;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTarget, Purchase};
+use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTarget};
 use tare_domain::DoorNo;
-
-/// A number from a Prometheus text page.
-fn metric(page: &str, name: &str) -> i64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
-#[derive(Default)]
-struct Ledger {
-    /// Every order a shopper created, with the shopper's token.
-    orders: BTreeMap<String, String>,
-    /// Purchases the shopper saw to the end.
-    done: Vec<Purchase>,
-    errors: Vec<String>,
-}
-
-/// One shopper buying at cabinet `cab` of `fleet` until `stop`.
-async fn shop(
-    fleet: Arc<Fleet>,
-    cab: usize,
-    phone: String,
-    mode: (&'static str, &'static str),
-    stop: Arc<AtomicBool>,
-    ledger: Arc<Mutex<Ledger>>,
-    count: Arc<AtomicUsize>,
-) {
-    let shopper = match fleet.new_shopper(&phone, mode.0, mode.1).await {
-        Ok(s) => s,
-        Err(e) => {
-            ledger.lock().unwrap().errors.push(format!("shopper {phone}: {e}"));
-            return;
-        }
-    };
-    let mut rng = StdRng::seed_from_u64(phone.parse::<u64>().unwrap_or(1));
-    while !stop.load(Ordering::Relaxed) {
-        let door = DoorNo(rng.random_range(1..=2));
-        let takes = fleet.random_takes(&mut rng, cab, door);
-        let r = fleet.purchase(&shopper, cab, door, &takes).await;
-        // Whatever happened, note every order this shopper has (the API may be gone).
-        if let Ok((_, list)) = fleet.client.get("/api/v1/shoppers/me/orders", &shopper.token).await {
-            let mut l = ledger.lock().unwrap();
-            for o in list["orders"].as_array().into_iter().flatten() {
-                if let Some(id) = o["order_id"].as_str() {
-                    l.orders.insert(id.to_string(), shopper.token.clone());
-                }
-            }
-        }
-        match r {
-            Ok(p) => {
-                let mut l = ledger.lock().unwrap();
-                l.orders.insert(p.order_id.clone(), shopper.token.clone());
-                l.done.push(p);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                ledger.lock().unwrap().errors.push(format!("{phone}: {e}"));
-                // This shopper's node may be dead; stop rather than spin.
-                if e.to_string().contains("error sending request") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_the_work_and_survive_a_kill_9() {
@@ -123,9 +45,12 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     let callbacks: Vec<String> = http.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     let _sandbox = sandbox(sandbox_port, &callbacks, &spec.sandbox_secret).await;
     // n2 starts first, so it takes the relay's lead: the kill below takes the leader.
-    let n2 = spec.node("n2", http[2], mqtt[2], &[]).await;
-    let n0 = spec.node("n0", http[0], mqtt[0], &[]).await;
-    let n1 = spec.node("n1", http[1], mqtt[1], &[]).await;
+    // Orders whose shopper lost the API with n2 before confirming end at the
+    // authorization timeout, shortened here.
+    let fast = ["--auth-timeout-secs", "8"];
+    let n2 = spec.node("n2", http[2], mqtt[2], &fast).await;
+    let n0 = spec.node("n0", http[0], mqtt[0], &fast).await;
+    let n1 = spec.node("n1", http[1], mqtt[1], &fast).await;
     assert_eq!(metric(&metrics(&n2.http).await, "tare_relay_leader"), 1, "{}", n2.proc.tail());
 
     // Fleet A: cabinets on n0, shoppers through n2's API (lost with n2).

@@ -104,6 +104,35 @@ pub struct MqttTransport {
     clock: PlatformClock,
     cfg: MqttDeviceConfig,
     client: tokio::sync::Mutex<Option<(rumqttc::AsyncClient, tokio::task::JoinHandle<()>)>>,
+    unacked: Arc<std::sync::Mutex<Unacked>>,
+}
+
+/// QoS 1 uplinks the platform has not acknowledged yet: PROTOCOL.md has the device
+/// resend them with the same `id` after a reconnect (an MQTT session is not kept, so
+/// the client library would drop them).
+#[derive(Default)]
+struct Unacked {
+    /// (packet id once written, topic, payload), oldest first.
+    entries: Vec<(Option<u16>, String, Vec<u8>)>,
+}
+
+impl Unacked {
+    fn lock(m: &std::sync::Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client wrote a QoS 1 publish with `pkid`: it is the oldest unassigned one.
+    fn written(&mut self, pkid: u16) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.0.is_none()) {
+            e.0 = Some(pkid);
+        }
+    }
+
+    fn acked(&mut self, pkid: u16) {
+        if let Some(i) = self.entries.iter().position(|e| e.0 == Some(pkid)) {
+            self.entries.remove(i);
+        }
+    }
 }
 
 impl MqttTransport {
@@ -115,6 +144,7 @@ impl MqttTransport {
             clock,
             cfg,
             client: tokio::sync::Mutex::new(None),
+            unacked: Arc::default(),
         })
     }
 
@@ -163,9 +193,27 @@ impl DeviceTransport for MqttTransport {
         let (tx, rx) = mpsc::unbounded_channel();
         let prefix = self.topic("down", "");
         let id = self.id.clone();
+        let resubscribe = (client.clone(), self.topic("down", "#"));
+        let unacked = self.unacked.clone();
         let task = tokio::spawn(async move {
+            // As firmware does: a lost connection is re-established, the `down/#`
+            // subscription renewed and every unacknowledged QoS 1 uplink resent with its
+            // id (the platform drops the copies it already has).
+            let mut backoff = Duration::from_millis(100);
             loop {
                 match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(100);
+                        let (client, topic) = &resubscribe;
+                        let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                        let mut u = Unacked::lock(&unacked);
+                        for e in u.entries.iter_mut() {
+                            e.0 = None;
+                            let _ = client.try_publish(e.1.clone(), QoS::AtLeastOnce, false, e.2.clone());
+                        }
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => Unacked::lock(&unacked).written(pkid),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => Unacked::lock(&unacked).acked(ack.pkid),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let Some(kind) = p.topic.strip_prefix(&prefix) else { continue };
                         let kind: &'static str = match kind {
@@ -185,8 +233,9 @@ impl DeviceTransport for MqttTransport {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::debug!(device = %id, error = %e, "sim mqtt connection ended");
-                        return;
+                        tracing::debug!(device = %id, error = %e, "sim mqtt connection lost; reconnecting");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
                 }
             }
@@ -205,8 +254,12 @@ impl DeviceTransport for MqttTransport {
         };
         let guard = self.client.lock().await;
         let (client, _) = guard.as_ref().ok_or_else(|| TransportError::Link("not connected".into()))?;
+        let topic = self.topic("up", kind);
+        if qos == rumqttc::QoS::AtLeastOnce {
+            Unacked::lock(&self.unacked).entries.push((None, topic.clone(), payload.clone()));
+        }
         client
-            .publish(self.topic("up", kind), qos, false, payload)
+            .publish(topic, qos, false, payload)
             .await
             .map_err(|e| TransportError::Link(e.to_string()))
     }

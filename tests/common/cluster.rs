@@ -2,9 +2,16 @@
 //! one NATS namespace, a shared `tare sandbox` process, free ports, and reading what
 //! the processes print.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tare::fleet::{Fleet, Purchase};
+use tare_domain::DoorNo;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -179,5 +186,88 @@ pub async fn delete_namespace(url: &str, ns: &str) {
     cfg.namespace = ns.to_string();
     if let Ok(n) = tare_platform::cluster::Nats::connect(&cfg).await {
         let _ = n.delete_streams().await;
+    }
+}
+
+/// A number from a Prometheus text page.
+pub fn metric(page: &str, name: &str) -> i64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    /// Every order a shopper created, with the shopper's token.
+    pub orders: BTreeMap<String, String>,
+    /// Purchases the shopper saw to the end.
+    pub done: Vec<Purchase>,
+    pub errors: Vec<String>,
+}
+
+/// One shopper buying at cabinet `cab` of `fleet` until `stop`.
+pub async fn shop(
+    fleet: Arc<Fleet>,
+    cab: usize,
+    phone: String,
+    mode: (&'static str, &'static str),
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    count: Arc<AtomicUsize>,
+) {
+    let shopper = match fleet.new_shopper(&phone, mode.0, mode.1).await {
+        Ok(s) => s,
+        Err(e) => {
+            ledger.lock().unwrap().errors.push(format!("shopper {phone}: {e}"));
+            return;
+        }
+    };
+    let mut rng = StdRng::seed_from_u64(phone.parse::<u64>().unwrap_or(1));
+    while !stop.load(Ordering::Relaxed) {
+        let door = DoorNo(rng.random_range(1..=2));
+        let takes = fleet.random_takes(&mut rng, cab, door);
+        let r = fleet.purchase(&shopper, cab, door, &takes).await;
+        // Whatever happened, note every order this shopper has (the API may be gone).
+        if let Ok((_, list)) = fleet.client.get("/api/v1/shoppers/me/orders", &shopper.token).await {
+            let mut l = ledger.lock().unwrap();
+            for o in list["orders"].as_array().into_iter().flatten() {
+                if let Some(id) = o["order_id"].as_str() {
+                    l.orders.insert(id.to_string(), shopper.token.clone());
+                }
+            }
+        }
+        match r {
+            Ok(p) => {
+                let mut l = ledger.lock().unwrap();
+                l.orders.insert(p.order_id.clone(), shopper.token.clone());
+                l.done.push(p);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                ledger.lock().unwrap().errors.push(format!("{phone}: {e}"));
+                // A scan cut off by an outage may still have made the order (the app
+                // would show it): if its door opens, the shopper closes it again.
+                for d in 1..=2 {
+                    if fleet.cabinets[cab].wait_open(DoorNo(d), Duration::from_secs(3)).await {
+                        let _ = fleet.cabinets[cab].close(DoorNo(d)).await;
+                    }
+                }
+                // This shopper's node may be dead; stop rather than spin.
+                if e.to_string().contains("error sending request") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }

@@ -1,0 +1,344 @@
+//! The scaled-out platform recovers by itself when its servers restart [issue 4]: a
+//! node on PostgreSQL and NATS JetStream keeps shoppers buying while NATS is killed and
+//! started again, then while PostgreSQL is restarted. Nothing is lost: every order in
+//! the log ends, the providers collected exactly once per paid order, no sale is
+//! recorded twice, the relay brings JetStream back level with the feed, and purchases
+//! succeed after each restart.
+//!
+//! The servers here are private instances (a `nats-server` and a PostgreSQL cluster of
+//! this test's own, on free ports, from the machine's binaries), so restarting them
+//! disturbs no other test.
+
+mod common;
+
+use common::cluster::{free_port, shop, Ledger};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tare::app::{App, AppConfig};
+use tare::fleet::{Fleet, FleetSpec};
+use tare_platform::platform::StoreConfig;
+
+/// A private `nats-server` with JetStream on a store directory that survives restarts.
+struct PrivateNats {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateNats {
+    fn start(dir: &Path) -> Self {
+        let mut n = Self {
+            child: None,
+            port: free_port(),
+            dir: dir.to_path_buf(),
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (Debian package nats-server)");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// SIGKILL, then the same server on the same store again.
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A private PostgreSQL cluster (initdb as the `postgres` user when run as root).
+struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL binaries under /usr/lib/postgresql")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("an initdb")
+}
+
+fn as_postgres(bin: &Path, args: &[&str]) -> std::process::Command {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    // The postgres user may not be able to enter the working directory.
+    cmd.args(args).current_dir(std::env::temp_dir()).stdout(Stdio::null());
+    cmd
+}
+
+impl PrivatePostgres {
+    fn start(dir: &Path) -> Self {
+        let bin = pg_bin();
+        std::fs::create_dir_all(dir).unwrap();
+        // The postgres user must be able to reach its directory whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        for d in dir.ancestors().take(2) {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        }
+        let _ = std::process::Command::new("chown").args(["postgres"]).arg(dir).status();
+        let data = dir.join("data");
+        let ok = as_postgres(
+            &bin.join("initdb"),
+            &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres"],
+        )
+        .status()
+        .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let pg = Self {
+            bin,
+            data,
+            port: free_port(),
+        };
+        pg.ctl("start");
+        pg
+    }
+
+    fn ctl(&self, action: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data.parent().unwrap().display()
+        );
+        let mut args = vec!["-D", self.data.to_str().unwrap(), "-w", "-m", "fast"];
+        if action != "stop" {
+            args.extend(["-o", &opts]);
+        }
+        args.push(action);
+        let ok = as_postgres(&self.bin.join("pg_ctl"), &args).status().expect("pg_ctl");
+        assert!(ok.success(), "pg_ctl {action} failed");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        )
+        .status();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_platform_recovers_when_nats_and_postgres_restart() {
+    let dir = std::env::temp_dir().join(format!("tare-recovery-{}", uuid::Uuid::new_v4().simple()));
+    let mut nats = PrivateNats::start(&dir.join("nats"));
+    let pg = PrivatePostgres::start(&dir.join("pg"));
+
+    let mut cfg = AppConfig::embedded(&dir);
+    cfg.store = StoreConfig::Postgres(pg.url());
+    cfg.nats = Some(tare_platform::cluster::NatsConfig::new(nats.url()));
+    cfg.pg_max_connections = 8;
+    cfg.saga.stable_wait_ms = 0;
+    // A scan cut off by the restart leaves an order the shopper never confirmed; it is
+    // cancelled at the authorization timeout, shortened here.
+    cfg.saga.auth_timeout_ms = 8_000;
+    let app = App::start(cfg).await.expect("app");
+    let fleet = Arc::new(
+        Fleet::provision(
+            &app,
+            &FleetSpec {
+                cabinets: 2,
+                capacity: 80,
+                pk: "rec".into(),
+                ..FleetSpec::default()
+            },
+        )
+        .await
+        .expect("fleet"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let shoppers: Vec<_> = (0..2)
+        .map(|cab| {
+            let modes = [("wechat", "once"), ("alipay", "each_time")];
+            tokio::spawn(shop(
+                fleet.clone(),
+                cab,
+                format!("136000000{cab:02}"),
+                modes[cab],
+                stop.clone(),
+                ledger.clone(),
+                count.clone(),
+            ))
+        })
+        .collect();
+    let at_least = |n: usize| {
+        let count = count.clone();
+        async move {
+            common::eventually(120, &format!("{n} purchases"), || async {
+                (count.load(Ordering::Relaxed) >= n).then_some(())
+            })
+            .await
+        }
+    };
+    at_least(3).await;
+    nats.restart();
+    let after_nats = count.load(Ordering::Relaxed);
+    at_least(after_nats + 3).await;
+    pg.ctl("restart");
+    let after_pg = count.load(Ordering::Relaxed);
+    at_least(after_pg + 3).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in shoppers {
+        let _ = s.await;
+    }
+
+    // Every order in the log ended.
+    let pool = sqlx::PgPool::connect(&pg.url()).await.expect("pg");
+    let orders: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'order'")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut paid = BTreeMap::new();
+    for (id,) in &orders {
+        let o = match fleet.wait_terminal(id, &app.admin_token, Duration::from_secs(60)).await {
+            Ok(o) => o,
+            Err(e) => {
+                let log: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT aggregate_type, event_type, payload::text FROM events WHERE aggregate_id = $1 OR metadata::text LIKE '%' || $1 || '%' ORDER BY global_position",
+                )
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                let jobs: Vec<(String, String, i64)> =
+                    sqlx::query_as("SELECT key, status, attempts::bigint FROM jobs WHERE key LIKE '%' || $1 || '%'")
+                        .bind(id)
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                let doors: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT aggregate_id, event_type, payload::text FROM events WHERE aggregate_type = 'cabinet' AND (payload::text LIKE '%' || $1 || '%' OR event_type LIKE 'Device%') ORDER BY global_position DESC LIMIT 12",
+                )
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                panic!(
+                    "{e}\nevents: {log:?}\njobs: {jobs:?}\ncabinet events (newest first): {doors:#?}\nshopper errors: {:?}\nrejected: {:?} mqtt: {}",
+                    ledger.lock().unwrap().errors,
+                    app.platform.hub.counters.rejected.lock().unwrap(),
+                    app.mqtt.as_ref().unwrap().endpoint.counters.prometheus()
+                );
+            }
+        };
+        let state = o["state"].as_str().unwrap_or("?").to_string();
+        assert!(["paid", "cancelled", "abnormal"].contains(&state.as_str()), "{id}: {o}");
+        if state == "paid" {
+            paid.insert(id.clone(), o["total_cents"].as_i64().unwrap());
+        }
+    }
+    // Charged exactly once per paid order, exactly its total.
+    let mut collected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for s in app.sandboxes.values() {
+        for c in s.charges() {
+            collected.entry(c.order_id).or_default().push(c.amount.0);
+        }
+    }
+    assert_eq!(collected.keys().collect::<BTreeSet<_>>(), paid.keys().collect::<BTreeSet<_>>());
+    for (id, total) in &paid {
+        assert_eq!(collected[id], vec![*total], "order {id}");
+    }
+    for p in &ledger.lock().unwrap().done {
+        if p.order["state"] == "paid" {
+            let discount = p.order["discount_cents"].as_i64().unwrap_or(0);
+            assert_eq!(p.order["total_cents"].as_i64().unwrap(), p.true_subtotal() - discount);
+        }
+    }
+    // No sale twice, and the shelves hold what the ledger says.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::text FROM events WHERE aggregate_type = 'cabinet' AND event_type = 'LaneStockChanged'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut sales = BTreeSet::new();
+    for (cab, payload) in &rows {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let e = &v["LaneStockChanged"];
+        if let Some(order) = e["reason"]["Sale"]["order_id"].as_str() {
+            assert!(sales.insert((order.to_string(), cab.clone(), e["door"].to_string(), e["lane"].to_string())));
+        }
+    }
+    for c in &fleet.cabinets {
+        let state = app.platform.aggregates.cabinets.load(&c.id().to_string()).await.unwrap();
+        let truth = c.counts();
+        for (door, d) in &state.doors {
+            for (lane, l) in &d.lanes {
+                assert_eq!(l.stock, i64::from(truth[&(*door, *lane)]), "{} {door:?} {lane:?}", c.id());
+            }
+        }
+    }
+    // JetStream is level with the feed again (nothing lost with the NATS restart).
+    let head = app.platform.feed.head().await.unwrap();
+    let relay = app.platform.nats.clone().expect("nats");
+    common::eventually(30, "the relay to catch up", || async {
+        (relay.relayed_head().await.ok() == Some(head)).then_some(())
+    })
+    .await;
+
+    app.stop().await;
+    pool.close().await;
+    drop(pg);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
