@@ -148,7 +148,7 @@ pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
 /// `tare bench …` arguments.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `purchase` or `gateway`.
+    /// What to measure: `purchase`, `gateway` or `store`.
     pub what: String,
     /// `gateway`: idle cabinets to connect (each costs two file descriptors here, the
     /// endpoint's and the benchmark client's).
@@ -175,6 +175,15 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL run.
     #[arg(long)]
     pub sqlite_only: bool,
+    /// `store`: events to append.
+    #[arg(long, default_value_t = 5_000)]
+    pub events: usize,
+    /// `store`: concurrent writers appending.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub writers: u64,
+    /// `store`: the NATS server (fresh streams are made and deleted).
+    #[arg(long, env = "TARE_BENCH_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
 }
 
 /// A memory field of this process's `/proc/self/status` (`VmHWM`, `VmRSS`), in KiB.
@@ -216,7 +225,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             })
             .await
         }
-        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway)"),
+        "store" => {
+            crate::bench_store::run(crate::bench_store::StoreBench {
+                postgres_admin: a.postgres_admin.clone(),
+                nats: a.nats.clone(),
+                events: a.events.max(1),
+                writers: a.writers as usize,
+                orders: a.orders.max(1),
+                cabinets: a.cabinets.max(1),
+            })
+            .await
+        }
+        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store)"),
     }
 }
 
@@ -294,7 +314,7 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
 
 /// Inserts copies of `n` real event rows one by one (autocommit) into a bare table with
 /// the events table's columns and primary key: the store's raw write rate.
-async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
+pub(crate) async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
     let events = app.platform.feed.read_after(from, n).await?;
     let db = &app.platform.db;
     let ddl_sqlite = "CREATE TABLE IF NOT EXISTS bench_raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence integer NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";

@@ -5,5 +5,6 @@
 pub mod app;
 pub mod bench;
 pub mod bench_gateway;
+pub mod bench_store;
 pub mod fleet;
 pub mod tail;

@@ -132,6 +132,13 @@ struct ServeArgs {
     /// cancelled and the door freed [O3].
     #[arg(long, env = "TARE_AUTH_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     auth_timeout_secs: u64,
+    /// Silence after which a device is recorded offline [D5] (devices heartbeat every 30 s).
+    #[arg(long, env = "TARE_HEARTBEAT_THRESHOLD_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    heartbeat_threshold_secs: u64,
+    /// Scaled out: a gateway node not seen for this long is presumed dead and its devices
+    /// are judged by another node.
+    #[arg(long, env = "TARE_NODE_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    node_timeout_secs: u64,
     /// A shared payment sandbox service (`tare sandbox`) instead of in-process sandboxes
     /// (every node of a cluster must reach the same provider).
     #[arg(long, env = "TARE_PAYMENTS_URL", requires = "sandbox_secret")]
@@ -250,6 +257,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.pg_max_connections = a.pg_connections;
     cfg.saga.auth_timeout_ms = a.auth_timeout_secs as i64 * 1000;
+    cfg.liveness.threshold_ms = a.heartbeat_threshold_secs as i64 * 1000;
+    cfg.liveness.node_timeout_ms = a.node_timeout_secs as i64 * 1000;
     cfg.roles = a.roles;
     if let Some(url) = &a.nats {
         let mut n = tare_platform::cluster::NatsConfig::new(url.clone());

@@ -47,7 +47,16 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     // n2 starts first, so it takes the relay's lead: the kill below takes the leader.
     // Orders whose shopper lost the API with n2 before confirming end at the
     // authorization timeout, shortened here.
-    let fast = ["--auth-timeout-secs", "8"];
+    // Devices heartbeat every second here, so silence is judged after 6 s, and a node
+    // unseen for 3 s is presumed dead.
+    let fast = [
+        "--auth-timeout-secs",
+        "8",
+        "--heartbeat-threshold-secs",
+        "6",
+        "--node-timeout-secs",
+        "3",
+    ];
     let n2 = spec.node("n2", http[2], mqtt[2], &fast).await;
     let n0 = spec.node("n0", http[0], mqtt[0], &fast).await;
     let n1 = spec.node("n1", http[1], mqtt[1], &fast).await;
@@ -90,6 +99,27 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         .await
         .expect("fleet B"),
     );
+    // Fleet C: one cabinet held by n2, which is about to die with it.
+    let fleet_c = Arc::new(
+        Fleet::provision_at(
+            &target(&n0.http, n2.mqtt),
+            &FleetSpec {
+                cabinets: 1,
+                pk: "clc".into(),
+                seed: 3,
+                ..FleetSpec::default()
+            },
+        )
+        .await
+        .expect("fleet C"),
+    );
+    let _heartbeats: Vec<_> = fleet_a
+        .cabinets
+        .iter()
+        .chain(fleet_b.cabinets.iter())
+        .chain(fleet_c.cabinets.iter())
+        .map(|c| c.spawn_cadence(Duration::from_secs(1), Duration::from_secs(3600)))
+        .collect();
     let opening: Vec<_> = fleet_a
         .cabinets
         .iter()
@@ -127,6 +157,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     .await;
     let mut n2 = n2;
     n2.proc.kill9().await;
+    let client_b = ApiClient::new(&n0.http, &spec.admin_token);
     let after_kill = count_b.load(Ordering::Relaxed);
     // The survivors take over the relay and n2's partitions; fleet B keeps buying.
     common::eventually(120, "purchases after the kill", || async {
@@ -136,6 +167,22 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     stop.store(true, Ordering::Relaxed);
     for s in shoppers {
         let _ = s.await;
+    }
+
+    // The cabinet n2 held is judged by a survivor: offline once the threshold passed
+    // since n2 was last seen, with the silence in its log; the others stay online.
+    let orphan = fleet_c.cabinets[0].id().to_string();
+    common::eventually(60, "the dead node's cabinet offline", || async {
+        let (_, c) = client_b.get(&format!("/api/v1/cabinets/{orphan}"), &client_b.admin).await.ok()?;
+        (c["status"] == "offline").then_some(())
+    })
+    .await;
+    for c in fleet_a.cabinets.iter().chain(fleet_b.cabinets.iter()) {
+        let (_, v) = client_b
+            .get(&format!("/api/v1/cabinets/{}", c.id()), &client_b.admin)
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "online", "{}", c.id());
     }
 
     // Every order in the log ends (including ones whose shopper lost its API node with

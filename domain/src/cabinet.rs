@@ -189,6 +189,10 @@ pub enum CabinetCommand {
     MarkSilent {
         /// Receive time of its last heartbeat.
         last_seen: UnixMs,
+        /// The gateway node the caller believes holds the connection: if the device has
+        /// since connected through another node, the silence is stale and nothing
+        /// happens (a crashed node's devices are judged by another node) [D5].
+        held_by: Option<String>,
         /// When.
         at: UnixMs,
     },
@@ -751,8 +755,9 @@ impl Aggregate for Cabinet {
                     sink.write(CabinetEvent::DeviceDisconnected { at }, self).await;
                 }
             }
-            CabinetCommand::MarkSilent { last_seen, at } => {
-                if matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
+            CabinetCommand::MarkSilent { last_seen, held_by, at } => {
+                let same_connection = held_by.is_none() || held_by == self.node;
+                if same_connection && matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit) {
                     sink.write(CabinetEvent::DeviceWentSilent { last_seen, at }, self).await;
                 }
             }

@@ -455,9 +455,27 @@ fn a_silent_device_goes_offline_keeps_its_node_and_resumes_on_heartbeats() {
     given(online())
         .when(CabinetCommand::MarkSilent {
             last_seen: AT + 10,
+            held_by: None,
             at: AT + 100,
         })
         .then_expect_events(vec![silent.clone()]);
+    // Judged by the node it was on: applies while the device is still recorded there,
+    // and is stale once the device connected through another node.
+    let node = state_after(online()).node.expect("connected through a node");
+    given(online())
+        .when(CabinetCommand::MarkSilent {
+            last_seen: AT + 10,
+            held_by: Some(node),
+            at: AT + 100,
+        })
+        .then_expect_events(vec![silent.clone()]);
+    given(online())
+        .when(CabinetCommand::MarkSilent {
+            last_seen: AT + 10,
+            held_by: Some("another-node".into()),
+            at: AT + 100,
+        })
+        .then_expect_events(vec![]);
     let cabinet = state_after(with(online(), [silent.clone()]));
     assert_eq!(cabinet.status, DeviceStatus::Offline);
     assert!(cabinet.node.is_some(), "the connection may still be there");
@@ -465,12 +483,14 @@ fn a_silent_device_goes_offline_keeps_its_node_and_resumes_on_heartbeats() {
     given(with(online(), [silent.clone()]))
         .when(CabinetCommand::MarkSilent {
             last_seen: AT,
+            held_by: None,
             at: AT + 200,
         })
         .then_expect_events(vec![]);
     given(vec![registered()])
         .when(CabinetCommand::MarkSilent {
             last_seen: AT,
+            held_by: None,
             at: AT + 200,
         })
         .then_expect_events(vec![]);

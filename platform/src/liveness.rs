@@ -32,6 +32,9 @@ pub struct LivenessConfig {
     pub min_received_share: f64,
     /// Median heartbeat age at arrival above which ingest counts as lagging (ms).
     pub max_ingest_lag_ms: i64,
+    /// Scaled out: a gateway node not seen for this long is presumed dead, and the
+    /// devices it held are judged by another node (ms).
+    pub node_timeout_ms: i64,
 }
 
 impl Default for LivenessConfig {
@@ -42,6 +45,7 @@ impl Default for LivenessConfig {
             window_ms: 60_000,
             min_received_share: 0.8,
             max_ingest_lag_ms: 15_000,
+            node_timeout_ms: 15_000,
         }
     }
 }

@@ -433,6 +433,8 @@ impl Platform {
             let mut shutdown = self.shutdown.subscribe();
             tasks.push(tokio::spawn(async move {
                 // Once a second of platform time; the sweep costs the devices that expired.
+                // Every other second, presence and the devices of dead nodes.
+                let mut ticks: u64 = 0;
                 loop {
                     tokio::select! {
                         _ = shutdown.changed() => break,
@@ -440,6 +442,12 @@ impl Platform {
                     }
                     if let Err(e) = p.sweep_liveness().await {
                         tracing::error!(error = %e, "liveness sweep failed");
+                    }
+                    ticks += 1;
+                    if ticks.is_multiple_of(2) {
+                        if let Err(e) = p.judge_orphans().await {
+                            tracing::error!(error = %e, "judging a dead node's devices failed");
+                        }
                     }
                 }
             }));
@@ -527,6 +535,7 @@ impl Platform {
                     &device.to_string(),
                     CabinetCommand::MarkSilent {
                         last_seen: *last_seen,
+                        held_by: Some(self.hub.node().to_string()),
                         at: now,
                     },
                     self.meta(&device.to_string(), "liveness:sweep"),
@@ -536,6 +545,78 @@ impl Platform {
             self.hub.counters.silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(sweep)
+    }
+
+    /// Scaled out, on a gateway node: announces this node as alive, then — on one node
+    /// at a time (advisory lock) — judges the devices of gateway nodes that stopped
+    /// announcing themselves: a device that has not reconnected through another node by
+    /// the heartbeat threshold (counted from the last moment its node was seen) is
+    /// recorded offline, exactly as its own node would have done [D5]. The work is the
+    /// dead nodes' devices, read from the `device_presence` view by node. Returns how
+    /// many devices it recorded offline.
+    pub async fn judge_orphans(&self) -> Result<usize, ServiceError> {
+        let Db::Postgres(pool) = &self.db else {
+            return Ok(0);
+        };
+        let now = self.clock.now_ms();
+        let me = self.hub.node().to_string();
+        sqlx::query("INSERT INTO nodes (name, roles, seen_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET roles = excluded.roles, seen_at = excluded.seen_at")
+            .bind(&me)
+            .bind(self.roles.to_string())
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(DbError::from)?;
+        let cfg = self.hub.liveness.config();
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        let (lead,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7361628)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+        if !lead {
+            return Ok(0);
+        }
+        let dead: Vec<(String, i64)> = sqlx::query_as("SELECT name, seen_at FROM nodes WHERE seen_at < $1 AND name <> $2")
+            .bind(now - cfg.node_timeout_ms)
+            .bind(&me)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+        if !dead.is_empty() && !self.hub.liveness.health(now).healthy {
+            // B1: this node's own intake is in doubt; judge nobody now.
+            return Ok(0);
+        }
+        let mut marked = 0;
+        for (node, seen_at) in dead {
+            let docs = self.views.by_owner(tare_projections::DevicePresence::VIEW, &node, 100_000).await?;
+            for doc in docs {
+                let Ok(p) = serde_json::from_value::<tare_projections::PresenceDoc>(doc) else {
+                    continue;
+                };
+                let last_seen = seen_at.max(p.at);
+                if now < last_seen + cfg.threshold_ms {
+                    continue;
+                }
+                tracing::warn!(device = %p.cabinet, %node, last_seen, "device of a dead gateway node silent: marked offline");
+                self.aggregates
+                    .cabinets
+                    .execute(
+                        &p.cabinet,
+                        CabinetCommand::MarkSilent {
+                            last_seen,
+                            held_by: Some(node.clone()),
+                            at: now,
+                        },
+                        self.meta(&p.cabinet, "liveness:orphans"),
+                    )
+                    .await
+                    .map_err(ServiceError::from_command)?;
+                self.hub.counters.silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                marked += 1;
+            }
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(marked)
     }
 
     /// Stops the background loops and closes the store.

@@ -105,6 +105,8 @@ pub struct MqttTransport {
     cfg: MqttDeviceConfig,
     client: tokio::sync::Mutex<Option<(rumqttc::AsyncClient, tokio::task::JoinHandle<()>)>>,
     unacked: Arc<std::sync::Mutex<Unacked>>,
+    /// Set by a deliberate disconnect, so the connection is not re-established.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// QoS 1 uplinks the platform has not acknowledged yet: PROTOCOL.md has the device
@@ -145,6 +147,7 @@ impl MqttTransport {
             cfg,
             client: tokio::sync::Mutex::new(None),
             unacked: Arc::default(),
+            closing: Arc::default(),
         })
     }
 
@@ -195,6 +198,8 @@ impl DeviceTransport for MqttTransport {
         let id = self.id.clone();
         let resubscribe = (client.clone(), self.topic("down", "#"));
         let unacked = self.unacked.clone();
+        let closing = self.closing.clone();
+        closing.store(false, std::sync::atomic::Ordering::SeqCst);
         let task = tokio::spawn(async move {
             // As firmware does: a lost connection is re-established, the `down/#`
             // subscription renewed and every unacknowledged QoS 1 uplink resent with its
@@ -232,6 +237,7 @@ impl DeviceTransport for MqttTransport {
                         }
                     }
                     Ok(_) => {}
+                    Err(_) if closing.load(std::sync::atomic::Ordering::SeqCst) => return,
                     Err(e) => {
                         tracing::debug!(device = %id, error = %e, "sim mqtt connection lost; reconnecting");
                         tokio::time::sleep(backoff).await;
@@ -266,6 +272,7 @@ impl DeviceTransport for MqttTransport {
 
     async fn disconnect(&self) -> Result<(), TransportError> {
         if let Some((client, task)) = self.client.lock().await.take() {
+            self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = client.disconnect().await;
             // Let the event loop write the DISCONNECT before it is dropped.
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
