@@ -53,44 +53,53 @@ pub struct ApiState {
     pub mqtt: Option<Arc<crate::mqtt::MqttEndpoint>>,
 }
 
-/// The API's router.
+/// The API's router. What a node serves follows its roles: the public API, provider
+/// callbacks and the sandbox confirm page on `api` nodes, the HTTP device API on
+/// `gateway` nodes, metrics and the OpenAPI document everywhere.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/api/v1/products", post(catalogue::create_product))
-        .route("/api/v1/products/{sku}", get(catalogue::get_product))
-        .route("/api/v1/cabinets", post(catalogue::create_cabinet))
-        .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
-        .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
-        .route("/api/v1/cabinets/{id}/commands", post(commands::issue))
-        .route("/api/v1/cabinets/{id}/device", put(catalogue::put_device_access))
-        .route("/api/v1/commands/{id}", get(commands::get))
-        .route(
-            "/api/v1/coupon-policy",
-            put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy),
-        )
-        .route("/api/v1/shoppers", post(orders::create_shopper))
-        .route("/api/v1/shoppers/me/orders", get(orders::my_orders))
-        .route("/api/v1/shoppers/{id}/coupons", post(orders::grant_coupon))
-        .route("/api/v1/orders", post(orders::create_order))
-        .route("/api/v1/orders/{id}", get(orders::get_order))
-        .route("/api/v1/events", get(audit::events))
+    let roles = state.platform.roles;
+    let mut r = Router::new()
         .route("/api/v1/openapi.json", get(audit::openapi))
-        .route("/metrics", get(audit::metrics))
-        .route(
-            "/sandbox/{provider}/authorizations/{reference}/confirm",
-            post(payments::sandbox_confirm),
-        )
-        .route("/callbacks/{provider}", post(payments::callback))
-        .route("/device/v1/up/{kind}", post(device::uplink))
-        .route("/device/v1/down/cmd", get(device::poll))
-        .fallback(|| async {
-            ApiError::NotFound {
-                code: "route_not_found",
-                message: "no such endpoint".into(),
-            }
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(state)
+        .route("/metrics", get(audit::metrics));
+    if roles.api {
+        r = r
+            .route("/api/v1/products", post(catalogue::create_product))
+            .route("/api/v1/products/{sku}", get(catalogue::get_product))
+            .route("/api/v1/cabinets", post(catalogue::create_cabinet))
+            .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
+            .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
+            .route("/api/v1/cabinets/{id}/commands", post(commands::issue))
+            .route("/api/v1/cabinets/{id}/device", put(catalogue::put_device_access))
+            .route("/api/v1/commands/{id}", get(commands::get))
+            .route(
+                "/api/v1/coupon-policy",
+                put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy),
+            )
+            .route("/api/v1/shoppers", post(orders::create_shopper))
+            .route("/api/v1/shoppers/me/orders", get(orders::my_orders))
+            .route("/api/v1/shoppers/{id}/coupons", post(orders::grant_coupon))
+            .route("/api/v1/orders", post(orders::create_order))
+            .route("/api/v1/orders/{id}", get(orders::get_order))
+            .route("/api/v1/events", get(audit::events))
+            .route(
+                "/sandbox/{provider}/authorizations/{reference}/confirm",
+                post(payments::sandbox_confirm),
+            )
+            .route("/callbacks/{provider}", post(payments::callback));
+    }
+    if roles.gateway {
+        r = r
+            .route("/device/v1/up/{kind}", post(device::uplink))
+            .route("/device/v1/down/cmd", get(device::poll));
+    }
+    r.fallback(move || async move {
+        ApiError::NotFound {
+            code: "route_not_found",
+            message: format!("no such endpoint on this node (roles: {roles})"),
+        }
+    })
+    .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+    .with_state(state)
 }
 
 /// A bound, running HTTP server.
