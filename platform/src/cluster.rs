@@ -310,6 +310,14 @@ impl Relay {
         }
     }
 
+    /// Gives up the lead (at shutdown): closing the session frees the lock for another
+    /// node at once rather than when the process exits.
+    pub async fn release(&self) {
+        if let Some((conn, _)) = self.lead.lock().await.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+
     /// Whether this node leads the relay now.
     pub async fn is_leader(&self) -> bool {
         self.lead.lock().await.is_some()

@@ -626,6 +626,9 @@ impl Platform {
         for t in tasks {
             let _ = t.await;
         }
+        if let Some(relay) = &self.relay {
+            relay.release().await;
+        }
         self.db.close().await;
     }
 
