@@ -37,7 +37,7 @@ use std::time::Duration;
 use tare_domain::cabinet::DeviceStatus;
 use tare_domain::weight::WeightSample;
 use tare_domain::{CabinetId, DoorNo, UnixMs};
-use tare_sagas::ports::{DeviceLink, DeviceLinkError, DoorCommandKind};
+use tare_sagas::ports::{DeviceLink, DeviceLinkError};
 use tokio::sync::{watch, Mutex};
 
 /// How many partitions the event stream is cut into. Every node must agree on it (it
@@ -567,22 +567,6 @@ impl DeviceLink for RoutedDevices {
             }
             _ => Err(not_connected()),
         }
-    }
-
-    async fn send_door_command(
-        &self,
-        cabinet: &CabinetId,
-        door: DoorNo,
-        kind: DoorCommandKind,
-        cmd_id: &str,
-        expires_at: UnixMs,
-    ) -> Result<(), DeviceLinkError> {
-        let type_name = match kind {
-            DoorCommandKind::OpenDoor => "open_door",
-            DoorCommandKind::QueryDoor => "query_door",
-        };
-        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.0 }), expires_at)
-            .await
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tare_domain::cabinet::{CabinetCommand, DeviceStatus, DoorPosition};
 use tare_domain::weight::StableReading;
 use tare_domain::{CabinetId, DoorNo, UnixMs};
-use tare_sagas::ports::{DeviceLink, DeviceLinkError, DoorCommandKind};
+use tare_sagas::ports::{DeviceLink, DeviceLinkError};
 use tokio::sync::mpsc;
 
 /// Message ids remembered per device to drop duplicates [D8].
@@ -719,21 +719,5 @@ impl DeviceLink for DeviceHub {
         };
         let payload = serde_json::to_vec(&msg).map_err(|_| DeviceLinkError::NotConnected(cabinet.to_string()))?;
         self.send(cabinet, Downlink { kind: "cmd", payload })
-    }
-
-    async fn send_door_command(
-        &self,
-        cabinet: &CabinetId,
-        door: DoorNo,
-        kind: DoorCommandKind,
-        cmd_id: &str,
-        expires_at: UnixMs,
-    ) -> Result<(), DeviceLinkError> {
-        let type_name = match kind {
-            DoorCommandKind::OpenDoor => "open_door",
-            DoorCommandKind::QueryDoor => "query_door",
-        };
-        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.0 }), expires_at)
-            .await
     }
 }

@@ -370,10 +370,13 @@ impl Platform {
                     let relay = relay.clone();
                     async move { relay.step(1000).await }
                 }));
+                let kinds = [
+                    (roles.sagas, crate::cluster::WorkerKind::Sagas),
+                    (roles.projections, crate::cluster::WorkerKind::Projections),
+                ];
                 for partition in 0..crate::cluster::PARTITIONS {
-                    if roles.sagas {
-                        let p = self.clone();
-                        let kind = crate::cluster::WorkerKind::Sagas;
+                    for (_, kind) in kinds.iter().filter(|(on, _)| *on) {
+                        let (p, kind) = (self.clone(), *kind);
                         tasks.push(tokio::spawn(crate::cluster::consume_partition(
                             nats.clone(),
                             kind,
@@ -381,28 +384,7 @@ impl Platform {
                             self.shutdown.subscribe(),
                             move |ev| {
                                 let p = p.clone();
-                                async move {
-                                    let name = kind.checkpoint(partition);
-                                    crate::runner::saga_events(&p.jobs, &name, &[ev], &p.saga, p.clock.now_ms()).await
-                                }
-                            },
-                        )));
-                    }
-                    if roles.projections {
-                        let p = self.clone();
-                        let kind = crate::cluster::WorkerKind::Projections;
-                        tasks.push(tokio::spawn(crate::cluster::consume_partition(
-                            nats.clone(),
-                            kind,
-                            partition,
-                            self.shutdown.subscribe(),
-                            move |ev| {
-                                let p = p.clone();
-                                async move {
-                                    let name = kind.checkpoint(partition);
-                                    let projections = tare_projections::all();
-                                    crate::views::project_events(&p.db, &name, &[ev], &projections).await.map(|n| n > 0)
-                                }
+                                async move { p.apply_partition_event(kind, partition, ev).await }
                             },
                         )));
                     }
@@ -458,6 +440,28 @@ impl Platform {
                 let p = p.clone();
                 async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
             }));
+        }
+    }
+
+    /// Applies one event of `partition` from the event stream for worker `kind`, with
+    /// the partition's checkpoint; false when it was applied before (a redelivery).
+    async fn apply_partition_event(
+        &self,
+        kind: crate::cluster::WorkerKind,
+        partition: u16,
+        ev: crate::feed::FeedEvent,
+    ) -> Result<bool, DbError> {
+        let name = kind.checkpoint(partition);
+        match kind {
+            crate::cluster::WorkerKind::Sagas => {
+                crate::runner::saga_events(&self.jobs, &name, &[ev], &self.saga, self.clock.now_ms()).await
+            }
+            crate::cluster::WorkerKind::Projections => {
+                let projections = tare_projections::all();
+                crate::views::project_events(&self.db, &name, &[ev], &projections)
+                    .await
+                    .map(|n| n > 0)
+            }
         }
     }
 

@@ -170,7 +170,14 @@ pub trait DeviceLink: Send + Sync {
         kind: DoorCommandKind,
         cmd_id: &str,
         expires_at: UnixMs,
-    ) -> Result<(), DeviceLinkError>;
+    ) -> Result<(), DeviceLinkError> {
+        let type_name = match kind {
+            DoorCommandKind::OpenDoor => "open_door",
+            DoorCommandKind::QueryDoor => "query_door",
+        };
+        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.0 }), expires_at)
+            .await
+    }
 }
 
 /// Recent weight samples per door, as received from devices [D6].
