@@ -672,42 +672,54 @@ pub async fn forward_telemetry(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdow
 /// joins (or restarts) mid-purchase has the door's history.
 pub async fn ingest_telemetry(nats: Arc<Nats>, node: String, buffer: Arc<TelemetryBuffer>, mut shutdown: watch::Receiver<bool>) {
     let filter = format!("{}.telemetry.*.*.weight", nats.namespace);
-    let start = time::OffsetDateTime::now_utc() - time::Duration::seconds(120);
-    let consumer = async {
-        let stream = nats.js.get_stream(nats.telemetry_stream()).await.map_err(nats_err)?;
-        stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: filter.clone(),
-                deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
-                ..Default::default()
-            })
-            .await
-            .map_err(nats_err)?
-            .messages()
-            .await
-            .map_err(nats_err)
-    };
-    let mut messages = match consumer.await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the telemetry stream");
-            return;
-        }
-    };
+    // Read again from a little before the last sample seen (or two minutes back at
+    // start) whenever the consumer has to be made anew (NATS restarted, stream moved).
+    let mut from = time::OffsetDateTime::now_utc() - time::Duration::seconds(120);
     loop {
-        let msg = tokio::select! {
-            _ = shutdown.changed() => return,
-            m = messages.next() => match m { Some(Ok(m)) => m, Some(Err(e)) => { tracing::debug!(error = %e, "telemetry stream hiccup"); continue } None => return },
+        let consumer = async {
+            let stream = nats.js.get_stream(nats.telemetry_stream()).await.map_err(nats_err)?;
+            stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: from },
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats_err)?
+                .messages()
+                .await
+                .map_err(nats_err)
         };
-        let Ok(rec) = serde_json::from_slice::<TelemetryRecord>(&msg.payload) else {
-            continue;
+        let mut messages = match consumer.await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the telemetry stream; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
         };
-        if rec.node == node {
-            continue;
-        }
-        if let (Ok(cabinet), Some(door), Some(sample)) = (CabinetId::parse(&rec.cabinet), rec.door, rec.sample) {
-            nats.counters.telemetry_in.fetch_add(1, Ordering::Relaxed);
-            buffer.push(&cabinet, DoorNo(door), sample);
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.changed() => return,
+                m = messages.next() => match m {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => { tracing::debug!(error = %e, "telemetry stream hiccup"); continue }
+                    None => break,
+                },
+            };
+            from = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+            let Ok(rec) = serde_json::from_slice::<TelemetryRecord>(&msg.payload) else {
+                continue;
+            };
+            if rec.node == node {
+                continue;
+            }
+            if let (Ok(cabinet), Some(door), Some(sample)) = (CabinetId::parse(&rec.cabinet), rec.door, rec.sample) {
+                nats.counters.telemetry_in.fetch_add(1, Ordering::Relaxed);
+                buffer.push(&cabinet, DoorNo(door), sample);
+            }
         }
     }
 }

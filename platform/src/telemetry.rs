@@ -22,11 +22,20 @@ pub struct TelemetryBuffer {
 }
 
 impl TelemetryBuffer {
-    /// Records a sample (kept in device-time order; a late sample is inserted in place).
+    /// Records a sample (kept in device-time order; a late sample is inserted in place;
+    /// the very same sample twice is kept once).
     pub fn push(&self, cabinet: &CabinetId, door: DoorNo, sample: WeightSample) {
         let mut doors = self.doors.lock().unwrap_or_else(|p| p.into_inner());
         let q = doors.entry((cabinet.clone(), door)).or_default();
         let at = q.partition_point(|s| s.device_ts <= sample.device_ts);
+        // The same sample again (a telemetry stream read again after a reconnect): once.
+        if q.range(..at)
+            .rev()
+            .take_while(|s| s.device_ts == sample.device_ts)
+            .any(|s| *s == sample)
+        {
+            return;
+        }
         q.insert(at, sample);
         let cutoff = q.back().map_or(0, |s| s.device_ts) - WINDOW_MS;
         let old = q.partition_point(|s| s.device_ts < cutoff);
@@ -117,5 +126,15 @@ mod tests {
         let kept: Vec<i64> = b.recent(&c, DoorNo(1)).iter().map(|s| s.device_ts).collect();
         assert_eq!(kept, [2_000, 200_000]);
         assert_eq!(b.stable_at_or_before(&c, DoorNo(1), 150_000).unwrap().sample().device_ts, 2_000);
+    }
+
+    #[test]
+    fn the_same_sample_twice_is_kept_once() {
+        let b = TelemetryBuffer::default();
+        let c = CabinetId::parse("a.b").unwrap();
+        b.push(&c, DoorNo(1), s(100, true, 1000.0));
+        b.push(&c, DoorNo(1), s(100, true, 1000.0));
+        b.push(&c, DoorNo(1), s(100, true, 990.0)); // same time, another reading: kept
+        assert_eq!(b.recent(&c, DoorNo(1)).len(), 2);
     }
 }
