@@ -244,23 +244,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     }
 
     // No stock movement twice: one sale entry per (order, door, lane).
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT aggregate_id, payload::text FROM events WHERE aggregate_type = 'cabinet' AND event_type = 'LaneStockChanged'",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("ledger rows");
-    let mut sales = BTreeSet::new();
-    for (cab, payload) in &rows {
-        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-        let e = &v["LaneStockChanged"];
-        if let Some(order) = e["reason"]["Sale"]["order_id"].as_str() {
-            assert!(
-                sales.insert((order.to_string(), cab.clone(), e["door"].clone().to_string(), e["lane"].to_string())),
-                "sale recorded twice: {order} {cab} {e}"
-            );
-        }
-    }
+    common::cluster::assert_no_sale_twice(&pool).await;
     // Each lane's recorded stock is what the shelf really holds (no movement lost or
     // applied twice), and never more than it opened with.
     for c in fleet_a.cabinets.iter().chain(fleet_b.cabinets.iter()) {

@@ -305,20 +305,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
         }
     }
     // No sale twice, and the shelves hold what the ledger says.
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT aggregate_id, payload::text FROM events WHERE aggregate_type = 'cabinet' AND event_type = 'LaneStockChanged'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let mut sales = BTreeSet::new();
-    for (cab, payload) in &rows {
-        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-        let e = &v["LaneStockChanged"];
-        if let Some(order) = e["reason"]["Sale"]["order_id"].as_str() {
-            assert!(sales.insert((order.to_string(), cab.clone(), e["door"].to_string(), e["lane"].to_string())));
-        }
-    }
+    common::cluster::assert_no_sale_twice(&pool).await;
     for c in &fleet.cabinets {
         let state = app.platform.aggregates.cabinets.load(&c.id().to_string()).await.unwrap();
         let truth = c.counts();

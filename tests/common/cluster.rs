@@ -271,3 +271,26 @@ pub async fn shop(
         }
     }
 }
+
+/// Asserts no sale is in the log twice: one `LaneStockChanged` with a sale reason per
+/// (order, cabinet, door, lane). Returns how many sale entries there are.
+pub async fn assert_no_sale_twice(pool: &sqlx::PgPool) -> usize {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::text FROM events WHERE aggregate_type = 'cabinet' AND event_type = 'LaneStockChanged'",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("ledger rows");
+    let mut sales = std::collections::BTreeSet::new();
+    for (cab, payload) in &rows {
+        let v: serde_json::Value = serde_json::from_str(payload).expect("event json");
+        let e = &v["LaneStockChanged"];
+        if let Some(order) = e["reason"]["Sale"]["order_id"].as_str() {
+            assert!(
+                sales.insert((order.to_string(), cab.clone(), e["door"].to_string(), e["lane"].to_string())),
+                "sale recorded twice: {order} {cab} {e}"
+            );
+        }
+    }
+    sales.len()
+}
