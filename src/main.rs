@@ -309,9 +309,33 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         );
         spawn_shoppers(&fleet);
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    app.stop().await;
-    Ok(())
+    let signal = shutdown_signal().await?;
+    println!("{signal}: stopping (finishing in-flight requests and commands, closing connections)");
+    match tokio::time::timeout(STOP_GRACE, app.stop()).await {
+        Ok(()) => {
+            println!("stopped cleanly");
+            Ok(())
+        }
+        Err(_) => bail!("the platform did not stop within {} s", STOP_GRACE.as_secs()),
+    }
+}
+
+/// How long a graceful stop may take before `tare` gives up on it: inside the 10 s
+/// that `docker stop` and systemd allow before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM — what `docker stop`, `docker compose stop`
+/// and systemd send — and names the signal; both stop the process the same graceful way.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r.context("listening for Ctrl-C")?;
+            Ok("SIGINT")
+        }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
 }
 
 fn parse_roles(s: &str) -> Result<Roles, String> {
@@ -358,7 +382,7 @@ async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
     let app = tare_gateway::sandbox_service::router(sandboxes);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = shutdown_signal().await;
         })
         .await
         .context("serving the sandbox")?;
@@ -475,7 +499,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
     if a.shop {
         spawn_shoppers(&fleet);
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     for c in &fleet.cabinets {
         let _ = c.disconnect().await;
     }

@@ -6,10 +6,8 @@
 //! charge is exact and made once, no stock movement is recorded twice, the feed reaches
 //! JetStream complete, and the surviving nodes kept buying.
 
-mod common;
-
-use common::cluster::{delete_namespace, free_port, fresh_namespace, metric, metrics, nats_url, sandbox, shop, ClusterSpec, Ledger};
-use common::postgres_admin_url;
+use crate::common::cluster::{delete_namespace, free_port, fresh_namespace, metric, metrics, nats_url, sandbox, shop, ClusterSpec, Ledger};
+use crate::common::postgres_admin_url;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +17,7 @@ use tare_domain::DoorNo;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_the_work_and_survive_a_kill_9() {
+    let _heavy = crate::common::exclusive().await;
     let pg_url = tare_platform::db::create_scratch_postgres(&postgres_admin_url(), "tare_cluster")
         .await
         .expect("scratch database");
@@ -151,7 +150,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         }
     }
     // Let both fleets buy for a while, then kill the relay leader mid-purchase.
-    common::eventually(120, "purchases before the kill", || async {
+    crate::common::eventually(120, "purchases before the kill", || async {
         (count_a.load(Ordering::Relaxed) >= 4 && count_b.load(Ordering::Relaxed) >= 4).then_some(())
     })
     .await;
@@ -160,7 +159,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     let client_b = ApiClient::new(&n0.http, &spec.admin_token);
     let after_kill = count_b.load(Ordering::Relaxed);
     // The survivors take over the relay and n2's partitions; fleet B keeps buying.
-    common::eventually(120, "purchases after the kill", || async {
+    crate::common::eventually(120, "purchases after the kill", || async {
         (count_b.load(Ordering::Relaxed) >= after_kill + 6).then_some(())
     })
     .await;
@@ -172,7 +171,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     // The cabinet n2 held is judged by a survivor: offline once the threshold passed
     // since n2 was last seen, with the silence in its log; the others stay online.
     let orphan = fleet_c.cabinets[0].id().to_string();
-    common::eventually(60, "the dead node's cabinet offline", || async {
+    crate::common::eventually(60, "the dead node's cabinet offline", || async {
         let (_, c) = client_b.get(&format!("/api/v1/cabinets/{orphan}"), &client_b.admin).await.ok()?;
         (c["status"] == "offline").then_some(())
     })
@@ -244,7 +243,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     }
 
     // No stock movement twice: one sale entry per (order, door, lane).
-    common::cluster::assert_no_sale_twice(&pool).await;
+    crate::common::cluster::assert_no_sale_twice(&pool).await;
     // Each lane's recorded stock is what the shelf really holds (no movement lost or
     // applied twice), and never more than it opened with.
     for c in fleet_a.cabinets.iter().chain(fleet_b.cabinets.iter()) {
@@ -271,7 +270,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    common::eventually(30, "the relay to catch up", || async {
+    crate::common::eventually(30, "the relay to catch up", || async {
         (nats.relayed_head().await.ok() == Some(head)).then_some(())
     })
     .await;

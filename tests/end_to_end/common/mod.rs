@@ -95,7 +95,6 @@ where
 }
 
 /// Defines `sqlite` and `postgres` variants of an async test body taking a [`Store`].
-#[macro_export]
 macro_rules! on_both_stores {
     ($name:ident, $body:ident) => {
         mod $name {
@@ -111,3 +110,38 @@ macro_rules! on_both_stores {
     };
 }
 pub mod cluster;
+
+/// Serializes the heaviest tests (several processes, private servers, a thousand
+/// connections): in one test binary they would otherwise run side by side on two cores
+/// and time each other out. Hold the guard for the whole test.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
+/// An app on a fresh store with a fleet provisioned on it (products, cabinets connected
+/// and online): the setup most black-box tests share. [`Harness::stop`] stops the app
+/// and drops the store.
+pub struct Harness {
+    /// The running app.
+    pub app: tare::app::App,
+    /// Its fleet.
+    pub fleet: tare::fleet::Fleet,
+    store: TestStore,
+}
+
+impl Harness {
+    /// Starts an app on a fresh `kind` store and provisions `spec` on it.
+    pub async fn start(kind: Store, spec: tare::fleet::FleetSpec) -> Self {
+        let store = TestStore::new(kind).await;
+        let app = start(&store).await;
+        let fleet = tare::fleet::Fleet::provision(&app, &spec).await.expect("fleet provisioned");
+        Self { app, fleet, store }
+    }
+
+    /// Stops the app and drops its store.
+    pub async fn stop(self) {
+        self.app.stop().await;
+        self.store.cleanup().await;
+    }
+}

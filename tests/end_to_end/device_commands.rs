@@ -2,9 +2,7 @@
 //! PROTOCOL.md reaches its final state, a missing ack is resent and ends `unknown`, an
 //! absent device never gets a late command, and the operator API refuses bad commands.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use serde_json::{json, Value};
 use tare::app::App;
 use tare::fleet::{Fleet, FleetSpec};
@@ -24,7 +22,7 @@ async fn fleet(store: &TestStore, resend_ms: i64) -> (App, Fleet) {
 }
 
 async fn final_state(fleet: &Fleet, cmd_id: &str, secs: u64) -> Value {
-    common::eventually(secs, "the command to reach a final state", || async {
+    crate::common::eventually(secs, "the command to reach a final state", || async {
         let (_, c) = fleet
             .client
             .get(&format!("/api/v1/commands/{cmd_id}"), &fleet.client.admin)
@@ -142,7 +140,7 @@ async fn a_missing_ack_is_resent_then_unknown_and_an_absent_device_gets_nothing_
     // The device goes away; a command for it is never delivered, and ends unknown.
     vc.set_faults(Faults::default());
     vc.disconnect().await.unwrap();
-    common::eventually(10, "the cabinet offline", || async {
+    crate::common::eventually(10, "the cabinet offline", || async {
         let (_, c) = fleet
             .client
             .get(&format!("/api/v1/cabinets/{cab}"), &fleet.client.admin)

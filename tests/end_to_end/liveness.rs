@@ -3,9 +3,7 @@
 //! heartbeats nobody is marked offline (they show `unknown`), and once it is healthy again
 //! the silent are recomputed from their last heartbeat.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use std::sync::Arc;
 use tare::app::App;
 use tare::fleet::{Fleet, FleetSpec, FleetTransport};
@@ -45,7 +43,7 @@ async fn statuses(fleet: &Fleet) -> Vec<String> {
 
 /// Polls the statuses until `ok` holds (a background sweep may be recording them).
 async fn eventually_statuses(fleet: &Fleet, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
-    common::eventually(10, "the statuses", || async {
+    crate::common::eventually(10, "the statuses", || async {
         let st = statuses(fleet).await;
         ok(&st).then_some(st)
     })
@@ -65,7 +63,7 @@ async fn period(app: &App, clock: &ManualClock, fleet: &Fleet, beating: impl Fn(
 
 /// Waits until the feed (numbered asynchronously on PostgreSQL) shows exactly `want`.
 async fn expect_silence_events(app: &App, want: Vec<(String, String)>) {
-    common::eventually(10, "the silence events in the feed", || {
+    crate::common::eventually(10, "the silence events in the feed", || {
         let want = want.clone();
         async move { (silence_events(app).await == want).then_some(()) }
     })

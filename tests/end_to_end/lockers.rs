@@ -2,9 +2,7 @@
 //! lanes), is online as soon as it connects, pops a compartment on command, reports items
 //! taken and returned, and plays ads it was told to add — each a fact in the log.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tare::app::App;
@@ -23,7 +21,7 @@ async fn feed_events(app: &App, kind: &str) -> Vec<Value> {
 }
 
 async fn wait_command(client: &ApiClient, id: &str) -> Value {
-    common::eventually(10, "the command to settle", || async {
+    crate::common::eventually(10, "the command to settle", || async {
         let (_, c) = client.get(&format!("/api/v1/commands/{id}"), &client.admin).await.ok()?;
         ["done", "failed", "unknown"].contains(&c["state"].as_str()?).then_some(c)
     })
@@ -89,7 +87,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
     // The recipient takes the parcel; someone returns a borrowed item to compartment 3.
     locker.compartment_item(DoorNo(2), true).await.unwrap();
     locker.compartment_item(DoorNo(3), false).await.unwrap();
-    let c = common::eventually(10, "compartment states", || async {
+    let c = crate::common::eventually(10, "compartment states", || async {
         let (_, c) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await.ok()?;
         (c["compartments"][1]["occupied"] == false && c["compartments"][2]["occupied"] == true).then_some(c)
     })
@@ -122,7 +120,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         .unwrap();
     assert_eq!(wait_command(&client, v["cmd_id"].as_str().unwrap()).await["state"], "done");
     locker.ad_played("spring-sale", 15_000).await.unwrap();
-    let plays = common::eventually(10, "the ad play in the log", || async {
+    let plays = crate::common::eventually(10, "the ad play in the log", || async {
         let p = feed_events(&app, "AdPlayed").await;
         (!p.is_empty()).then_some(p)
     })
@@ -132,7 +130,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         (plays[0]["ad_id"].as_str(), plays[0]["duration_ms"].as_u64()),
         (Some("spring-sale"), Some(15_000))
     );
-    let changes = common::eventually(10, "the compartment changes in the log", || async {
+    let changes = crate::common::eventually(10, "the compartment changes in the log", || async {
         let c = feed_events(&app, "CompartmentChanged").await;
         (c.len() == 3).then_some(c)
     })

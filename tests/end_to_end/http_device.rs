@@ -2,9 +2,7 @@
 //! by hand: every status code it names, the long poll, and a purchase whose cabinet
 //! talks only HTTP.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -275,7 +273,7 @@ async fn the_long_poll_hands_out_commands_oldest_first_and_never_expired_ones() 
             r.send().await.unwrap().json::<Value>().await.unwrap()
         })
     };
-    common::eventually(10, "the poll to be waiting", || async {
+    crate::common::eventually(10, "the poll to be waiting", || async {
         hub.send_door_command(&dev.id, DoorNo(1), DoorCommandKind::OpenDoor, "c3", now_ms() + 30_000)
             .await
             .ok()

@@ -294,3 +294,20 @@ pub async fn assert_no_sale_twice(pool: &sqlx::PgPool) -> usize {
     }
     sales.len()
 }
+
+impl Proc {
+    /// Sends `signal` (`TERM`, `INT`, …) to the process, as `docker stop` or a terminal would.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the process is running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Whether it printed a line containing `text`.
+    pub fn printed(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+}

@@ -4,9 +4,7 @@
 //! reply resolved by a query, and a restart in the middle of a purchase. No sleeps: the
 //! test clock is advanced and outcomes are polled with a deadline.
 
-mod common;
-
-use common::{config, eventually, Store, TestStore};
+use crate::common::{config, eventually, Store, TestStore};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

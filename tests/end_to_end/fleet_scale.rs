@@ -1,9 +1,7 @@
 //! A thousand simulated cabinets connected at once over real MQTT: every one registered,
 //! initialized and online, and every one heartbeating on its own cadence.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tare::app::App;
@@ -11,6 +9,7 @@ use tare::fleet::{Fleet, FleetSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_cabinets_online_and_heartbeating() {
+    let _heavy = crate::common::exclusive().await;
     let store = TestStore::new(Store::Sqlite).await;
     let app = App::start(config(&store)).await.expect("app");
     let spec = FleetSpec {
@@ -32,7 +31,7 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
         .iter()
         .map(|c| c.spawn_cadence(Duration::from_millis(500), Duration::from_secs(60)))
         .collect();
-    common::eventually(60, "a heartbeat from every cabinet", || async {
+    crate::common::eventually(60, "a heartbeat from every cabinet", || async {
         let silent = fleet
             .cabinets
             .iter()
@@ -43,7 +42,7 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
     .await;
     // And they keep coming: a second round from everyone.
     let round2 = app.platform.clock.now_ms();
-    common::eventually(60, "a second heartbeat from every cabinet", || async {
+    crate::common::eventually(60, "a second heartbeat from every cabinet", || async {
         fleet
             .cabinets
             .iter()

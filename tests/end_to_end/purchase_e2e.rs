@@ -3,9 +3,7 @@
 //! discounts, nobody is charged twice, and every lane's stock equals its opening stock
 //! minus what was sold.
 
-mod common;
-
-use common::{start, Store, TestStore};
+use crate::common::{start, Store, TestStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tare::bench::{audit_provider_charges, run_purchases};
@@ -76,7 +74,7 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     }
     // The lane ledger view agrees once the projections caught up.
     let head = app.platform.feed.head().await.unwrap();
-    common::eventually(20, "projections to catch up", || async {
+    crate::common::eventually(20, "projections to catch up", || async {
         (app.platform.jobs.checkpoint(tare_platform::views::PROJECTIONS).await.unwrap() >= head).then_some(())
     })
     .await;

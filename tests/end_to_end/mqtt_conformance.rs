@@ -3,9 +3,7 @@
 //! Debian's mosquitto-clients, over MQTT 3.1.1 and 5. Every refusal is checked for its
 //! counted reason and for the valid traffic around it.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::sync::atomic::Ordering::Relaxed;
@@ -169,7 +167,7 @@ async fn connect_is_signed_per_device_on_both_versions() {
         // A correct connection: the boot lands and the cabinet awaits initialization [D1].
         let r = pub_one(&app, &dev, v, &dev.topic("up", "boot"), &boot(&format!("boot-{v}"), 0)).await;
         assert_eq!(r.code, 0, "{v}: {}", r.stderr);
-        common::eventually(10, "boot applied", || async {
+        crate::common::eventually(10, "boot applied", || async {
             (app.platform.hub.counters.accepted.load(Relaxed) == i as u64 + 1).then_some(())
         })
         .await;
@@ -270,7 +268,7 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     args.extend(["-V", "mqttv311", "-q", "1", "-t", &dev.topic("up", "weight"), "-l"].map(String::from));
     let r = run("mosquitto_pub", &args, Some(lines.join("\n") + "\n")).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    common::eventually(10, "all lines handled", || async {
+    crate::common::eventually(10, "all lines handled", || async {
         (app.platform.hub.counters.accepted.load(Relaxed) == 3).then_some(())
     })
     .await;
@@ -345,7 +343,7 @@ async fn commands_reach_the_device_and_time_is_synced() {
         let mut args = dev.conn_args(&app, now_ms());
         args.extend(["-V", v, "-q", "1", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "20"].map(String::from));
         let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
-        common::eventually(10, "the device connected and subscribed", || async {
+        crate::common::eventually(10, "the device connected and subscribed", || async {
             app.platform.hub.is_attached(&dev.id).then_some(())
         })
         .await;
@@ -441,7 +439,7 @@ async fn the_last_will_fires_on_a_lost_connection_and_on_keepalive_expiry() {
             .kill_on_drop(true)
             .spawn()
             .expect("mosquitto_rr");
-        common::eventually(10, "connected", || async {
+        crate::common::eventually(10, "connected", || async {
             (status(&client, &dev).await == "pending_init" && node(&client, &dev).await == "node-1").then_some(())
         })
         .await;
@@ -453,7 +451,7 @@ async fn the_last_will_fires_on_a_lost_connection_and_on_keepalive_expiry() {
             .status()
             .unwrap();
         assert!(ok.success());
-        common::eventually(15, "the will marked the device offline", || async {
+        crate::common::eventually(15, "the will marked the device offline", || async {
             (status(&client, &dev).await == "offline").then_some(())
         })
         .await;
@@ -483,7 +481,7 @@ async fn a_flooding_device_is_slowed_without_losing_messages_or_starving_others(
     let mut args = flooder.conn_args(&app, now_ms());
     args.extend(["-V", "mqttv311", "-q", "1", "-t", &flooder.topic("up", "weight"), "-l"].map(String::from));
     let flood = tokio::spawn(async move { run("mosquitto_pub", &args, Some(lines.join("\n") + "\n")).await });
-    common::eventually(10, "the flooder is being slowed", || async {
+    crate::common::eventually(10, "the flooder is being slowed", || async {
         (refused(&app, "rate_limited") > 0).then_some(())
     })
     .await;
@@ -495,7 +493,7 @@ async fn a_flooding_device_is_slowed_without_losing_messages_or_starving_others(
     assert!(accepted_so_far < n + 1, "the calm device was served before the flood ended");
     assert_eq!(flood.await.unwrap().code, 0);
     // Nothing of the flood was lost: every message was eventually accepted.
-    common::eventually(20, "every flooded message accepted", || async {
+    crate::common::eventually(20, "every flooded message accepted", || async {
         (app.platform.hub.counters.accepted.load(Relaxed) == n + 1).then_some(())
     })
     .await;
@@ -512,7 +510,7 @@ async fn a_disabled_device_is_shut_out_and_let_back_in() {
     let mut args = dev.conn_args(&app, now_ms());
     args.extend(["-V", "mqttv5", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "30"].map(String::from));
     let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
-    common::eventually(10, "connected", || async { app.platform.hub.is_attached(&dev.id).then_some(()) }).await;
+    crate::common::eventually(10, "connected", || async { app.platform.hub.is_attached(&dev.id).then_some(()) }).await;
     let (st, v) = client
         .put(
             &format!("/api/v1/cabinets/{}/device", dev.id),

@@ -2,9 +2,7 @@
 //! (sagas, projections) has no MQTT endpoint, no public API and no HTTP device API, but
 //! still its metrics — and bad role or mode flags are refused with the reason.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use tare::app::App;
 use tare_platform::platform::Roles;
 

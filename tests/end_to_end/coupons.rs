@@ -2,9 +2,7 @@
 //! coupon is used automatically; a used coupon is spent once; the charge is the
 //! subtotal minus the discount, and the provider collects exactly that.
 
-mod common;
-
-use common::{start, Store, TestStore};
+use crate::common::{start, Store, TestStore};
 use serde_json::json;
 use std::sync::Arc;
 use tare::fleet::{Fleet, FleetSpec};
@@ -74,7 +72,7 @@ async fn coupons_are_applied_by_policy(kind: Store) {
     assert_eq!(collected.len(), 1, "a fully discounted order collects nothing");
     assert_eq!(collected[0].amount.0, price - 50);
     // Both coupons are spent now.
-    common::eventually(10, "coupons redeemed", || async {
+    crate::common::eventually(10, "coupons redeemed", || async {
         let s = app.platform.shopper(&shopper.id).await.unwrap();
         s.available_coupons().is_empty().then_some(())
     })

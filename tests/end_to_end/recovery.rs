@@ -9,9 +9,7 @@
 //! this test's own, on free ports, from the machine's binaries), so restarting them
 //! disturbs no other test.
 
-mod common;
-
-use common::cluster::{free_port, shop, Ledger};
+use crate::common::cluster::{free_port, shop, Ledger};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -178,6 +176,7 @@ fn wait_port(port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_platform_recovers_when_nats_and_postgres_restart() {
+    let _heavy = crate::common::exclusive().await;
     let dir = std::env::temp_dir().join(format!("tare-recovery-{}", uuid::Uuid::new_v4().simple()));
     let mut nats = PrivateNats::start(&dir.join("nats"));
     let pg = PrivatePostgres::start(&dir.join("pg"));
@@ -224,7 +223,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
     let at_least = |n: usize| {
         let count = count.clone();
         async move {
-            common::eventually(120, &format!("{n} purchases"), || async {
+            crate::common::eventually(120, &format!("{n} purchases"), || async {
                 (count.load(Ordering::Relaxed) >= n).then_some(())
             })
             .await
@@ -305,7 +304,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
         }
     }
     // No sale twice, and the shelves hold what the ledger says.
-    common::cluster::assert_no_sale_twice(&pool).await;
+    crate::common::cluster::assert_no_sale_twice(&pool).await;
     for c in &fleet.cabinets {
         let state = app.platform.aggregates.cabinets.load(&c.id().to_string()).await.unwrap();
         let truth = c.counts();
@@ -318,7 +317,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
     // JetStream is level with the feed again (nothing lost with the NATS restart).
     let head = app.platform.feed.head().await.unwrap();
     let relay = app.platform.nats.clone().expect("nats");
-    common::eventually(30, "the relay to catch up", || async {
+    crate::common::eventually(30, "the relay to catch up", || async {
         (relay.relayed_head().await.ok() == Some(head)).then_some(())
     })
     .await;

@@ -3,9 +3,7 @@
 //! out of sequence order) while a reader tails the feed; at the end the reader has seen
 //! every event of the events table exactly once, at positions 1..N with no gap.
 
-mod common;
-
-use common::{Store, TestStore};
+use crate::common::{Store, TestStore};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

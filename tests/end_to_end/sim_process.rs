@@ -2,9 +2,7 @@
 //! HTTP API and the MQTT device endpoint buys through it — with duplicated and reordered
 //! device messages — and every cent it says it was charged, the provider collected once.
 
-mod common;
-
-use common::{config, Store, TestStore};
+use crate::common::{config, Store, TestStore};
 use std::sync::atomic::Ordering::Relaxed;
 use tare::app::App;
 

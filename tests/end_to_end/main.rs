@@ -1,0 +1,29 @@
+//! Tare's end-to-end tests, in one test binary (one link of the whole platform instead of
+//! one per file). Each module is one capability, black-box through the assembled app
+//! (`tare::app::App`), the `tare` binary or real servers; `common` holds the fixtures:
+//! a fresh store per test on SQLite and on the machine's PostgreSQL, the harness that
+//! starts an app with a provisioned fleet, polling with a deadline, and the cluster
+//! helpers.
+//!
+//! Tests run two at a time (cargo's default on two cores); the ones that start many
+//! processes or connections take [`common::exclusive`] so they never overlap each other.
+
+#[macro_use]
+mod common;
+
+mod bad_input;
+mod cluster;
+mod coupons;
+mod device_commands;
+mod fleet_scale;
+mod global_feed;
+mod http_device;
+mod liveness;
+mod lockers;
+mod mqtt_conformance;
+mod purchase_e2e;
+mod recovery;
+mod roles;
+mod saga_clock;
+mod shutdown;
+mod sim_process;
