@@ -93,8 +93,8 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
             let shopper = fleet.new_shopper(&format!("1390000{:04}", cab), provider, mode).await?;
             let mut out: Vec<anyhow::Result<Purchase>> = Vec::new();
             for _ in 0..share {
-                let doors = fleet.cabinets[cab].counts().keys().map(|(d, _)| d.0).max().unwrap_or(1);
-                let door = DoorNo(rng.random_range(1..=doors));
+                let doors = fleet.cabinets[cab].counts().keys().map(|(d, _)| d.get()).max().unwrap_or(1);
+                let door = DoorNo::of(rng.random_range(1..=doors));
                 let takes = fleet.random_takes(&mut rng, cab, door);
                 out.push(fleet.purchase(&shopper, cab, door, &takes).await);
             }

@@ -116,7 +116,12 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
             for i in 0..share {
                 let sku = format!("bench-{w}-{i}");
                 platform
-                    .register_product(Sku::parse("sku", &sku)?, format!("Bench item {w}/{i}"), 100.0, Cents(100))
+                    .register_product(
+                        Sku::parse("sku", &sku)?,
+                        format!("Bench item {w}/{i}"),
+                        tare_domain::Grams::of(100.0),
+                        Cents::new(100),
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("append: {e}"))?;
                 committed.lock().unwrap_or_else(|p| p.into_inner()).insert(sku, Instant::now());

@@ -254,14 +254,14 @@ impl Fleet {
                     let (sku, _, grams, price) = CATALOGUE[rng.random_range(0..CATALOGUE.len())];
                     lanes.push(json!({"lane": l, "sku": sku, "capacity": spec.capacity, "restock_threshold": spec.capacity / 5}));
                     vlanes.push(VirtualLane {
-                        lane: LaneNo(l),
+                        lane: LaneNo::of(l),
                         unit_grams: grams,
                         count: spec.capacity,
                     });
-                    plan.insert((DoorNo(d), LaneNo(l)), (sku.to_string(), price));
+                    plan.insert((DoorNo::of(d), LaneNo::of(l)), (sku.to_string(), price));
                 }
                 doors.push(json!({"door": d, "lanes": lanes}));
-                vdoors.push((DoorNo(d), vlanes));
+                vdoors.push((DoorNo::of(d), vlanes));
             }
             let body = json!({"pk": spec.pk, "dn": dn, "kind": "weight", "location": {"lat": 31.23 + i as f64 * 0.001, "lng": 121.47}, "doors": doors});
             layouts.push((i, dn, body, vdoors, plan));
@@ -372,7 +372,7 @@ impl Fleet {
             .post(
                 "/api/v1/orders",
                 &shopper.token,
-                &json!({"cabinet": vc.id().to_string(), "door": door.0}),
+                &json!({"cabinet": vc.id().to_string(), "door": door.get()}),
             )
             .await?;
         if st != StatusCode::CREATED {
@@ -397,7 +397,7 @@ impl Fleet {
             let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
             bail!(
                 "door {} of {} never opened for order {order_id}: {} {}",
-                door.0,
+                door.get(),
                 vc.id(),
                 o["state"],
                 o["payment"]

@@ -422,7 +422,7 @@ fn spawn_shoppers(fleet: &Arc<Fleet>) {
                 return;
             };
             loop {
-                let door = DoorNo(rng.random_range(1..=2));
+                let door = DoorNo::of(rng.random_range(1..=2));
                 let takes = fleet.random_takes(&mut rng, cab, door);
                 if let Err(e) = fleet.purchase(&shopper, cab, door, &takes).await {
                     println!("{} shopper at cabinet {cab}: {e}", now_hms());

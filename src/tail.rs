@@ -28,7 +28,7 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
                 } => {
                     format!(
                         "order {o}: scanned {cabinet} door {} by shopper {} ({})",
-                        door.0,
+                        door.get(),
                         short(&shopper_id),
                         provider.as_str()
                     )
@@ -120,26 +120,35 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
             }
             CabinetEvent::DeviceResumed { .. } => format!("cabinet {id}: heartbeating again"),
             CabinetEvent::CompartmentChanged { compartment, change, .. } => {
-                format!("locker {id}: compartment {} {change:?}", compartment.0)
+                format!("locker {id}: compartment {} {change:?}", compartment.get())
             }
             CabinetEvent::RestockNeeded {
                 door, lane, sku, stock, ..
-            } => format!("cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left", door.0, lane.0),
+            } => format!(
+                "cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left",
+                door.get(),
+                lane.get()
+            ),
             CabinetEvent::LateDoorEventRecorded {
                 door, seq, applied_seq, ..
-            } => format!("cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})", door.0),
+            } => format!(
+                "cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})",
+                door.get()
+            ),
             CabinetEvent::DoorClosed {
                 door,
                 holder: None,
                 unexpected: true,
                 ..
-            } => format!("cabinet {id}: door {} closed with nobody holding it", door.0),
-            CabinetEvent::DoorOpened { door, holder: None, .. } => format!("cabinet {id}: door {} opened with nobody holding it", door.0),
+            } => format!("cabinet {id}: door {} closed with nobody holding it", door.get()),
+            CabinetEvent::DoorOpened { door, holder: None, .. } => {
+                format!("cabinet {id}: door {} opened with nobody holding it", door.get())
+            }
             CabinetEvent::DoorOpened {
                 holder: Some(Holder::Restock { .. }),
                 door,
                 ..
-            } => format!("cabinet {id}: door {} opened for restock", door.0),
+            } => format!("cabinet {id}: door {} opened for restock", door.get()),
             _ => return None,
         },
         _ => return None,

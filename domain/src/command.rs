@@ -7,7 +7,7 @@
 //! that arrives after `unknown` still lands and settles the outcome: an operator would
 //! rather know.
 
-use crate::{CabinetId, DomainError, RejectionKind, UnixMs, EVENT_VERSION};
+use crate::{CabinetId, DomainError, Grams, RejectionKind, UnixMs, EVENT_VERSION};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ pub enum CommandSpec {
         /// Lane.
         lane: u8,
         /// The standard weight placed on it.
-        standard_grams: f64,
+        standard_grams: Grams,
     },
     /// Update a lane's price label.
     SetPriceLabel {
@@ -145,9 +145,7 @@ impl CommandSpec {
                 invalid("args", "door and lane must be at least 1")
             }
             Self::Pop { compartment } if *compartment == 0 => invalid("args.compartment", "must be at least 1"),
-            Self::Calibrate { standard_grams, .. }
-                if !(standard_grams.is_finite() && *standard_grams > 0.0 && *standard_grams <= 50_000.0) =>
-            {
+            Self::Calibrate { standard_grams, .. } if !(*standard_grams > Grams::ZERO && *standard_grams <= Grams::of(50_000.0)) => {
                 invalid("args.standard_grams", "must be above 0 and at most 50000")
             }
             Self::SetPriceLabel { price_cents, name, .. } => {
@@ -363,6 +361,20 @@ pub struct DeviceCommand {
     pub result: Option<serde_json::Value>,
     /// When it reached its final state.
     pub finished_at: Option<UnixMs>,
+}
+
+impl DeviceCommand {
+    /// Whether delivery attempt `attempt` still has to go out: not once the command has
+    /// ended, and not again for an attempt already made (a redelivered effect).
+    pub fn needs_delivery(&self, attempt: u32) -> bool {
+        !self.state.is_final() && self.attempts < attempt
+    }
+
+    /// Whether the command's expiry has passed at `now`: it must never reach the device
+    /// after that [B7].
+    pub fn is_expired(&self, now: UnixMs) -> bool {
+        now >= self.expires_at
+    }
 }
 
 impl Aggregate for DeviceCommand {

@@ -67,41 +67,41 @@ pub struct CouponChoice {
 fn discount_of(coupon: &Coupon, lines: &[PricedLine], subtotal: Cents, policy: &CouponPolicy) -> Option<Cents> {
     match &coupon.kind {
         CouponKind::Cash { value, min_spend } => {
-            if subtotal.0 == 0 || subtotal < *min_spend {
+            if subtotal.get() == 0 || subtotal < *min_spend {
                 return None;
             }
             if let Some(pct) = policy.max_value_over_amount_pct {
                 // value ≤ subtotal × (100 + pct) / 100, in integers.
-                if value.0 * 100 > subtotal.0 * (100 + i64::from(pct)) {
+                if value.get() * 100 > subtotal.get() * (100 + i64::from(pct)) {
                     return None;
                 }
             }
-            Some(Cents(value.0.min(subtotal.0)))
+            Some(Cents::new(value.get().min(subtotal.get())))
         }
         CouponKind::GroupBuy { sku, price } => lines
             .iter()
             .find(|l| &l.sku == sku && l.qty > 0 && l.unit_price > *price)
-            .map(|l| Cents(l.unit_price.0 - price.0)),
+            .map(|l| Cents::new(l.unit_price.get() - price.get())),
     }
 }
 
 /// Picks the coupon that saves the most; on a tie the one that wastes the least face
 /// value, then the one expiring first, then the smallest id (so the choice is stable).
 pub fn choose_coupon(lines: &[PricedLine], coupons: &[Coupon], policy: &CouponPolicy, now: UnixMs) -> Option<CouponChoice> {
-    let subtotal = Cents(lines.iter().map(|l| l.unit_price.0 * i64::from(l.qty)).sum());
+    let subtotal = Cents::new(lines.iter().map(|l| l.unit_price.get() * i64::from(l.qty)).sum());
     coupons
         .iter()
         .filter(|c| c.expires_at.is_none_or(|e| e > now))
         .filter_map(|c| {
             let d = discount_of(c, lines, subtotal, policy)?;
-            if d.0 <= 0 {
+            if d.get() <= 0 {
                 return None;
             }
             let face = match &c.kind {
-                CouponKind::Cash { value, .. } => value.0,
-                CouponKind::GroupBuy { .. } => d.0,
+                CouponKind::Cash { value, .. } => value.get(),
+                CouponKind::GroupBuy { .. } => d.get(),
             };
-            Some((d, face - d.0, c.expires_at.unwrap_or(i64::MAX), c.id.clone()))
+            Some((d, face - d.get(), c.expires_at.unwrap_or(i64::MAX), c.id.clone()))
         })
         .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)))
         .map(|(d, _, _, id)| CouponChoice {
@@ -119,8 +119,8 @@ mod tests {
         Coupon {
             id: id.into(),
             kind: CouponKind::Cash {
-                value: Cents(value),
-                min_spend: Cents(min),
+                value: Cents::new(value),
+                min_spend: Cents::new(min),
             },
             expires_at: None,
         }
@@ -128,9 +128,9 @@ mod tests {
 
     fn line(sku: &str, qty: u32, price: i64) -> PricedLine {
         PricedLine {
-            sku: Sku(sku.into()),
+            sku: Sku::of(sku),
             qty,
-            unit_price: Cents(price),
+            unit_price: Cents::new(price),
         }
     }
 
@@ -147,7 +147,7 @@ mod tests {
             choose_coupon(&lines, &coupons, &lax, 0),
             Some(CouponChoice {
                 coupon_id: "big".into(),
-                discount: Cents(100)
+                discount: Cents::new(100)
             })
         );
     }
@@ -160,7 +160,7 @@ mod tests {
         let coupons = [cash("a", 200, 0), cash("b", 500, 0), c3, cash("d", 500, 700)];
         let got = choose_coupon(&lines, &coupons, &CouponPolicy::default(), 0).unwrap();
         assert_eq!(got.coupon_id, "c");
-        assert_eq!(got.discount, Cents(500));
+        assert_eq!(got.discount, Cents::new(500));
         // expired coupons are ignored
         let got = choose_coupon(&lines, &coupons, &CouponPolicy::default(), 10).unwrap();
         assert_eq!(got.coupon_id, "b");
@@ -172,13 +172,13 @@ mod tests {
         let gb = Coupon {
             id: "gb".into(),
             kind: CouponKind::GroupBuy {
-                sku: Sku("cola".into()),
-                price: Cents(99),
+                sku: Sku::of("cola"),
+                price: Cents::new(99),
             },
             expires_at: None,
         };
         let got = choose_coupon(&lines, &[gb], &CouponPolicy::default(), 0).unwrap();
-        assert_eq!(got.discount, Cents(201));
+        assert_eq!(got.discount, Cents::new(201));
     }
 
     proptest! {
@@ -190,14 +190,14 @@ mod tests {
             pct in proptest::option::of(0u32..100),
         ) {
             let lines: Vec<_> = prices.iter().enumerate().map(|(i, (q, p))| line(&format!("s{i}"), *q, *p)).collect();
-            let subtotal: i64 = lines.iter().map(|l| l.unit_price.0 * i64::from(l.qty)).sum();
+            let subtotal: i64 = lines.iter().map(|l| l.unit_price.get() * i64::from(l.qty)).sum();
             let coupons: Vec<_> = values.iter().enumerate().map(|(i, (v, m))| cash(&format!("c{i}"), *v, *m)).collect();
             let policy = CouponPolicy { max_value_over_amount_pct: pct };
             if let Some(choice) = choose_coupon(&lines, &coupons, &policy, 0) {
-                prop_assert!(choice.discount.0 > 0 && choice.discount.0 <= subtotal);
+                prop_assert!(choice.discount.get() > 0 && choice.discount.get() <= subtotal);
                 let c = coupons.iter().find(|c| c.id == choice.coupon_id).unwrap();
                 if let (CouponKind::Cash { value, .. }, Some(p)) = (&c.kind, pct) {
-                    prop_assert!(value.0 * 100 <= subtotal * (100 + i64::from(p)));
+                    prop_assert!(value.get() * 100 <= subtotal * (100 + i64::from(p)));
                 }
             }
         }

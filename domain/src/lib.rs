@@ -1,6 +1,7 @@
 //! Tare's domain: the aggregates (product, cabinet, shopper with account, order, payment,
-//! device command),
-//! their commands and events, and the pure rules they apply (weight → items, coupon choice).
+//! device command), their commands and events, and the pure rules they apply: weight →
+//! items ([`weight`]), what a shopper pays ([`settlement`]), coupon choice ([`coupon`]) and
+//! the rules around an order ([`order::rules`]).
 //!
 //! Architecture Invariant: nothing here performs I/O, spawns tasks or reads a clock. Time
 //! (`at`, Unix ms) and ids arrive inside commands, so every decision can be replayed.
@@ -11,6 +12,7 @@ pub mod coupon;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod settlement;
 pub mod shopper;
 pub mod values;
 pub mod weight;

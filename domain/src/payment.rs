@@ -238,6 +238,14 @@ pub struct Payment {
     pub transaction_id: Option<String>,
 }
 
+impl Payment {
+    /// Whether attempt `attempt` of the deduction was already asked of the provider (so
+    /// running it again must ask the provider what happened, not collect again) [O8].
+    pub fn has_requested_collection(&self, attempt: u32) -> bool {
+        self.state == PaymentState::Collecting && self.attempts >= attempt
+    }
+}
+
 impl Aggregate for Payment {
     const TYPE: &'static str = "payment";
     type Command = PaymentCommand;
@@ -319,8 +327,8 @@ impl Aggregate for Payment {
                 }
                 if amount != self.amount {
                     return Err(PaymentError::AmountMismatch {
-                        want: self.amount.0,
-                        got: amount.0,
+                        want: self.amount.get(),
+                        got: amount.get(),
                     });
                 }
                 sink.write(

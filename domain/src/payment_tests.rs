@@ -50,14 +50,14 @@ fn confirm(notification_id: &str) -> PaymentCommand {
 
 fn request(amount: i64) -> PaymentCommand {
     PaymentCommand::RequestCollection {
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         at: AT + 100,
     }
 }
 
 fn requested(amount: i64, attempt: u32) -> PaymentEvent {
     PaymentEvent::CollectionRequested {
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         attempt,
         at: AT + 100,
     }
@@ -66,7 +66,7 @@ fn requested(amount: i64, attempt: u32) -> PaymentEvent {
 fn collect(amount: i64) -> PaymentCommand {
     PaymentCommand::RecordCollected {
         transaction_id: "tx-1".into(),
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         notification_id: Some("n-2".into()),
         at: AT + 200,
     }
@@ -75,7 +75,7 @@ fn collect(amount: i64) -> PaymentCommand {
 fn collected(amount: i64) -> PaymentEvent {
     PaymentEvent::PaymentCollected {
         transaction_id: "tx-1".into(),
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         notification_id: Some("n-2".into()),
         at: AT + 200,
     }
@@ -244,7 +244,7 @@ fn request_collection_on_an_authorized_payment_is_attempt_1() {
         .then_expect_events(vec![requested(500, 1)]);
     let payment = state_after(collecting(500));
     assert_eq!(payment.state, PaymentState::Collecting);
-    assert_eq!(payment.amount, Cents(500));
+    assert_eq!(payment.amount, Cents::new(500));
     assert_eq!(payment.attempts, 1);
 }
 
@@ -275,7 +275,7 @@ fn record_collected_completes_the_collection() {
     given(collecting(500)).when(collect(500)).then_expect_events(vec![collected(500)]);
     let payment = state_after(collected_history(500));
     assert_eq!(payment.state, PaymentState::Collected);
-    assert_eq!(payment.collected, Cents(500));
+    assert_eq!(payment.collected, Cents::new(500));
     assert_eq!(payment.transaction_id.as_deref(), Some("tx-1"));
 }
 

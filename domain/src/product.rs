@@ -1,6 +1,6 @@
 //! The product aggregate [C1]: a SKU with its name, unit weight and price.
 
-use crate::{Cents, DomainError, RejectionKind, Sku, UnixMs, EVENT_VERSION};
+use crate::{Cents, DomainError, Grams, RejectionKind, Sku, UnixMs, EVENT_VERSION};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ pub enum ProductCommand {
         /// Display name (1–64 characters).
         name: String,
         /// Weight of one unit in grams.
-        unit_grams: f64,
+        unit_grams: Grams,
         /// Price of one unit.
         price: Cents,
         /// When.
@@ -40,7 +40,7 @@ pub enum ProductEvent {
         /// Name.
         name: String,
         /// Unit weight.
-        unit_grams: f64,
+        unit_grams: Grams,
         /// Price.
         price: Cents,
         /// When.
@@ -114,7 +114,7 @@ pub struct Product {
     /// Name.
     pub name: String,
     /// Unit weight in grams.
-    pub unit_grams: f64,
+    pub unit_grams: Grams,
     /// Current price.
     pub price: Cents,
 }
@@ -152,7 +152,7 @@ impl Aggregate for Product {
                         reason: "must be 1-64 characters".into(),
                     });
                 }
-                if !unit_grams.is_finite() || unit_grams <= 0.0 || unit_grams > 50_000.0 {
+                if unit_grams <= Grams::ZERO || unit_grams > Grams::of(50_000.0) {
                     return Err(ProductError::Invalid {
                         field: "unit_grams",
                         reason: "must be above 0 and at most 50000".into(),
@@ -216,10 +216,10 @@ mod tests {
 
     fn registered() -> ProductEvent {
         ProductEvent::ProductRegistered {
-            sku: Sku("cola".into()),
+            sku: Sku::of("cola"),
             name: "Cola".into(),
-            unit_grams: 330.0,
-            price: Cents(300),
+            unit_grams: Grams::of(330.0),
+            price: Cents::new(300),
             at: 1,
         }
     }
@@ -229,20 +229,20 @@ mod tests {
         TestFramework::<Product>::with(())
             .given_no_previous_events()
             .when(ProductCommand::Register {
-                sku: Sku("cola".into()),
+                sku: Sku::of("cola"),
                 name: " Cola ".into(),
-                unit_grams: 330.0,
-                price: Cents(300),
+                unit_grams: Grams::of(330.0),
+                price: Cents::new(300),
                 at: 1,
             })
             .then_expect_events(vec![registered()]);
         TestFramework::<Product>::with(())
             .given(vec![registered()])
             .when(ProductCommand::Register {
-                sku: Sku("cola".into()),
+                sku: Sku::of("cola"),
                 name: "Cola".into(),
-                unit_grams: 330.0,
-                price: Cents(300),
+                unit_grams: Grams::of(330.0),
+                price: Cents::new(300),
                 at: 2,
             })
             .then_expect_error(ProductError::AlreadyExists);
@@ -250,14 +250,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_weight_and_name() {
-        for (name, grams, field) in [("Cola", 0.0, "unit_grams"), ("Cola", f64::NAN, "unit_grams"), ("", 1.0, "name")] {
+        for (name, grams, field) in [
+            ("Cola", 0.0, "unit_grams"),
+            ("Cola", -1.0, "unit_grams"),
+            ("Cola", 50_001.0, "unit_grams"),
+            ("", 1.0, "name"),
+        ] {
             let r = TestFramework::<Product>::with(())
                 .given_no_previous_events()
                 .when(ProductCommand::Register {
-                    sku: Sku("x".into()),
+                    sku: Sku::of("x"),
                     name: name.into(),
-                    unit_grams: grams,
-                    price: Cents(1),
+                    unit_grams: Grams::of(grams),
+                    price: Cents::new(1),
                     at: 1,
                 })
                 .inspect_result();
@@ -269,19 +274,28 @@ mod tests {
     fn price_change_is_recorded_once() {
         TestFramework::<Product>::with(())
             .given(vec![registered()])
-            .when(ProductCommand::ChangePrice { price: Cents(350), at: 2 })
+            .when(ProductCommand::ChangePrice {
+                price: Cents::new(350),
+                at: 2,
+            })
             .then_expect_events(vec![ProductEvent::ProductPriceChanged {
-                from: Cents(300),
-                to: Cents(350),
+                from: Cents::new(300),
+                to: Cents::new(350),
                 at: 2,
             }]);
         TestFramework::<Product>::with(())
             .given(vec![registered()])
-            .when(ProductCommand::ChangePrice { price: Cents(300), at: 2 })
+            .when(ProductCommand::ChangePrice {
+                price: Cents::new(300),
+                at: 2,
+            })
             .then_expect_events(vec![]);
         TestFramework::<Product>::with(())
             .given_no_previous_events()
-            .when(ProductCommand::ChangePrice { price: Cents(300), at: 2 })
+            .when(ProductCommand::ChangePrice {
+                price: Cents::new(300),
+                at: 2,
+            })
             .then_expect_error(ProductError::NotFound);
     }
 }

@@ -270,7 +270,14 @@ impl Aggregate for Shopper {
                     self,
                 )
                 .await;
-                sink.write(ShopperEvent::AccountOpened { balance: Cents(0), at }, self).await;
+                sink.write(
+                    ShopperEvent::AccountOpened {
+                        balance: Cents::new(0),
+                        at,
+                    },
+                    self,
+                )
+                .await;
             }
             ShopperCommand::BeginOrder { order_id, at } => match &self.open_order {
                 Some(open) if *open == order_id => {}

@@ -35,7 +35,10 @@ fn created(phone: &str) -> ShopperEvent {
 }
 
 fn account_opened() -> ShopperEvent {
-    ShopperEvent::AccountOpened { balance: Cents(0), at: AT }
+    ShopperEvent::AccountOpened {
+        balance: Cents::new(0),
+        at: AT,
+    }
 }
 
 /// A created shopper with an open account.
@@ -82,8 +85,8 @@ fn cash_coupon(id: &str, value: i64) -> Coupon {
     Coupon {
         id: id.into(),
         kind: CouponKind::Cash {
-            value: Cents(value),
-            min_spend: Cents(0),
+            value: Cents::new(value),
+            min_spend: Cents::new(0),
         },
         expires_at: Some(AT + 86_400_000),
     }
@@ -139,7 +142,7 @@ fn create_emits_shopper_created_and_account_opened_together() {
     assert_eq!(shopper.confirm_mode, Some(ConfirmMode::Once));
     assert_eq!(shopper.token_sha256, "ab12");
     assert!(shopper.account_open);
-    assert_eq!(shopper.balance, Cents(0));
+    assert_eq!(shopper.balance, Cents::new(0));
     assert_eq!(shopper.open_order, None);
 }
 
@@ -319,8 +322,8 @@ fn wallet_keeps_group_buy_coupons_too() {
     let gb = Coupon {
         id: "gb".into(),
         kind: CouponKind::GroupBuy {
-            sku: Sku("cola".into()),
-            price: Cents(99),
+            sku: Sku::of("cola"),
+            price: Cents::new(99),
         },
         expires_at: None,
     };

@@ -9,14 +9,14 @@
 //! Must not: read unstable samples (the types make that impossible: a [`StableReading`]
 //! is only built from a sample flagged stable), or touch money (pricing is the order's).
 
-use crate::{LaneNo, Sku, UnixMs, ValueError};
+use crate::{Grams, LaneNo, Sku, UnixMs, ValueError};
 use serde::{Deserialize, Serialize};
 
 /// Linear tolerance of a lane's scale: error allowed = `abs_grams + rel × load_grams`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Tolerance {
-    /// Fixed part, in grams (scale noise at zero load).
-    pub abs_grams: f64,
+    /// Fixed part (scale noise at zero load).
+    pub abs_grams: Grams,
     /// Proportional part (0.005 = 0.5 % of the load).
     pub rel: f64,
 }
@@ -26,7 +26,7 @@ impl Default for Tolerance {
     /// (a 3 kg lane allows ±12 g, which still separates 25 g items).
     fn default() -> Self {
         Self {
-            abs_grams: 3.0,
+            abs_grams: Grams::of(3.0),
             rel: 0.003,
         }
     }
@@ -41,26 +41,27 @@ impl Tolerance {
         if !rel.is_finite() || !(0.0..=0.2).contains(&rel) {
             return Err(ValueError::new("tolerance.rel", "must be between 0 and 0.2"));
         }
-        Ok(Self { abs_grams, rel })
+        Ok(Self {
+            abs_grams: Grams::of(abs_grams),
+            rel,
+        })
     }
 
     /// The error allowed on a difference between two readings whose larger load is `load`.
-    pub fn allowed(&self, load_grams: f64) -> f64 {
-        self.abs_grams + self.rel * load_grams.abs()
+    pub fn allowed(&self, load: Grams) -> Grams {
+        self.abs_grams + load.abs() * self.rel
     }
 }
 
 /// Checks that a lane's items can be told apart at full capacity: the tolerance at the
 /// heaviest load must stay below half a unit, or one item more or less is invisible [B3].
-pub fn check_lane_resolvable(unit_grams: f64, capacity: u32, tolerance: &Tolerance) -> Result<(), ValueError> {
-    let full = unit_grams * f64::from(capacity);
+pub fn check_lane_resolvable(unit: Grams, capacity: u32, tolerance: &Tolerance) -> Result<(), ValueError> {
+    let full = unit * f64::from(capacity);
     let allowed = tolerance.allowed(full);
-    if allowed >= unit_grams / 2.0 {
+    if allowed >= unit * 0.5 {
         return Err(ValueError::new(
             "tolerance",
-            format!(
-                "at capacity {capacity} the tolerance is {allowed:.1} g, which cannot separate items of {unit_grams} g (must be below half a unit)"
-            ),
+            format!("at capacity {capacity} the tolerance is {allowed}, which cannot separate items of {unit} (must be below half a unit)",),
         ));
     }
     Ok(())
@@ -71,8 +72,8 @@ pub fn check_lane_resolvable(unit_grams: f64, capacity: u32, tolerance: &Toleran
 pub struct LaneGrams {
     /// The lane.
     pub lane: LaneNo,
-    /// Grams on the lane, net of the tray.
-    pub grams: f64,
+    /// Weight on the lane, net of the tray.
+    pub grams: Grams,
 }
 
 /// A door's load-cell sample as the device reported it (stable or not).
@@ -95,9 +96,10 @@ pub struct WeightSample {
 pub struct StableReading(WeightSample);
 
 impl StableReading {
-    /// Accepts a sample only if the device flagged it stable and every reading is finite.
+    /// Accepts a sample only if the device flagged it stable (every reading is finite:
+    /// a [`Grams`] cannot be anything else).
     pub fn from_sample(sample: WeightSample) -> Option<Self> {
-        if sample.stable && sample.lanes.iter().all(|l| l.grams.is_finite()) {
+        if sample.stable {
             Some(Self(sample))
         } else {
             None
@@ -109,8 +111,8 @@ impl StableReading {
         &self.0
     }
 
-    /// Grams on `lane`, if the sample has it.
-    pub fn grams(&self, lane: LaneNo) -> Option<f64> {
+    /// The weight on `lane`, if the sample has it.
+    pub fn grams(&self, lane: LaneNo) -> Option<Grams> {
         self.0.lanes.iter().find(|l| l.lane == lane).map(|l| l.grams)
     }
 }
@@ -122,20 +124,20 @@ pub struct LaneInference {
     pub lane: LaneNo,
     /// The product the planogram put there.
     pub sku: Sku,
-    /// Stable grams before the door opened.
-    pub before_grams: f64,
-    /// Stable grams after the door closed.
-    pub after_grams: f64,
+    /// Stable weight before the door opened.
+    pub before_grams: Grams,
+    /// Stable weight after the door closed.
+    pub after_grams: Grams,
     /// The unit weight used.
-    pub unit_grams: f64,
+    pub unit_grams: Grams,
     /// `(before − after) / unit_grams`, unrounded.
     pub raw_count: f64,
     /// Items that left the lane (negative: the lane got heavier).
     pub count: i64,
     /// `(before − after) − count × unit_grams`.
-    pub residual_grams: f64,
+    pub residual_grams: Grams,
     /// The tolerance that applied at this load.
-    pub tolerance_grams: f64,
+    pub tolerance_grams: Grams,
     /// 1.0 when the residual is zero, falling to 0.0 at half a unit.
     pub confidence: f64,
     /// Whether the residual is within tolerance (otherwise: review, do not charge) [B3].
@@ -143,13 +145,20 @@ pub struct LaneInference {
 }
 
 /// Counts one lane from two stable readings.
-pub fn infer_lane(lane: LaneNo, sku: &Sku, unit_grams: f64, tolerance: &Tolerance, before_grams: f64, after_grams: f64) -> LaneInference {
+pub fn infer_lane(
+    lane: LaneNo,
+    sku: &Sku,
+    unit_grams: Grams,
+    tolerance: &Tolerance,
+    before_grams: Grams,
+    after_grams: Grams,
+) -> LaneInference {
     let delta = before_grams - after_grams;
     let raw_count = delta / unit_grams;
     let count = raw_count.round() as i64;
-    let residual = delta - count as f64 * unit_grams;
+    let residual = delta - unit_grams * count as f64;
     let tol = tolerance.allowed(before_grams.max(after_grams));
-    let half = unit_grams / 2.0;
+    let half = unit_grams * 0.5;
     let confidence = (1.0 - residual.abs() / half).clamp(0.0, 1.0);
     LaneInference {
         lane,
@@ -186,8 +195,8 @@ pub struct LaneScale {
     pub lane: LaneNo,
     /// Its product.
     pub sku: Sku,
-    /// Unit weight in grams.
-    pub unit_grams: f64,
+    /// Unit weight.
+    pub unit_grams: Grams,
     /// Its tolerance.
     pub tolerance: Tolerance,
 }
@@ -198,11 +207,11 @@ pub fn infer_door(lanes: &[LaneScale], before: &StableReading, after: &StableRea
         .iter()
         .map(|l| {
             let b = before.grams(l.lane).ok_or(InferenceError::MissingLane {
-                lane: l.lane.0,
+                lane: l.lane.get(),
                 which: "before",
             })?;
             let a = after.grams(l.lane).ok_or(InferenceError::MissingLane {
-                lane: l.lane.0,
+                lane: l.lane.get(),
                 which: "after",
             })?;
             Ok(infer_lane(l.lane, &l.sku, l.unit_grams, &l.tolerance, b, a))
@@ -225,8 +234,8 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, g)| LaneGrams {
-                    lane: LaneNo(i as u8 + 1),
-                    grams: *g,
+                    lane: LaneNo::of(i as u8 + 1),
+                    grams: Grams::of(*g),
                 })
                 .collect(),
         }
@@ -235,18 +244,19 @@ mod tests {
     #[test]
     fn unstable_or_nan_samples_never_count() {
         assert!(StableReading::from_sample(sample(false, &[100.0])).is_none());
-        assert!(StableReading::from_sample(sample(true, &[f64::NAN])).is_none());
         assert!(StableReading::from_sample(sample(true, &[100.0])).is_some());
+        // A NaN reading cannot even be written down.
+        assert!(serde_json::from_str::<LaneGrams>(r#"{"lane":1,"grams":null}"#).is_err());
     }
 
     #[test]
     fn small_shortfall_is_noise_large_is_an_item() {
-        let sku = Sku("cola".into());
+        let sku = Sku::of("cola");
         let t = Tolerance::default();
-        let noise = infer_lane(LaneNo(1), &sku, 330.0, &t, 3300.0, 3296.0);
+        let noise = infer_lane(LaneNo::of(1), &sku, Grams::of(330.0), &t, Grams::of(3300.0), Grams::of(3296.0));
         assert_eq!(noise.count, 0);
         assert!(noise.within_tolerance);
-        let one = infer_lane(LaneNo(1), &sku, 330.0, &t, 3300.0, 2972.0);
+        let one = infer_lane(LaneNo::of(1), &sku, Grams::of(330.0), &t, Grams::of(3300.0), Grams::of(2972.0));
         assert_eq!(one.count, 1);
         assert!(one.within_tolerance);
         assert!(one.confidence > 0.9);
@@ -254,11 +264,11 @@ mod tests {
 
     #[test]
     fn heavier_lane_is_negative_and_halfway_is_low_confidence() {
-        let sku = Sku("cola".into());
+        let sku = Sku::of("cola");
         let t = Tolerance::default();
-        let heavier = infer_lane(LaneNo(1), &sku, 330.0, &t, 990.0, 1320.0);
+        let heavier = infer_lane(LaneNo::of(1), &sku, Grams::of(330.0), &t, Grams::of(990.0), Grams::of(1320.0));
         assert_eq!(heavier.count, -1);
-        let ambiguous = infer_lane(LaneNo(1), &sku, 330.0, &t, 990.0, 830.0);
+        let ambiguous = infer_lane(LaneNo::of(1), &sku, Grams::of(330.0), &t, Grams::of(990.0), Grams::of(830.0));
         assert!(!ambiguous.within_tolerance);
         assert!(ambiguous.confidence < 0.1);
     }
@@ -266,9 +276,9 @@ mod tests {
     #[test]
     fn missing_lane_is_an_error() {
         let lanes = vec![LaneScale {
-            lane: LaneNo(2),
-            sku: Sku("x".into()),
-            unit_grams: 100.0,
+            lane: LaneNo::of(2),
+            sku: Sku::of("x"),
+            unit_grams: Grams::of(100.0),
             tolerance: Tolerance::default(),
         }];
         let b = StableReading::from_sample(sample(true, &[100.0])).unwrap();
@@ -278,8 +288,8 @@ mod tests {
 
     #[test]
     fn unresolvable_lanes_are_refused() {
-        assert!(check_lane_resolvable(330.0, 10, &Tolerance::default()).is_ok());
-        assert!(check_lane_resolvable(5.0, 100, &Tolerance::default()).is_err());
+        assert!(check_lane_resolvable(Grams::of(330.0), 10, &Tolerance::default()).is_ok());
+        assert!(check_lane_resolvable(Grams::of(5.0), 100, &Tolerance::default()).is_err());
     }
 
     /// A random resolvable lane: (unit, capacity, tolerance, stock, take, noise1, noise2).
@@ -298,7 +308,7 @@ mod tests {
                 // The largest proportional part that keeps the lane resolvable at capacity.
                 let max_rel = ((unit / 2.0 - abs) / (unit * f64::from(capacity))).clamp(0.0, 0.01);
                 let tol = Tolerance {
-                    abs_grams: abs,
+                    abs_grams: Grams::of(abs),
                     rel: max_rel * rel_frac,
                 };
                 let stock = (stock_frac * f64::from(capacity)).floor() as u32;
@@ -320,15 +330,15 @@ mod tests {
             let mut after = Vec::new();
             let mut truth = Vec::new();
             for (i, (unit, capacity, tol, stock, take, n1, n2)) in lanes.iter().enumerate() {
-                prop_assume!(check_lane_resolvable(*unit, *capacity, tol).is_ok());
+                prop_assume!(check_lane_resolvable(Grams::of(*unit), *capacity, tol).is_ok());
                 let b_true = unit * f64::from(*stock);
                 let a_true = unit * f64::from(stock - take);
                 // Each reading errs by at most 0.49 × the tolerance at the lighter load, so
                 // the difference of two readings stays within the tolerance.
-                let t = tol.allowed(a_true);
+                let t = tol.allowed(Grams::of(a_true)).get();
                 before.push(b_true + n1 * 0.98 * t);
                 after.push(a_true + n2 * 0.98 * t);
-                scales.push(LaneScale { lane: LaneNo(i as u8 + 1), sku: Sku(format!("s{i}")), unit_grams: *unit, tolerance: *tol });
+                scales.push(LaneScale { lane: LaneNo::of(i as u8 + 1), sku: Sku::of(&format!("s{i}")), unit_grams: Grams::of(*unit), tolerance: *tol });
                 truth.push(i64::from(*take));
             }
             let b = StableReading::from_sample(sample(true, &before)).unwrap();

@@ -400,7 +400,7 @@ impl PaymentProvider for SandboxProvider {
                         event_type: "COLLECTED".into(),
                         out_order_no: req.order_id.clone(),
                         transaction_id: Some(transaction_id),
-                        amount_cents: Some(amount.0),
+                        amount_cents: Some(amount.get()),
                         reason: None,
                     },
                     CollectionOutcome::Failed { reason } => SandboxNotification {
@@ -490,7 +490,7 @@ mod tests {
             order_id: order.into(),
             shopper_id: shopper.into(),
             confirm_mode: mode,
-            limit: Cents(10_000),
+            limit: Cents::new(10_000),
         }
     }
 
@@ -498,9 +498,9 @@ mod tests {
         CollectionRequest {
             order_id: order.into(),
             provider_order_ref: order.into(),
-            amount: Cents(amount),
+            amount: Cents::new(amount),
             lines: vec![],
-            discount: Cents(0),
+            discount: Cents::new(0),
         }
     }
 
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(s.charges().len(), 1);
         assert!(matches!(
             s.query("o1").await.unwrap(),
-            ProviderOrderStatus::Collected { amount: Cents(500), .. }
+            ProviderOrderStatus::Collected { amount, .. } if amount == Cents::new(500)
         ));
         // A cancelled order cannot be collected; cancelling a paid one is refused.
         s.create_authorization(auth("o3", "s2", ConfirmMode::EachTime)).await.unwrap();

@@ -81,7 +81,7 @@ impl From<SandboxCharge> for ChargeRecord {
     fn from(c: SandboxCharge) -> Self {
         Self {
             order_id: c.order_id,
-            amount_cents: c.amount.0,
+            amount_cents: c.amount.get(),
             transaction_id: c.transaction_id,
         }
     }
@@ -247,7 +247,7 @@ mod tests {
                 order_id: "o1".into(),
                 shopper_id: "s1".into(),
                 confirm_mode: ConfirmMode::Once,
-                limit: Cents(5000),
+                limit: Cents::new(5000),
             })
             .await
             .unwrap();
@@ -256,13 +256,15 @@ mod tests {
             .collect(CollectionRequest {
                 order_id: "o1".into(),
                 provider_order_ref: created.provider_order_ref,
-                amount: Cents(1234),
+                amount: Cents::new(1234),
                 lines: vec![],
-                discount: Cents(0),
+                discount: Cents::new(0),
             })
             .await
             .unwrap();
-        assert!(matches!(out, CollectionOutcome::Collected { amount: Cents(1234), .. }) || out == CollectionOutcome::Pending);
+        assert!(
+            matches!(out, CollectionOutcome::Collected { amount, .. } if amount == Cents::new(1234)) || out == CollectionOutcome::Pending
+        );
         let charges = remote.charges().await.unwrap();
         assert_eq!(charges.len(), sbx.charges().len());
         assert!(matches!(remote.query("nope").await.unwrap(), ProviderOrderStatus::NotFound));

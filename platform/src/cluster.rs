@@ -637,7 +637,7 @@ pub async fn forward_telemetry(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdow
                 TelemetryRecord {
                     node: node.clone(),
                     cabinet: cabinet.to_string(),
-                    door: Some(door.0),
+                    door: Some(door.get()),
                     sample: Some(sample),
                     heartbeat: None,
                 },
@@ -716,9 +716,10 @@ pub async fn ingest_telemetry(nats: Arc<Nats>, node: String, buffer: Arc<Telemet
             if rec.node == node {
                 continue;
             }
-            if let (Ok(cabinet), Some(door), Some(sample)) = (CabinetId::parse(&rec.cabinet), rec.door, rec.sample) {
+            let door = rec.door.and_then(|d| DoorNo::try_from(d).ok());
+            if let (Ok(cabinet), Some(door), Some(sample)) = (CabinetId::parse(&rec.cabinet), door, rec.sample) {
                 nats.counters.telemetry_in.fetch_add(1, Ordering::Relaxed);
-                buffer.push(&cabinet, DoorNo(door), sample);
+                buffer.push(&cabinet, door, sample);
             }
         }
     }

@@ -437,13 +437,13 @@ impl DeviceHub {
                     let mut labels = std::collections::BTreeSet::new();
                     for d in state.doors.values() {
                         for l in d.lanes.values() {
-                            let cmd_id = format!("label-{}-{}-{}-{}", cabinet, up.envelope.id, d.door.0, l.plan.lane.0);
+                            let cmd_id = format!("label-{}-{}-{}-{}", cabinet, up.envelope.id, d.door.get(), l.plan.lane.get());
                             let step = tare_domain::command::CommandStep::Issue {
                                 cabinet: cabinet.clone(),
                                 spec: tare_domain::command::CommandSpec::SetPriceLabel {
-                                    door: d.door.0,
-                                    lane: l.plan.lane.0,
-                                    price_cents: l.plan.price.0,
+                                    door: d.door.get(),
+                                    lane: l.plan.lane.get(),
+                                    price_cents: l.plan.price.get(),
                                     name: l.plan.name.clone(),
                                 },
                                 expires_at: at + LABEL_TTL_MS,
@@ -489,7 +489,7 @@ impl DeviceHub {
                     DoorPosition::Closed
                 };
                 let cmd = CabinetCommand::RecordDoorEvent {
-                    door: DoorNo(*door),
+                    door: DoorNo::of(*door),
                     position,
                     msg_id: up.envelope.id.clone(),
                     seq: up.envelope.seq,
@@ -535,10 +535,14 @@ impl DeviceHub {
                         .load(cmd_id)
                         .await
                         .map_err(|e| IngestError::Store(e.to_string()))?;
-                    if let (Some(CommandSpec::QueryDoor { door }), Some(target)) = (&command.spec, &command.cabinet) {
+                    let queried = match &command.spec {
+                        Some(CommandSpec::QueryDoor { door }) => DoorNo::try_from(*door).ok(),
+                        _ => None,
+                    };
+                    if let (Some(door), Some(target)) = (queried, &command.cabinet) {
                         if target == cabinet {
                             let cmd = CabinetCommand::RecordDoorEvent {
-                                door: DoorNo(*door),
+                                door,
                                 position: DoorPosition::Open,
                                 msg_id: up.envelope.id.clone(),
                                 seq: up.envelope.seq,
@@ -568,13 +572,16 @@ impl DeviceHub {
                     "popped" => CompartmentChange::Popped,
                     _ => unreachable!("validated by the protocol parser"),
                 };
-                let compartment = u8::try_from(*compartment).map(DoorNo).map_err(|_| {
-                    self.counters.reject("invalid");
-                    IngestError::Protocol(ProtocolError::Invalid {
-                        field: "compartment".into(),
-                        reason: "no such compartment".into(),
-                    })
-                })?;
+                let compartment = u8::try_from(*compartment)
+                    .ok()
+                    .and_then(|c| DoorNo::try_from(c).ok())
+                    .ok_or_else(|| {
+                        self.counters.reject("invalid");
+                        IngestError::Protocol(ProtocolError::Invalid {
+                            field: "compartment".into(),
+                            reason: "no such compartment".into(),
+                        })
+                    })?;
                 let cmd = CabinetCommand::RecordCompartment {
                     compartment,
                     change,

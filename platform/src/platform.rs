@@ -21,7 +21,9 @@ use tare_domain::payment::Payment;
 use tare_domain::product::{Product, ProductCommand};
 use tare_domain::shopper::{Shopper, ShopperCommand};
 use tare_domain::weight::Tolerance;
-use tare_domain::{CabinetId, CabinetKind, Cents, ConfirmMode, DomainError, DoorNo, GeoPoint, LaneNo, ProviderKind, RejectionKind, Sku};
+use tare_domain::{
+    CabinetId, CabinetKind, Cents, ConfirmMode, DomainError, DoorNo, GeoPoint, Grams, LaneNo, ProviderKind, RejectionKind, Sku,
+};
 use tare_sagas::ports::PaymentProvider;
 use tare_sagas::SagaConfig;
 use tokio::sync::watch;
@@ -657,7 +659,7 @@ impl Platform {
     }
 
     /// Registers a product [C1].
-    pub async fn register_product(&self, sku: Sku, name: String, unit_grams: f64, price: Cents) -> Result<Product, ServiceError> {
+    pub async fn register_product(&self, sku: Sku, name: String, unit_grams: Grams, price: Cents) -> Result<Product, ServiceError> {
         let at = self.clock.now_ms();
         let cmd = ProductCommand::Register {
             sku: sku.clone(),
@@ -668,10 +670,14 @@ impl Platform {
         };
         self.aggregates
             .products
-            .execute(&sku.0, cmd, self.meta(&sku.0, "api"))
+            .execute(sku.as_str(), cmd, self.meta(sku.as_str(), "api"))
             .await
             .map_err(ServiceError::from_command)?;
-        self.aggregates.products.load(&sku.0).await.map_err(ServiceError::from_command)
+        self.aggregates
+            .products
+            .load(sku.as_str())
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// Registers a cabinet with its planogram and stores its device secret [C1, D2].
@@ -695,7 +701,12 @@ impl Platform {
         for (i, d) in doors.iter().enumerate() {
             let mut lanes = Vec::new();
             for (j, l) in d.lanes.iter().enumerate() {
-                let p = self.aggregates.products.load(&l.sku.0).await.map_err(ServiceError::from_command)?;
+                let p = self
+                    .aggregates
+                    .products
+                    .load(l.sku.as_str())
+                    .await
+                    .map_err(ServiceError::from_command)?;
                 if !p.exists() {
                     return Err(ServiceError::Invalid {
                         field: format!("doors[{i}].lanes[{j}].sku"),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use tare_domain::weight::{LaneGrams, WeightSample};
-use tare_domain::{DoorNo, LaneNo, UnixMs};
+use tare_domain::{DoorNo, Grams, LaneNo, UnixMs};
 
 /// Why a device message was refused (each is logged and counted by reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,9 +248,7 @@ fn validate(up: &Uplink) -> Result<(), ProtocolError> {
     }
     match &up.body {
         UplinkBody::Weight { door, lanes, .. } => {
-            if *door == 0 {
-                return Err(invalid("door", "must be at least 1"));
-            }
+            DoorNo::parse("door", i64::from(*door)).map_err(|e| invalid(e.field, &e.reason))?;
             if lanes.is_empty() {
                 return Err(invalid("lanes", "must not be empty"));
             }
@@ -261,15 +259,13 @@ fn validate(up: &Uplink) -> Result<(), ProtocolError> {
                 if !(MIN_LANE_GRAMS..=MAX_LANE_GRAMS).contains(&l.grams) {
                     return Err(invalid(&format!("lanes[{i}].grams"), "out of range"));
                 }
-                if l.lane == 0 {
-                    return Err(invalid(&format!("lanes[{i}].lane"), "must be at least 1"));
+                if LaneNo::parse("lane", i64::from(l.lane)).is_err() {
+                    return Err(invalid(&format!("lanes[{i}].lane"), "must be between 1 and 64"));
                 }
             }
         }
         UplinkBody::Door { door, state, .. } => {
-            if *door == 0 {
-                return Err(invalid("door", "must be at least 1"));
-            }
+            DoorNo::parse("door", i64::from(*door)).map_err(|e| invalid(e.field, &e.reason))?;
             if state != "open" && state != "closed" {
                 return Err(invalid("state", "must be `open` or `closed`"));
             }
@@ -317,7 +313,7 @@ impl Uplink {
     pub fn weight_sample(&self, received_at: UnixMs) -> Option<(DoorNo, WeightSample)> {
         match &self.body {
             UplinkBody::Weight { door, stable, lanes } => Some((
-                DoorNo(*door),
+                DoorNo::of(*door),
                 WeightSample {
                     msg_id: self.envelope.id.clone(),
                     device_ts: self.envelope.ts,
@@ -326,8 +322,8 @@ impl Uplink {
                     lanes: lanes
                         .iter()
                         .map(|l| LaneGrams {
-                            lane: LaneNo(l.lane),
-                            grams: l.grams,
+                            lane: LaneNo::of(l.lane),
+                            grams: Grams::of(l.grams),
                         })
                         .collect(),
                 },

@@ -172,7 +172,7 @@ impl EffectContext {
                     return EffectOutcome::Bury(format!("no {} provider configured", kind.as_str()));
                 };
                 // The authorization covers the most the door could be charged.
-                let limit = Cents(order.lanes.iter().map(|l| l.price.0 * i64::from(l.capacity)).sum());
+                let limit = Cents::new(order.lanes.iter().map(|l| l.price.get() * i64::from(l.capacity)).sum());
                 let req = AuthorizationRequest {
                     order_id: order_id.clone(),
                     shopper_id: order.shopper_id.clone(),
@@ -258,8 +258,8 @@ impl EffectContext {
                 // (DeliverCommand) until acked or expired [D7]; a command is never queued
                 // for a device that is away, and never acts after its expiry [B7].
                 let spec = match kind {
-                    DoorCommandKind::OpenDoor => CommandSpec::OpenDoor { door: door.0 },
-                    DoorCommandKind::QueryDoor => CommandSpec::QueryDoor { door: door.0 },
+                    DoorCommandKind::OpenDoor => CommandSpec::OpenDoor { door: door.get() },
+                    DoorCommandKind::QueryDoor => CommandSpec::QueryDoor { door: door.get() },
                 };
                 let step = CommandStep::Issue {
                     cabinet,
@@ -535,7 +535,7 @@ impl EffectContext {
                 provider_order_ref: payment.provider_order_ref.clone(),
                 amount: order.total,
                 lines: order.lines.clone(),
-                discount: Cents(order.subtotal.0 - order.total.0),
+                discount: Cents::new(order.subtotal.get() - order.total.get()),
             };
             match provider.collect(req).await {
                 Ok(o) => o,

@@ -89,7 +89,7 @@ impl TelemetryView for TelemetryBuffer {
 mod tests {
     use super::*;
     use tare_domain::weight::LaneGrams;
-    use tare_domain::LaneNo;
+    use tare_domain::{Grams, LaneNo};
 
     fn s(ts: i64, stable: bool, g: f64) -> WeightSample {
         WeightSample {
@@ -97,7 +97,10 @@ mod tests {
             device_ts: ts,
             received_at: ts,
             stable,
-            lanes: vec![LaneGrams { lane: LaneNo(1), grams: g }],
+            lanes: vec![LaneGrams {
+                lane: LaneNo::of(1),
+                grams: Grams::of(g),
+            }],
         }
     }
 
@@ -105,36 +108,39 @@ mod tests {
     fn never_returns_unstable_or_pre_close_samples() {
         let b = TelemetryBuffer::default();
         let c = CabinetId::parse("a.b").unwrap();
-        b.push(&c, DoorNo(1), s(100, true, 1000.0));
-        b.push(&c, DoorNo(1), s(300, false, 500.0));
-        b.push(&c, DoorNo(1), s(200, true, 990.0)); // late, inserted in order
-        assert_eq!(b.stable_at_or_before(&c, DoorNo(1), 250).unwrap().sample().device_ts, 200);
-        assert!(b.newest_stable_since(&c, DoorNo(1), 250).is_none());
-        b.push(&c, DoorNo(1), s(400, true, 670.0));
-        assert_eq!(b.newest_stable_since(&c, DoorNo(1), 250).unwrap().grams(LaneNo(1)), Some(670.0));
-        assert!(b.stable_at_or_before(&c, DoorNo(2), 1000).is_none());
+        b.push(&c, DoorNo::of(1), s(100, true, 1000.0));
+        b.push(&c, DoorNo::of(1), s(300, false, 500.0));
+        b.push(&c, DoorNo::of(1), s(200, true, 990.0)); // late, inserted in order
+        assert_eq!(b.stable_at_or_before(&c, DoorNo::of(1), 250).unwrap().sample().device_ts, 200);
+        assert!(b.newest_stable_since(&c, DoorNo::of(1), 250).is_none());
+        b.push(&c, DoorNo::of(1), s(400, true, 670.0));
+        assert_eq!(
+            b.newest_stable_since(&c, DoorNo::of(1), 250).unwrap().grams(LaneNo::of(1)),
+            Some(Grams::of(670.0))
+        );
+        assert!(b.stable_at_or_before(&c, DoorNo::of(2), 1000).is_none());
     }
 
     #[test]
     fn keeps_two_minutes_and_the_last_stable_reading_before_them() {
         let b = TelemetryBuffer::default();
         let c = CabinetId::parse("a.b").unwrap();
-        b.push(&c, DoorNo(1), s(1_000, true, 1000.0));
-        b.push(&c, DoorNo(1), s(2_000, true, 999.0));
-        b.push(&c, DoorNo(1), s(3_000, false, 500.0));
-        b.push(&c, DoorNo(1), s(200_000, false, 700.0));
-        let kept: Vec<i64> = b.recent(&c, DoorNo(1)).iter().map(|s| s.device_ts).collect();
+        b.push(&c, DoorNo::of(1), s(1_000, true, 1000.0));
+        b.push(&c, DoorNo::of(1), s(2_000, true, 999.0));
+        b.push(&c, DoorNo::of(1), s(3_000, false, 500.0));
+        b.push(&c, DoorNo::of(1), s(200_000, false, 700.0));
+        let kept: Vec<i64> = b.recent(&c, DoorNo::of(1)).iter().map(|s| s.device_ts).collect();
         assert_eq!(kept, [2_000, 200_000]);
-        assert_eq!(b.stable_at_or_before(&c, DoorNo(1), 150_000).unwrap().sample().device_ts, 2_000);
+        assert_eq!(b.stable_at_or_before(&c, DoorNo::of(1), 150_000).unwrap().sample().device_ts, 2_000);
     }
 
     #[test]
     fn the_same_sample_twice_is_kept_once() {
         let b = TelemetryBuffer::default();
         let c = CabinetId::parse("a.b").unwrap();
-        b.push(&c, DoorNo(1), s(100, true, 1000.0));
-        b.push(&c, DoorNo(1), s(100, true, 1000.0));
-        b.push(&c, DoorNo(1), s(100, true, 990.0)); // same time, another reading: kept
-        assert_eq!(b.recent(&c, DoorNo(1)).len(), 2);
+        b.push(&c, DoorNo::of(1), s(100, true, 1000.0));
+        b.push(&c, DoorNo::of(1), s(100, true, 1000.0));
+        b.push(&c, DoorNo::of(1), s(100, true, 990.0)); // same time, another reading: kept
+        assert_eq!(b.recent(&c, DoorNo::of(1)).len(), 2);
     }
 }

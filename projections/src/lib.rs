@@ -172,7 +172,7 @@ impl Projection for OrderSummaries {
                 s.order_id = aggregate_id.to_string();
                 s.shopper_id = shopper_id.clone();
                 s.cabinet = cabinet.to_string();
-                s.door = door.0;
+                s.door = door.get();
                 s.created_at = *at;
                 Some("authorizing")
             }
@@ -181,7 +181,7 @@ impl Projection for OrderSummaries {
             OrderEvent::OrderDoorOpened { .. } => Some("open"),
             OrderEvent::OrderDoorClosed { .. } => Some("settling"),
             OrderEvent::WeightsSettled { total, .. } => {
-                s.total_cents = total.0;
+                s.total_cents = total.get();
                 None
             }
             OrderEvent::ChargeRequested { .. } => Some("charging"),
@@ -228,7 +228,9 @@ impl Projection for LaneStock {
     }
     fn touches(&self, aggregate_id: &str, event: &AnyEvent) -> Vec<String> {
         match event {
-            AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, .. }) => vec![format!("{aggregate_id}/{}/{}", door.0, lane.0)],
+            AnyEvent::Cabinet(CabinetEvent::LaneStockChanged { door, lane, .. }) => {
+                vec![format!("{aggregate_id}/{}/{}", door.get(), lane.get())]
+            }
             _ => vec![],
         }
     }
@@ -248,14 +250,14 @@ impl Projection for LaneStock {
         };
         let doc = LaneStockDoc {
             cabinet: aggregate_id.to_string(),
-            door: door.0,
-            lane: lane.0,
-            sku: sku.0.clone(),
+            door: door.get(),
+            lane: lane.get(),
+            sku: sku.to_string(),
             stock: *after,
             position,
         };
         vec![DocWrite {
-            id: format!("{aggregate_id}/{}/{}", door.0, lane.0),
+            id: format!("{aggregate_id}/{}/{}", door.get(), lane.get()),
             owner: Some(aggregate_id.to_string()),
             doc: serde_json::to_value(&doc).unwrap_or(Value::Null),
         }]
@@ -314,7 +316,7 @@ impl Projection for LaneLedger {
         };
         let entry = LedgerEntry {
             position,
-            sku: sku.0.clone(),
+            sku: sku.to_string(),
             before: *before,
             change: *change,
             after: *after,
@@ -322,8 +324,8 @@ impl Projection for LaneLedger {
             at: *at,
         };
         vec![DocWrite {
-            id: format!("{aggregate_id}/{}/{}/{position:012}", door.0, lane.0),
-            owner: Some(format!("{aggregate_id}/{}/{}", door.0, lane.0)),
+            id: format!("{aggregate_id}/{}/{}/{position:012}", door.get(), lane.get()),
+            owner: Some(format!("{aggregate_id}/{}/{}", door.get(), lane.get())),
             doc: serde_json::to_value(&entry).unwrap_or(Value::Null),
         }]
     }

@@ -10,7 +10,7 @@ use tare_domain::payment::PaymentEvent;
 use tare_domain::product::ProductEvent;
 use tare_domain::shopper::ShopperEvent;
 use tare_domain::weight::{LaneGrams, StableReading, Tolerance, WeightSample};
-use tare_domain::{AnyEvent, CabinetId, Cents, ConfirmMode, DoorNo, LaneNo, ProviderKind, Sku, UnixMs};
+use tare_domain::{AnyEvent, CabinetId, Cents, ConfirmMode, DoorNo, Grams, LaneNo, ProviderKind, Sku, UnixMs};
 
 const ORDER: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const OTHER: &str = "0190a1b2-c3d4-7e5f-8a9b-ffffffffffff";
@@ -37,11 +37,11 @@ fn custom() -> SagaConfig {
 
 fn lane() -> LanePlan {
     LanePlan {
-        lane: LaneNo(1),
-        sku: Sku("cola".into()),
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
         name: "Cola".into(),
-        unit_grams: 330.0,
-        price: Cents(300),
+        unit_grams: Grams::of(330.0),
+        price: Cents::new(300),
         capacity: 10,
         restock_threshold: 2,
         tolerance: Tolerance::default(),
@@ -55,8 +55,8 @@ fn reading(device_ts: UnixMs) -> StableReading {
         received_at: device_ts + 5,
         stable: true,
         lanes: vec![LaneGrams {
-            lane: LaneNo(1),
-            grams: 2_640.0,
+            lane: LaneNo::of(1),
+            grams: Grams::of(2_640.0),
         }],
     })
     .expect("a stable sample")
@@ -67,7 +67,7 @@ fn created(order_id: &str, at: UnixMs, auth_deadline: UnixMs) -> AnyEvent {
         order_id: order_id.into(),
         shopper_id: "shopper-1".into(),
         cabinet: CabinetId::parse(CABINET).unwrap(),
-        door: DoorNo(2),
+        door: DoorNo::of(2),
         provider: ProviderKind::Wechat,
         confirm_mode: ConfirmMode::Once,
         lanes: vec![lane()],
@@ -99,20 +99,20 @@ fn door_closed(at: UnixMs) -> AnyEvent {
 }
 
 fn settled(coupon: Option<CouponChoice>, at: UnixMs) -> AnyEvent {
-    let discount = coupon.as_ref().map_or(0, |c| c.discount.0);
+    let discount = coupon.as_ref().map_or(0, |c| c.discount.get());
     AnyEvent::Order(OrderEvent::WeightsSettled {
         after: reading(at - 10),
         inference: vec![],
         lines: vec![OrderLine {
-            lane: LaneNo(1),
-            sku: Sku("cola".into()),
+            lane: LaneNo::of(1),
+            sku: Sku::of("cola"),
             name: "Cola".into(),
             qty: 2,
-            unit_price: Cents(300),
+            unit_price: Cents::new(300),
         }],
-        subtotal: Cents(600),
+        subtotal: Cents::new(600),
         coupon,
-        total: Cents(600 - discount),
+        total: Cents::new(600 - discount),
         anomalies: vec![],
         at,
     })
@@ -120,7 +120,7 @@ fn settled(coupon: Option<CouponChoice>, at: UnixMs) -> AnyEvent {
 
 fn charge_requested(attempt: u32, at: UnixMs) -> AnyEvent {
     AnyEvent::Order(OrderEvent::ChargeRequested {
-        amount: Cents(600),
+        amount: Cents::new(600),
         attempt,
         at,
     })
@@ -138,7 +138,7 @@ fn charge_failed(attempt: u32, retry_at: Option<UnixMs>, at: UnixMs) -> AnyEvent
 fn paid(at: UnixMs) -> AnyEvent {
     AnyEvent::Order(OrderEvent::OrderPaid {
         transaction_id: "tx-9".into(),
-        amount: Cents(600),
+        amount: Cents::new(600),
         at,
     })
 }
@@ -156,7 +156,7 @@ fn abnormal(at: UnixMs) -> AnyEvent {
 
 fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorOpened {
-        door: DoorNo(2),
+        door: DoorNo::of(2),
         holder,
         msg_id: "m-open".into(),
         seq: 41,
@@ -168,7 +168,7 @@ fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent
 
 fn cab_closed(holder: Option<Holder>, unexpected: bool, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorClosed {
-        door: DoorNo(2),
+        door: DoorNo::of(2),
         holder,
         unexpected,
         msg_id: "m-close".into(),
@@ -211,7 +211,7 @@ fn every_reacting_event(order_id: &str) -> Vec<(String, AnyEvent)> {
     let o = |e: AnyEvent| (order_id.to_string(), e);
     let coupon = CouponChoice {
         coupon_id: "cp-1".into(),
-        discount: Cents(100),
+        discount: Cents::new(100),
     };
     vec![
         o(created(order_id, AT, AT + 60_000)),
@@ -236,7 +236,7 @@ fn every_reacting_event(order_id: &str) -> Vec<(String, AnyEvent)> {
         })),
         o(AnyEvent::Payment(PaymentEvent::PaymentCollected {
             transaction_id: "tx-9".into(),
-            amount: Cents(500),
+            amount: Cents::new(500),
             notification_id: None,
             at: AT + 14,
         })),
@@ -460,7 +460,7 @@ fn weights_settled_without_coupon_only_finishes_the_door_session() {
 fn weights_settled_with_coupon_also_redeems_it() {
     let coupon = CouponChoice {
         coupon_id: "cp-1".into(),
-        discount: Cents(100),
+        discount: Cents::new(100),
     };
     let out = decide(ORDER, &settled(Some(coupon), AT), &SagaConfig::default());
     assert_eq!(
@@ -690,7 +690,7 @@ fn late_authorization_cancel_is_not_deduplicated_with_the_order_cancel() {
 fn payment_collected_marks_the_order_paid_with_the_same_transaction_and_amount() {
     let e = AnyEvent::Payment(PaymentEvent::PaymentCollected {
         transaction_id: "4200001234".into(),
-        amount: Cents(1_234),
+        amount: Cents::new(1_234),
         notification_id: Some("n-2".into()),
         at: AT,
     });
@@ -702,7 +702,7 @@ fn payment_collected_marks_the_order_paid_with_the_same_transaction_and_amount()
             effect: Effect::MarkOrderPaid {
                 order_id: ORDER.into(),
                 transaction_id: "4200001234".into(),
-                amount: Cents(1_234),
+                amount: Cents::new(1_234),
             },
         }]
     );
@@ -742,7 +742,7 @@ fn payment_events_that_need_nothing_schedule_nothing() {
             at: AT,
         }),
         AnyEvent::Payment(PaymentEvent::CollectionRequested {
-            amount: Cents(600),
+            amount: Cents::new(600),
             attempt: 1,
             at: AT,
         }),
@@ -771,7 +771,7 @@ fn door_opened_held_by_an_order_records_the_open_on_that_order() {
             effect: Effect::RecordDoorOpened {
                 order_id: ORDER.into(),
                 cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
-                door: DoorNo(2),
+                door: DoorNo::of(2),
                 device_ts: AT - 7,
             },
         }]
@@ -794,7 +794,7 @@ fn door_closed_held_by_an_order_records_the_close_on_that_order() {
                 effect: Effect::RecordDoorClosed {
                     order_id: ORDER.into(),
                     cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
-                    door: DoorNo(2),
+                    door: DoorNo::of(2),
                     device_ts: AT - 9,
                     unexpected,
                 },
@@ -830,7 +830,7 @@ fn other_cabinet_events_schedule_nothing() {
         AnyEvent::Cabinet(CabinetEvent::DeviceDisconnected { at: AT }),
         AnyEvent::Cabinet(CabinetEvent::CabinetInitialized { at: AT }),
         AnyEvent::Cabinet(CabinetEvent::DoorAcquired {
-            door: DoorNo(2),
+            door: DoorNo::of(2),
             holder: Holder::Order {
                 order_id: ORDER.into(),
                 shopper_id: "shopper-1".into(),
@@ -838,13 +838,13 @@ fn other_cabinet_events_schedule_nothing() {
             at: AT,
         }),
         AnyEvent::Cabinet(CabinetEvent::DoorReleased {
-            door: DoorNo(2),
+            door: DoorNo::of(2),
             session_id: ORDER.into(),
             reason: "order_paid".into(),
             at: AT,
         }),
         AnyEvent::Cabinet(CabinetEvent::LateDoorEventRecorded {
-            door: DoorNo(2),
+            door: DoorNo::of(2),
             position: tare_domain::cabinet::DoorPosition::Open,
             msg_id: "m-late".into(),
             seq: 3,
@@ -867,15 +867,15 @@ fn product_and_shopper_events_schedule_nothing() {
     let cfg = SagaConfig::default();
     let events = [
         AnyEvent::Product(ProductEvent::ProductRegistered {
-            sku: Sku("cola".into()),
+            sku: Sku::of("cola"),
             name: "Cola".into(),
-            unit_grams: 330.0,
-            price: Cents(300),
+            unit_grams: Grams::of(330.0),
+            price: Cents::new(300),
             at: AT,
         }),
         AnyEvent::Product(ProductEvent::ProductPriceChanged {
-            from: Cents(300),
-            to: Cents(350),
+            from: Cents::new(300),
+            to: Cents::new(350),
             at: AT,
         }),
         AnyEvent::Shopper(ShopperEvent::ShopperCreated {
@@ -886,7 +886,10 @@ fn product_and_shopper_events_schedule_nothing() {
             token_sha256: "ab".repeat(32),
             at: AT,
         }),
-        AnyEvent::Shopper(ShopperEvent::AccountOpened { balance: Cents(0), at: AT }),
+        AnyEvent::Shopper(ShopperEvent::AccountOpened {
+            balance: Cents::new(0),
+            at: AT,
+        }),
         AnyEvent::Shopper(ShopperEvent::OrderBegun {
             order_id: ORDER.into(),
             at: AT,
@@ -900,8 +903,8 @@ fn product_and_shopper_events_schedule_nothing() {
             coupon: Coupon {
                 id: "cp-1".into(),
                 kind: CouponKind::Cash {
-                    value: Cents(100),
-                    min_spend: Cents(0),
+                    value: Cents::new(100),
+                    min_spend: Cents::new(0),
                 },
                 expires_at: None,
             },
@@ -1090,7 +1093,7 @@ fn effect_json_has_a_stable_shape() {
     let json = serde_json::to_value(Effect::RecordDoorOpened {
         order_id: ORDER.into(),
         cabinet: CabinetId::parse(CABINET).unwrap(),
-        door: DoorNo(2),
+        door: DoorNo::of(2),
         device_ts: AT,
     })
     .unwrap();
@@ -1099,7 +1102,7 @@ fn effect_json_has_a_stable_shape() {
     let json = serde_json::to_value(Effect::MarkOrderPaid {
         order_id: ORDER.into(),
         transaction_id: "t".into(),
-        amount: Cents(5),
+        amount: Cents::new(5),
     })
     .unwrap();
     assert_eq!(json["amount"], 5);

@@ -175,7 +175,7 @@ pub trait DeviceLink: Send + Sync {
             DoorCommandKind::OpenDoor => "open_door",
             DoorCommandKind::QueryDoor => "query_door",
         };
-        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.0 }), expires_at)
+        self.send_command(cabinet, cmd_id, type_name, serde_json::json!({ "door": door.get() }), expires_at)
             .await
     }
 }

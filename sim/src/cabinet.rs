@@ -265,7 +265,7 @@ impl VirtualCabinet {
             st.faults.clone()
         };
         self.door_moved.notify_waiters();
-        self.send("door", json!({"door": door.0, "state": "closed"})).await?;
+        self.send("door", json!({"door": door.get(), "state": "closed"})).await?;
         for _ in 0..faults.unstable_after_close {
             self.send_weight(door, false).await?;
         }
@@ -279,7 +279,7 @@ impl VirtualCabinet {
     pub async fn force_open(&self, door: DoorNo) -> Result<(), TransportError> {
         lock(&self.state).open.insert(door);
         self.door_moved.notify_waiters();
-        self.send("door", json!({"door": door.0, "state": "open"})).await
+        self.send("door", json!({"door": door.get(), "state": "open"})).await
     }
 
     /// Sends a heartbeat.
@@ -287,7 +287,7 @@ impl VirtualCabinet {
         let doors: Vec<_> = self
             .doors()
             .into_iter()
-            .map(|d| json!({"door": d.0, "state": if self.is_open(d) {"open"} else {"closed"}}))
+            .map(|d| json!({"door": d.get(), "state": if self.is_open(d) {"open"} else {"closed"}}))
             .collect();
         self.send(
             "heartbeat",
@@ -340,7 +340,9 @@ impl VirtualCabinet {
     }
 
     async fn execute(&self, cmd: CommandMsg) -> Result<(), TransportError> {
-        let door = DoorNo(cmd.args.get("door").and_then(|d| d.as_u64()).unwrap_or(0) as u8);
+        let number = |key: &str| cmd.args.get(key).and_then(|v| v.as_u64()).and_then(|v| u8::try_from(v).ok());
+        let door = number("door").and_then(|d| DoorNo::try_from(d).ok());
+        let lane = number("lane").and_then(|l| LaneNo::try_from(l).ok());
         let (repeat, faults) = {
             let mut st = lock(&self.state);
             (!st.executed.insert(cmd.cmd_id.clone()), st.faults.clone())
@@ -365,8 +367,13 @@ impl VirtualCabinet {
         if self.clock.now_ms() > cmd.expires_at {
             return self.send("ack", ack("error", Some("expired"), None)).await;
         }
+        let known_door = door.filter(|d| lock(&self.state).lanes.keys().any(|(door, _)| door == d));
         match cmd.kind.as_str() {
+            "open_door" | "query_door" | "tare" | "calibrate" if known_door.is_none() => {
+                self.send("ack", ack("error", Some("no such door"), None)).await?;
+            }
             "open_door" => {
+                let Some(door) = known_door else { return Ok(()) };
                 if faults.jammed {
                     if !faults.drop_acks {
                         self.send("ack", ack("error", Some("door jammed"), None)).await?;
@@ -383,7 +390,7 @@ impl VirtualCabinet {
                 }
                 // The door reports itself open before anyone can reach in (and close it).
                 if !faults.lose_open_events {
-                    self.send("door", json!({"door": door.0, "state": "open", "cmd_id": cmd.cmd_id}))
+                    self.send("door", json!({"door": door.get(), "state": "open", "cmd_id": cmd.cmd_id}))
                         .await?;
                 }
                 lock(&self.state).open.insert(door);
@@ -391,17 +398,19 @@ impl VirtualCabinet {
                 self.door_moved.notify_waiters();
             }
             "query_door" => {
+                let Some(door) = known_door else { return Ok(()) };
                 let state = if self.is_open(door) { "open" } else { "closed" };
                 if !faults.drop_acks {
                     self.send("ack", ack("ok", None, Some(json!({"state": state})))).await?;
                 }
             }
             "tare" | "calibrate" => {
-                let lane = LaneNo(cmd.args.get("lane").and_then(|l| l.as_u64()).unwrap_or(0) as u8);
-                let known = lock(&self.state).lanes.contains_key(&(door, lane));
-                if !known {
+                let known = known_door.zip(lane).filter(|key| lock(&self.state).lanes.contains_key(key));
+                let Some((door, lane)) = known else {
                     self.send("ack", ack("error", Some("unknown lane"), None)).await?;
-                } else if cmd.kind == "tare" {
+                    return Ok(());
+                };
+                if cmd.kind == "tare" {
                     // The virtual scale reads net of its tray already: zeroing leaves the
                     // goods' weight.
                     let grams = self.lane_grams(door, lane);
@@ -420,7 +429,8 @@ impl VirtualCabinet {
                 let compartment = cmd.args.get("compartment").and_then(|c| c.as_u64()).unwrap_or(0);
                 let known = u8::try_from(compartment)
                     .ok()
-                    .is_some_and(|c| lock(&self.state).compartments.contains_key(&DoorNo(c)));
+                    .and_then(|c| DoorNo::try_from(c).ok())
+                    .is_some_and(|c| lock(&self.state).compartments.contains_key(&c));
                 if !known {
                     self.send("ack", ack("error", Some("no such compartment"), None)).await?;
                 } else {
@@ -444,7 +454,7 @@ impl VirtualCabinet {
             *occupied = !taken;
         }
         let event = if taken { "taken" } else { "returned" };
-        self.send("compartment", json!({"compartment": compartment.0, "event": event}))
+        self.send("compartment", json!({"compartment": compartment.get(), "event": event}))
             .await
     }
 
@@ -483,11 +493,12 @@ impl VirtualCabinet {
                     };
                     // Unstable readings swing more (a hand on the shelf, a moving door).
                     let swing = if stable { 0.0 } else { st.rng.random_range(-40.0..40.0) };
-                    json!({"lane": l.0, "grams": ((g + noise + swing) * 10.0).round() / 10.0})
+                    json!({"lane": l.get(), "grams": ((g + noise + swing) * 10.0).round() / 10.0})
                 })
                 .collect()
         };
-        self.send("weight", json!({"door": door.0, "stable": stable, "lanes": lanes})).await
+        self.send("weight", json!({"door": door.get(), "stable": stable, "lanes": lanes}))
+            .await
     }
 
     async fn send(&self, kind: &str, mut body: serde_json::Value) -> Result<(), TransportError> {

@@ -253,8 +253,8 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         for door in cab["doors"].as_array().unwrap() {
             for lane in door["lanes"].as_array().unwrap() {
                 let key = (
-                    DoorNo(door["door"].as_u64().unwrap() as u8),
-                    tare_domain::LaneNo(lane["lane"].as_u64().unwrap() as u8),
+                    DoorNo::of(door["door"].as_u64().unwrap() as u8),
+                    tare_domain::LaneNo::of(lane["lane"].as_u64().unwrap() as u8),
                 );
                 assert_eq!(lane["stock"].as_i64().unwrap(), i64::from(truth[&key]), "stock of {id} {key:?}");
                 assert!(truth[&key] <= opening.iter().find(|(o, _)| o == c.id()).unwrap().1[&key]);

@@ -43,7 +43,7 @@ async fn coupons_are_applied_by_policy(kind: Store) {
     assert_eq!(put(json!(30)).await, 200);
 
     let shopper = fleet.new_shopper("13900000001", "alipay", "once").await.unwrap();
-    let price = fleet.planogram[0][&(DoorNo(1), LaneNo(1))].1;
+    let price = fleet.planogram[0][&(DoorNo::of(1), LaneNo::of(1))].1;
     // A coupon worth far more than one item, and one worth a little.
     for (id, value) in [("big", price * 10), ("small", 50)] {
         let (st, b) = c
@@ -56,7 +56,7 @@ async fn coupons_are_applied_by_policy(kind: Store) {
             .unwrap();
         assert_eq!(st, 201, "{b}");
     }
-    let p = fleet.purchase(&shopper, 0, DoorNo(1), &[(LaneNo(1), 1)]).await.unwrap();
+    let p = fleet.purchase(&shopper, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "{}", p.order);
     assert_eq!(p.order["coupon"]["coupon_id"], "small", "the big coupon breaks the 30 % rule");
     assert_eq!(p.order["discount_cents"], 50);
@@ -64,13 +64,13 @@ async fn coupons_are_applied_by_policy(kind: Store) {
 
     // The spent coupon is not used again; with no limit, the big one now covers it all.
     assert_eq!(put(serde_json::Value::Null).await, 200);
-    let p2 = fleet.purchase(&shopper, 0, DoorNo(1), &[(LaneNo(1), 1)]).await.unwrap();
+    let p2 = fleet.purchase(&shopper, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     assert_eq!(p2.order["coupon"]["coupon_id"], "big");
     assert_eq!(p2.order["total_cents"], 0);
     assert_eq!(p2.order["state"], "paid");
     let collected: Vec<_> = app.sandboxes.values().flat_map(|s| s.charges()).collect();
     assert_eq!(collected.len(), 1, "a fully discounted order collects nothing");
-    assert_eq!(collected[0].amount.0, price - 50);
+    assert_eq!(collected[0].amount.get(), price - 50);
     // Both coupons are spent now.
     crate::common::eventually(10, "coupons redeemed", || async {
         let s = app.platform.shopper(&shopper.id).await.unwrap();

@@ -161,7 +161,7 @@ async fn a_missing_ack_is_resent_then_unknown_and_an_absent_device_gets_nothing_
         .await
         .unwrap();
     assert_eq!(c["attempts"], 0);
-    assert!(!vc.is_open(tare_domain::DoorNo(1)));
+    assert!(!vc.is_open(tare_domain::DoorNo::of(1)));
     app.stop().await;
     store.cleanup().await;
 }

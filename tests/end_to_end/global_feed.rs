@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::product::ProductCommand;
-use tare_domain::{Cents, Sku};
+use tare_domain::{Cents, Grams, Sku};
 use tare_platform::db::Db;
 use tare_platform::platform::PlatformConfig;
 use tare_platform::store::Meta;
@@ -67,10 +67,10 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
         let p = platform.clone();
         Some(tokio::spawn(async move {
             let cmd = ProductCommand::Register {
-                sku: Sku("probe".into()),
+                sku: Sku::of("probe"),
                 name: "Probe".into(),
-                unit_grams: 1.0,
-                price: Cents(1),
+                unit_grams: Grams::of(1.0),
+                price: Cents::new(1),
                 at: 1,
             };
             p.aggregates
@@ -88,15 +88,15 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
             for i in 0..PER_WRITER {
                 let sku = format!("w{w}-{i}");
                 let reg = ProductCommand::Register {
-                    sku: Sku(sku.clone()),
+                    sku: Sku::of(&sku),
                     name: sku.clone(),
-                    unit_grams: 10.0,
-                    price: Cents(100),
+                    unit_grams: Grams::of(10.0),
+                    price: Cents::new(100),
                     at: 1,
                 };
                 p.aggregates.products.execute(&sku, reg, Meta::new(1, &sku, "test")).await.unwrap();
                 let change = ProductCommand::ChangePrice {
-                    price: Cents(101 + i as i64),
+                    price: Cents::new(101 + i as i64),
                     at: 2,
                 };
                 p.aggregates

@@ -232,13 +232,13 @@ async fn the_long_poll_hands_out_commands_oldest_first_and_never_expired_ones() 
     assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("wait_s")));
     // The poll attached the device: commands queue for it between polls.
     let hub = app.platform.hub.clone();
-    hub.send_door_command(&dev.id, DoorNo(1), DoorCommandKind::OpenDoor, "c1", now_ms() + 30_000)
+    hub.send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::OpenDoor, "c1", now_ms() + 30_000)
         .await
         .unwrap();
-    hub.send_door_command(&dev.id, DoorNo(1), DoorCommandKind::QueryDoor, "c-expired", now_ms() - 1)
+    hub.send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::QueryDoor, "c-expired", now_ms() - 1)
         .await
         .unwrap();
-    hub.send_door_command(&dev.id, DoorNo(1), DoorCommandKind::QueryDoor, "c2", now_ms() + 30_000)
+    hub.send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::QueryDoor, "c2", now_ms() + 30_000)
         .await
         .unwrap();
     // A signature over the path with its query is accepted too.
@@ -274,7 +274,7 @@ async fn the_long_poll_hands_out_commands_oldest_first_and_never_expired_ones() 
         })
     };
     crate::common::eventually(10, "the poll to be waiting", || async {
-        hub.send_door_command(&dev.id, DoorNo(1), DoorCommandKind::OpenDoor, "c3", now_ms() + 30_000)
+        hub.send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::OpenDoor, "c3", now_ms() + 30_000)
             .await
             .ok()
     })

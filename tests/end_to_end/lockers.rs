@@ -50,7 +50,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
             noise_grams: 0.0,
             seed: 1,
             faults: Faults::default(),
-            compartments: vec![(DoorNo(1), true), (DoorNo(2), true), (DoorNo(3), false)],
+            compartments: vec![(DoorNo::of(1), true), (DoorNo::of(2), true), (DoorNo::of(3), false)],
         },
         MqttTransport::new(
             id.clone(),
@@ -85,8 +85,8 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
     assert_eq!(st.as_u16(), 202, "{v}");
     assert_eq!(wait_command(&client, v["cmd_id"].as_str().unwrap()).await["state"], "done");
     // The recipient takes the parcel; someone returns a borrowed item to compartment 3.
-    locker.compartment_item(DoorNo(2), true).await.unwrap();
-    locker.compartment_item(DoorNo(3), false).await.unwrap();
+    locker.compartment_item(DoorNo::of(2), true).await.unwrap();
+    locker.compartment_item(DoorNo::of(3), false).await.unwrap();
     let c = crate::common::eventually(10, "compartment states", || async {
         let (_, c) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await.ok()?;
         (c["compartments"][1]["occupied"] == false && c["compartments"][2]["occupied"] == true).then_some(c)

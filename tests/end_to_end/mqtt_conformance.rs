@@ -276,7 +276,7 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     assert_eq!(hub_rejected(&app, "malformed"), 3, "non-JSON, missing id, NaN");
     assert_eq!(hub_rejected(&app, "invalid"), 2, "negative and absurd grams");
     assert_eq!(refused(&app, "too_large"), 1);
-    let samples = app.platform.hub.telemetry().recent(&dev.id, DoorNo(1));
+    let samples = app.platform.hub.telemetry().recent(&dev.id, DoorNo::of(1));
     let ids: Vec<_> = samples.iter().map(|s| s.msg_id.as_str()).collect();
     assert_eq!(ids, ["w1", "w2", "w3"]);
     // A seq far behind the latest, with no boot between, is refused (not silently dropped).
@@ -352,7 +352,7 @@ async fn commands_reach_the_device_and_time_is_synced() {
         // Sent until the subscription is in place (held by the endpoint till then).
         app.platform
             .hub
-            .send_door_command(&dev.id, DoorNo(1), DoorCommandKind::OpenDoor, &cmd_id, expires)
+            .send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::OpenDoor, &cmd_id, expires)
             .await
             .unwrap();
         let r = waiting.await.unwrap();

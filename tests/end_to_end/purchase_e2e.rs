@@ -39,7 +39,7 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         summary.provider_charges, summary.states["paid"],
         "one collection per paid order: {summary}"
     );
-    let provider_total: i64 = app.sandboxes.values().flat_map(|s| s.charges()).map(|c| c.amount.0).sum();
+    let provider_total: i64 = app.sandboxes.values().flat_map(|s| s.charges()).map(|c| c.amount.get()).sum();
     assert_eq!(provider_total, summary.charged_cents, "providers collected what orders say");
 
     // All of it went over MQTT: ten cabinets connected, every uplink through the endpoint.
@@ -64,8 +64,8 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         for door in cab["doors"].as_array().unwrap() {
             for lane in door["lanes"].as_array().unwrap() {
                 let key = (
-                    tare_domain::DoorNo(door["door"].as_u64().unwrap() as u8),
-                    tare_domain::LaneNo(lane["lane"].as_u64().unwrap() as u8),
+                    tare_domain::DoorNo::of(door["door"].as_u64().unwrap() as u8),
+                    tare_domain::LaneNo::of(lane["lane"].as_u64().unwrap() as u8),
                 );
                 assert_eq!(lane["stock"].as_i64().unwrap(), i64::from(truth[&key]), "{} {:?}", c.id(), key);
                 assert!(truth[&key] <= opening[c.id()][&key]);
@@ -82,8 +82,8 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         let docs = app.platform.views.by_owner("lane_stock", &c.id().to_string(), 1000).await.unwrap();
         for d in docs {
             let key = (
-                tare_domain::DoorNo(d["door"].as_u64().unwrap() as u8),
-                tare_domain::LaneNo(d["lane"].as_u64().unwrap() as u8),
+                tare_domain::DoorNo::of(d["door"].as_u64().unwrap() as u8),
+                tare_domain::LaneNo::of(d["lane"].as_u64().unwrap() as u8),
             );
             assert_eq!(d["stock"].as_i64().unwrap(), i64::from(c.counts()[&key]));
         }

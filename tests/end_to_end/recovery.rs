@@ -290,7 +290,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
     let mut collected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for s in app.sandboxes.values() {
         for c in s.charges() {
-            collected.entry(c.order_id).or_default().push(c.amount.0);
+            collected.entry(c.order_id).or_default().push(c.amount.get());
         }
     }
     assert_eq!(collected.keys().collect::<BTreeSet<_>>(), paid.keys().collect::<BTreeSet<_>>());

@@ -148,10 +148,10 @@ async fn authorization_timeout_cancels(kind: Store) {
     // A confirmation arriving now is late: nothing opens, nothing is charged.
     let _ = r.sandbox(ProviderKind::Alipay).confirm(&id);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!r.fleet.cabinets[0].is_open(DoorNo(1)));
+    assert!(!r.fleet.cabinets[0].is_open(DoorNo::of(1)));
     // The door and the shopper are free again.
     let s2 = r.fleet.new_shopper("13800000002", "wechat", "once").await.unwrap();
-    let p = r.fleet.purchase(&s2, 0, DoorNo(1), &[(LaneNo(1), 1)]).await.unwrap();
+    let p = r.fleet.purchase(&s2, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "{}", p.order);
     assert_eq!(r.charges_for(&id), 0);
     r.done().await;
@@ -195,14 +195,14 @@ async fn lost_open_event_is_recovered_by_query(kind: Store) {
     });
     let s = r.fleet.new_shopper("13800000004", "wechat", "once").await.unwrap();
     let id = r.scan(&s).await;
-    assert!(r.fleet.cabinets[0].wait_open(DoorNo(1), Duration::from_secs(10)).await);
+    assert!(r.fleet.cabinets[0].wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
     r.wait_state(&id, &s.token, "opening").await;
     // The first door check queries; the ack says open.
     r.advance_until(500, "open via query", || async { r.order(&id, &s.token).await["state"] == "open" })
         .await;
     let vc = &r.fleet.cabinets[0];
-    vc.take(DoorNo(1), LaneNo(2), 2).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    vc.take(DoorNo::of(1), LaneNo::of(2), 2).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     let o = r.wait_state(&id, &s.token, "paid").await;
     assert_eq!(o["lines"][0]["qty"], 2);
     assert_eq!(o["anomalies"], json!([]));
@@ -222,9 +222,9 @@ async fn unexpected_close_lands_on_the_order(kind: Store) {
     let s = r.fleet.new_shopper("13800000005", "wechat", "once").await.unwrap();
     let id = r.scan(&s).await;
     let vc = &r.fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
-    vc.take(DoorNo(1), LaneNo(1), 1).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     let o = r.wait_state(&id, &s.token, "abnormal").await;
     assert!(
         o["anomalies"].as_array().unwrap().contains(&json!({"code": "unexpected_close"})),
@@ -255,15 +255,15 @@ async fn heavier_lane_is_flagged_and_the_rest_charged(kind: Store) {
     let s = r.fleet.new_shopper("13800000006", "alipay", "once").await.unwrap();
     let id = r.scan(&s).await;
     let vc = &r.fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
-    vc.take(DoorNo(1), LaneNo(1), 2).await.unwrap();
-    vc.put(DoorNo(1), LaneNo(3), 1).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    vc.take(DoorNo::of(1), LaneNo::of(1), 2).await.unwrap();
+    vc.put(DoorNo::of(1), LaneNo::of(3), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     let o = r.wait_state(&id, &s.token, "paid").await;
     assert_eq!(o["lines"].as_array().unwrap().len(), 1);
     assert_eq!(o["lines"][0]["lane"], 1);
     assert_eq!(o["lines"][0]["qty"], 2);
-    let price = r.fleet.planogram[0][&(DoorNo(1), LaneNo(1))].1;
+    let price = r.fleet.planogram[0][&(DoorNo::of(1), LaneNo::of(1))].1;
     assert_eq!(o["total_cents"], 2 * price);
     assert_eq!(o["anomalies"], json!([{"code": "lane_heavier", "lane": 3, "items": 1}]));
     assert_eq!(r.charges_for(&id), 1);
@@ -281,16 +281,16 @@ async fn unstable_then_stable_weights(kind: Store) {
     });
     let s = r.fleet.new_shopper("13800000007", "wechat", "once").await.unwrap();
     let id = r.scan(&s).await;
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
     r.wait_state(&id, &s.token, "open").await;
-    vc.take(DoorNo(1), LaneNo(2), 3).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    vc.take(DoorNo::of(1), LaneNo::of(2), 3).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     r.wait_state(&id, &s.token, "settling").await;
     r.clock.advance(500);
     r.clock.advance(250);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(r.order(&id, &s.token).await["state"], "settling", "unstable samples never count");
-    vc.report_weight(DoorNo(1)).await.unwrap();
+    vc.report_weight(DoorNo::of(1)).await.unwrap();
     r.advance_until(250, "settled", || async { r.order(&id, &s.token).await["state"] == "paid" })
         .await;
     let o = r.order(&id, &s.token).await;
@@ -300,10 +300,10 @@ async fn unstable_then_stable_weights(kind: Store) {
 
     // Never stable: after 0.5 s + 2 s the order goes to an operator, uncharged.
     let id2 = r.scan(&s).await;
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
     r.wait_state(&id2, &s.token, "open").await;
-    vc.take(DoorNo(1), LaneNo(1), 1).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     r.wait_state(&id2, &s.token, "settling").await;
     r.advance_until(250, "abnormal", || async { r.order(&id2, &s.token).await["state"] == "abnormal" })
         .await;
@@ -324,9 +324,9 @@ async fn duplicate_callbacks_charge_once(kind: Store) {
     let id = r.scan(&s).await;
     r.confirm(&id, &s).await;
     let vc = &r.fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
-    vc.take(DoorNo(1), LaneNo(1), 1).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     r.wait_state(&id, &s.token, "paid").await;
     // Both copies of both callbacks arrived; each changed state once.
     let feed_events = || async {
@@ -362,9 +362,9 @@ async fn failed_then_successful_deduction(kind: Store) {
     let s = r.fleet.new_shopper("13800000009", "alipay", "once").await.unwrap();
     let id = r.scan(&s).await;
     let vc = &r.fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
-    vc.take(DoorNo(1), LaneNo(1), 2).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    vc.take(DoorNo::of(1), LaneNo::of(1), 2).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     eventually(10, "charge failure recorded", || async {
         (r.order(&id, &s.token).await["charge_attempts"] == 1 && r.app.platform.order(&id).await.unwrap().retry_pending).then_some(())
     })
@@ -400,9 +400,9 @@ async fn lost_reply_is_resolved_by_query(kind: Store) {
     let s = r.fleet.new_shopper("13800000010", "alipay", "once").await.unwrap();
     let id = r.scan(&s).await;
     let vc = &r.fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
-    vc.take(DoorNo(1), LaneNo(1), 1).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     // The collection happened but its reply was lost; the retry asks instead of paying again.
     r.advance_until(250, "paid after query", || async {
         let o = r.order(&id, &s.token).await;
@@ -427,10 +427,10 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
     let id = r.scan(&s).await;
     r.confirm(&id, &s).await;
     let vc = r.fleet.cabinets[0].clone();
-    assert!(vc.wait_open(DoorNo(1), Duration::from_secs(10)).await);
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
     r.wait_state(&id, &s.token, "open").await;
-    vc.take(DoorNo(1), LaneNo(3), 2).await.unwrap();
-    vc.close(DoorNo(1)).await.unwrap();
+    vc.take(DoorNo::of(1), LaneNo::of(3), 2).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
     r.wait_state(&id, &s.token, "settling").await;
     // Stop the process mid-purchase (the stable-weight timer is pending), keep the store,
     // the provider and the clock.

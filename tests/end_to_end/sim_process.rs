@@ -46,7 +46,7 @@ async fn purchases_by_a_sim_process_over_mqtt_are_exact() {
         .expect("a charged line");
     // The providers (in this process) collected exactly that, once per paid order.
     let charges: Vec<_> = app.sandboxes.values().flat_map(|s| s.charges()).collect();
-    assert_eq!(charges.iter().map(|c| c.amount.0).sum::<i64>(), charged);
+    assert_eq!(charges.iter().map(|c| c.amount.get()).sum::<i64>(), charged);
     let mut refs: Vec<_> = charges.iter().map(|c| c.order_id.clone()).collect();
     refs.sort();
     refs.dedup();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tare_domain::cabinet::{Cabinet, DeviceStatus, DoorPosition};
 use tare_domain::coupon::CouponPolicy;
 use tare_domain::weight::Tolerance;
-use tare_domain::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, LaneNo, Sku};
+use tare_domain::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku};
 use tare_platform::platform::{DoorSpec, LaneSpec};
 
 /// `POST /api/v1/products`.
@@ -41,14 +41,15 @@ pub async fn create_product(
 ) -> Result<(StatusCode, Json<ProductDto>), ApiError> {
     let sku = Sku::parse("sku", &b.sku)?;
     let price = Cents::parse("price_cents", b.price_cents)?;
-    let p = s.platform.register_product(sku, b.name, b.unit_grams, price).await?;
+    let unit_grams = Grams::new("unit_grams", b.unit_grams)?;
+    let p = s.platform.register_product(sku, b.name, unit_grams, price).await?;
     Ok((
         StatusCode::CREATED,
         Json(ProductDto {
             sku: b.sku,
             name: p.name,
-            unit_grams: p.unit_grams,
-            price_cents: p.price.0,
+            unit_grams: p.unit_grams.get(),
+            price_cents: p.price.get(),
         }),
     ))
 }
@@ -70,8 +71,8 @@ pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku):
     Ok(Json(ProductDto {
         sku,
         name: p.name,
-        unit_grams: p.unit_grams,
-        price_cents: p.price.0,
+        unit_grams: p.unit_grams.get(),
+        price_cents: p.price.get(),
     }))
 }
 
@@ -175,16 +176,16 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
         .values()
         .map(|d| {
             json!({
-                "door": d.door.0,
+                "door": d.door.get(),
                 "state": match d.position { DoorPosition::Open => "open", DoorPosition::Closed => "closed", DoorPosition::Unknown => "unknown" },
                 "held_by": d.holder.as_ref().map(|h| h.session_id().to_string()),
                 "lanes": d.lanes.values().map(|l| json!({
-                    "lane": l.plan.lane.0,
-                    "sku": l.plan.sku.0,
+                    "lane": l.plan.lane.get(),
+                    "sku": l.plan.sku.as_str(),
                     "stock": l.stock,
                     "capacity": l.plan.capacity,
                     "restock_threshold": l.plan.restock_threshold,
-                    "price_cents": l.plan.price.0,
+                    "price_cents": l.plan.price.get(),
                     "unit_grams": l.plan.unit_grams,
                 })).collect::<Vec<_>>(),
             })
@@ -196,7 +197,7 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
             .values()
             .map(|d| {
                 json!({
-                    "compartment": d.door.0,
+                    "compartment": d.door.get(),
                     "state": match d.position { DoorPosition::Open => "open", DoorPosition::Closed => "closed", DoorPosition::Unknown => "unknown" },
                     "occupied": d.occupied,
                 })
@@ -237,14 +238,14 @@ pub async fn get_ledger(_: Operator, State(s): State<Arc<ApiState>>, Path(id): P
     let mut lanes = Vec::new();
     for d in c.doors.values() {
         for l in d.lanes.values() {
-            let owner = format!("{id}/{}/{}", d.door.0, l.plan.lane.0);
+            let owner = format!("{id}/{}/{}", d.door.get(), l.plan.lane.get());
             let entries = s
                 .platform
                 .views
                 .by_owner("lane_ledger", &owner, 100_000)
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            lanes.push(json!({"door": d.door.0, "lane": l.plan.lane.0, "sku": l.plan.sku.0, "entries": entries}));
+            lanes.push(json!({"door": d.door.get(), "lane": l.plan.lane.get(), "sku": l.plan.sku.as_str(), "entries": entries}));
         }
     }
     Ok(Json(json!({"cabinet": id.to_string(), "lanes": lanes})))

@@ -175,13 +175,13 @@ pub(super) fn receipt(o: &Order, p: &Payment) -> Value {
     let lines: Vec<Value> = o
         .lines
         .iter()
-        .map(|l| json!({"sku": l.sku.0, "name": l.name, "lane": l.lane.0, "qty": l.qty, "unit_price_cents": l.unit_price.0, "amount_cents": l.unit_price.0 * i64::from(l.qty)}))
+        .map(|l| json!({"sku": l.sku.as_str(), "name": l.name, "lane": l.lane.get(), "qty": l.qty, "unit_price_cents": l.unit_price.get(), "amount_cents": l.unit_price.get() * i64::from(l.qty)}))
         .collect();
     let explanation: Vec<String> = o
         .inference
         .iter()
         .map(|i| {
-            let name = o.lanes.iter().find(|l| l.lane == i.lane).map_or(i.sku.0.as_str(), |l| l.name.as_str());
+            let name = o.lanes.iter().find(|l| l.lane == i.lane).map_or(i.sku.as_str(), |l| l.name.as_str());
             let what = match i.count {
                 0 => "nothing taken".to_string(),
                 n if n > 0 => format!("{n} taken"),
@@ -189,7 +189,7 @@ pub(super) fn receipt(o: &Order, p: &Payment) -> Value {
             };
             format!(
                 "lane {} ({}): {:.1} g before, {:.1} g after, {:+.1} g / {} g per item = {:.2} -> {} (residual {:.1} g within ±{:.1} g: {}; confidence {:.0}%)",
-                i.lane.0,
+                i.lane.get(),
                 name,
                 i.before_grams,
                 i.after_grams,
@@ -208,15 +208,15 @@ pub(super) fn receipt(o: &Order, p: &Payment) -> Value {
         "order_id": o.id,
         "state": state_name(o.state),
         "cabinet": o.cabinet.as_ref().map(|c| c.to_string()),
-        "door": o.door.map(|d| d.0),
+        "door": o.door.map(|d| d.get()),
         "shopper_id": o.shopper_id,
         "created_at": o.created_at,
         "updated_at": o.updated_at,
         "lines": lines,
-        "subtotal_cents": o.subtotal.0,
-        "discount_cents": o.subtotal.0 - o.total.0,
-        "total_cents": o.total.0,
-        "coupon": o.coupon.as_ref().map(|c| json!({"coupon_id": c.coupon_id, "discount_cents": c.discount.0})),
+        "subtotal_cents": o.subtotal.get(),
+        "discount_cents": o.subtotal.get() - o.total.get(),
+        "total_cents": o.total.get(),
+        "coupon": o.coupon.as_ref().map(|c| json!({"coupon_id": c.coupon_id, "discount_cents": c.discount.get()})),
         "anomalies": o.anomalies,
         "cancel_reason": o.cancel_reason,
         "charge_attempts": o.charge_attempts,
@@ -230,7 +230,7 @@ pub(super) fn receipt(o: &Order, p: &Payment) -> Value {
         },
         "evidence": {
             "planogram_version": o.planogram_version,
-            "lanes": o.lanes.iter().map(|l| json!({"lane": l.lane.0, "sku": l.sku.0, "unit_grams": l.unit_grams, "price_cents": l.price.0, "tolerance": l.tolerance})).collect::<Vec<_>>(),
+            "lanes": o.lanes.iter().map(|l| json!({"lane": l.lane.get(), "sku": l.sku.as_str(), "unit_grams": l.unit_grams, "price_cents": l.price.get(), "tolerance": l.tolerance})).collect::<Vec<_>>(),
             "weight_before": o.before.as_ref().map(|r| r.sample()),
             "weight_after": o.after.as_ref().map(|r| r.sample()),
             "inference": o.inference,

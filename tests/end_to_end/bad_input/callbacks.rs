@@ -24,7 +24,7 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     // Alice has a paid order.
     let alice = fleet.new_shopper("13600000001", "alipay", "once").await.unwrap();
     let paid = fleet
-        .purchase(&alice, 0, DoorNo(1), &[(LaneNo(1), 2)])
+        .purchase(&alice, 0, DoorNo::of(1), &[(LaneNo::of(1), 2)])
         .await
         .expect("alice's purchase");
     assert_eq!(paid.order["state"], "paid", "{}", paid.order);
@@ -213,7 +213,7 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     );
     let (_, o) = c.get(&format!("/api/v1/orders/{waiting_id}"), &admin).await.unwrap();
     assert_eq!(o["payment"]["state"], "awaiting_confirmation", "{o}");
-    assert!(!fleet.cabinets[0].is_open(DoorNo(2)), "a forged callback opened the door");
+    assert!(!fleet.cabinets[0].is_open(DoorNo::of(2)), "a forged callback opened the door");
 
     // A correctly signed duplicate COLLECTED for Alice's paid order: accepted, no effect.
     let txn = paid.order["payment"]["transaction_id"]
@@ -258,9 +258,12 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     let (st, b) = c.post(&path, &bob.token, &json!({})).await.unwrap();
     assert_eq!(st, StatusCode::OK, "confirm: {b}");
     let vc = &fleet.cabinets[0];
-    assert!(vc.wait_open(DoorNo(2), Duration::from_secs(15)).await, "bob's door never opened");
-    assert_eq!(vc.take(DoorNo(2), LaneNo(1), 1).await.unwrap(), 1);
-    vc.close(DoorNo(2)).await.unwrap();
+    assert!(
+        vc.wait_open(DoorNo::of(2), Duration::from_secs(15)).await,
+        "bob's door never opened"
+    );
+    assert_eq!(vc.take(DoorNo::of(2), LaneNo::of(1), 1).await.unwrap(), 1);
+    vc.close(DoorNo::of(2)).await.unwrap();
     let done = fleet
         .wait_terminal(&waiting_id, &bob.token, Duration::from_secs(30))
         .await

@@ -18,7 +18,7 @@ async fn wrong_callers_are_refused_and_change_nothing(kind: Store) {
     let alice = fleet.new_shopper("13900000001", "alipay", "once").await.unwrap();
     let bob = fleet.new_shopper("13900000002", "wechat", "once").await.unwrap();
     let bought = fleet
-        .purchase(&alice, 0, DoorNo(1), &[(LaneNo(1), 1)])
+        .purchase(&alice, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)])
         .await
         .expect("alice's purchase");
     assert_eq!(bought.order["state"], "paid", "{}", bought.order);

@@ -129,7 +129,7 @@ pub(super) async fn scan_and_open(fleet: &Fleet, shopper: &ShopperHandle, cab: u
         assert_eq!(st, StatusCode::OK, "confirm: {b}");
     }
     assert!(
-        vc.wait_open(DoorNo(door), Duration::from_secs(15)).await,
+        vc.wait_open(DoorNo::of(door), Duration::from_secs(15)).await,
         "door {door} never opened"
     );
     // The platform has recorded the open door too.

@@ -27,8 +27,13 @@ async fn refused_scans_leave_no_order_and_the_open_order_goes_on(kind: Store) {
     let first_before = app.platform.order(&first).await.unwrap();
     let bob_before = app.platform.shopper(&bob.id).await.unwrap();
     assert_eq!(bob_before.open_order, None);
-    let holder =
-        |cab: &tare_domain::cabinet::Cabinet, door: u8| cab.door(DoorNo(door)).unwrap().holder.as_ref().map(|h| h.session_id().to_string());
+    let holder = |cab: &tare_domain::cabinet::Cabinet, door: u8| {
+        cab.door(DoorNo::of(door))
+            .unwrap()
+            .holder
+            .as_ref()
+            .map(|h| h.session_id().to_string())
+    };
     let cab0_before = app.platform.cabinet(&cab0).await.unwrap();
     assert_eq!(holder(&cab0_before, 1), Some(first.clone()));
     assert_eq!(holder(&cab0_before, 2), None);
@@ -98,9 +103,9 @@ async fn refused_scans_leave_no_order_and_the_open_order_goes_on(kind: Store) {
     // Alice's order is untouched by all of it, and goes on to be paid.
     assert_eq!(app.platform.order(&first).await.unwrap(), first_before);
     let vc = &fleet.cabinets[0];
-    let price = fleet.planogram[0][&(DoorNo(1), LaneNo(1))].1;
-    assert_eq!(vc.take(DoorNo(1), LaneNo(1), 1).await.unwrap(), 1);
-    vc.close(DoorNo(1)).await.unwrap();
+    let price = fleet.planogram[0][&(DoorNo::of(1), LaneNo::of(1))].1;
+    assert_eq!(vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap(), 1);
+    vc.close(DoorNo::of(1)).await.unwrap();
     let done = fleet
         .wait_terminal(&first, &alice.token, Duration::from_secs(30))
         .await
@@ -114,7 +119,7 @@ async fn refused_scans_leave_no_order_and_the_open_order_goes_on(kind: Store) {
         .filter(|ch| ch.order_id == first)
         .collect();
     assert_eq!(charges.len(), 1, "one collection for Alice's order");
-    assert_eq!(charges[0].amount.0, price);
+    assert_eq!(charges[0].amount.get(), price);
 
     // No order was ever made for Bob; Alice has exactly her one.
     settle(app).await;

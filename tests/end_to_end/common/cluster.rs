@@ -234,7 +234,7 @@ pub async fn shop(
     };
     let mut rng = StdRng::seed_from_u64(phone.parse::<u64>().unwrap_or(1));
     while !stop.load(Ordering::Relaxed) {
-        let door = DoorNo(rng.random_range(1..=2));
+        let door = DoorNo::of(rng.random_range(1..=2));
         let takes = fleet.random_takes(&mut rng, cab, door);
         let r = fleet.purchase(&shopper, cab, door, &takes).await;
         // Whatever happened, note every order this shopper has (the API may be gone).
@@ -258,8 +258,8 @@ pub async fn shop(
                 // A scan cut off by an outage may still have made the order (the app
                 // would show it): if its door opens, the shopper closes it again.
                 for d in 1..=2 {
-                    if fleet.cabinets[cab].wait_open(DoorNo(d), Duration::from_secs(3)).await {
-                        let _ = fleet.cabinets[cab].close(DoorNo(d)).await;
+                    if fleet.cabinets[cab].wait_open(DoorNo::of(d), Duration::from_secs(3)).await {
+                        let _ = fleet.cabinets[cab].close(DoorNo::of(d)).await;
                     }
                 }
                 // This shopper's node may be dead; stop rather than spin.

@@ -7,7 +7,9 @@ use crate::cabinet::LanePlan;
 use crate::coupon::{Coupon, CouponChoice, CouponKind, CouponPolicy};
 use crate::weight::{infer_door, LaneGrams, LaneScale, StableReading, Tolerance, WeightSample};
 use crate::{CabinetId, Cents, ConfirmMode, DoorNo, LaneNo, ProviderKind, Sku};
+use crate::{Grams, UnixMs};
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use cqrs_es::Aggregate;
 
 const AT: UnixMs = 1_700_000_000_000;
 const DEADLINE: UnixMs = AT + 60_000;
@@ -21,11 +23,11 @@ const SETTLED_AT: UnixMs = AT + 40;
 
 fn lane(n: u8, sku: &str, unit_grams: f64, price: i64, capacity: u32) -> LanePlan {
     LanePlan {
-        lane: LaneNo(n),
-        sku: Sku(sku.into()),
+        lane: LaneNo::of(n),
+        sku: Sku::of(sku),
         name: sku.to_uppercase(),
-        unit_grams,
-        price: Cents(price),
+        unit_grams: Grams::of(unit_grams),
+        price: Cents::new(price),
         capacity,
         restock_threshold: 2,
         tolerance: Tolerance::default(),
@@ -55,8 +57,8 @@ fn reading_at(msg_id: &str, device_ts: UnixMs, lanes: &[(u8, f64)]) -> StableRea
         lanes: lanes
             .iter()
             .map(|(lane, grams)| LaneGrams {
-                lane: LaneNo(*lane),
-                grams: *grams,
+                lane: LaneNo::of(*lane),
+                grams: Grams::of(*grams),
             })
             .collect(),
     })
@@ -74,7 +76,7 @@ fn after_two_colas() -> StableReading {
 }
 
 fn line(lane_no: u8, qty: u32) -> OrderLine {
-    let plan = lanes().into_iter().find(|l| l.lane == LaneNo(lane_no)).unwrap();
+    let plan = lanes().into_iter().find(|l| l.lane == LaneNo::of(lane_no)).unwrap();
     OrderLine {
         lane: plan.lane,
         sku: plan.sku,
@@ -88,8 +90,8 @@ fn cash(id: &str, value: i64) -> Coupon {
     Coupon {
         id: id.into(),
         kind: CouponKind::Cash {
-            value: Cents(value),
-            min_spend: Cents(0),
+            value: Cents::new(value),
+            min_spend: Cents::new(0),
         },
         expires_at: None,
     }
@@ -98,7 +100,7 @@ fn cash(id: &str, value: i64) -> Coupon {
 fn choice(coupon_id: &str, discount: i64) -> Option<CouponChoice> {
     Some(CouponChoice {
         coupon_id: coupon_id.into(),
-        discount: Cents(discount),
+        discount: Cents::new(discount),
     })
 }
 
@@ -107,7 +109,7 @@ fn create() -> OrderCommand {
         order_id: "order-1".into(),
         shopper_id: "shopper-1".into(),
         cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
-        door: DoorNo(1),
+        door: DoorNo::of(1),
         provider: ProviderKind::Wechat,
         confirm_mode: ConfirmMode::EachTime,
         lanes: lanes(),
@@ -122,7 +124,7 @@ fn created() -> OrderEvent {
         order_id: "order-1".into(),
         shopper_id: "shopper-1".into(),
         cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
-        door: DoorNo(1),
+        door: DoorNo::of(1),
         provider: ProviderKind::Wechat,
         confirm_mode: ConfirmMode::EachTime,
         lanes: lanes(),
@@ -213,9 +215,9 @@ fn weights_settled(
         inference: infer_door(&scales(), &before(), &after).unwrap(),
         after,
         lines,
-        subtotal: Cents(subtotal),
+        subtotal: Cents::new(subtotal),
         coupon,
-        total: Cents(total),
+        total: Cents::new(total),
         anomalies,
         at: SETTLED_AT,
     }
@@ -223,7 +225,7 @@ fn weights_settled(
 
 fn charge_requested(amount: i64, attempt: u32, at: UnixMs) -> OrderEvent {
     OrderEvent::ChargeRequested {
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         attempt,
         at,
     }
@@ -249,7 +251,7 @@ fn record_failure(retry_at: Option<UnixMs>) -> OrderCommand {
 fn mark_paid(amount: i64) -> OrderCommand {
     OrderCommand::MarkPaid {
         transaction_id: "tx-1".into(),
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         at: AT + 200,
     }
 }
@@ -257,7 +259,7 @@ fn mark_paid(amount: i64) -> OrderCommand {
 fn paid(amount: i64) -> OrderEvent {
     OrderEvent::OrderPaid {
         transaction_id: "tx-1".into(),
-        amount: Cents(amount),
+        amount: Cents::new(amount),
         at: AT + 200,
     }
 }
@@ -357,7 +359,7 @@ fn create_freezes_the_planogram_into_the_order() {
     let order = state_after(authorizing());
     assert_eq!(order.id.as_deref(), Some("order-1"));
     assert_eq!(order.shopper_id, "shopper-1");
-    assert_eq!(order.door, Some(DoorNo(1)));
+    assert_eq!(order.door, Some(DoorNo::of(1)));
     assert_eq!(order.lanes, lanes());
     assert_eq!(order.planogram_version, 3);
     assert_eq!(order.auth_deadline, DEADLINE);
@@ -444,8 +446,8 @@ fn settle_weights_prices_the_taken_items_applies_the_coupon_and_requests_the_cha
     let order = state_after(charging());
     assert_eq!(order.state, OrderState::Charging);
     assert_eq!(order.charge_attempts, 1);
-    assert_eq!(order.subtotal, Cents(600));
-    assert_eq!(order.total, Cents(500));
+    assert_eq!(order.subtotal, Cents::new(600));
+    assert_eq!(order.total, Cents::new(500));
     assert_eq!(order.lines, vec![line(1, 2)]);
     assert_eq!(order.after, Some(after_two_colas()));
     let counts: Vec<i64> = order.inference.iter().map(|i| i.count).collect();
@@ -691,7 +693,10 @@ fn heavier_lane_is_an_anomaly_but_the_other_lane_is_still_charged() {
                 200,
                 None,
                 200,
-                vec![Anomaly::LaneHeavier { lane: LaneNo(1), items: 1 }],
+                vec![Anomaly::LaneHeavier {
+                    lane: LaneNo::of(1),
+                    items: 1,
+                }],
             ),
             charge_requested(200, 1, SETTLED_AT),
         ]);
@@ -706,7 +711,7 @@ fn heavier_lane_does_not_block_the_coupon() {
         .unwrap();
     assert!(matches!(
         &events[0],
-        OrderEvent::WeightsSettled { coupon, total, .. } if *coupon == choice("c1", 50) && *total == Cents(150)
+        OrderEvent::WeightsSettled { coupon, total, .. } if *coupon == choice("c1", 50) && *total == Cents::new(150)
     ));
     assert_eq!(events[1], charge_requested(150, 1, SETTLED_AT));
 }
@@ -718,7 +723,7 @@ fn residual_out_of_tolerance_is_low_confidence_and_abnormal() {
     let inference = infer_door(&scales(), &before(), &after).unwrap();
     assert!(!inference[0].within_tolerance);
     let low = Anomaly::LowConfidence {
-        lane: LaneNo(1),
+        lane: LaneNo::of(1),
         confidence: inference[0].confidence,
     };
     given(settling())
@@ -750,7 +755,7 @@ fn coupon_covering_the_whole_order_pays_it_without_a_charge() {
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("c600", 600), 0, vec![]),
             OrderEvent::OrderPaid {
                 transaction_id: String::new(),
-                amount: Cents(0),
+                amount: Cents::new(0),
                 at: SETTLED_AT,
             },
         ]);
@@ -775,7 +780,7 @@ fn coupon_policy_decides_whether_a_big_coupon_is_used() {
             weights_settled(after_two_colas(), vec![line(1, 2)], 600, choice("big", 600), 0, vec![]),
             OrderEvent::OrderPaid {
                 transaction_id: String::new(),
-                amount: Cents(0),
+                amount: Cents::new(0),
                 at: SETTLED_AT,
             },
         ]);
@@ -786,8 +791,8 @@ fn settle_applies_the_coupon_that_saves_the_most() {
     let group_buy = Coupon {
         id: "gb".into(),
         kind: CouponKind::GroupBuy {
-            sku: Sku("cola".into()),
-            price: Cents(99),
+            sku: Sku::of("cola"),
+            price: Cents::new(99),
         },
         expires_at: None,
     };
@@ -979,11 +984,15 @@ fn only_end_states_are_terminal() {
 
 #[test]
 fn every_anomaly_but_a_heavier_lane_blocks_the_charge() {
-    assert!(!Anomaly::LaneHeavier { lane: LaneNo(1), items: 1 }.blocks_charge());
+    assert!(!Anomaly::LaneHeavier {
+        lane: LaneNo::of(1),
+        items: 1
+    }
+    .blocks_charge());
     for a in [
         Anomaly::UnexpectedClose,
         Anomaly::LowConfidence {
-            lane: LaneNo(1),
+            lane: LaneNo::of(1),
             confidence: 0.1,
         },
         Anomaly::DoorNeverOpened,

@@ -4,7 +4,9 @@
 use super::*;
 use crate::weight::{LaneGrams, StableReading, Tolerance, WeightSample};
 use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, LaneNo, Sku};
+use crate::{Grams, UnixMs};
 use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
 
 const AT: UnixMs = 1_700_000_000_000;
 
@@ -22,11 +24,11 @@ fn location() -> GeoPoint {
 
 fn lane(n: u8, sku: &str, unit_grams: f64, capacity: u32, restock_threshold: u32) -> LanePlan {
     LanePlan {
-        lane: LaneNo(n),
-        sku: Sku(sku.into()),
+        lane: LaneNo::of(n),
+        sku: Sku::of(sku),
         name: sku.to_uppercase(),
-        unit_grams,
-        price: Cents(300),
+        unit_grams: Grams::of(unit_grams),
+        price: Cents::new(300),
         capacity,
         restock_threshold,
         tolerance: Tolerance::default(),
@@ -34,7 +36,10 @@ fn lane(n: u8, sku: &str, unit_grams: f64, capacity: u32, restock_threshold: u32
 }
 
 fn door(n: u8, lanes: Vec<LanePlan>) -> DoorPlan {
-    DoorPlan { door: DoorNo(n), lanes }
+    DoorPlan {
+        door: DoorNo::of(n),
+        lanes,
+    }
 }
 
 /// Door 1: cola (330 g, 10, restock at 3) and gum (50 g, 20, restock at 5);
@@ -89,9 +94,9 @@ fn disconnected() -> CabinetEvent {
 
 fn stock_changed(door: u8, lane: u8, sku: &str, before: i64, after: i64, reason: StockReason, at: UnixMs) -> CabinetEvent {
     CabinetEvent::LaneStockChanged {
-        door: DoorNo(door),
-        lane: LaneNo(lane),
-        sku: Sku(sku.into()),
+        door: DoorNo::of(door),
+        lane: LaneNo::of(lane),
+        sku: Sku::of(sku),
         before,
         change: after - before,
         after,
@@ -131,8 +136,8 @@ fn reading(msg_id: &str, lanes: &[(u8, f64)]) -> StableReading {
         lanes: lanes
             .iter()
             .map(|(lane, grams)| LaneGrams {
-                lane: LaneNo(*lane),
-                grams: *grams,
+                lane: LaneNo::of(*lane),
+                grams: Grams::of(*grams),
             })
             .collect(),
     })
@@ -148,7 +153,7 @@ fn order_holder(order_id: &str) -> Holder {
 
 fn acquire(door: u8, holder: Holder) -> CabinetCommand {
     CabinetCommand::AcquireDoor {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         holder,
         at: AT + 100,
     }
@@ -156,7 +161,7 @@ fn acquire(door: u8, holder: Holder) -> CabinetCommand {
 
 fn acquired(door: u8, holder: Holder) -> CabinetEvent {
     CabinetEvent::DoorAcquired {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         holder,
         at: AT + 100,
     }
@@ -164,7 +169,7 @@ fn acquired(door: u8, holder: Holder) -> CabinetEvent {
 
 fn release(door: u8, session_id: &str) -> CabinetCommand {
     CabinetCommand::ReleaseDoor {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         session_id: session_id.into(),
         reason: "done".into(),
         at: AT + 200,
@@ -173,7 +178,7 @@ fn release(door: u8, session_id: &str) -> CabinetCommand {
 
 fn released(door: u8, session_id: &str, reason: &str, at: UnixMs) -> CabinetEvent {
     CabinetEvent::DoorReleased {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         session_id: session_id.into(),
         reason: reason.into(),
         at,
@@ -182,7 +187,7 @@ fn released(door: u8, session_id: &str, reason: &str, at: UnixMs) -> CabinetEven
 
 fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> CabinetCommand {
     CabinetCommand::RecordDoorEvent {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         position,
         msg_id: msg_id.into(),
         seq,
@@ -194,7 +199,7 @@ fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> Cabin
 
 fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorOpened {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         holder,
         msg_id: msg_id.into(),
         seq,
@@ -206,7 +211,7 @@ fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEv
 
 fn closed(door: u8, holder: Option<Holder>, unexpected: bool, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorClosed {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         holder,
         unexpected,
         msg_id: msg_id.into(),
@@ -218,9 +223,9 @@ fn closed(door: u8, holder: Option<Holder>, unexpected: bool, msg_id: &str, seq:
 
 fn finish_sale(door: u8, order_id: &str, sold: &[(u8, u32)], charged: bool) -> CabinetCommand {
     CabinetCommand::FinishSale {
-        door: DoorNo(door),
+        door: DoorNo::of(door),
         order_id: order_id.into(),
-        sold: sold.iter().map(|(l, q)| (LaneNo(*l), *q)).collect(),
+        sold: sold.iter().map(|(l, q)| (LaneNo::of(*l), *q)).collect(),
         charged,
         at: AT + 500,
     }
@@ -272,12 +277,12 @@ fn registered_cabinet_starts_unconnected_with_empty_lanes() {
     assert_eq!(cabinet.status, DeviceStatus::Registered);
     assert_eq!(cabinet.planogram_version, 1);
     assert!(!cabinet.initialized);
-    let door1 = cabinet.door(DoorNo(1)).unwrap();
+    let door1 = cabinet.door(DoorNo::of(1)).unwrap();
     assert_eq!(door1.lanes.len(), 2);
     assert!(door1.lanes.values().all(|l| l.stock == 0));
     assert_eq!(door1.holder, None);
     assert_eq!(door1.position, DoorPosition::Unknown);
-    assert_eq!(cabinet.door(DoorNo(3)), Err(CabinetError::UnknownDoor(3)));
+    assert_eq!(cabinet.door(DoorNo::of(3)), Err(CabinetError::UnknownDoor(DoorNo::of(3))));
 }
 
 #[test]
@@ -372,7 +377,10 @@ fn register_rejects_a_lane_whose_items_the_scale_cannot_separate() {
     assert_eq!(invalid_field(doors), "doors[1].lanes[1].tolerance");
     // A custom tolerance is judged too: 40 g on a 330 g item at 10 is too coarse.
     let mut coarse = lane(1, "cola", 330.0, 10, 3);
-    coarse.tolerance = Tolerance { abs_grams: 3.0, rel: 0.05 };
+    coarse.tolerance = Tolerance {
+        abs_grams: Grams::of(3.0),
+        rel: 0.05,
+    };
     assert_eq!(invalid_field(vec![door(1, vec![coarse])]), "doors[0].lanes[0].tolerance");
 }
 
@@ -382,7 +390,7 @@ fn commands_on_an_unregistered_cabinet_are_not_found() {
         connect(),
         CabinetCommand::DisconnectDevice { at: AT },
         CabinetCommand::Initialize {
-            readings: vec![(DoorNo(1), reading("m", &[(1, 0.0)]))],
+            readings: vec![(DoorNo::of(1), reading("m", &[(1, 0.0)]))],
             at: AT,
         },
         acquire(1, order_holder("order-1")),
@@ -528,8 +536,8 @@ fn initialize_counts_opening_stock_from_stable_readings() {
     given(pending_init())
         .when(CabinetCommand::Initialize {
             readings: vec![
-                (DoorNo(2), reading("w2", &[(1, 2497.0)])),
-                (DoorNo(1), reading("w1", &[(1, 1985.0), (2, 498.0)])),
+                (DoorNo::of(2), reading("w2", &[(1, 2497.0)])),
+                (DoorNo::of(1), reading("w1", &[(1, 1985.0), (2, 498.0)])),
             ],
             at: AT + 30,
         })
@@ -537,9 +545,9 @@ fn initialize_counts_opening_stock_from_stable_readings() {
     let cabinet = state_after(online());
     assert!(cabinet.initialized);
     assert_eq!(cabinet.status, DeviceStatus::Online);
-    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(1)].stock, 6);
-    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(2)].stock, 10);
-    assert_eq!(cabinet.doors[&DoorNo(2)].lanes[&LaneNo(1)].stock, 5);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].lanes[&LaneNo::of(1)].stock, 6);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)].stock, 10);
+    assert_eq!(cabinet.doors[&DoorNo::of(2)].lanes[&LaneNo::of(1)].stock, 5);
 }
 
 #[test]
@@ -547,8 +555,8 @@ fn initialize_counts_an_empty_or_negative_lane_as_zero() {
     given(pending_init())
         .when(CabinetCommand::Initialize {
             readings: vec![
-                (DoorNo(1), reading("w1", &[(1, -4.0), (2, 0.0)])),
-                (DoorNo(2), reading("w2", &[(1, 1000.0)])),
+                (DoorNo::of(1), reading("w1", &[(1, -4.0), (2, 0.0)])),
+                (DoorNo::of(2), reading("w2", &[(1, 1000.0)])),
             ],
             at: AT + 30,
         })
@@ -564,7 +572,7 @@ fn initialize_counts_an_empty_or_negative_lane_as_zero() {
 fn initialize_without_a_reading_for_every_door_is_rejected() {
     given(pending_init())
         .when(CabinetCommand::Initialize {
-            readings: vec![(DoorNo(1), reading("w1", &[(1, 1980.0), (2, 500.0)]))],
+            readings: vec![(DoorNo::of(1), reading("w1", &[(1, 1980.0), (2, 500.0)]))],
             at: AT + 30,
         })
         .then_expect_error(CabinetError::Invalid {
@@ -578,8 +586,8 @@ fn initialize_with_a_lane_missing_from_the_reading_is_rejected() {
     given(pending_init())
         .when(CabinetCommand::Initialize {
             readings: vec![
-                (DoorNo(1), reading("w1", &[(1, 1980.0)])),
-                (DoorNo(2), reading("w2", &[(1, 2500.0)])),
+                (DoorNo::of(1), reading("w1", &[(1, 1980.0)])),
+                (DoorNo::of(2), reading("w2", &[(1, 2500.0)])),
             ],
             at: AT + 30,
         })
@@ -592,8 +600,8 @@ fn initialize_with_a_lane_missing_from_the_reading_is_rejected() {
 #[test]
 fn initialize_outside_pending_init_is_a_no_op() {
     let readings = vec![
-        (DoorNo(1), reading("w1", &[(1, 330.0), (2, 50.0)])),
-        (DoorNo(2), reading("w2", &[(1, 500.0)])),
+        (DoorNo::of(1), reading("w1", &[(1, 330.0), (2, 50.0)])),
+        (DoorNo::of(2), reading("w2", &[(1, 500.0)])),
     ];
     // Already initialized (a repeat), never connected, or offline.
     for history in [online(), vec![registered()], with(pending_init(), [disconnected()])] {
@@ -616,15 +624,15 @@ fn acquire_takes_a_free_door_of_an_online_cabinet() {
         .when(acquire(1, order_holder("order-1")))
         .then_expect_events(vec![acquired(1, order_holder("order-1"))]);
     let cabinet = state_after(with(online(), [acquired(1, order_holder("order-1"))]));
-    assert_eq!(cabinet.doors[&DoorNo(1)].holder, Some(order_holder("order-1")));
-    assert_eq!(cabinet.doors[&DoorNo(2)].holder, None);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].holder, Some(order_holder("order-1")));
+    assert_eq!(cabinet.doors[&DoorNo::of(2)].holder, None);
 }
 
 #[test]
 fn acquire_an_unknown_door_is_rejected() {
     given(online())
         .when(acquire(9, order_holder("order-1")))
-        .then_expect_error(CabinetError::UnknownDoor(9));
+        .then_expect_error(CabinetError::UnknownDoor(DoorNo::of(9)));
 }
 
 #[test]
@@ -700,7 +708,7 @@ fn release_by_a_non_holder_is_a_no_op() {
 fn release_an_unknown_door_is_rejected() {
     given(online())
         .when(release(7, "order-1"))
-        .then_expect_error(CabinetError::UnknownDoor(7));
+        .then_expect_error(CabinetError::UnknownDoor(DoorNo::of(7)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -712,7 +720,7 @@ fn door_open_is_recorded_with_its_holder() {
     let history = with(online(), [acquired(1, order_holder("order-1"))]);
     given(history.clone())
         .when(CabinetCommand::RecordDoorEvent {
-            door: DoorNo(1),
+            door: DoorNo::of(1),
             position: DoorPosition::Open,
             msg_id: "m1".into(),
             seq: 1,
@@ -721,7 +729,7 @@ fn door_open_is_recorded_with_its_holder() {
             at: AT + 160,
         })
         .then_expect_events(vec![CabinetEvent::DoorOpened {
-            door: DoorNo(1),
+            door: DoorNo::of(1),
             holder: Some(order_holder("order-1")),
             msg_id: "m1".into(),
             seq: 1,
@@ -730,8 +738,8 @@ fn door_open_is_recorded_with_its_holder() {
             at: AT + 160,
         }]);
     let cabinet = state_after(with(history, [opened(1, Some(order_holder("order-1")), "m1", 1)]));
-    assert_eq!(cabinet.doors[&DoorNo(1)].position, DoorPosition::Open);
-    assert_eq!(cabinet.doors[&DoorNo(1)].last_seq, Some(1));
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].position, DoorPosition::Open);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].last_seq, Some(1));
     assert!(cabinet.recent_msg_ids.contains(&"m1".to_string()));
 }
 
@@ -772,7 +780,7 @@ fn door_event_with_an_unknown_position_is_rejected() {
 fn door_event_for_an_unknown_door_is_rejected() {
     given(online())
         .when(door_event(5, DoorPosition::Open, "m1", 1))
-        .then_expect_error(CabinetError::UnknownDoor(5));
+        .then_expect_error(CabinetError::UnknownDoor(DoorNo::of(5)));
 }
 
 #[test]
@@ -791,7 +799,7 @@ fn late_door_event_is_recorded_but_not_applied() {
     let holder = order_holder("order-1");
     let history = with(online(), [acquired(1, holder.clone()), opened(1, Some(holder.clone()), "m5", 5)]);
     let late = CabinetEvent::LateDoorEventRecorded {
-        door: DoorNo(1),
+        door: DoorNo::of(1),
         position: DoorPosition::Closed,
         msg_id: "m4".into(),
         seq: 4,
@@ -806,7 +814,7 @@ fn late_door_event_is_recorded_but_not_applied() {
     given(history.clone())
         .when(door_event(1, DoorPosition::Closed, "m5b", 5))
         .then_expect_events(vec![CabinetEvent::LateDoorEventRecorded {
-            door: DoorNo(1),
+            door: DoorNo::of(1),
             position: DoorPosition::Closed,
             msg_id: "m5b".into(),
             seq: 5,
@@ -817,8 +825,8 @@ fn late_door_event_is_recorded_but_not_applied() {
     // The door is still open afterwards, and the late message is remembered.
     let after_late = with(history, [late]);
     let cabinet = state_after(after_late.clone());
-    assert_eq!(cabinet.doors[&DoorNo(1)].position, DoorPosition::Open);
-    assert_eq!(cabinet.doors[&DoorNo(1)].last_seq, Some(5));
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].position, DoorPosition::Open);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].last_seq, Some(5));
     given(after_late.clone())
         .when(door_event(1, DoorPosition::Closed, "m4", 4))
         .then_expect_events(vec![]);
@@ -833,7 +841,7 @@ fn door_sequence_restarts_after_the_device_reconnects() {
         online(),
         [opened(1, None, "m5", 5), disconnected(), connected(DeviceStatus::Online)],
     );
-    assert_eq!(state_after(history.clone()).doors[&DoorNo(1)].last_seq, None);
+    assert_eq!(state_after(history.clone()).doors[&DoorNo::of(1)].last_seq, None);
     given(history)
         .when(door_event(1, DoorPosition::Closed, "boot-1", 1))
         .then_expect_events(vec![closed(1, None, false, "boot-1", 1)]);
@@ -857,7 +865,7 @@ fn cabinet_remembers_only_the_most_recent_door_messages() {
     given(history)
         .when(door_event(1, DoorPosition::Open, "m1", 1))
         .then_expect_events(vec![CabinetEvent::LateDoorEventRecorded {
-            door: DoorNo(1),
+            door: DoorNo::of(1),
             position: DoorPosition::Open,
             msg_id: "m1".into(),
             seq: 1,
@@ -892,9 +900,9 @@ fn finish_sale_records_stock_movements_and_releases_the_door() {
             released(1, "order-1", "sale_finished", AT + 500),
         ],
     ));
-    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(1)].stock, 4);
-    assert_eq!(cabinet.doors[&DoorNo(1)].lanes[&LaneNo(2)].stock, 9);
-    assert_eq!(cabinet.doors[&DoorNo(1)].holder, None);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].lanes[&LaneNo::of(1)].stock, 4);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)].stock, 9);
+    assert_eq!(cabinet.doors[&DoorNo::of(1)].holder, None);
 }
 
 #[test]
@@ -905,9 +913,9 @@ fn finish_sale_raises_restock_when_a_lane_reaches_its_threshold() {
         .then_expect_events(vec![
             stock_changed(1, 1, "cola", 6, 3, sale("order-1"), AT + 500),
             CabinetEvent::RestockNeeded {
-                door: DoorNo(1),
-                lane: LaneNo(1),
-                sku: Sku("cola".into()),
+                door: DoorNo::of(1),
+                lane: LaneNo::of(1),
+                sku: Sku::of("cola"),
                 stock: 3,
                 threshold: 3,
                 at: AT + 500,
@@ -988,7 +996,7 @@ fn finish_sale_by_an_order_that_does_not_hold_the_door_is_a_no_op() {
 fn finish_sale_on_an_unknown_door_is_rejected() {
     given(held_by_order_1())
         .when(finish_sale(4, "order-1", &[(1, 1)], true))
-        .then_expect_error(CabinetError::UnknownDoor(4));
+        .then_expect_error(CabinetError::UnknownDoor(DoorNo::of(4)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1000,7 +1008,7 @@ fn errors_map_to_rejection_kinds_and_codes() {
     let cases = [
         (CabinetError::AlreadyExists, RejectionKind::Conflict, "cabinet_exists"),
         (CabinetError::NotFound, RejectionKind::NotFound, "cabinet_not_found"),
-        (CabinetError::UnknownDoor(3), RejectionKind::NotFound, "door_not_found"),
+        (CabinetError::UnknownDoor(DoorNo::of(3)), RejectionKind::NotFound, "door_not_found"),
         (
             CabinetError::NotAvailable("offline"),
             RejectionKind::Conflict,
@@ -1039,9 +1047,9 @@ fn holder_session_id_is_the_order_restock_or_calibration_id() {
 fn lane_plan_scale_carries_what_the_inference_needs() {
     let plan = lane(2, "gum", 50.0, 20, 5);
     let scale = plan.scale();
-    assert_eq!(scale.lane, LaneNo(2));
-    assert_eq!(scale.sku, Sku("gum".into()));
-    assert_eq!(scale.unit_grams, 50.0);
+    assert_eq!(scale.lane, LaneNo::of(2));
+    assert_eq!(scale.sku, Sku::of("gum"));
+    assert_eq!(scale.unit_grams, Grams::of(50.0));
     assert_eq!(scale.tolerance, Tolerance::default());
 }
 
@@ -1052,7 +1060,7 @@ fn lane_plan_scale_carries_what_the_inference_needs() {
 fn locker_plan() -> Vec<DoorPlan> {
     (1..=2)
         .map(|d| DoorPlan {
-            door: DoorNo(d),
+            door: DoorNo::of(d),
             lanes: vec![],
         })
         .collect()
@@ -1100,13 +1108,13 @@ fn a_locker_registers_compartments_without_lanes_and_is_online_on_connect() {
 fn compartment_changes_and_ad_plays_are_recorded_once() {
     let locker = vec![locker_registered(), connected(DeviceStatus::Online)];
     let popped = CabinetEvent::CompartmentChanged {
-        compartment: DoorNo(2),
+        compartment: DoorNo::of(2),
         change: CompartmentChange::Popped,
         msg_id: "m1".into(),
         at: AT + 50,
     };
     let record = |change, msg: &str| CabinetCommand::RecordCompartment {
-        compartment: DoorNo(2),
+        compartment: DoorNo::of(2),
         change,
         msg_id: msg.into(),
         at: AT + 50,
@@ -1118,22 +1126,22 @@ fn compartment_changes_and_ad_plays_are_recorded_once() {
         .when(record(CompartmentChange::Popped, "m1"))
         .then_expect_events(vec![]);
     let taken = CabinetEvent::CompartmentChanged {
-        compartment: DoorNo(2),
+        compartment: DoorNo::of(2),
         change: CompartmentChange::Taken,
         msg_id: "m2".into(),
         at: AT + 50,
     };
     let state = state_after(with(locker.clone(), [popped, taken]));
-    assert_eq!(state.doors[&DoorNo(2)].position, DoorPosition::Open);
-    assert_eq!(state.doors[&DoorNo(2)].occupied, Some(false));
+    assert_eq!(state.doors[&DoorNo::of(2)].position, DoorPosition::Open);
+    assert_eq!(state.doors[&DoorNo::of(2)].occupied, Some(false));
     given(locker.clone())
         .when(CabinetCommand::RecordCompartment {
-            compartment: DoorNo(7),
+            compartment: DoorNo::of(7),
             change: CompartmentChange::Taken,
             msg_id: "m3".into(),
             at: AT,
         })
-        .then_expect_error(CabinetError::UnknownDoor(7));
+        .then_expect_error(CabinetError::UnknownDoor(DoorNo::of(7)));
     // A weight cabinet has no compartments.
     given(online())
         .when(record(CompartmentChange::Taken, "m4"))

@@ -1,0 +1,146 @@
+//! What can be asked of a cabinet: registration, the device's connection and reports,
+//! and the door sessions (purchases, restocks, calibrations) that take and free its doors.
+
+use super::{CompartmentChange, DoorPlan, DoorPosition, Holder};
+use crate::weight::StableReading;
+use crate::{CabinetId, CabinetKind, DoorNo, GeoPoint, LaneNo, UnixMs};
+use serde::{Deserialize, Serialize};
+
+/// Commands a cabinet accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CabinetCommand {
+    /// Registers the cabinet with its planogram [C1].
+    Register {
+        /// Its id.
+        id: CabinetId,
+        /// Hardware kind.
+        kind: CabinetKind,
+        /// Where it stands.
+        location: GeoPoint,
+        /// Doors and lanes.
+        doors: Vec<DoorPlan>,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device connected (through gateway node `node`).
+    ConnectDevice {
+        /// The gateway node holding the connection [D1].
+        node: String,
+        /// Firmware version from the boot message.
+        fw: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device disconnected.
+    DisconnectDevice {
+        /// When.
+        at: UnixMs,
+    },
+    /// The device's heartbeats stopped past the liveness threshold while the platform was
+    /// healthy: offline, and operators are alerted [D5].
+    MarkSilent {
+        /// Receive time of its last heartbeat.
+        last_seen: UnixMs,
+        /// The gateway node the caller believes holds the connection: if the device has
+        /// since connected through another node, the silence is stale and nothing
+        /// happens (a crashed node's devices are judged by another node) [D5].
+        held_by: Option<String>,
+        /// When.
+        at: UnixMs,
+    },
+    /// A device marked silent heartbeats again on its connection [D5].
+    MarkAlive {
+        /// When.
+        at: UnixMs,
+    },
+    /// An operator lets the device connect, or shuts it out [D2].
+    SetDeviceAccess {
+        /// Allowed to connect.
+        enabled: bool,
+        /// Who.
+        by: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A locker reported a compartment change [seed 000].
+    RecordCompartment {
+        /// Compartment (a locker's doors are its compartments).
+        compartment: DoorNo,
+        /// What happened.
+        change: CompartmentChange,
+        /// Device message id (duplicates are ignored).
+        msg_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device played an ad (billing evidence for advertisers).
+    RecordAdPlay {
+        /// The ad.
+        ad_id: String,
+        /// How long it played.
+        duration_ms: u64,
+        /// Device message id (duplicates are ignored).
+        msg_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A pending-init cabinet reported a stable weight for a door: count opening stock.
+    Initialize {
+        /// Stable readings, one per door.
+        readings: Vec<(DoorNo, StableReading)>,
+        /// When.
+        at: UnixMs,
+    },
+    /// Someone wants exclusive use of a door [O2].
+    AcquireDoor {
+        /// The door.
+        door: DoorNo,
+        /// Who.
+        holder: Holder,
+        /// When.
+        at: UnixMs,
+    },
+    /// The holder is done with the door (idempotent: releasing a door one does not hold
+    /// is a no-op).
+    ReleaseDoor {
+        /// The door.
+        door: DoorNo,
+        /// The session that held it.
+        session_id: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The device reported a door change [D8].
+    RecordDoorEvent {
+        /// The door.
+        door: DoorNo,
+        /// New position.
+        position: DoorPosition,
+        /// Device message id (duplicates are ignored).
+        msg_id: String,
+        /// Device sequence number (orders events).
+        seq: u64,
+        /// Device clock.
+        device_ts: UnixMs,
+        /// The command that caused it, if any.
+        cmd_id: Option<String>,
+        /// Platform receive time.
+        at: UnixMs,
+    },
+    /// A purchase on `door` ended: record the sold counts and release the door, once.
+    FinishSale {
+        /// The door.
+        door: DoorNo,
+        /// The order that held it.
+        order_id: String,
+        /// Items taken per lane (only positive counts are stock movements).
+        sold: Vec<(LaneNo, u32)>,
+        /// Whether the order charges for them (otherwise they are an uncharged take
+        /// awaiting an operator).
+        charged: bool,
+        /// When.
+        at: UnixMs,
+    },
+}
