@@ -10,8 +10,8 @@ use tare_gateway::mqtt::{MqttConfig, MqttEndpoint, MqttServer};
 use tare_gateway::sandbox::{SandboxBehaviour, SandboxProvider};
 use tare_gateway::sandbox_service::{callback_key, RemoteProvider};
 use tare_platform::clock::PlatformClock;
-use tare_platform::platform::{PlatformConfig, Roles, StoreConfig};
 use tare_platform::Platform;
+use tare_platform::{PlatformConfig, Roles, StoreConfig};
 use tare_sagas::ports::PaymentProvider;
 use tare_sagas::SagaConfig;
 
@@ -170,9 +170,9 @@ impl App {
         let mqtt_addr = cfg.mqtt.as_ref().filter(|_| cfg.roles.gateway);
         let endpoint = mqtt_addr.map(|_| {
             MqttEndpoint::new(
-                platform.hub.clone(),
+                platform.devices().clone(),
                 platform.clone(),
-                platform.clock.clone(),
+                platform.clock().clone(),
                 cfg.mqtt_config.clone(),
             )
         });

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 use tare_domain::DoorNo;
-use tare_platform::platform::StoreConfig;
+use tare_platform::StoreConfig;
 
 /// What a batch of purchases came to.
 #[derive(Debug, Default, Clone)]
@@ -292,12 +292,12 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
-    let head_before = app.platform.feed.head().await?;
+    let head_before = app.platform.feed_head().await?;
     let started = Instant::now();
     let mut summary = run_purchases(&fleet, a.orders, 42).await?;
     let secs = started.elapsed().as_secs_f64();
     audit_provider_charges(&app, &mut summary);
-    let head_after = app.platform.feed.head().await?;
+    let head_after = app.platform.feed_head().await?;
     let events = (head_after - head_before) as f64;
     let raw = raw_insert_rate(&app, head_before, 3000).await?;
     eprintln!("{name}: {summary}");
@@ -315,8 +315,8 @@ async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> a
 /// Inserts copies of `n` real event rows one by one (autocommit) into a bare table with
 /// the events table's columns and primary key: the store's raw write rate.
 pub(crate) async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Result<f64> {
-    let events = app.platform.feed.read_after(from, n).await?;
-    let db = &app.platform.db;
+    let events = app.platform.events_after(from, n).await?;
+    let db = &app.platform.store();
     let ddl_sqlite = "CREATE TABLE IF NOT EXISTS bench_raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence integer NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
     let ddl_pg = "CREATE TABLE IF NOT EXISTS bench_raw_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
     let insert = "INSERT INTO bench_raw_events VALUES ($1, $2, $3, $4, $5, $6, $7)";

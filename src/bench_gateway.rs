@@ -157,7 +157,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     // 1. Idle connections.
     let rss_before = rss_kib();
     let started = Instant::now();
-    let clock = app.platform.clock.clone();
+    let clock = app.platform.clock().clone();
     let conns: Vec<anyhow::Result<TcpStream>> = futures::stream::iter(devices.iter())
         .map(|(id, secret)| {
             let addr = mqtt_addr.clone();
@@ -175,7 +175,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     let mut conns: Vec<TcpStream> = conns.into_iter().collect::<Result<_, _>>()?;
     // Let the sessions settle into idle (their first buffers freed).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.platform.hub.connection_count() < b.connections && Instant::now() < deadline {
+    while app.platform.devices().connection_count() < b.connections && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rss_after = rss_kib();
@@ -186,7 +186,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     let total = share * b.publishers;
     let now = clock.now_ms();
     let frames: Vec<Vec<u8>> = (0..b.publishers).map(|p| frames_for(&devices[p].0, p, share, now)).collect();
-    let accepted_before = app.platform.hub.counters.accepted.load(Relaxed);
+    let accepted_before = app.platform.devices().counters.accepted.load(Relaxed);
     let started = Instant::now();
     let results = futures::future::join_all(
         conns
@@ -200,7 +200,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     for r in results {
         r?;
     }
-    let accepted = app.platform.hub.counters.accepted.load(Relaxed) - accepted_before;
+    let accepted = app.platform.devices().counters.accepted.load(Relaxed) - accepted_before;
     if accepted != total as u64 {
         bail!("the gateway accepted {accepted} of {total} messages");
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tare_domain::{Cents, Sku};
 use tare_platform::cluster::{Nats, NatsConfig, Relay};
-use tare_platform::platform::StoreConfig;
+use tare_platform::StoreConfig;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     let platform = app.platform.clone();
 
     // 1. Appends by concurrent writers, with a reader tailing the feed meanwhile.
-    let head0 = platform.feed.head().await?;
+    let head0 = platform.feed_head().await?;
     let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tailer = {
@@ -83,7 +83,7 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
             let mut lags = Vec::with_capacity(target);
             let mut pos = head0;
             while lags.len() < target {
-                let batch = platform.feed.read_after(pos, 1000).await.unwrap_or_default();
+                let batch = platform.events_after(pos, 1000).await.unwrap_or_default();
                 if batch.is_empty() {
                     if done.load(std::sync::atomic::Ordering::Relaxed) && lags.len() >= target {
                         break;
@@ -152,12 +152,12 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
         )
         .await?,
     );
-    let head1 = platform.feed.head().await?;
+    let head1 = platform.feed_head().await?;
     let started = Instant::now();
     let mut summary = run_purchases(&fleet, b.orders, 42).await?;
     let purchase_secs = started.elapsed().as_secs_f64();
     audit_provider_charges(&app, &mut summary);
-    let head2 = platform.feed.head().await?;
+    let head2 = platform.feed_head().await?;
     let events_per_purchase = (head2 - head1) as f64 / b.orders as f64;
     let purchases_per_s = b.orders as f64 / purchase_secs;
     let raw_purchase_rows = raw_insert_rate(&app, head1, 3000).await?;
@@ -165,7 +165,7 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
 
     // 3. Relay: a fresh relay (its own streams) catches up on the whole feed, against a
     // raw asynchronous publish of the same messages to a bare stream.
-    let head = platform.feed.head().await?;
+    let head = platform.feed_head().await?;
     let mut relay_cfg = NatsConfig::new(b.nats.clone());
     relay_cfg.namespace = format!("{ns}relay");
     let relay_nats = Nats::connect(&relay_cfg).await?;

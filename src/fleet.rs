@@ -144,8 +144,8 @@ impl FleetTarget {
             base_url: app.base_url.clone(),
             admin_token: app.admin_token.clone(),
             mqtt: app.mqtt.as_ref().map(|m| m.addr),
-            clock: app.platform.clock.clone(),
-            hub: Some(app.platform.hub.clone()),
+            clock: app.platform.clock().clone(),
+            hub: Some(app.platform.devices().clone()),
         }
     }
 }

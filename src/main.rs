@@ -11,7 +11,7 @@ use std::time::Duration;
 use tare::app::{App, AppConfig};
 use tare::fleet::{Fleet, FleetSpec};
 use tare_domain::DoorNo;
-use tare_platform::platform::{Roles, StoreConfig};
+use tare_platform::{Roles, StoreConfig};
 
 #[derive(Parser)]
 #[command(name = "tare", version, about = "Event-sourced platform for unmanned retail cabinets")]
@@ -233,9 +233,9 @@ fn hms(ms: i64) -> String {
 fn spawn_step_log(app: &App) {
     let platform = app.platform.clone();
     tokio::spawn(async move {
-        let mut pos = platform.feed.head().await.unwrap_or(0);
+        let mut pos = platform.feed_head().await.unwrap_or(0);
         loop {
-            match platform.feed.read_after(pos, 500).await {
+            match platform.events_after(pos, 500).await {
                 Ok(events) if !events.is_empty() => {
                     for ev in &events {
                         if let Some(line) = tare::tail::describe(ev) {
@@ -287,7 +287,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "listening http={} mqtt={} node={} roles={} store={} bus={}",
         app.http.addr,
         app.mqtt.as_ref().map_or("none".to_string(), |m| m.addr.to_string()),
-        app.platform.hub.node(),
+        app.platform.devices().node(),
         a.roles,
         if a.postgres.is_some() { "postgres" } else { "sqlite" },
         if a.nats.is_some() { "nats" } else { "in-process" },

@@ -336,6 +336,12 @@ impl DomainError for CommandError {
             Self::Invalid { .. } => "invalid_field",
         }
     }
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::Invalid { field, .. } => Some(field.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// A command's state.

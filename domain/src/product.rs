@@ -104,6 +104,12 @@ impl DomainError for ProductError {
             Self::Invalid { .. } => "invalid_field",
         }
     }
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::Invalid { field, .. } => Some(field.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// A product's current state.

@@ -179,6 +179,12 @@ impl DomainError for ShopperError {
             Self::Invalid { .. } => "invalid_field",
         }
     }
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::Invalid { field, .. } => Some(field.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// A coupon in the wallet and whether it is spent.

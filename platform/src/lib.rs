@@ -18,17 +18,22 @@
 pub mod bus;
 pub mod clock;
 pub mod cluster;
+pub mod config;
 pub mod db;
 pub mod device_auth;
 pub mod devices;
 pub mod feed;
 pub mod jobs;
 pub mod liveness;
+mod liveness_judge;
 pub mod platform;
 pub mod protocol;
 pub mod runner;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod views;
 
-pub use platform::{Platform, PlatformConfig};
+pub use config::{PlatformConfig, Roles, StoreConfig};
+pub use platform::Platform;
+pub use service::ServiceError;

@@ -23,9 +23,9 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
     let fleet = Fleet::provision(&app, &spec).await.expect("1,000 cabinets online");
     let mqtt = &app.mqtt.as_ref().unwrap().endpoint.counters;
     assert_eq!(mqtt.connections_open.load(Relaxed), 1_000);
-    assert_eq!(app.platform.hub.connection_count(), 1_000);
+    assert_eq!(app.platform.devices().connection_count(), 1_000);
 
-    let started = app.platform.clock.now_ms();
+    let started = app.platform.now_ms();
     let cadences: Vec<_> = fleet
         .cabinets
         .iter()
@@ -35,18 +35,18 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
         let silent = fleet
             .cabinets
             .iter()
-            .filter(|c| app.platform.hub.last_seen(c.id()).is_none_or(|t| t <= started))
+            .filter(|c| app.platform.devices().last_seen(c.id()).is_none_or(|t| t <= started))
             .count();
         (silent == 0).then_some(())
     })
     .await;
     // And they keep coming: a second round from everyone.
-    let round2 = app.platform.clock.now_ms();
+    let round2 = app.platform.now_ms();
     crate::common::eventually(60, "a second heartbeat from every cabinet", || async {
         fleet
             .cabinets
             .iter()
-            .all(|c| app.platform.hub.last_seen(c.id()).is_some_and(|t| t > round2))
+            .all(|c| app.platform.devices().last_seen(c.id()).is_some_and(|t| t > round2))
             .then_some(())
     })
     .await;
@@ -60,7 +60,7 @@ async fn a_thousand_cabinets_online_and_heartbeating() {
     // What the heartbeat said [D4], and every heartbeat went on to the telemetry bus.
     assert_eq!(sample["heartbeat"]["battery"], 100);
     assert_eq!(sample["heartbeat"]["doors"][0], serde_json::json!([1, "closed"]));
-    assert!(app.platform.hub.bus.published.load(Relaxed) >= 2_000);
+    assert!(app.platform.devices().bus.published.load(Relaxed) >= 2_000);
     assert_eq!(mqtt.refused.total(), 0, "nothing refused");
     for c in cadences {
         c.abort();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tare_domain::product::ProductCommand;
 use tare_domain::{Cents, Grams, Sku};
 use tare_platform::db::Db;
-use tare_platform::platform::PlatformConfig;
-use tare_platform::store::Meta;
+use tare_platform::store::{Aggregates, Meta};
 use tare_platform::Platform;
+use tare_platform::PlatformConfig;
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 60;
@@ -23,6 +23,8 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
     cfg.store = store.config.clone();
     cfg.pg_max_connections = 12;
     let platform = Platform::start(cfg, vec![]).await.expect("platform");
+    // The writers command the aggregates straight over the platform's store.
+    let aggregates = Arc::new(Aggregates::new(platform.store()));
 
     // The reader tails from the start while the writers run.
     let reader = {
@@ -32,7 +34,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
             let mut pos = 0;
             let mut idle_since = tokio::time::Instant::now();
             loop {
-                let batch = p.feed.read_after(pos, 97).await.expect("read feed");
+                let batch = p.events_after(pos, 97).await.expect("read feed");
                 if batch.is_empty() {
                     if seen.len() > WRITERS * PER_WRITER * 2 && idle_since.elapsed() > Duration::from_millis(500) {
                         break;
@@ -51,7 +53,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
     };
 
     // On PostgreSQL, one transaction stays open while everyone else commits.
-    let slow = if let Db::Postgres(pool) = &platform.db {
+    let slow = if let Db::Postgres(pool) = &platform.store() {
         let pool = pool.clone();
         Some(tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
@@ -64,7 +66,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
             tx.commit().await.unwrap();
         }))
     } else {
-        let p = platform.clone();
+        let aggregates = aggregates.clone();
         Some(tokio::spawn(async move {
             let cmd = ProductCommand::Register {
                 sku: Sku::of("probe"),
@@ -73,7 +75,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
                 price: Cents::new(1),
                 at: 1,
             };
-            p.aggregates
+            aggregates
                 .products
                 .execute("probe", cmd, Meta::new(1, "probe", "test"))
                 .await
@@ -83,7 +85,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
 
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let p: Arc<Platform> = platform.clone();
+        let aggregates = aggregates.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..PER_WRITER {
                 let sku = format!("w{w}-{i}");
@@ -94,16 +96,12 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
                     price: Cents::new(100),
                     at: 1,
                 };
-                p.aggregates.products.execute(&sku, reg, Meta::new(1, &sku, "test")).await.unwrap();
+                aggregates.products.execute(&sku, reg, Meta::new(1, &sku, "test")).await.unwrap();
                 let change = ProductCommand::ChangePrice {
                     price: Cents::new(101 + i as i64),
                     at: 2,
                 };
-                p.aggregates
-                    .products
-                    .execute(&sku, change, Meta::new(2, &sku, "test"))
-                    .await
-                    .unwrap();
+                aggregates.products.execute(&sku, change, Meta::new(2, &sku, "test")).await.unwrap();
             }
         }));
     }
@@ -122,7 +120,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
     // Every event of the table was seen exactly once.
     let seen_keys: BTreeSet<(String, String, i64)> = seen.iter().map(|s| (s.1.clone(), s.2.clone(), s.3)).collect();
     assert_eq!(seen_keys.len(), seen.len(), "no event read twice");
-    let table: Vec<(String, String, i64)> = tare_platform::on_db!(&platform.db, pool => {
+    let table: Vec<(String, String, i64)> = tare_platform::on_db!(&platform.store(), pool => {
         sqlx::query_as("SELECT aggregate_type, aggregate_id, sequence FROM events").fetch_all(pool).await.unwrap()
     });
     let table: BTreeSet<_> = table.into_iter().collect();

@@ -169,7 +169,7 @@ async fn uplinks_answer_with_the_contracts_status_codes() {
     assert!(t["server_send_ts"].as_i64() >= t["server_recv_ts"].as_i64());
 
     // Only the boot and the time request were applied; every refusal was counted.
-    assert_eq!(app.platform.hub.counters.accepted.load(Relaxed), 2);
+    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 2);
     let d = &app.http.addr; // the same server serves /metrics
     let metrics = reqwest::get(format!("http://{d}/metrics")).await.unwrap().text().await.unwrap();
     for line in [
@@ -214,7 +214,7 @@ async fn a_flooding_http_device_gets_429_with_retry_after() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 202).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 3, "{codes:?}");
-    assert_eq!(app.platform.hub.counters.accepted.load(Relaxed), 5);
+    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 5);
     app.stop().await;
     store.cleanup().await;
 }
@@ -231,7 +231,7 @@ async fn the_long_poll_hands_out_commands_oldest_first_and_never_expired_ones() 
     let (st, v, _) = send(&app, &dev, "GET", "/device/v1/down/cmd?wait_s=999", vec![], now_ms(), path).await;
     assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("wait_s")));
     // The poll attached the device: commands queue for it between polls.
-    let hub = app.platform.hub.clone();
+    let hub = app.platform.devices().clone();
     hub.send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::OpenDoor, "c1", now_ms() + 30_000)
         .await
         .unwrap();

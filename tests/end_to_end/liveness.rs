@@ -71,7 +71,7 @@ async fn expect_silence_events(app: &App, want: Vec<(String, String)>) {
 }
 
 async fn silence_events(app: &App) -> Vec<(String, String)> {
-    let events = app.platform.feed.read_after(0, 100_000).await.unwrap();
+    let events = app.platform.events_after(0, 100_000).await.unwrap();
     events
         .into_iter()
         .filter(|e| e.event_type == "DeviceWentSilent" || e.event_type == "DeviceResumed")
@@ -134,7 +134,11 @@ async fn losing_30_percent_of_heartbeats_marks_nobody_offline(kind: Store) {
     assert_eq!(&st[..3], ["unknown", "unknown", "unknown"], "{st:?}");
     assert!(st[3..].iter().all(|s| s == "online"), "{st:?}");
     assert_eq!(
-        app.platform.hub.counters.silent_alerts.load(std::sync::atomic::Ordering::Relaxed),
+        app.platform
+            .devices()
+            .counters
+            .silent_alerts
+            .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "no alarm storm"
     );
@@ -168,7 +172,7 @@ async fn devices_lost_with_a_restart_are_tracked_again(kind: Store) {
     cfg.admin_token = admin.clone();
     let app = App::start(cfg).await.expect("restart");
     let back = fleet.cabinets[1].with_transport(tare_sim::transport::HubTransport::new(
-        app.platform.hub.clone(),
+        app.platform.devices().clone(),
         fleet.cabinets[1].id().clone(),
     ));
     back.connect().await.unwrap();

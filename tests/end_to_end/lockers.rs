@@ -12,7 +12,7 @@ use tare_sim::cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec};
 use tare_sim::transport::{MqttDeviceConfig, MqttTransport};
 
 async fn feed_events(app: &App, kind: &str) -> Vec<Value> {
-    let events = app.platform.feed.read_after(0, 100_000).await.unwrap();
+    let events = app.platform.events_after(0, 100_000).await.unwrap();
     events
         .into_iter()
         .filter(|e| e.event_type == kind)
@@ -55,14 +55,14 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         MqttTransport::new(
             id.clone(),
             v["device_secret"].as_str().unwrap().to_string(),
-            app.platform.clock.clone(),
+            app.platform.clock().clone(),
             MqttDeviceConfig {
                 host: mqtt.ip().to_string(),
                 port: mqtt.port(),
                 keep_alive: Duration::from_secs(30),
             },
         ),
-        app.platform.clock.clone(),
+        app.platform.clock().clone(),
     );
     locker.connect().await.unwrap();
     let fleet = Fleet {

@@ -154,7 +154,15 @@ fn refused(app: &App, reason: &str) -> u64 {
 }
 
 fn hub_rejected(app: &App, reason: &str) -> u64 {
-    app.platform.hub.counters.rejected.lock().unwrap().get(reason).copied().unwrap_or(0)
+    app.platform
+        .devices()
+        .counters
+        .rejected
+        .lock()
+        .unwrap()
+        .get(reason)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -168,7 +176,7 @@ async fn connect_is_signed_per_device_on_both_versions() {
         let r = pub_one(&app, &dev, v, &dev.topic("up", "boot"), &boot(&format!("boot-{v}"), 0)).await;
         assert_eq!(r.code, 0, "{v}: {}", r.stderr);
         crate::common::eventually(10, "boot applied", || async {
-            (app.platform.hub.counters.accepted.load(Relaxed) == i as u64 + 1).then_some(())
+            (app.platform.devices().counters.accepted.load(Relaxed) == i as u64 + 1).then_some(())
         })
         .await;
         // A wrong signature.
@@ -208,7 +216,7 @@ async fn connect_is_signed_per_device_on_both_versions() {
     assert!(r.stderr.contains("protocol version"), "{}", r.stderr);
     assert_eq!(refused(&app, "unsupported_protocol"), 1);
     // Nothing refused reached the hub; the two good boots did.
-    assert_eq!(app.platform.hub.counters.accepted.load(Relaxed), 2);
+    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 2);
     assert_eq!(node(&client, &other).await, Value::Null, "never connected");
     assert_eq!(app.mqtt.as_ref().unwrap().endpoint.counters.connections_accepted.load(Relaxed), 2);
     app.stop().await;
@@ -238,7 +246,7 @@ async fn a_device_uses_only_its_own_topics() {
     }
     assert_eq!(refused(&app, "topic_denied"), 4);
     assert_eq!(refused(&app, "subscribe_denied"), 6);
-    assert_eq!(app.platform.hub.counters.accepted.load(Relaxed), 0);
+    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 0);
     assert_eq!(node(&client, &other).await, Value::Null, "never connected");
     app.stop().await;
     store.cleanup().await;
@@ -269,14 +277,14 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     let r = run("mosquitto_pub", &args, Some(lines.join("\n") + "\n")).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     crate::common::eventually(10, "all lines handled", || async {
-        (app.platform.hub.counters.accepted.load(Relaxed) == 3).then_some(())
+        (app.platform.devices().counters.accepted.load(Relaxed) == 3).then_some(())
     })
     .await;
-    assert_eq!(app.platform.hub.counters.duplicates.load(Relaxed), 1);
+    assert_eq!(app.platform.devices().counters.duplicates.load(Relaxed), 1);
     assert_eq!(hub_rejected(&app, "malformed"), 3, "non-JSON, missing id, NaN");
     assert_eq!(hub_rejected(&app, "invalid"), 2, "negative and absurd grams");
     assert_eq!(refused(&app, "too_large"), 1);
-    let samples = app.platform.hub.telemetry().recent(&dev.id, DoorNo::of(1));
+    let samples = app.platform.devices().telemetry().recent(&dev.id, DoorNo::of(1));
     let ids: Vec<_> = samples.iter().map(|s| s.msg_id.as_str()).collect();
     assert_eq!(ids, ["w1", "w2", "w3"]);
     // A seq far behind the latest, with no boot between, is refused (not silently dropped).
@@ -344,14 +352,14 @@ async fn commands_reach_the_device_and_time_is_synced() {
         args.extend(["-V", v, "-q", "1", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "20"].map(String::from));
         let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
         crate::common::eventually(10, "the device connected and subscribed", || async {
-            app.platform.hub.is_attached(&dev.id).then_some(())
+            app.platform.devices().is_attached(&dev.id).then_some(())
         })
         .await;
         let cmd_id = format!("c-{v}");
         let expires = now_ms() + 30_000;
         // Sent until the subscription is in place (held by the endpoint till then).
         app.platform
-            .hub
+            .devices()
             .send_door_command(&dev.id, DoorNo::of(1), DoorCommandKind::OpenDoor, &cmd_id, expires)
             .await
             .unwrap();
@@ -488,13 +496,16 @@ async fn a_flooding_device_is_slowed_without_losing_messages_or_starving_others(
     // While the flooder waits for tokens, another device is served at once.
     let r = pub_one(&app, &calm, "mqttv5", &calm.topic("up", "boot"), &boot("calm", 0)).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(app.platform.hub.last_seen(&calm.id).is_some(), "the calm device's boot was applied");
-    let accepted_so_far = app.platform.hub.counters.accepted.load(Relaxed);
+    assert!(
+        app.platform.devices().last_seen(&calm.id).is_some(),
+        "the calm device's boot was applied"
+    );
+    let accepted_so_far = app.platform.devices().counters.accepted.load(Relaxed);
     assert!(accepted_so_far < n + 1, "the calm device was served before the flood ended");
     assert_eq!(flood.await.unwrap().code, 0);
     // Nothing of the flood was lost: every message was eventually accepted.
     crate::common::eventually(20, "every flooded message accepted", || async {
-        (app.platform.hub.counters.accepted.load(Relaxed) == n + 1).then_some(())
+        (app.platform.devices().counters.accepted.load(Relaxed) == n + 1).then_some(())
     })
     .await;
     app.stop().await;
@@ -510,7 +521,10 @@ async fn a_disabled_device_is_shut_out_and_let_back_in() {
     let mut args = dev.conn_args(&app, now_ms());
     args.extend(["-V", "mqttv5", "-t", &dev.topic("down", "cmd"), "-C", "1", "-W", "30"].map(String::from));
     let waiting = tokio::spawn(async move { run("mosquitto_sub", &args, None).await });
-    crate::common::eventually(10, "connected", || async { app.platform.hub.is_attached(&dev.id).then_some(()) }).await;
+    crate::common::eventually(10, "connected", || async {
+        app.platform.devices().is_attached(&dev.id).then_some(())
+    })
+    .await;
     let (st, v) = client
         .put(
             &format!("/api/v1/cabinets/{}/device", dev.id),
@@ -526,7 +540,7 @@ async fn a_disabled_device_is_shut_out_and_let_back_in() {
         .expect("closed")
         .unwrap();
     assert_ne!(r.code, 0);
-    assert!(!app.platform.hub.is_attached(&dev.id));
+    assert!(!app.platform.devices().is_attached(&dev.id));
     // New connections are refused.
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "boot"), &boot("b1", 0)).await;
     assert_ne!(r.code, 0);
@@ -548,7 +562,7 @@ async fn a_disabled_device_is_shut_out_and_let_back_in() {
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "boot"), &boot("b2", 0)).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Both switches are in the log for auditors.
-    let events = app.platform.feed.read_after(0, 10_000).await.unwrap();
+    let events = app.platform.events_after(0, 10_000).await.unwrap();
     let switches: Vec<bool> = events
         .iter()
         .filter(|e| e.event_type == "DeviceAccessChanged")

@@ -73,13 +73,13 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         }
     }
     // The lane ledger view agrees once the projections caught up.
-    let head = app.platform.feed.head().await.unwrap();
+    let head = app.platform.feed_head().await.unwrap();
     crate::common::eventually(20, "projections to catch up", || async {
-        (app.platform.jobs.checkpoint(tare_platform::views::PROJECTIONS).await.unwrap() >= head).then_some(())
+        (app.platform.metrics().await.unwrap().projections_position >= head).then_some(())
     })
     .await;
     for c in &fleet.cabinets {
-        let docs = app.platform.views.by_owner("lane_stock", &c.id().to_string(), 1000).await.unwrap();
+        let docs = app.platform.lane_stock(c.id()).await.unwrap();
         for d in docs {
             let key = (
                 tare_domain::DoorNo::of(d["door"].as_u64().unwrap() as u8),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tare::app::{App, AppConfig};
 use tare::fleet::{Fleet, FleetSpec};
-use tare_platform::platform::StoreConfig;
+use tare_platform::StoreConfig;
 
 /// A private `nats-server` with JetStream on a store directory that survives restarts.
 struct PrivateNats {
@@ -275,7 +275,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
                 panic!(
                     "{e}\nevents: {log:?}\njobs: {jobs:?}\ncabinet events (newest first): {doors:#?}\nshopper errors: {:?}\nrejected: {:?} mqtt: {}",
                     ledger.lock().unwrap().errors,
-                    app.platform.hub.counters.rejected.lock().unwrap(),
+                    app.platform.devices().counters.rejected.lock().unwrap(),
                     app.mqtt.as_ref().unwrap().endpoint.counters.prometheus()
                 );
             }
@@ -306,7 +306,7 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
     // No sale twice, and the shelves hold what the ledger says.
     crate::common::cluster::assert_no_sale_twice(&pool).await;
     for c in &fleet.cabinets {
-        let state = app.platform.aggregates.cabinets.load(&c.id().to_string()).await.unwrap();
+        let state = app.platform.cabinet(c.id()).await.unwrap();
         let truth = c.counts();
         for (door, d) in &state.doors {
             for (lane, l) in &d.lanes {
@@ -315,10 +315,9 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
         }
     }
     // JetStream is level with the feed again (nothing lost with the NATS restart).
-    let head = app.platform.feed.head().await.unwrap();
-    let relay = app.platform.nats.clone().expect("nats");
+    let head = app.platform.feed_head().await.unwrap();
     crate::common::eventually(30, "the relay to catch up", || async {
-        (relay.relayed_head().await.ok() == Some(head)).then_some(())
+        (app.platform.relayed_head().await.ok() == Some(Some(head))).then_some(())
     })
     .await;
 

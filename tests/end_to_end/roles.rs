@@ -4,7 +4,7 @@
 
 use crate::common::{config, Store, TestStore};
 use tare::app::App;
-use tare_platform::platform::Roles;
+use tare_platform::Roles;
 
 #[tokio::test]
 async fn a_worker_node_serves_no_api_and_holds_no_devices() {

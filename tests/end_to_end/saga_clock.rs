@@ -172,7 +172,7 @@ async fn door_that_never_opens_goes_abnormal(kind: Store) {
     let o = r.order(&id, &s.token).await;
     assert_eq!(o["anomalies"], json!([{"code": "door_never_opened"}]));
     // It was queried exactly five times before giving up.
-    let feed = r.app.platform.feed.read_after(0, 10_000).await.unwrap();
+    let feed = r.app.platform.events_after(0, 10_000).await.unwrap();
     let queries = feed
         .iter()
         .filter(|e| e.aggregate_id == id && e.event_type == "DoorQueryRequested")
@@ -330,7 +330,7 @@ async fn duplicate_callbacks_charge_once(kind: Store) {
     r.wait_state(&id, &s.token, "paid").await;
     // Both copies of both callbacks arrived; each changed state once.
     let feed_events = || async {
-        let feed = r.app.platform.feed.read_after(0, 100_000).await.unwrap();
+        let feed = r.app.platform.events_after(0, 100_000).await.unwrap();
         let n = |t: &str| feed.iter().filter(|e| e.aggregate_id == id && e.event_type == t).count();
         (n("PaymentAuthorized"), n("PaymentCollected"), n("OrderPaid"))
     };
@@ -444,7 +444,10 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
     cfg.sandboxes = Some(sandboxes);
     cfg.admin_token = admin.clone();
     let app = App::start(cfg).await.expect("restart");
-    let vc2 = vc.with_transport(tare_sim::transport::HubTransport::new(app.platform.hub.clone(), vc.id().clone()));
+    let vc2 = vc.with_transport(tare_sim::transport::HubTransport::new(
+        app.platform.devices().clone(),
+        vc.id().clone(),
+    ));
     vc2.connect().await.unwrap();
     let fleet = Fleet {
         client: ApiClient::new(&app.base_url, &admin),
@@ -472,7 +475,7 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
         .count();
     assert_eq!(charges, 1, "charged exactly once across the restart");
     eventually(10, "one payment and one stock movement in the feed", || async {
-        let feed = app.platform.feed.read_after(0, 100_000).await.unwrap();
+        let feed = app.platform.events_after(0, 100_000).await.unwrap();
         let paid = feed.iter().filter(|e| e.aggregate_id == id && e.event_type == "OrderPaid").count();
         let moved = feed
             .iter()

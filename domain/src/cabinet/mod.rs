@@ -167,6 +167,12 @@ impl DomainError for CabinetError {
             Self::Invalid { .. } => "invalid_field",
         }
     }
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::Invalid { field, .. } => Some(field.to_string()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -54,4 +54,8 @@ pub trait DomainError: std::error::Error {
     fn kind(&self) -> RejectionKind;
     /// A stable machine-readable code (`cabinet_busy`, `unpaid_order`, …).
     fn code(&self) -> &'static str;
+    /// For an invalid value: the field it came in (`doors[0].lanes[1].capacity`).
+    fn field(&self) -> Option<String> {
+        None
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tare_platform::service::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,216 +36,184 @@ pub(super) async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
-    let events = s
-        .platform
-        .feed
-        .read_after(after, limit)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let events = s.platform.events_after(after, limit).await?;
     let next = events.last().map_or(after, |e| e.position);
     Ok(Json(json!({"events": events, "next": next})))
 }
 
 pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
-    let p = &s.platform;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: i64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
-    let head = p.feed.head().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let jobs = p.jobs.counts().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let saga = p
-        .jobs
-        .checkpoint(tare_platform::runner::ORDER_SAGA)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let views = p
-        .jobs
-        .checkpoint(tare_platform::views::PROJECTIONS)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    gauge("tare_feed_head_position", "Highest position in the global feed.", "gauge", head);
-    gauge(
-        "tare_saga_lag_events",
-        "Feed events the order saga has not decided yet.",
-        "gauge",
-        head - saga,
-    );
-    gauge(
-        "tare_projection_lag_events",
-        "Feed events the projections have not applied yet.",
-        "gauge",
-        head - views,
-    );
-    gauge(
-        "tare_effects_pending",
-        "Scheduled effects and timers not yet done.",
-        "gauge",
-        jobs.pending,
-    );
-    gauge("tare_effects_dead", "Effects given up (dead letters).", "gauge", jobs.dead);
-    let c = &p.effects.counters;
-    gauge(
-        "tare_effects_done_total",
-        "Effects completed by this process.",
-        "counter",
-        c.done.load(Ordering::Relaxed) as i64,
-    );
-    gauge(
-        "tare_effects_retried_total",
-        "Transient effect failures.",
-        "counter",
-        c.retried.load(Ordering::Relaxed) as i64,
-    );
-    let d = &p.hub.counters;
-    gauge(
-        "tare_device_uplinks_accepted_total",
-        "Device messages accepted.",
-        "counter",
-        d.accepted.load(Ordering::Relaxed) as i64,
-    );
-    gauge(
-        "tare_device_uplinks_duplicate_total",
-        "Device messages dropped as duplicates.",
-        "counter",
-        d.duplicates.load(Ordering::Relaxed) as i64,
-    );
-    gauge(
-        "tare_device_downlinks_total",
-        "Commands and replies sent to devices.",
-        "counter",
-        d.sent.load(Ordering::Relaxed) as i64,
-    );
-    gauge(
+    let m = s.platform.metrics().await?;
+    let mut out = Exposition::default();
+    out.store(&m);
+    out.counter(
         "tare_callbacks_applied_total",
         "Provider callbacks applied.",
-        "counter",
-        s.counters.callbacks_applied.load(Ordering::Relaxed) as i64,
+        s.counters.callbacks_applied.load(Ordering::Relaxed),
     );
-    gauge(
+    out.counter(
         "tare_callbacks_refused_total",
         "Provider callbacks refused.",
-        "counter",
-        s.counters.callbacks_refused.load(Ordering::Relaxed) as i64,
+        s.counters.callbacks_refused.load(Ordering::Relaxed),
     );
-    let now = p.clock.now_ms();
-    let health = p.hub.liveness.health(now);
-    gauge(
-        "tare_liveness_healthy",
-        "1 while heartbeat intake is above the watermark and ingest keeps up; 0 while silent devices show unknown [B1].",
-        "gauge",
-        i64::from(health.healthy),
-    );
-    gauge(
-        "tare_liveness_heartbeats_received_window",
-        "Heartbeats received in the liveness window.",
-        "gauge",
-        health.received as i64,
-    );
-    gauge(
-        "tare_liveness_heartbeats_expected_window",
-        "Heartbeats the tracked fleet should have sent in the window.",
-        "gauge",
-        health.expected.round() as i64,
-    );
-    gauge(
-        "tare_liveness_ingest_lag_ms",
-        "Median age of heartbeats at arrival.",
-        "gauge",
-        health.ingest_lag_ms,
-    );
-    gauge(
-        "tare_liveness_tracked",
-        "Devices whose heartbeats are tracked.",
-        "gauge",
-        p.hub.liveness.tracked() as i64,
-    );
-    gauge(
-        "tare_liveness_undecided",
-        "Devices silent while the platform is unhealthy (status unknown).",
-        "gauge",
-        p.hub.liveness.undecided_count() as i64,
-    );
-    gauge(
-        "tare_liveness_silent_alerts_total",
-        "Devices recorded offline for silence (operator alerts).",
-        "counter",
-        p.hub.counters.silent_alerts.load(Ordering::Relaxed) as i64,
-    );
-    if let Some(n) = &p.nats {
-        let c = &n.counters;
+    out.devices(&m.devices);
+    out.liveness(&m.liveness, m.devices.silent_alerts);
+    if let Some(c) = &m.cluster {
+        out.cluster(c);
+    }
+    let mut text = out.0;
+    text.push_str(&s.device_http.prometheus());
+    if let Some(m) = &s.mqtt {
+        text.push_str(&m.counters.prometheus());
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+/// Prometheus text exposition of the platform's metrics snapshot, one family at a time.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn sample(&mut self, name: &str, help: &str, kind: &str, v: i64) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: i64) {
+        self.sample(name, help, "gauge", v);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.sample(name, help, "counter", i64::try_from(v).unwrap_or(i64::MAX));
+    }
+
+    /// The feed, the consumers' lag and the effects.
+    fn store(&mut self, m: &MetricsSnapshot) {
+        self.gauge("tare_feed_head_position", "Highest position in the global feed.", m.feed_head);
+        self.gauge(
+            "tare_saga_lag_events",
+            "Feed events the order saga has not decided yet.",
+            m.feed_head - m.saga_position,
+        );
+        self.gauge(
+            "tare_projection_lag_events",
+            "Feed events the projections have not applied yet.",
+            m.feed_head - m.projections_position,
+        );
+        self.gauge(
+            "tare_effects_pending",
+            "Scheduled effects and timers not yet done.",
+            m.effects_pending,
+        );
+        self.gauge("tare_effects_dead", "Effects given up (dead letters).", m.effects_dead);
+        self.counter("tare_effects_done_total", "Effects completed by this process.", m.effects_done);
+        self.counter("tare_effects_retried_total", "Transient effect failures.", m.effects_retried);
+    }
+
+    /// Device traffic, with refusals by reason.
+    fn devices(&mut self, d: &DeviceMetrics) {
+        self.counter("tare_device_uplinks_accepted_total", "Device messages accepted.", d.accepted);
+        self.counter(
+            "tare_device_uplinks_duplicate_total",
+            "Device messages dropped as duplicates.",
+            d.duplicates,
+        );
+        self.counter("tare_device_downlinks_total", "Commands and replies sent to devices.", d.downlinks);
+        let _ = writeln!(
+            self.0,
+            "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"
+        );
+        for (reason, n) in &d.rejected {
+            let _ = writeln!(self.0, "tare_device_uplinks_rejected_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+
+    /// The platform's own health and the devices it judged [D5, B1].
+    fn liveness(&mut self, l: &LivenessMetrics, silent_alerts: u64) {
+        self.gauge(
+            "tare_liveness_healthy",
+            "1 while heartbeat intake is above the watermark and ingest keeps up; 0 while silent devices show unknown [B1].",
+            i64::from(l.health.healthy),
+        );
+        self.gauge(
+            "tare_liveness_heartbeats_received_window",
+            "Heartbeats received in the liveness window.",
+            i64::try_from(l.health.received).unwrap_or(i64::MAX),
+        );
+        self.gauge(
+            "tare_liveness_heartbeats_expected_window",
+            "Heartbeats the tracked fleet should have sent in the window.",
+            l.health.expected.round() as i64,
+        );
+        self.gauge(
+            "tare_liveness_ingest_lag_ms",
+            "Median age of heartbeats at arrival.",
+            l.health.ingest_lag_ms,
+        );
+        self.gauge("tare_liveness_tracked", "Devices whose heartbeats are tracked.", l.tracked as i64);
+        self.gauge(
+            "tare_liveness_undecided",
+            "Devices silent while the platform is unhealthy (status unknown).",
+            l.undecided as i64,
+        );
+        self.counter(
+            "tare_liveness_silent_alerts_total",
+            "Devices recorded offline for silence (operator alerts).",
+            silent_alerts,
+        );
+    }
+
+    /// The relay, the partition workers, telemetry across nodes and routed commands.
+    fn cluster(&mut self, c: &ClusterMetrics) {
         for (name, help, v) in [
             (
                 "tare_relay_published_total",
                 "Events this node's relay published to JetStream (acknowledged).",
-                &c.relayed,
+                c.relayed,
             ),
             (
                 "tare_relay_duplicates_total",
                 "Of those, events JetStream already held (deduplicated by event id).",
-                &c.relay_duplicates,
+                c.relay_duplicates,
             ),
             (
                 "tare_partition_events_applied_total",
                 "Stream events this node's saga and projection workers applied.",
-                &c.applied,
+                c.applied,
             ),
             (
                 "tare_partition_events_skipped_total",
                 "Stream events handed to this node that were applied before (redeliveries).",
-                &c.skipped,
+                c.skipped,
             ),
             (
                 "tare_partition_events_undecodable_total",
                 "Stream messages this build could not read (terminated).",
-                &c.undecodable,
+                c.undecodable,
             ),
             (
                 "tare_telemetry_published_total",
                 "Telemetry records this gateway node published to NATS.",
-                &c.telemetry_out,
+                c.telemetry_out,
             ),
-            (
-                "tare_telemetry_lost_total",
-                "Telemetry records lost before NATS.",
-                &c.telemetry_lost,
-            ),
+            ("tare_telemetry_lost_total", "Telemetry records lost before NATS.", c.telemetry_lost),
             (
                 "tare_telemetry_ingested_total",
                 "Weight samples taken in from other gateway nodes.",
-                &c.telemetry_in,
+                c.telemetry_in,
             ),
             (
                 "tare_commands_routed_total",
                 "Device commands this node handed over NATS to the gateway node holding the device.",
-                &c.commands_routed,
+                c.commands_routed,
             ),
         ] {
-            gauge(name, help, "counter", v.load(Ordering::Relaxed) as i64);
+            self.counter(name, help, v);
         }
-        let leader = match &p.relay {
-            Some(r) => r.is_leader().await,
-            None => false,
-        };
-        gauge(
+        self.gauge(
             "tare_relay_leader",
             "1 on the node whose relay publishes the feed now.",
-            "gauge",
-            i64::from(leader),
+            i64::from(c.relay_leader),
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"
-    );
-    for (reason, n) in d.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(out, "tare_device_uplinks_rejected_total{{reason=\"{reason}\"}} {n}");
-    }
-    out.push_str(&s.device_http.prometheus());
-    if let Some(m) = &s.mqtt {
-        out.push_str(&m.counters.prometheus());
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
 /// The OpenAPI document, kept beside the code in `docs/openapi.json`.

@@ -13,7 +13,7 @@ use tare_domain::cabinet::{Cabinet, DeviceStatus, DoorPosition};
 use tare_domain::coupon::CouponPolicy;
 use tare_domain::weight::Tolerance;
 use tare_domain::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku};
-use tare_platform::platform::{DoorSpec, LaneSpec};
+use tare_platform::service::{DoorSpec, LaneSpec};
 
 /// `POST /api/v1/products`.
 #[derive(Debug, Deserialize)]
@@ -55,21 +55,13 @@ pub async fn create_product(
 }
 
 pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku): Path<String>) -> Result<Json<ProductDto>, ApiError> {
-    let p = s
-        .platform
-        .aggregates
-        .products
-        .load(&sku)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !p.exists() {
-        return Err(ApiError::NotFound {
-            code: "product_not_found",
-            message: format!("product {sku} not found"),
-        });
-    }
+    let sku = Sku::parse("sku", &sku).map_err(|_| ApiError::NotFound {
+        code: "product_not_found",
+        message: format!("product {sku} not found"),
+    })?;
+    let p = s.platform.product(&sku).await?;
     Ok(Json(ProductDto {
-        sku,
+        sku: sku.to_string(),
         name: p.name,
         unit_grams: p.unit_grams.get(),
         price_cents: p.price.get(),
@@ -221,11 +213,12 @@ fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
 pub async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = CabinetId::parse(&id)?;
     let c = s.platform.cabinet(&id).await?;
-    let mut v = cabinet_json(&c, s.platform.hub.last_seen(&id));
+    let presence = s.platform.device_presence(&id);
+    let mut v = cabinet_json(&c, presence.last_seen);
     // The newest heartbeat's content [D4].
-    v["heartbeat"] = json!(s.platform.hub.last_heartbeat(&id));
+    v["heartbeat"] = json!(presence.heartbeat);
     // Silent while the platform cannot tell whether the fault is its own [B1].
-    if s.platform.hub.liveness.is_undecided(&id) {
+    if presence.undecided {
         v["status"] = serde_json::json!("unknown");
     }
     Ok(Json(v))
@@ -238,13 +231,7 @@ pub async fn get_ledger(_: Operator, State(s): State<Arc<ApiState>>, Path(id): P
     let mut lanes = Vec::new();
     for d in c.doors.values() {
         for l in d.lanes.values() {
-            let owner = format!("{id}/{}/{}", d.door.get(), l.plan.lane.get());
-            let entries = s
-                .platform
-                .views
-                .by_owner("lane_ledger", &owner, 100_000)
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let entries = s.platform.lane_ledger(&id, d.door, l.plan.lane).await?;
             lanes.push(json!({"door": d.door.get(), "lane": l.plan.lane.get(), "sku": l.plan.sku.as_str(), "entries": entries}));
         }
     }

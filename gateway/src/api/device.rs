@@ -180,7 +180,7 @@ async fn authenticate(s: &ApiState, method: &Method, uri: &Uri, headers: &Header
     let ts: i64 = ts
         .parse()
         .map_err(|_| DeviceApiError::unauthorized("auth_malformed", "X-Tare-Timestamp must be Unix milliseconds"))?;
-    check_skew(ts, s.platform.clock.now_ms()).map_err(|e| DeviceApiError::unauthorized(e.reason(), e.to_string()))?;
+    check_skew(ts, s.platform.now_ms()).map_err(|e| DeviceApiError::unauthorized(e.reason(), e.to_string()))?;
     let secret = s
         .platform
         .device_secret(&device)
@@ -218,7 +218,7 @@ pub(super) async fn uplink(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let received_at = s.platform.clock.now_ms();
+    let received_at = s.platform.now_ms();
     match handle_uplink(&s, &kind, &method, &uri, &headers, body, received_at).await {
         Ok(r) => r,
         Err(e) => {
@@ -249,7 +249,7 @@ async fn handle_uplink(
             message: "`status` is the MQTT last will; HTTP devices do not send it".into(),
         });
     }
-    let outcome = s.platform.hub.ingest(&device, kind, &bytes).await.map_err(|e| match e {
+    let outcome = s.platform.devices().ingest(&device, kind, &bytes).await.map_err(|e| match e {
         IngestError::Protocol(p) => DeviceApiError::BadRequest {
             reason: p.reason(),
             field: match &p {
@@ -270,7 +270,7 @@ async fn handle_uplink(
         let reply = TimeReply {
             device_send_ts,
             server_recv_ts: received_at,
-            server_send_ts: s.platform.clock.now_ms(),
+            server_send_ts: s.platform.now_ms(),
         };
         return Ok((StatusCode::OK, Json(reply)).into_response());
     }
@@ -331,17 +331,17 @@ async fn handle_poll(
         },
     };
     s.device_http.take_token(&device)?;
-    let now = s.platform.clock.now_ms();
+    let now = s.platform.now_ms();
     let link = {
         let mut links = s.device_http.links.lock().unwrap_or_else(|p| p.into_inner());
         let current = links
             .get(&device)
-            .filter(|l| s.platform.hub.is_current(&device, l.connection))
+            .filter(|l| s.platform.devices().is_current(&device, l.connection))
             .cloned();
         match current {
             Some(l) => l,
             None => {
-                let c = s.platform.hub.attach(&device);
+                let c = s.platform.devices().attach(&device);
                 let l = Arc::new(HttpLink {
                     connection: c.id,
                     downlinks: tokio::sync::Mutex::new(c.downlinks),
@@ -360,7 +360,7 @@ async fn handle_poll(
         let c = (d.kind == "cmd")
             .then(|| serde_json::from_slice::<CommandMsg>(&d.payload).ok())
             .flatten()?;
-        (c.expires_at >= s.platform.clock.now_ms()).then_some(c)
+        (c.expires_at >= s.platform.now_ms()).then_some(c)
     };
     let mut commands = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
@@ -384,13 +384,13 @@ async fn handle_poll(
             _ = closing.changed() => break,
         }
     }
-    link.last_poll.store(s.platform.clock.now_ms(), Ordering::Relaxed);
+    link.last_poll.store(s.platform.now_ms(), Ordering::Relaxed);
     Ok((StatusCode::OK, Json(json!({ "commands": commands }))).into_response())
 }
 
 /// Detaches HTTP devices that stopped polling; run periodically.
 pub async fn reap_absent(s: &ApiState) {
-    let now = s.platform.clock.now_ms();
+    let now = s.platform.now_ms();
     let gone: Vec<(CabinetId, u64)> = {
         let mut links = s.device_http.links.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<_> = links
@@ -404,7 +404,7 @@ pub async fn reap_absent(s: &ApiState) {
         gone
     };
     for (device, connection) in gone {
-        if let Err(e) = s.platform.hub.detach(&device, connection, true).await {
+        if let Err(e) = s.platform.devices().detach(&device, connection, true).await {
             tracing::warn!(%device, error = %e, "could not record an HTTP device as gone");
         }
     }

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tare_platform::platform::ServiceError;
+use tare_platform::ServiceError;
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]

@@ -57,7 +57,7 @@ pub struct ApiState {
 /// callbacks and the sandbox confirm page on `api` nodes, the HTTP device API on
 /// `gateway` nodes, metrics and the OpenAPI document everywhere.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let roles = state.platform.roles;
+    let roles = state.platform.roles();
     let mut r = Router::new()
         .route("/api/v1/openapi.json", get(audit::openapi))
         .route("/metrics", get(audit::metrics));

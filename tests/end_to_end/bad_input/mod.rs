@@ -25,11 +25,11 @@ use tare_gateway::sandbox::{sign, SandboxNotification, SIGNATURE_HEADER, TIMESTA
 /// releases and the PostgreSQL sequencer have all finished), and returns it.
 pub(super) async fn settle(app: &App) -> i64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut last = app.platform.feed.head().await.unwrap();
+    let mut last = app.platform.feed_head().await.unwrap();
     let mut since = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let h = app.platform.feed.head().await.unwrap();
+        let h = app.platform.feed_head().await.unwrap();
         if h != last {
             last = h;
             since = tokio::time::Instant::now();
@@ -44,7 +44,7 @@ pub(super) async fn settle(app: &App) -> i64 {
 /// time to number anything that might have been written).
 pub(super) async fn assert_feed_unchanged(app: &App, before: i64, what: &str) {
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let now = app.platform.feed.head().await.unwrap();
+    let now = app.platform.feed_head().await.unwrap();
     assert_eq!(now, before, "{what}: the refused request moved the feed head ({before} -> {now})");
 }
 
@@ -78,9 +78,9 @@ pub(super) fn assert_unknown_field(got: &(StatusCode, Value), field: &str, what:
 
 /// Waits until the projections have processed the whole feed.
 pub(super) async fn projections_caught_up(app: &App) {
-    let head = app.platform.feed.head().await.unwrap();
+    let head = app.platform.feed_head().await.unwrap();
     eventually(20, "projections to catch up", || async {
-        (app.platform.jobs.checkpoint(tare_platform::views::PROJECTIONS).await.unwrap() >= head).then_some(())
+        (app.platform.metrics().await.unwrap().projections_position >= head).then_some(())
     })
     .await;
 }

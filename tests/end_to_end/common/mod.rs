@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use tare::app::{App, AppConfig};
-use tare_platform::platform::StoreConfig;
+use tare_platform::StoreConfig;
 
 /// The PostgreSQL server the tests use (a scratch database per test is made on it).
 pub fn postgres_admin_url() -> String {

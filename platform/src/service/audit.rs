@@ -1,0 +1,172 @@
+//! What auditors and monitoring read: the global feed [E2] and one snapshot of the
+//! platform's own metrics [X3], so the API never reaches into the subsystems.
+
+use super::ServiceError;
+use crate::feed::FeedEvent;
+use crate::liveness::Health;
+use crate::Platform;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Everything `/metrics` shows, read at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Highest position in the global feed.
+    pub feed_head: i64,
+    /// The feed position the order saga has decided up to.
+    pub saga_position: i64,
+    /// The feed position the projections have applied up to.
+    pub projections_position: i64,
+    /// Effects and timers not yet done.
+    pub effects_pending: i64,
+    /// Effects given up (dead letters).
+    pub effects_dead: i64,
+    /// Effects this process completed.
+    pub effects_done: u64,
+    /// Transient effect failures in this process.
+    pub effects_retried: u64,
+    /// Effects this process dead-lettered.
+    pub effects_buried: u64,
+    /// The device edge's counters.
+    pub devices: DeviceMetrics,
+    /// Heartbeat liveness of this node's devices [D5, B1].
+    pub liveness: LivenessMetrics,
+    /// The NATS side, when scaled out.
+    pub cluster: Option<ClusterMetrics>,
+}
+
+/// Device traffic counters of this node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceMetrics {
+    /// Uplinks accepted.
+    pub accepted: u64,
+    /// Uplinks dropped as duplicates.
+    pub duplicates: u64,
+    /// Uplinks refused, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Commands and replies sent to devices.
+    pub downlinks: u64,
+    /// Devices recorded offline for silence (operator alerts).
+    pub silent_alerts: u64,
+    /// Weight samples and heartbeats published as telemetry.
+    pub telemetry_published: u64,
+    /// Device connections this node holds.
+    pub connections: usize,
+}
+
+/// Heartbeat liveness of this node's devices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LivenessMetrics {
+    /// Intake health over the window.
+    pub health: Health,
+    /// Devices whose heartbeats are tracked.
+    pub tracked: usize,
+    /// Devices silent while the platform is unhealthy (shown unknown).
+    pub undecided: usize,
+}
+
+/// The scaled-out mode's counters of this node.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClusterMetrics {
+    /// Events this node's relay published (acknowledged by JetStream).
+    pub relayed: u64,
+    /// Of those, events JetStream already held.
+    pub relay_duplicates: u64,
+    /// Stream events this node's workers applied.
+    pub applied: u64,
+    /// Stream events handed to this node that were applied before.
+    pub skipped: u64,
+    /// Stream messages this build could not read.
+    pub undecodable: u64,
+    /// Telemetry records published to NATS.
+    pub telemetry_out: u64,
+    /// Telemetry records lost before NATS.
+    pub telemetry_lost: u64,
+    /// Weight samples taken in from other gateway nodes.
+    pub telemetry_in: u64,
+    /// Device commands handed to the gateway node holding the device.
+    pub commands_routed: u64,
+    /// Whether this node's relay publishes the feed now.
+    pub relay_leader: bool,
+}
+
+fn read(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl Platform {
+    /// Up to `limit` events of the global feed after position `after`, in feed order.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<FeedEvent>, ServiceError> {
+        Ok(self.feed.read_after(after, limit).await?)
+    }
+
+    /// The highest position in the global feed.
+    pub async fn feed_head(&self) -> Result<i64, ServiceError> {
+        Ok(self.feed.head().await?)
+    }
+
+    /// The last feed position published to JetStream (scaled out; `None` embedded).
+    pub async fn relayed_head(&self) -> Result<Option<i64>, ServiceError> {
+        match &self.nats {
+            Some(n) => n.relayed_head().await.map(Some).map_err(|e| ServiceError::Internal(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// The platform's metrics, read now.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, ServiceError> {
+        let feed_head = self.feed.head().await?;
+        let jobs = self.jobs.counts().await?;
+        let saga_position = self.jobs.checkpoint(crate::runner::ORDER_SAGA).await?;
+        let projections_position = self.jobs.checkpoint(crate::views::PROJECTIONS).await?;
+        let c = &self.effects.counters;
+        let d = &self.hub.counters;
+        let now = self.clock.now_ms();
+        let cluster = match &self.nats {
+            Some(n) => {
+                let c = &n.counters;
+                Some(ClusterMetrics {
+                    relayed: read(&c.relayed),
+                    relay_duplicates: read(&c.relay_duplicates),
+                    applied: read(&c.applied),
+                    skipped: read(&c.skipped),
+                    undecodable: read(&c.undecodable),
+                    telemetry_out: read(&c.telemetry_out),
+                    telemetry_lost: read(&c.telemetry_lost),
+                    telemetry_in: read(&c.telemetry_in),
+                    commands_routed: read(&c.commands_routed),
+                    relay_leader: match &self.relay {
+                        Some(r) => r.is_leader().await,
+                        None => false,
+                    },
+                })
+            }
+            None => None,
+        };
+        Ok(MetricsSnapshot {
+            feed_head,
+            saga_position,
+            projections_position,
+            effects_pending: jobs.pending,
+            effects_dead: jobs.dead,
+            effects_done: read(&c.done),
+            effects_retried: read(&c.retried),
+            effects_buried: read(&c.buried),
+            devices: DeviceMetrics {
+                accepted: read(&d.accepted),
+                duplicates: read(&d.duplicates),
+                rejected: d.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                downlinks: read(&d.sent),
+                silent_alerts: read(&d.silent_alerts),
+                telemetry_published: read(&self.hub.bus.published),
+                connections: self.hub.connection_count(),
+            },
+            liveness: LivenessMetrics {
+                health: self.hub.liveness.health(now),
+                tracked: self.hub.liveness.tracked(),
+                undecided: self.hub.liveness.undecided_count(),
+            },
+            cluster,
+        })
+    }
+}

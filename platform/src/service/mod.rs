@@ -1,0 +1,24 @@
+//! The operations the public API calls, one module per resource: [`catalogue`]
+//! (products, coupon rule), [`cabinets`] (registration, state, presence, device access,
+//! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
+//! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
+//! Each is an `impl Platform` block over the platform's private subsystems, and every one
+//! fails with the one [`ServiceError`].
+//!
+//! Architecture Invariant: business rules are not decided here. An operation parses
+//! nothing (the API hands it domain values), loads, asks an aggregate to decide, and
+//! commits; a rule that needs more than one aggregate's state is a pure function in
+//! `tare_domain` that this layer calls.
+
+pub mod audit;
+pub mod cabinets;
+pub mod catalogue;
+pub mod commands;
+mod error;
+pub mod orders;
+pub mod payments;
+pub mod shoppers;
+
+pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
+pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
+pub use error::ServiceError;

@@ -1,0 +1,238 @@
+//! The scan that starts a purchase [O1, O2] and the order's receipt and payment.
+//!
+//! Read-repair at scan time: if the shopper's slot or the door is still held by an order
+//! that has already ended, the saga's pending (idempotent) effects for it run at once
+//! instead of refusing the scan.
+
+use super::ServiceError;
+use crate::store::CommandError;
+use crate::Platform;
+use tare_domain::cabinet::{Cabinet, CabinetCommand, CabinetError, Holder, LanePlan};
+use tare_domain::order::{Order, OrderCommand, OrderState};
+use tare_domain::payment::Payment;
+use tare_domain::shopper::ShopperCommand;
+use tare_domain::{CabinetId, DoorNo};
+
+impl Platform {
+    /// A scan [O1, O2]: takes the shopper's open-order slot, then the door, then creates
+    /// the order (the saga takes it from there). Whatever step refuses, the earlier ones
+    /// are undone and nothing else changes.
+    pub async fn create_order(&self, shopper_id: &str, cabinet_id: &CabinetId, door: DoorNo) -> Result<Order, ServiceError> {
+        let shopper = self.shopper(shopper_id).await?;
+        let cabinet = self.cabinet(cabinet_id).await?;
+        let door_state = cabinet.door(door).map_err(|e| ServiceError::NotFound {
+            code: "door_not_found",
+            message: e.to_string(),
+        })?;
+        let lanes: Vec<LanePlan> = door_state.lanes.values().map(|l| l.plan.clone()).collect();
+        // Refuse an unavailable cabinet or a busy door before touching the shopper (the
+        // door is checked again, atomically, when it is taken).
+        cabinet.check_available().map_err(reject)?;
+        if let Some(holder) = &door_state.holder {
+            let still_busy = match holder {
+                Holder::Order { order_id, .. } => {
+                    let prev = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
+                    prev.state.holds_door()
+                }
+                _ => true,
+            };
+            if still_busy {
+                return Err(reject(CabinetError::DoorBusy));
+            }
+        }
+        let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
+            return Err(ServiceError::Internal("shopper without provider".into()));
+        };
+        let order_id = uuid::Uuid::now_v7().to_string();
+        let at = self.clock.now_ms();
+        let meta = || self.meta(&order_id, "api:create_order");
+        self.begin_shopper_order(shopper_id, &order_id, at).await?;
+        let holder = Holder::Order {
+            order_id: order_id.clone(),
+            shopper_id: shopper_id.to_string(),
+        };
+        if let Err(e) = self.acquire_door(&cabinet, cabinet_id, door, holder, at, &order_id).await {
+            let undo = ShopperCommand::EndOrder {
+                order_id: order_id.clone(),
+                outcome: "abandoned".into(),
+                at,
+            };
+            if let Err(u) = self.aggregates.shoppers.execute(shopper_id, undo, meta()).await {
+                tracing::error!(%order_id, error = %u, "could not release the shopper's order slot");
+            }
+            return Err(ServiceError::from_command(e));
+        }
+        let cmd = OrderCommand::Create {
+            order_id: order_id.clone(),
+            shopper_id: shopper_id.to_string(),
+            cabinet: cabinet_id.clone(),
+            door,
+            provider,
+            confirm_mode,
+            lanes,
+            planogram_version: cabinet.planogram_version,
+            auth_deadline: at + self.saga.auth_timeout_ms,
+            at,
+        };
+        self.aggregates
+            .orders
+            .execute(&order_id, cmd, meta())
+            .await
+            .map_err(ServiceError::from_command)?;
+        self.order(&order_id).await
+    }
+
+    /// Runs one of the saga's (idempotent) effects now, ahead of the executor: used when a
+    /// scan would otherwise be refused because an ended order's clean-up has not run yet.
+    async fn run_effect_now(&self, key: String, effect: tare_sagas::Effect, at: tare_domain::UnixMs) -> crate::runner::EffectOutcome {
+        self.effects
+            .run(&crate::jobs::ClaimedJob {
+                key,
+                effect,
+                attempts: 0,
+                due_at: at,
+            })
+            .await
+    }
+
+    /// Takes a door. If the previous purchase on it has finished weighing but its
+    /// door-release effect has not run yet, runs that (idempotent) effect now.
+    async fn acquire_door(
+        &self,
+        cabinet: &Cabinet,
+        cabinet_id: &CabinetId,
+        door: DoorNo,
+        holder: Holder,
+        at: tare_domain::UnixMs,
+        order_id: &str,
+    ) -> Result<(), CommandError<CabinetError>> {
+        let acquire = || CabinetCommand::AcquireDoor {
+            door,
+            holder: holder.clone(),
+            at,
+        };
+        let first = self
+            .aggregates
+            .cabinets
+            .execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order"))
+            .await;
+        let Err(CommandError::Rejected(CabinetError::DoorBusy)) = first else {
+            return first;
+        };
+        let fresh = self.aggregates.cabinets.load(&cabinet_id.to_string()).await?;
+        let held_by = fresh
+            .door(door)
+            .ok()
+            .and_then(|d| d.holder.clone())
+            .or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
+        if let Some(Holder::Order { order_id: previous, .. }) = held_by {
+            let prev = self
+                .aggregates
+                .orders
+                .load(&previous)
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?;
+            if !prev.state.holds_door() {
+                let _ = self
+                    .run_effect_now(
+                        format!("order:{previous}:finish-door"),
+                        tare_sagas::Effect::FinishDoorSession {
+                            order_id: previous.clone(),
+                        },
+                        at,
+                    )
+                    .await;
+                return self
+                    .aggregates
+                    .cabinets
+                    .execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order"))
+                    .await;
+            }
+        }
+        first
+    }
+
+    /// Takes the shopper's open-order slot. If an earlier order still holds it but has
+    /// already ended (its slot is freed by an effect that may not have run yet), frees it
+    /// now instead of refusing the shopper.
+    async fn begin_shopper_order(&self, shopper_id: &str, order_id: &str, at: tare_domain::UnixMs) -> Result<(), ServiceError> {
+        use crate::store::CommandError;
+        use tare_domain::shopper::ShopperError;
+        let meta = || self.meta(order_id, "api:create_order");
+        let begin = || ShopperCommand::BeginOrder {
+            order_id: order_id.to_string(),
+            at,
+        };
+        match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
+            Err(CommandError::Rejected(ShopperError::UnpaidOrder(previous))) => {
+                let unpaid = || ServiceError::Conflict {
+                    code: "unpaid_order",
+                    message: format!("shopper has an unpaid order {previous}"),
+                };
+                // An order being created right now by another request does not exist yet.
+                let prev = self.order(&previous).await.map_err(|_| unpaid())?;
+                if !prev.state.is_terminal() {
+                    return Err(ServiceError::Conflict {
+                        code: "unpaid_order",
+                        message: format!("shopper has an unpaid order {previous}"),
+                    });
+                }
+                if matches!(prev.state, OrderState::Cancelled | OrderState::Abnormal) {
+                    // Its provider-side order must be gone before the next one is asked
+                    // for (a provider limits open orders per shopper): run the saga's
+                    // idempotent cancel now rather than wait for it.
+                    let effect = tare_sagas::Effect::CancelPayment {
+                        order_id: previous.clone(),
+                        reason: "order_ended".into(),
+                    };
+                    if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) =
+                        self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
+                    {
+                        return Err(ServiceError::Conflict {
+                            code: "previous_order_closing",
+                            message: format!("the previous order is still closing at the provider: {e}"),
+                        });
+                    }
+                }
+                let end = ShopperCommand::EndOrder {
+                    order_id: previous,
+                    outcome: prev.state.as_str().to_string(),
+                    at,
+                };
+                self.aggregates
+                    .shoppers
+                    .execute(shopper_id, end, meta())
+                    .await
+                    .map_err(ServiceError::from_command)?;
+                self.aggregates
+                    .shoppers
+                    .execute(shopper_id, begin(), meta())
+                    .await
+                    .map_err(ServiceError::from_command)
+            }
+            other => other.map_err(ServiceError::from_command),
+        }
+    }
+
+    /// An order (404 if unknown).
+    pub async fn order(&self, order_id: &str) -> Result<Order, ServiceError> {
+        let o = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
+        if o.id.is_none() {
+            return Err(ServiceError::NotFound {
+                code: "order_not_found",
+                message: "order not found".into(),
+            });
+        }
+        Ok(o)
+    }
+
+    /// An order's payment (default state if not opened yet).
+    pub async fn payment(&self, order_id: &str) -> Result<Payment, ServiceError> {
+        self.aggregates.payments.load(order_id).await.map_err(ServiceError::from_command)
+    }
+}
+
+/// A cabinet's refusal, as the API reports it.
+fn reject(e: CabinetError) -> ServiceError {
+    ServiceError::from_command(CommandError::Rejected(e))
+}
