@@ -10,7 +10,7 @@ use crate::db::{Db, DbError};
 use crate::devices::DeviceHub;
 use crate::feed::Feed;
 use crate::jobs::Jobs;
-use crate::runner::{execute_due, saga_step, EffectContext, EffectCounters};
+use crate::runner::{execute_due, saga_step, EffectCounters, Effects, WatchedSettings};
 use crate::service::catalogue::load_coupon_policy;
 use crate::store::{Aggregates, Meta};
 use crate::telemetry::TelemetryBuffer;
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tare_domain::coupon::CouponPolicy;
 use tare_domain::UnixMs;
-use tare_sagas::ports::PaymentProvider;
+use tare_sagas::ports::{EffectPorts, PaymentProvider};
 use tare_sagas::SagaConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,7 +41,7 @@ pub struct Platform {
     /// The device hub.
     pub(crate) hub: Arc<DeviceHub>,
     /// Effect context (providers, devices, counters).
-    pub(crate) effects: Arc<EffectContext>,
+    pub(crate) effects: Arc<Effects>,
     /// The clock.
     pub(crate) clock: PlatformClock,
     /// Saga timings.
@@ -93,14 +93,20 @@ impl Platform {
             Some(n) => Arc::new(crate::cluster::RoutedDevices::new(hub.clone(), aggregates.clone(), n.clone())),
             None => hub.clone(),
         };
-        let effects = Arc::new(EffectContext {
-            aggregates: aggregates.clone(),
-            providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
-            devices,
-            telemetry,
-            clock: cfg.clock.clone(),
+        let effects = Arc::new(Effects {
+            ports: EffectPorts {
+                orders: aggregates.orders.clone(),
+                payments: aggregates.payments.clone(),
+                cabinets: aggregates.cabinets.clone(),
+                shoppers: aggregates.shoppers.clone(),
+                commands: aggregates.commands.clone(),
+                providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
+                devices,
+                telemetry,
+                settings: Arc::new(WatchedSettings(policy_rx)),
+                clock: Arc::new(cfg.clock.clone()),
+            },
             cfg: cfg.saga,
-            coupon_policy: policy_rx,
             counters: EffectCounters::default(),
         });
         let platform = Arc::new(Self {
@@ -237,7 +243,7 @@ impl Platform {
             let p = self.clone();
             tasks.push(self.spawn_loop("effects", move || {
                 let p = p.clone();
-                async move { execute_due(&p.effects, &p.jobs, 256, concurrency).await }
+                async move { execute_due(&p.effects, &p.jobs, &p.clock, 256, concurrency).await }
             }));
         }
     }

@@ -19,21 +19,10 @@ use tare_domain::payment::Payment;
 use tare_domain::product::Product;
 use tare_domain::shopper::Shopper;
 use tare_domain::UnixMs;
+use tare_sagas::ports::{AggregatePort, CommandMeta};
 use tokio::sync::watch;
 
-/// Why a command did not commit.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError<E: std::error::Error> {
-    /// The aggregate refused it (a business rule).
-    #[error("{0}")]
-    Rejected(E),
-    /// Optimistic concurrency kept failing after retries.
-    #[error("concurrent update, retries exhausted")]
-    Conflict,
-    /// The store failed.
-    #[error("store: {0}")]
-    Store(String),
-}
+pub use tare_sagas::ports::CommandError;
 
 /// Metadata stamped on the events of one command [E1].
 #[derive(Debug, Clone, Default)]
@@ -57,6 +46,11 @@ impl Meta {
             causation_id: causation_id.into(),
             command_id: uuid::Uuid::now_v7().to_string(),
         }
+    }
+
+    /// The metadata of a command a saga's effect issues (with a fresh command id).
+    pub fn from_saga(meta: CommandMeta) -> Self {
+        Self::new(meta.at, meta.correlation_id, meta.causation_id)
     }
 
     fn into_map(self) -> HashMap<String, String> {
@@ -166,20 +160,37 @@ impl<A: Aggregate<Services = ()>> AggregateStore<A> {
     }
 }
 
+/// The sagas' port onto this store: effects load and command aggregates through it.
+#[async_trait::async_trait]
+impl<A> AggregatePort<A> for AggregateStore<A>
+where
+    A: Aggregate<Services = ()> + Clone,
+    A::Command: Clone + Send + Sync,
+    A::Error: Send + Sync,
+{
+    async fn load(&self, id: &str) -> Result<A, CommandError<A::Error>> {
+        AggregateStore::load(self, id).await
+    }
+
+    async fn execute(&self, id: &str, command: A::Command, meta: CommandMeta) -> Result<(), CommandError<A::Error>> {
+        AggregateStore::execute(self, id, command, Meta::from_saga(meta)).await
+    }
+}
+
 /// All aggregates of the platform.
 pub struct Aggregates {
     /// Products.
-    pub products: AggregateStore<Product>,
+    pub products: Arc<AggregateStore<Product>>,
     /// Cabinets.
-    pub cabinets: AggregateStore<Cabinet>,
+    pub cabinets: Arc<AggregateStore<Cabinet>>,
     /// Shoppers with accounts.
-    pub shoppers: AggregateStore<Shopper>,
+    pub shoppers: Arc<AggregateStore<Shopper>>,
     /// Orders.
-    pub orders: AggregateStore<Order>,
+    pub orders: Arc<AggregateStore<Order>>,
     /// Payments.
-    pub payments: AggregateStore<Payment>,
+    pub payments: Arc<AggregateStore<Payment>>,
     /// Device commands [D7].
-    pub commands: AggregateStore<tare_domain::command::DeviceCommand>,
+    pub commands: Arc<AggregateStore<tare_domain::command::DeviceCommand>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -188,12 +199,12 @@ impl Aggregates {
     pub fn new(db: &Db) -> Self {
         let commits = Arc::new(watch::channel(0).0);
         Self {
-            products: AggregateStore::new(db, false, commits.clone()),
-            cabinets: AggregateStore::new(db, true, commits.clone()),
-            shoppers: AggregateStore::new(db, true, commits.clone()),
-            orders: AggregateStore::new(db, false, commits.clone()),
-            payments: AggregateStore::new(db, false, commits.clone()),
-            commands: AggregateStore::new(db, false, commits.clone()),
+            products: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            cabinets: Arc::new(AggregateStore::new(db, true, commits.clone())),
+            shoppers: Arc::new(AggregateStore::new(db, true, commits.clone())),
+            orders: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            payments: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            commands: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

@@ -1,14 +1,48 @@
-//! Tare's process managers. Each saga is a pure function from one committed event (read
+//! Tare's process managers. Each saga is a pure `decide` from one committed event (read
 //! from the global feed) to the effects it calls for, each with a deterministic key and a
-//! due time; the platform's runner stores those effects in the same transaction as the
-//! saga's feed checkpoint and executes them (at least once, so every effect is
-//! idempotent: aggregates ignore commands that no longer apply, providers dedupe by the
-//! order id, devices by the command id).
+//! due time, plus the effects themselves, written against [`ports`]. The platform's runner
+//! is plumbing: it stores the decided effects with the saga's feed checkpoint in one
+//! transaction, claims the due ones, calls [`run_effect`] and records the outcome. Effects
+//! run at least once, so every effect is idempotent: aggregates ignore commands that no
+//! longer apply, providers dedupe by the order id, devices by the command id.
 //!
-//! Architecture Invariant: no I/O here. The traits the effects need (payment provider,
-//! device link, telemetry, clock) are declared in [`ports`] and implemented at the edges.
+//! - [`order`]: the purchase saga [O3–O8];
+//! - [`device_command`]: delivery and resend of device commands [D7];
+//! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
+//! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
+//!
+//! A new saga follows the same shape: a module with `decide` (pure, tested on events) and
+//! its effects (tested against in-memory ports), its variants added to [`Effect`].
+//!
+//! Architecture Invariant: no I/O here but through the ports; business rules are the
+//! domain's (`tare_domain::order::rules`, the aggregates), an effect only loads, calls
+//! and commits.
 
-pub mod order_saga;
+mod config;
+pub mod device_command;
+pub mod effect;
+pub mod order;
 pub mod ports;
 
-pub use order_saga::{decide, Effect, SagaConfig, Scheduled};
+pub use config::SagaConfig;
+pub use effect::{Effect, EffectError, EffectOutcome, Scheduled};
+
+use ports::EffectPorts;
+use tare_domain::AnyEvent;
+
+/// Every saga's decision for one event of aggregate `aggregate_id`.
+pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
+    match event {
+        AnyEvent::Command(e) => device_command::decide(aggregate_id, e, cfg),
+        other => order::decide(aggregate_id, other, cfg),
+    }
+}
+
+/// Runs one effect (scheduled under `key`) against the ports.
+pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &str) -> EffectOutcome {
+    let outcome = match effect {
+        Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
+        other => order::run(ports, cfg, other, key).await,
+    };
+    outcome.into()
+}

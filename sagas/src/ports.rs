@@ -1,11 +1,75 @@
-//! The interfaces the sagas' effects need from the outside world. The platform and the
-//! gateway implement them (sandbox and real payment providers, MQTT/in-process devices).
+//! The interfaces the sagas' effects need from the outside world: the aggregates (to load
+//! state and issue commands), payment providers, the device link, recent telemetry, the
+//! operator's settings and a clock. The platform and the gateway implement them (the
+//! event store, sandbox and real providers, MQTT/in-process devices); tests implement
+//! them in memory.
 
 use async_trait::async_trait;
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use tare_domain::order::OrderLine;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tare_domain::cabinet::Cabinet;
+use tare_domain::command::DeviceCommand;
+use tare_domain::coupon::CouponPolicy;
+use tare_domain::order::{Order, OrderLine};
+use tare_domain::payment::Payment;
+use tare_domain::shopper::Shopper;
 use tare_domain::weight::StableReading;
 use tare_domain::{CabinetId, Cents, ConfirmMode, DoorNo, ProviderKind, UnixMs};
+
+/// Why a command to an aggregate did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused it (a business rule): retrying cannot help.
+    #[error("{0}")]
+    Rejected(E),
+    /// Optimistic concurrency kept failing after retries.
+    #[error("concurrent update, retries exhausted")]
+    Conflict,
+    /// The store failed (transient: the command may be retried).
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Where a command comes from, stamped on its events [E1]: when, the order (or other
+/// process) it belongs to, and the effect or request that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandMeta {
+    /// Time of the command (Unix ms).
+    pub at: UnixMs,
+    /// The order/session/request the events belong to.
+    pub correlation_id: String,
+    /// The event, effect or request that caused the command.
+    pub causation_id: String,
+}
+
+impl CommandMeta {
+    /// Metadata for a command caused by `causation_id` within `correlation_id`.
+    pub fn new(at: UnixMs, correlation_id: impl Into<String>, causation_id: impl Into<String>) -> Self {
+        Self {
+            at,
+            correlation_id: correlation_id.into(),
+            causation_id: causation_id.into(),
+        }
+    }
+}
+
+/// One aggregate type's state and command side: the port through which effects load an
+/// aggregate and issue commands to it (the platform's event store implements it).
+#[async_trait]
+pub trait AggregatePort<A: Aggregate>: Send + Sync {
+    /// The current state of aggregate `id` (the default state if it has no events).
+    async fn load(&self, id: &str) -> Result<A, CommandError<A::Error>>;
+    /// Decides `command` on aggregate `id` and commits its events.
+    async fn execute(&self, id: &str, command: A::Command, meta: CommandMeta) -> Result<(), CommandError<A::Error>>;
+}
+
+/// The operator's settings the effects read (kept current by the platform).
+pub trait Settings: Send + Sync {
+    /// The coupon rule in force now [O7].
+    fn coupon_policy(&self) -> CouponPolicy;
+}
 
 /// A source of the current time (a system clock in production, a driven one in tests).
 pub trait Clock: Send + Sync {
@@ -187,4 +251,36 @@ pub trait TelemetryView: Send + Sync {
     /// The newest stable reading of `door` taken at or after `device_ts` (never an older
     /// one: the post-close weight must not predate the close) [O5].
     fn newest_stable_since(&self, cabinet: &CabinetId, door: DoorNo, device_ts: UnixMs) -> Option<StableReading>;
+}
+
+/// Everything the sagas' effects act on, each through its port.
+#[derive(Clone)]
+pub struct EffectPorts {
+    /// Orders.
+    pub orders: Arc<dyn AggregatePort<Order>>,
+    /// Payments.
+    pub payments: Arc<dyn AggregatePort<Payment>>,
+    /// Cabinets (door sessions and stock).
+    pub cabinets: Arc<dyn AggregatePort<Cabinet>>,
+    /// Shoppers (order slot, coupons).
+    pub shoppers: Arc<dyn AggregatePort<Shopper>>,
+    /// Device commands [D7].
+    pub commands: Arc<dyn AggregatePort<DeviceCommand>>,
+    /// Payment providers by kind.
+    pub providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
+    /// The device link.
+    pub devices: Arc<dyn DeviceLink>,
+    /// Recent weight samples.
+    pub telemetry: Arc<dyn TelemetryView>,
+    /// The operator's settings.
+    pub settings: Arc<dyn Settings>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EffectPorts {
+    /// The provider of `kind`, if one is configured.
+    pub fn provider(&self, kind: ProviderKind) -> Option<Arc<dyn PaymentProvider>> {
+        self.providers.get(&kind).cloned()
+    }
 }

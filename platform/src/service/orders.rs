@@ -84,7 +84,7 @@ impl Platform {
 
     /// Runs one of the saga's (idempotent) effects now, ahead of the executor: used when a
     /// scan would otherwise be refused because an ended order's clean-up has not run yet.
-    async fn run_effect_now(&self, key: String, effect: tare_sagas::Effect, at: tare_domain::UnixMs) -> crate::runner::EffectOutcome {
+    async fn run_effect_now(&self, key: String, effect: tare_sagas::Effect, at: tare_domain::UnixMs) -> tare_sagas::EffectOutcome {
         self.effects
             .run(&crate::jobs::ClaimedJob {
                 key,
@@ -185,7 +185,7 @@ impl Platform {
                         order_id: previous.clone(),
                         reason: "order_ended".into(),
                     };
-                    if let crate::runner::EffectOutcome::Retry(e) | crate::runner::EffectOutcome::Bury(e) =
+                    if let tare_sagas::EffectOutcome::Retry(e) | tare_sagas::EffectOutcome::Bury(e) =
                         self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
                     {
                         return Err(ServiceError::Conflict {

@@ -1,6 +1,9 @@
 //! Tests of the purchase saga decisions.
 
 use super::*;
+// Every saga's decision: the purchase and the device commands it issues.
+use crate::decide;
+use crate::effect::Effect;
 use crate::ports::DoorCommandKind;
 use std::collections::HashSet;
 use tare_domain::cabinet::{CabinetEvent, Holder, LanePlan};

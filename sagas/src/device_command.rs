@@ -1,0 +1,60 @@
+//! The device command saga [D7]: deliver a command at issue; after each delivery, resend
+//! it (same id, which the device executes at most once and answers with its ack again)
+//! until an ack or the expiry, when the delivery effect records the command `unknown`.
+
+use crate::effect::{Effect, EffectError, EffectOutcome, Scheduled};
+use crate::ports::{CommandMeta, EffectPorts};
+use crate::SagaConfig;
+use tare_domain::command::{CommandEvent, CommandStep};
+use tare_domain::UnixMs;
+
+/// Device commands [D7]: deliver at issue; after each delivery, resend (same id, which
+/// the device executes at most once and answers with its ack again) until an ack or the
+/// expiry, when the effect records the command `unknown`.
+/// The deliveries `e` of command `cmd_id` calls for.
+pub fn decide(cmd_id: &str, e: &CommandEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
+    let deliver = |attempt: u32, at: UnixMs| Scheduled {
+        key: format!("command:{cmd_id}:deliver:{attempt}"),
+        due_at: at,
+        effect: Effect::DeliverCommand {
+            cmd_id: cmd_id.to_string(),
+            attempt,
+        },
+    };
+    match e {
+        CommandEvent::CommandIssued { at, .. } => vec![deliver(1, *at)],
+        CommandEvent::CommandDelivered { attempt, at } => vec![deliver(attempt + 1, at + cfg.command_resend_ms)],
+        CommandEvent::CommandAcknowledged { .. } | CommandEvent::CommandExpired { .. } => vec![],
+    }
+}
+
+/// Delivers attempt `attempt` of command `cmd_id` to its device, or records it expired:
+/// never after its expiry, never to an absent device (looked for again shortly) [B7].
+pub async fn deliver(ports: &EffectPorts, cmd_id: &str, attempt: u32, key: &str) -> Result<EffectOutcome, EffectError> {
+    let now = ports.clock.now_ms();
+    let command = ports.commands.load(cmd_id).await?;
+    let (Some(spec), Some(cabinet)) = (&command.spec, &command.cabinet) else {
+        return Err(EffectError::Permanent("no such command".into()));
+    };
+    if !command.needs_delivery(attempt) {
+        return Ok(EffectOutcome::Done);
+    }
+    let meta = CommandMeta::new(now, command.issued_by.as_str(), format!("job:{key}"));
+    if command.is_expired(now) {
+        ports.commands.execute(cmd_id, CommandStep::Expire { at: now }, meta).await?;
+        return Ok(EffectOutcome::Done);
+    }
+    match ports
+        .devices
+        .send_command(cabinet, cmd_id, spec.type_name(), spec.args(), command.expires_at)
+        .await
+    {
+        Ok(()) => {
+            let step = CommandStep::RecordDelivery { attempt, at: now };
+            ports.commands.execute(cmd_id, step, meta).await?;
+            Ok(EffectOutcome::Done)
+        }
+        // Not connected: look again shortly, until the expiry.
+        Err(_) => Ok(EffectOutcome::Defer((now + 1_000).min(command.expires_at))),
+    }
+}

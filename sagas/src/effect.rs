@@ -1,0 +1,241 @@
+//! The unit of work of every saga: an [`Effect`] scheduled under a key at a due time,
+//! stored with the saga's checkpoint, run by the platform's executor, which records its
+//! [`EffectOutcome`].
+
+use crate::ports::{CommandError, DoorCommandKind, ProviderError};
+use serde::{Deserialize, Serialize};
+use tare_domain::{CabinetId, Cents, DoorNo, UnixMs};
+
+/// One thing the saga wants done. Effects that carry only an order id load what else
+/// they need when they run, so they act on the latest state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Create the provider authorization and open the payment.
+    OpenPayment {
+        /// Order.
+        order_id: String,
+    },
+    /// Cancel the provider order and the payment (no charge).
+    CancelPayment {
+        /// Order.
+        order_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Order: authorized → send the door command.
+    AuthorizeOrder {
+        /// Order.
+        order_id: String,
+    },
+    /// Timer: the authorization deadline.
+    ExpireAuthorization {
+        /// Order.
+        order_id: String,
+    },
+    /// Send a door command to the order's cabinet door.
+    SendDoorCommand {
+        /// Order (its cabinet and door are read when the effect runs).
+        order_id: String,
+        /// Open or query.
+        kind: DoorCommandKind,
+        /// Command id.
+        cmd_id: String,
+        /// Device must ignore it after this.
+        expires_at: UnixMs,
+    },
+    /// Timer: has the door opened?
+    CheckDoor {
+        /// Order.
+        order_id: String,
+        /// Which check.
+        attempt: u32,
+    },
+    /// The door of an order opened: record it with the reading before.
+    RecordDoorOpened {
+        /// Order.
+        order_id: String,
+        /// Cabinet.
+        cabinet: CabinetId,
+        /// Door.
+        door: DoorNo,
+        /// Device clock of the open.
+        device_ts: UnixMs,
+    },
+    /// The door of an order closed.
+    RecordDoorClosed {
+        /// Order.
+        order_id: String,
+        /// Cabinet.
+        cabinet: CabinetId,
+        /// Door.
+        door: DoorNo,
+        /// Device clock of the close.
+        device_ts: UnixMs,
+        /// Whether the cabinet judged it unexpected.
+        unexpected: bool,
+    },
+    /// Timer: look for a stable post-close weight; re-arms itself until `give_up_at`.
+    SettleWeights {
+        /// Order.
+        order_id: String,
+        /// Look again every this many ms.
+        poll_ms: i64,
+        /// Then give up (abnormal).
+        give_up_at: UnixMs,
+    },
+    /// Record the sold counts on the cabinet and release the door (or just release).
+    FinishDoorSession {
+        /// Order.
+        order_id: String,
+    },
+    /// Spend the coupon the order used.
+    RedeemCoupon {
+        /// Order.
+        order_id: String,
+    },
+    /// Deduct through the provider.
+    Collect {
+        /// Order.
+        order_id: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// Timer: query the provider, then retry the deduction if still unpaid.
+    RetryCollection {
+        /// Order.
+        order_id: String,
+        /// The attempt that failed.
+        after_attempt: u32,
+    },
+    /// The provider collected: mark the order paid.
+    MarkOrderPaid {
+        /// Order.
+        order_id: String,
+        /// Transaction.
+        transaction_id: String,
+        /// Amount.
+        amount: Cents,
+    },
+    /// The provider declined: record it on the order (which schedules the retry).
+    RecordChargeFailure {
+        /// Order.
+        order_id: String,
+        /// Attempt.
+        attempt: u32,
+        /// Reason.
+        reason: String,
+    },
+    /// Free the shopper's open-order slot.
+    EndShopperOrder {
+        /// Order.
+        order_id: String,
+        /// How it ended.
+        outcome: String,
+    },
+    /// Deliver (or resend) a device command, or record that it expired unacknowledged
+    /// [D7]. Attempt 1 is due at issue; each delivery arms the next.
+    DeliverCommand {
+        /// Command id.
+        cmd_id: String,
+        /// Delivery attempt.
+        attempt: u32,
+    },
+}
+
+impl Effect {
+    /// What this effect is serialized on: effects of one order (or one device command)
+    /// run one at a time, in the order their causes were committed.
+    pub fn serial_key(&self) -> &str {
+        match self {
+            Self::DeliverCommand { cmd_id, .. } => cmd_id,
+            Self::OpenPayment { order_id }
+            | Self::CancelPayment { order_id, .. }
+            | Self::AuthorizeOrder { order_id }
+            | Self::ExpireAuthorization { order_id }
+            | Self::SendDoorCommand { order_id, .. }
+            | Self::CheckDoor { order_id, .. }
+            | Self::RecordDoorOpened { order_id, .. }
+            | Self::RecordDoorClosed { order_id, .. }
+            | Self::SettleWeights { order_id, .. }
+            | Self::FinishDoorSession { order_id }
+            | Self::RedeemCoupon { order_id }
+            | Self::Collect { order_id, .. }
+            | Self::RetryCollection { order_id, .. }
+            | Self::MarkOrderPaid { order_id, .. }
+            | Self::RecordChargeFailure { order_id, .. }
+            | Self::EndShopperOrder { order_id, .. } => order_id,
+        }
+    }
+}
+
+/// An effect with its idempotency key and due time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// Unique per effect instance; scheduling the same key twice keeps the first.
+    pub key: String,
+    /// When to run it (Unix ms).
+    pub due_at: UnixMs,
+    /// What to do.
+    pub effect: Effect,
+}
+
+impl Scheduled {
+    /// An effect due at `at`.
+    pub fn at(key: String, at: UnixMs, effect: Effect) -> Self {
+        Self { key, due_at: at, effect }
+    }
+}
+
+/// What running an effect concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectOutcome {
+    /// Finished.
+    Done,
+    /// Run again at this time (a re-arming timer, or a result still pending).
+    Defer(UnixMs),
+    /// Failed transiently: retry with backoff.
+    Retry(String),
+    /// Failed for good: park as a dead letter for an operator.
+    Bury(String),
+}
+
+/// Why an effect could not finish: a transient failure is retried with backoff, a
+/// permanent one is buried as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EffectError {
+    /// The store, the provider or the network failed; the effect may succeed later.
+    #[error("{0}")]
+    Transient(String),
+    /// The effect cannot succeed (an aggregate refused it, a provider is missing).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl<E: std::error::Error> From<CommandError<E>> for EffectError {
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(e) => Self::Permanent(e.to_string()),
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+/// A provider's failure is retried: an unknown outcome is resolved by asking again, and
+/// a refusal mid-purchase is the provider's to lift (the order's own rules decide when to
+/// stop).
+impl From<ProviderError> for EffectError {
+    fn from(e: ProviderError) -> Self {
+        Self::Transient(e.to_string())
+    }
+}
+
+impl From<Result<EffectOutcome, EffectError>> for EffectOutcome {
+    fn from(r: Result<EffectOutcome, EffectError>) -> Self {
+        match r {
+            Ok(o) => o,
+            Err(EffectError::Transient(e)) => Self::Retry(e),
+            Err(EffectError::Permanent(e)) => Self::Bury(e),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The purchase saga's effects against in-memory ports: aggregates folded from events in
+//! memory, a scripted provider, a recording device link. They check the effects' side of
+//! the money rules — the authorization covers the door, a deduction is asked of the
+//! provider once per attempt (a re-run asks what happened instead), a refusal cancels —
+//! and the device command rules (never after expiry, never queued for an absent device).
+
+use crate::effect::{Effect, EffectOutcome};
+use crate::ports::*;
+use crate::{run_effect, SagaConfig};
+use async_trait::async_trait;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tare_domain::cabinet::{Cabinet, CabinetCommand, LanePlan};
+use tare_domain::command::{CommandEvent, CommandSpec, DeviceCommand};
+use tare_domain::coupon::CouponPolicy;
+use tare_domain::order::{Order, OrderEvent, OrderLine, OrderState};
+use tare_domain::payment::{Payment, PaymentEvent};
+use tare_domain::shopper::Shopper;
+use tare_domain::weight::{LaneInference, StableReading, Tolerance, WeightSample};
+use tare_domain::{CabinetId, Cents, ConfirmMode, DoorNo, Grams, LaneNo, ProviderKind, Sku, UnixMs};
+
+const NOW: UnixMs = 1_700_000_000_000;
+const ORDER: &str = "o-1";
+
+/// An aggregate store in memory: events per id, folded on load; commands decided by the
+/// aggregate itself. It can also just record the commands it is given.
+struct Memory<A: Aggregate> {
+    events: Mutex<HashMap<String, Vec<A::Event>>>,
+    commands: Mutex<Vec<(String, A::Command)>>,
+}
+
+impl<A: Aggregate> Memory<A> {
+    fn with(history: &[(&str, Vec<A::Event>)]) -> Arc<Self> {
+        Arc::new(Self {
+            events: Mutex::new(history.iter().map(|(id, e)| (id.to_string(), e.clone())).collect()),
+            commands: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn events_of(&self, id: &str) -> Vec<A::Event> {
+        self.events.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl<A> AggregatePort<A> for Memory<A>
+where
+    A: Aggregate<Services = ()> + Default + Clone,
+    A::Command: Clone + Send + Sync,
+    A::Error: Send + Sync,
+{
+    async fn load(&self, id: &str) -> Result<A, CommandError<A::Error>> {
+        let mut a = A::default();
+        for e in self.events_of(id) {
+            a.apply(e);
+        }
+        Ok(a)
+    }
+
+    async fn execute(&self, id: &str, command: A::Command, _: CommandMeta) -> Result<(), CommandError<A::Error>> {
+        self.commands.lock().unwrap().push((id.to_string(), command.clone()));
+        let mut a = self.load(id).await?;
+        let sink = EventSink::default();
+        a.handle(command, &(), &sink).await.map_err(CommandError::Rejected)?;
+        let new = sink.collect().await;
+        self.events.lock().unwrap().entry(id.to_string()).or_default().extend(new);
+        Ok(())
+    }
+}
+
+/// A provider whose answers the test sets, and which records what it was asked.
+#[derive(Default)]
+struct ScriptedProvider {
+    calls: Mutex<Vec<String>>,
+    refuse_authorization: bool,
+    query: Mutex<Option<ProviderOrderStatus>>,
+}
+
+#[async_trait]
+impl PaymentProvider for ScriptedProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Alipay
+    }
+    async fn create_authorization(&self, req: AuthorizationRequest) -> Result<AuthorizationCreated, ProviderError> {
+        self.calls.lock().unwrap().push(format!("authorize {}", req.limit.get()));
+        if self.refuse_authorization {
+            return Err(ProviderError::Refused {
+                code: "RISK".into(),
+                message: "declined".into(),
+            });
+        }
+        Ok(AuthorizationCreated {
+            provider_order_ref: "ref-1".into(),
+            confirm_url: None,
+            authorized: true,
+        })
+    }
+    async fn cancel(&self, order_id: &str, _: &str) -> Result<(), ProviderError> {
+        self.calls.lock().unwrap().push(format!("cancel {order_id}"));
+        Ok(())
+    }
+    async fn collect(&self, req: CollectionRequest) -> Result<CollectionOutcome, ProviderError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("collect {} discount {}", req.amount.get(), req.discount.get()));
+        Ok(CollectionOutcome::Pending)
+    }
+    async fn query(&self, _: &str) -> Result<ProviderOrderStatus, ProviderError> {
+        self.calls.lock().unwrap().push("query".into());
+        Ok(self.query.lock().unwrap().clone().unwrap_or(ProviderOrderStatus::Collecting))
+    }
+}
+
+#[derive(Default)]
+struct RecordingDevices {
+    connected: bool,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl DeviceLink for RecordingDevices {
+    async fn send_command(
+        &self,
+        cabinet: &CabinetId,
+        cmd_id: &str,
+        _: &str,
+        _: serde_json::Value,
+        _: UnixMs,
+    ) -> Result<(), DeviceLinkError> {
+        if !self.connected {
+            return Err(DeviceLinkError::NotConnected(cabinet.to_string()));
+        }
+        self.sent.lock().unwrap().push(cmd_id.to_string());
+        Ok(())
+    }
+}
+
+struct NoTelemetry;
+
+impl TelemetryView for NoTelemetry {
+    fn stable_at_or_before(&self, _: &CabinetId, _: DoorNo, _: UnixMs) -> Option<StableReading> {
+        None
+    }
+    fn newest_stable_since(&self, _: &CabinetId, _: DoorNo, _: UnixMs) -> Option<StableReading> {
+        None
+    }
+}
+
+struct Fixed;
+
+impl Clock for Fixed {
+    fn now_ms(&self) -> UnixMs {
+        NOW
+    }
+}
+
+impl Settings for Fixed {
+    fn coupon_policy(&self) -> CouponPolicy {
+        CouponPolicy::default()
+    }
+}
+
+struct World {
+    ports: EffectPorts,
+    orders: Arc<Memory<Order>>,
+    payments: Arc<Memory<Payment>>,
+    cabinets: Arc<Memory<Cabinet>>,
+    commands: Arc<Memory<DeviceCommand>>,
+    provider: Arc<ScriptedProvider>,
+    devices: Arc<RecordingDevices>,
+}
+
+fn world(orders: Vec<OrderEvent>, payments: Vec<PaymentEvent>, provider: ScriptedProvider, devices: RecordingDevices) -> World {
+    let orders = Memory::with(&[(ORDER, orders)]);
+    let payments = Memory::with(&[(ORDER, payments)]);
+    let cabinets = Memory::<Cabinet>::with(&[]);
+    let commands = Memory::<DeviceCommand>::with(&[]);
+    let provider = Arc::new(provider);
+    let devices = Arc::new(devices);
+    let ports = EffectPorts {
+        orders: orders.clone(),
+        payments: payments.clone(),
+        cabinets: cabinets.clone(),
+        shoppers: Memory::<Shopper>::with(&[]),
+        commands: commands.clone(),
+        providers: HashMap::from([(ProviderKind::Alipay, provider.clone() as Arc<dyn PaymentProvider>)]),
+        devices: devices.clone(),
+        telemetry: Arc::new(NoTelemetry),
+        settings: Arc::new(Fixed),
+        clock: Arc::new(Fixed),
+    };
+    World {
+        ports,
+        orders,
+        payments,
+        cabinets,
+        commands,
+        provider,
+        devices,
+    }
+}
+
+fn lane(n: u8, price: i64, capacity: u32) -> LanePlan {
+    LanePlan {
+        lane: LaneNo::of(n),
+        sku: Sku::of("cola"),
+        name: "Cola".into(),
+        unit_grams: Grams::of(330.0),
+        price: Cents::new(price),
+        capacity,
+        restock_threshold: 1,
+        tolerance: Tolerance::default(),
+    }
+}
+
+fn created() -> OrderEvent {
+    OrderEvent::OrderCreated {
+        order_id: ORDER.into(),
+        shopper_id: "s-1".into(),
+        cabinet: CabinetId::parse("wc1.SN1").unwrap(),
+        door: DoorNo::of(1),
+        provider: ProviderKind::Alipay,
+        confirm_mode: ConfirmMode::Once,
+        lanes: vec![lane(1, 300, 10), lane(2, 250, 4)],
+        planogram_version: 1,
+        auth_deadline: NOW + 60_000,
+        at: NOW,
+    }
+}
+
+fn reading() -> StableReading {
+    StableReading::from_sample(WeightSample {
+        msg_id: "after".into(),
+        device_ts: NOW,
+        received_at: NOW,
+        stable: true,
+        lanes: vec![],
+    })
+    .expect("stable")
+}
+
+/// Two colas inferred from lane 1.
+fn two_colas() -> LaneInference {
+    LaneInference {
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        before_grams: Grams::of(990.0),
+        after_grams: Grams::of(330.0),
+        unit_grams: Grams::of(330.0),
+        raw_count: 2.0,
+        count: 2,
+        residual_grams: Grams::ZERO,
+        tolerance_grams: Grams::of(6.0),
+        confidence: 1.0,
+        within_tolerance: true,
+    }
+}
+
+/// An order charging 5.00 (two colas, 1.00 off), attempt 1.
+fn charging() -> Vec<OrderEvent> {
+    let lines = vec![OrderLine {
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        name: "Cola".into(),
+        qty: 2,
+        unit_price: Cents::new(300),
+    }];
+    vec![
+        created(),
+        OrderEvent::WeightsSettled {
+            after: reading(),
+            inference: vec![two_colas()],
+            lines,
+            subtotal: Cents::new(600),
+            coupon: None,
+            total: Cents::new(500),
+            anomalies: vec![],
+            at: NOW,
+        },
+        OrderEvent::ChargeRequested {
+            amount: Cents::new(500),
+            attempt: 1,
+            at: NOW,
+        },
+    ]
+}
+
+fn payment_opened() -> PaymentEvent {
+    PaymentEvent::PaymentOpened {
+        order_id: ORDER.into(),
+        provider: ProviderKind::Alipay,
+        confirm_mode: ConfirmMode::Once,
+        provider_order_ref: "ref-1".into(),
+        confirm_url: None,
+        at: NOW,
+    }
+}
+
+async fn run(w: &World, effect: Effect) -> EffectOutcome {
+    run_effect(&w.ports, &SagaConfig::default(), &effect, "job-1").await
+}
+
+#[tokio::test]
+async fn the_authorization_covers_every_lane_emptied_and_a_refusal_cancels() {
+    let w = world(vec![created()], vec![], ScriptedProvider::default(), RecordingDevices::default());
+    let open = Effect::OpenPayment { order_id: ORDER.into() };
+    assert_eq!(run(&w, open.clone()).await, EffectOutcome::Done);
+    // 10 × 3.00 + 4 × 2.50.
+    assert_eq!(*w.provider.calls.lock().unwrap(), ["authorize 4000"]);
+    assert!(matches!(w.payments.events_of(ORDER)[..], [PaymentEvent::PaymentOpened { .. }, ..]));
+
+    let refused = ScriptedProvider {
+        refuse_authorization: true,
+        ..ScriptedProvider::default()
+    };
+    let w = world(vec![created()], vec![], refused, RecordingDevices::default());
+    assert_eq!(run(&w, open).await, EffectOutcome::Done);
+    assert!(matches!(
+        w.orders.events_of(ORDER).last(),
+        Some(OrderEvent::OrderCancelled { reason, .. }) if reason.starts_with("authorization_refused: RISK")
+    ));
+    assert!(w.payments.events_of(ORDER).is_empty());
+}
+
+#[tokio::test]
+async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
+    let authorized = PaymentEvent::PaymentAuthorized {
+        notification_id: None,
+        at: NOW,
+    };
+    let w = world(
+        charging(),
+        vec![payment_opened(), authorized],
+        ScriptedProvider::default(),
+        RecordingDevices::default(),
+    );
+    let collect = Effect::Collect {
+        order_id: ORDER.into(),
+        attempt: 1,
+    };
+    // Pending: the callback (or a later run) settles it.
+    let first = run(&w, collect.clone()).await;
+    assert!(matches!(first, EffectOutcome::Defer(_)), "{first:?}");
+    assert_eq!(*w.provider.calls.lock().unwrap(), ["collect 500 discount 100"]);
+    // Run again (a crash, a lost reply): the provider is asked, never charged twice.
+    *w.provider.query.lock().unwrap() = Some(ProviderOrderStatus::Collected {
+        transaction_id: "t-1".into(),
+        amount: Cents::new(500),
+    });
+    assert_eq!(run(&w, collect).await, EffectOutcome::Done);
+    assert_eq!(*w.provider.calls.lock().unwrap(), ["collect 500 discount 100", "query"]);
+    assert!(matches!(
+        w.payments.events_of(ORDER).last(),
+        Some(PaymentEvent::PaymentCollected { amount, .. }) if *amount == Cents::new(500)
+    ));
+    // A stale attempt does nothing at all.
+    let stale = Effect::Collect {
+        order_id: ORDER.into(),
+        attempt: 7,
+    };
+    assert_eq!(run(&w, stale).await, EffectOutcome::Done);
+    assert_eq!(w.provider.calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_paid_order_ends_its_door_session_as_a_sale() {
+    let mut history = charging();
+    history.push(OrderEvent::OrderPaid {
+        transaction_id: "t-1".into(),
+        amount: Cents::new(500),
+        at: NOW,
+    });
+    let w = world(history, vec![], ScriptedProvider::default(), RecordingDevices::default());
+    // The cabinet refuses (it was never registered here): the effect is a dead letter,
+    // but the command it issued is the domain rule's: a charged sale of two colas.
+    let outcome = run(&w, Effect::FinishDoorSession { order_id: ORDER.into() }).await;
+    assert!(matches!(outcome, EffectOutcome::Bury(_)), "{outcome:?}");
+    let issued = w.cabinets.commands.lock().unwrap().clone();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0].0, "wc1.SN1");
+    let CabinetCommand::FinishSale { sold, charged, .. } = &issued[0].1 else {
+        panic!("not a sale: {:?}", issued[0].1);
+    };
+    assert_eq!((sold.as_slice(), *charged), (&[(LaneNo::of(1), 2)][..], true));
+    let order = w.ports.orders.load(ORDER).await.unwrap();
+    assert_eq!(order.state, OrderState::Paid);
+}
+
+#[tokio::test]
+async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_device() {
+    let issued = CommandEvent::CommandIssued {
+        cabinet: CabinetId::parse("wc1.SN1").unwrap(),
+        spec: CommandSpec::OpenDoor { door: 1 },
+        expires_at: NOW + 5_000,
+        issued_by: "test".into(),
+        at: NOW,
+    };
+    let away = world(vec![], vec![], ScriptedProvider::default(), RecordingDevices::default());
+    let commands = Memory::<DeviceCommand>::with(&[("c-1", vec![issued.clone()])]);
+    let ports = EffectPorts {
+        commands: commands.clone(),
+        ..away.ports.clone()
+    };
+    let deliver = Effect::DeliverCommand {
+        cmd_id: "c-1".into(),
+        attempt: 1,
+    };
+    let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;
+    assert_eq!(outcome, EffectOutcome::Defer(NOW + 1_000), "looked for again shortly");
+    assert!(away.devices.sent.lock().unwrap().is_empty());
+
+    let here = world(
+        vec![],
+        vec![],
+        ScriptedProvider::default(),
+        RecordingDevices {
+            connected: true,
+            ..RecordingDevices::default()
+        },
+    );
+    let expired = CommandEvent::CommandIssued {
+        cabinet: CabinetId::parse("wc1.SN1").unwrap(),
+        spec: CommandSpec::OpenDoor { door: 1 },
+        expires_at: NOW,
+        issued_by: "test".into(),
+        at: NOW - 1,
+    };
+    let commands = Memory::<DeviceCommand>::with(&[("c-1", vec![expired])]);
+    let ports = EffectPorts {
+        commands: commands.clone(),
+        ..here.ports.clone()
+    };
+    let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;
+    assert_eq!(outcome, EffectOutcome::Done);
+    assert!(here.devices.sent.lock().unwrap().is_empty(), "never sent after its expiry");
+    assert!(matches!(
+        commands.events_of("c-1").last(),
+        Some(CommandEvent::CommandExpired { .. })
+    ));
+    assert!(here.commands.events_of("c-1").is_empty());
+}
