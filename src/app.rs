@@ -39,7 +39,7 @@ pub struct AppConfig {
     /// PostgreSQL pool size.
     pub pg_max_connections: u32,
     /// Device liveness.
-    pub liveness: tare_platform::liveness::LivenessConfig,
+    pub liveness: tare_platform::devices::liveness::LivenessConfig,
     /// NATS JetStream (scaled out), or `None` for the embedded in-process feed.
     pub nats: Option<tare_platform::cluster::NatsConfig>,
     /// What this node does.
@@ -72,7 +72,7 @@ impl AppConfig {
             sandboxes: None,
             node: "node-1".into(),
             pg_max_connections: 10,
-            liveness: tare_platform::liveness::LivenessConfig::default(),
+            liveness: tare_platform::devices::liveness::LivenessConfig::default(),
             nats: None,
             roles: Roles::ALL,
             payments: None,

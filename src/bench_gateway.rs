@@ -18,7 +18,6 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use rumqttc::mqttbytes::{v4, QoS};
 use serde_json::json;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tare_domain::CabinetId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,8 +162,8 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
             let addr = mqtt_addr.clone();
             let clock = clock.clone();
             async move {
-                let user = tare_platform::device_auth::mqtt_username(id, clock.now_ms());
-                let pass = tare_platform::device_auth::sign(secret, &user);
+                let user = tare_protocol::signing::mqtt_username(id, clock.now_ms());
+                let pass = tare_protocol::signing::sign(secret, &user);
                 connect(&addr, &id.to_string(), Some((user, pass))).await
             }
         })
@@ -186,7 +185,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     let total = share * b.publishers;
     let now = clock.now_ms();
     let frames: Vec<Vec<u8>> = (0..b.publishers).map(|p| frames_for(&devices[p].0, p, share, now)).collect();
-    let accepted_before = app.platform.devices().counters.accepted.load(Relaxed);
+    let accepted_before = app.platform.metrics().await?.devices.accepted;
     let started = Instant::now();
     let results = futures::future::join_all(
         conns
@@ -200,7 +199,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     for r in results {
         r?;
     }
-    let accepted = app.platform.devices().counters.accepted.load(Relaxed) - accepted_before;
+    let accepted = app.platform.metrics().await?.devices.accepted - accepted_before;
     if accepted != total as u64 {
         bail!("the gateway accepted {accepted} of {total} messages");
     }

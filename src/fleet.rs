@@ -4,6 +4,7 @@
 //! confirm in the sandbox, take goods and close the door.
 
 use crate::app::App;
+use crate::in_process::{device_clock, InProcessTransport};
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::{CabinetId, DoorNo, LaneNo};
 use tare_sim::cabinet::{Faults, VirtualCabinet, VirtualCabinetSpec, VirtualLane};
-use tare_sim::transport::{DeviceTransport, HttpTransport, HubTransport, MqttDeviceConfig, MqttTransport};
+use tare_sim::transport::{DeviceTransport, HttpTransport, MqttDeviceConfig, MqttTransport};
 
 /// A small HTTP client for the API.
 #[derive(Clone)]
@@ -280,7 +281,7 @@ impl Fleet {
                         (FleetTransport::Mqtt, Some(mqtt), _) => MqttTransport::new(
                             id.clone(),
                             secret,
-                            target.clock.clone(),
+                            device_clock(&target.clock),
                             MqttDeviceConfig {
                                 host: mqtt.ip().to_string(),
                                 port: mqtt.port(),
@@ -288,8 +289,10 @@ impl Fleet {
                             },
                         ),
                         (FleetTransport::Mqtt, None, _) => bail!("an MQTT fleet needs the platform's MQTT address"),
-                        (FleetTransport::Http, _, _) => HttpTransport::new(id.clone(), secret, target.clock.clone(), &target.base_url),
-                        (FleetTransport::InProcess, _, Some(hub)) => HubTransport::new(hub.clone(), id.clone()),
+                        (FleetTransport::Http, _, _) => {
+                            HttpTransport::new(id.clone(), secret, device_clock(&target.clock), &target.base_url)
+                        }
+                        (FleetTransport::InProcess, _, Some(hub)) => InProcessTransport::new(hub.clone(), id.clone()),
                         (FleetTransport::InProcess, _, None) => bail!("an in-process fleet needs the platform in this process"),
                     };
                     let vc = VirtualCabinet::new(
@@ -302,7 +305,7 @@ impl Fleet {
                             compartments: Vec::new(),
                         },
                         transport,
-                        target.clock.clone(),
+                        device_clock(&target.clock),
                     );
                     vc.connect().await.map_err(|e| anyhow!("connecting {id}: {e}"))?;
                     Ok((vc, plan))

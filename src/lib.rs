@@ -1,10 +1,11 @@
 //! The `tare` binary's library: wiring the embedded platform with its sandboxes and HTTP
 //! API ([`app`]), the virtual fleet and the shoppers that drive it ([`fleet`]), and the
-//! benchmarks ([`bench`]). The end-to-end tests in `tests/` use the same pieces.
+//! benchmarks ([`bench`]), and the in-process device transport ([`in_process`]). The end-to-end tests in `tests/` use the same pieces.
 
 pub mod app;
 pub mod bench;
 pub mod bench_gateway;
 pub mod bench_store;
 pub mod fleet;
+pub mod in_process;
 pub mod tail;

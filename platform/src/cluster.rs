@@ -21,12 +21,12 @@
 //!   skipped. A node that dies mid-event leaves it unacknowledged; JetStream hands it to
 //!   another node after `ack_wait`.
 
-use crate::bus::{HeartbeatInfo, Telemetry};
 use crate::db::{Db, DbError};
+use crate::devices::bus::{HeartbeatInfo, Telemetry};
+use crate::devices::telemetry::TelemetryBuffer;
 use crate::devices::DeviceHub;
 use crate::feed::{Feed, FeedEvent};
 use crate::store::Aggregates;
-use crate::telemetry::TelemetryBuffer;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
@@ -624,7 +624,7 @@ struct TelemetryRecord {
 /// (`{ns}.telemetry.{pk}.{dn}.weight|heartbeat`) [D6]. Records the local bus dropped
 /// because this task lagged are counted as lost.
 pub async fn forward_telemetry(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdown: watch::Receiver<bool>) {
-    let mut rx = hub.bus.subscribe();
+    let mut rx = hub.bus().subscribe();
     let node = hub.node().to_string();
     loop {
         let t = tokio::select! {

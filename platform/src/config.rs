@@ -30,7 +30,7 @@ pub struct PlatformConfig {
     /// PostgreSQL pool size (the server's `max_connections` is shared by every node).
     pub pg_max_connections: u32,
     /// Device liveness [D5, B1].
-    pub liveness: crate::liveness::LivenessConfig,
+    pub liveness: crate::devices::liveness::LivenessConfig,
     /// NATS JetStream (scaled out); `None`: the in-process feed loops (embedded).
     pub nats: Option<crate::cluster::NatsConfig>,
     /// What this node does.
@@ -107,7 +107,7 @@ impl PlatformConfig {
             clock: PlatformClock::System,
             effect_concurrency: 32,
             pg_max_connections: 10,
-            liveness: crate::liveness::LivenessConfig::default(),
+            liveness: crate::devices::liveness::LivenessConfig::default(),
             nats: None,
             roles: Roles::ALL,
         }

@@ -7,13 +7,13 @@
 use crate::clock::PlatformClock;
 use crate::config::{PlatformConfig, Roles, StoreConfig};
 use crate::db::{Db, DbError};
+use crate::devices::telemetry::TelemetryBuffer;
 use crate::devices::DeviceHub;
 use crate::feed::Feed;
 use crate::jobs::Jobs;
 use crate::runner::{execute_due, saga_step, EffectCounters, Effects, WatchedSettings};
 use crate::service::catalogue::load_coupon_policy;
 use crate::store::{Aggregates, Meta};
-use crate::telemetry::TelemetryBuffer;
 use crate::views::{project_step, Views};
 use std::collections::HashMap;
 use std::sync::Arc;

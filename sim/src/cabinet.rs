@@ -6,15 +6,16 @@
 //! Faults on demand: lost open events, missing acks, a jammed door, unstable readings
 //! after the door moves.
 
+use crate::clock::DeviceClock;
 use crate::transport::{DeviceTransport, TransportError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use tare_domain::command::CommandSpec;
 use tare_domain::{CabinetId, DoorNo, LaneNo, UnixMs};
-use tare_platform::clock::PlatformClock;
-use tare_platform::protocol::CommandMsg;
+use tare_protocol::{CommandMsg, UplinkKind};
 use tokio::sync::Notify;
 
 /// One lane of a virtual cabinet.
@@ -74,7 +75,7 @@ struct State {
     rng: StdRng,
     faults: Faults,
     /// A message held back by the reorder fault.
-    held: Option<(String, Vec<u8>)>,
+    held: Option<(UplinkKind, Vec<u8>)>,
     /// Locker compartments: occupied?
     compartments: BTreeMap<DoorNo, bool>,
 }
@@ -83,10 +84,18 @@ struct State {
 pub struct VirtualCabinet {
     id: CabinetId,
     transport: Arc<dyn DeviceTransport>,
-    clock: PlatformClock,
+    clock: Arc<dyn DeviceClock>,
     noise: f64,
     state: Arc<Mutex<State>>,
     door_moved: Notify,
+}
+
+/// How to acknowledge one command.
+#[derive(Clone, Copy)]
+struct Ack<'a> {
+    cmd_id: &'a str,
+    /// The cabinet drops its acks (a fault on demand).
+    drop: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,7 +104,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl VirtualCabinet {
     /// Builds the cabinet (not connected yet).
-    pub fn new(spec: VirtualCabinetSpec, transport: Arc<dyn DeviceTransport>, clock: PlatformClock) -> Arc<Self> {
+    pub fn new(spec: VirtualCabinetSpec, transport: Arc<dyn DeviceTransport>, clock: Arc<dyn DeviceClock>) -> Arc<Self> {
         let lanes = spec
             .doors
             .iter()
@@ -173,7 +182,7 @@ impl VirtualCabinet {
             (per.len() as u8, per.values().copied().collect::<Vec<_>>())
         };
         self.send(
-            "boot",
+            UplinkKind::Boot,
             json!({"fw": "vc-1.0", "hw": "virtual", "doors": doors, "lanes": lanes_per_door}),
         )
         .await?;
@@ -183,7 +192,7 @@ impl VirtualCabinet {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(down) = rx.recv().await {
-                if down.kind != "cmd" {
+                if down.kind != tare_protocol::DownlinkKind::Cmd {
                     continue;
                 }
                 let Ok(cmd) = serde_json::from_slice::<CommandMsg>(&down.payload) else {
@@ -265,7 +274,7 @@ impl VirtualCabinet {
             st.faults.clone()
         };
         self.door_moved.notify_waiters();
-        self.send("door", json!({"door": door.get(), "state": "closed"})).await?;
+        self.send(UplinkKind::Door, json!({"door": door.get(), "state": "closed"})).await?;
         for _ in 0..faults.unstable_after_close {
             self.send_weight(door, false).await?;
         }
@@ -279,7 +288,7 @@ impl VirtualCabinet {
     pub async fn force_open(&self, door: DoorNo) -> Result<(), TransportError> {
         lock(&self.state).open.insert(door);
         self.door_moved.notify_waiters();
-        self.send("door", json!({"door": door.get(), "state": "open"})).await
+        self.send(UplinkKind::Door, json!({"door": door.get(), "state": "open"})).await
     }
 
     /// Sends a heartbeat.
@@ -290,7 +299,7 @@ impl VirtualCabinet {
             .map(|d| json!({"door": d.get(), "state": if self.is_open(d) {"open"} else {"closed"}}))
             .collect();
         self.send(
-            "heartbeat",
+            UplinkKind::Heartbeat,
             json!({"temp_c": 4.0, "battery": 100, "net": 80, "heating": false, "doors": doors}),
         )
         .await
@@ -339,113 +348,135 @@ impl VirtualCabinet {
         self.send_weight(door, true).await
     }
 
+    /// Executes a command as firmware would: each id at most once (a repeat only repeats
+    /// its ack), never after its expiry, and only the contract's commands.
     async fn execute(&self, cmd: CommandMsg) -> Result<(), TransportError> {
-        let number = |key: &str| cmd.args.get(key).and_then(|v| v.as_u64()).and_then(|v| u8::try_from(v).ok());
-        let door = number("door").and_then(|d| DoorNo::try_from(d).ok());
-        let lane = number("lane").and_then(|l| LaneNo::try_from(l).ok());
         let (repeat, faults) = {
             let mut st = lock(&self.state);
             (!st.executed.insert(cmd.cmd_id.clone()), st.faults.clone())
         };
-        let ack = |status: &str, detail: Option<&str>, result: Option<serde_json::Value>| {
-            let mut v = json!({"cmd_id": cmd.cmd_id, "status": status});
-            if let Some(d) = detail {
-                v["detail"] = json!(d);
-            }
-            if let Some(r) = result {
-                v["result"] = r;
-            }
-            v
+        let ack = Ack {
+            cmd_id: &cmd.cmd_id,
+            drop: faults.drop_acks,
         };
         if repeat {
-            // Executed at most once; a repeat only repeats the ack.
-            if !faults.drop_acks {
-                self.send("ack", ack("ok", None, None)).await?;
-            }
-            return Ok(());
+            return self.ack(&ack, Ok(None)).await;
         }
         if self.clock.now_ms() > cmd.expires_at {
-            return self.send("ack", ack("error", Some("expired"), None)).await;
+            return self.ack(&Ack { drop: false, ..ack }, Err("expired")).await;
         }
-        let known_door = door.filter(|d| lock(&self.state).lanes.keys().any(|(door, _)| door == d));
-        match cmd.kind.as_str() {
-            "open_door" | "query_door" | "tare" | "calibrate" if known_door.is_none() => {
-                self.send("ack", ack("error", Some("no such door"), None)).await?;
-            }
-            "open_door" => {
-                let Some(door) = known_door else { return Ok(()) };
-                if faults.jammed {
-                    if !faults.drop_acks {
-                        self.send("ack", ack("error", Some("door jammed"), None)).await?;
-                    }
-                    return Ok(());
+        let Ok(spec) = cmd.spec() else {
+            return self.ack(&Ack { drop: false, ..ack }, Err("unsupported")).await;
+        };
+        match spec {
+            CommandSpec::OpenDoor { door } => self.open_door(&ack, door, &faults).await,
+            CommandSpec::QueryDoor { door } => match self.known_door(door) {
+                Some(door) => {
+                    let state = if self.is_open(door) { "open" } else { "closed" };
+                    self.ack(&ack, Ok(Some(json!({"state": state})))).await
                 }
-                let was_open = self.is_open(door);
-                if !was_open {
-                    // The last closed-door reading, then the door opens.
-                    self.send_weight(door, true).await?;
-                }
-                if !faults.drop_acks {
-                    self.send("ack", ack("ok", None, None)).await?;
-                }
-                // The door reports itself open before anyone can reach in (and close it).
-                if !faults.lose_open_events {
-                    self.send("door", json!({"door": door.get(), "state": "open", "cmd_id": cmd.cmd_id}))
-                        .await?;
-                }
-                lock(&self.state).open.insert(door);
-                self.send_weight(door, false).await?;
-                self.door_moved.notify_waiters();
-            }
-            "query_door" => {
-                let Some(door) = known_door else { return Ok(()) };
-                let state = if self.is_open(door) { "open" } else { "closed" };
-                if !faults.drop_acks {
-                    self.send("ack", ack("ok", None, Some(json!({"state": state})))).await?;
-                }
-            }
-            "tare" | "calibrate" => {
-                let known = known_door.zip(lane).filter(|key| lock(&self.state).lanes.contains_key(key));
-                let Some((door, lane)) = known else {
-                    self.send("ack", ack("error", Some("unknown lane"), None)).await?;
-                    return Ok(());
-                };
-                if cmd.kind == "tare" {
-                    // The virtual scale reads net of its tray already: zeroing leaves the
-                    // goods' weight.
-                    let grams = self.lane_grams(door, lane);
-                    self.send("ack", ack("ok", None, Some(json!({"grams": grams})))).await?;
-                } else {
-                    let standard = cmd.args.get("standard_grams").and_then(|g| g.as_f64()).unwrap_or(0.0);
-                    self.send("ack", ack("ok", None, Some(json!({"measured_grams": standard})))).await?;
+                None => self.ack(&Ack { drop: false, ..ack }, Err("no such door")).await,
+            },
+            CommandSpec::Tare { door, lane } => self.scale(&ack, door, lane, None).await,
+            CommandSpec::Calibrate {
+                door,
+                lane,
+                standard_grams,
+            } => self.scale(&ack, door, lane, Some(standard_grams.get())).await,
+            CommandSpec::Pop { compartment } => self.pop(&ack, compartment).await,
+            CommandSpec::SetPriceLabel { .. }
+            | CommandSpec::Lights { .. }
+            | CommandSpec::Heating { .. }
+            | CommandSpec::AdAdd { .. }
+            | CommandSpec::AdRemove { .. }
+            | CommandSpec::Upgrade { .. } => self.ack(&ack, Ok(None)).await,
+        }
+    }
+
+    /// A door this cabinet has (doors are numbered by their lanes).
+    fn known_door(&self, door: u8) -> Option<DoorNo> {
+        DoorNo::try_from(door)
+            .ok()
+            .filter(|d| lock(&self.state).lanes.keys().any(|(door, _)| door == d))
+    }
+
+    /// Sends the ack of a command: `Ok(result)` or `Err(detail)`; a cabinet told to drop
+    /// acks sends none.
+    async fn ack(&self, ack: &Ack<'_>, outcome: Result<Option<serde_json::Value>, &str>) -> Result<(), TransportError> {
+        if ack.drop {
+            return Ok(());
+        }
+        let mut v = json!({"cmd_id": ack.cmd_id});
+        match outcome {
+            Ok(result) => {
+                v["status"] = json!("ok");
+                if let Some(r) = result {
+                    v["result"] = r;
                 }
             }
-            "set_price_label" | "lights" | "heating" | "ad_add" | "ad_remove" | "upgrade" => {
-                if !faults.drop_acks {
-                    self.send("ack", ack("ok", None, None)).await?;
-                }
-            }
-            "pop" => {
-                let compartment = cmd.args.get("compartment").and_then(|c| c.as_u64()).unwrap_or(0);
-                let known = u8::try_from(compartment)
-                    .ok()
-                    .and_then(|c| DoorNo::try_from(c).ok())
-                    .is_some_and(|c| lock(&self.state).compartments.contains_key(&c));
-                if !known {
-                    self.send("ack", ack("error", Some("no such compartment"), None)).await?;
-                } else {
-                    if !faults.drop_acks {
-                        self.send("ack", ack("ok", None, None)).await?;
-                    }
-                    self.send("compartment", json!({"compartment": compartment, "event": "popped"}))
-                        .await?;
-                }
-            }
-            _ => {
-                self.send("ack", ack("error", Some("unsupported"), None)).await?;
+            Err(detail) => {
+                v["status"] = json!("error");
+                v["detail"] = json!(detail);
             }
         }
+        self.send(UplinkKind::Ack, v).await
+    }
+
+    /// `open_door`: the last closed-door reading, the ack, the door's own `open` event
+    /// (before anyone can reach in), then readings of the open door.
+    async fn open_door(&self, ack: &Ack<'_>, door: u8, faults: &Faults) -> Result<(), TransportError> {
+        let Some(door) = self.known_door(door) else {
+            return self.ack(&Ack { drop: false, ..*ack }, Err("no such door")).await;
+        };
+        if faults.jammed {
+            return self.ack(ack, Err("door jammed")).await;
+        }
+        if !self.is_open(door) {
+            self.send_weight(door, true).await?;
+        }
+        self.ack(ack, Ok(None)).await?;
+        if !faults.lose_open_events {
+            self.send(UplinkKind::Door, json!({"door": door.get(), "state": "open", "cmd_id": ack.cmd_id}))
+                .await?;
+        }
+        lock(&self.state).open.insert(door);
+        self.send_weight(door, false).await?;
+        self.door_moved.notify_waiters();
         Ok(())
+    }
+
+    /// `tare` (no standard weight: answers the lane's grams after zeroing) or `calibrate`
+    /// (answers the standard weight as measured).
+    async fn scale(&self, ack: &Ack<'_>, door: u8, lane: u8, standard: Option<f64>) -> Result<(), TransportError> {
+        let known = self
+            .known_door(door)
+            .zip(LaneNo::try_from(lane).ok())
+            .filter(|key| lock(&self.state).lanes.contains_key(key));
+        let Some((door, lane)) = known else {
+            return self.ack(&Ack { drop: false, ..*ack }, Err("unknown lane")).await;
+        };
+        let result = match standard {
+            // The virtual scale reads net of its tray already: zeroing leaves the goods'
+            // weight.
+            None => json!({"grams": self.lane_grams(door, lane)}),
+            Some(grams) => json!({"measured_grams": grams}),
+        };
+        // Scale answers always go out (an operator waits for the number).
+        self.ack(&Ack { drop: false, ..*ack }, Ok(Some(result))).await
+    }
+
+    /// `pop`: a locker compartment opens.
+    async fn pop(&self, ack: &Ack<'_>, compartment: u32) -> Result<(), TransportError> {
+        let known = u8::try_from(compartment)
+            .ok()
+            .and_then(|c| DoorNo::try_from(c).ok())
+            .is_some_and(|c| lock(&self.state).compartments.contains_key(&c));
+        if !known {
+            return self.ack(&Ack { drop: false, ..*ack }, Err("no such compartment")).await;
+        }
+        self.ack(ack, Ok(None)).await?;
+        self.send(UplinkKind::Compartment, json!({"compartment": compartment, "event": "popped"}))
+            .await
     }
 
     /// Locker: someone takes the item out of `compartment` (or puts one back).
@@ -454,13 +485,14 @@ impl VirtualCabinet {
             *occupied = !taken;
         }
         let event = if taken { "taken" } else { "returned" };
-        self.send("compartment", json!({"compartment": compartment.get(), "event": event}))
+        self.send(UplinkKind::Compartment, json!({"compartment": compartment.get(), "event": event}))
             .await
     }
 
     /// The screen played an ad.
     pub async fn ad_played(&self, ad_id: &str, duration_ms: u64) -> Result<(), TransportError> {
-        self.send("ad_play", json!({"ad_id": ad_id, "duration_ms": duration_ms})).await
+        self.send(UplinkKind::AdPlay, json!({"ad_id": ad_id, "duration_ms": duration_ms}))
+            .await
     }
 
     fn state_handle(&self) -> Arc<Mutex<State>> {
@@ -497,11 +529,11 @@ impl VirtualCabinet {
                 })
                 .collect()
         };
-        self.send("weight", json!({"door": door.get(), "stable": stable, "lanes": lanes}))
+        self.send(UplinkKind::Weight, json!({"door": door.get(), "stable": stable, "lanes": lanes}))
             .await
     }
 
-    async fn send(&self, kind: &str, mut body: serde_json::Value) -> Result<(), TransportError> {
+    async fn send(&self, kind: UplinkKind, mut body: serde_json::Value) -> Result<(), TransportError> {
         let (seq, ts) = {
             let mut st = lock(&self.state);
             let seq = st.seq;
@@ -520,12 +552,12 @@ impl VirtualCabinet {
             let duplicate = dup > 0 && st.rng.random_range(0..100) < dup;
             // A boot is never held (it restarts the sequence); a held message goes out
             // right after the next one.
-            let hold = reo > 0 && kind != "boot" && st.held.is_none() && st.rng.random_range(0..100) < reo;
+            let hold = reo > 0 && kind != UplinkKind::Boot && st.held.is_none() && st.rng.random_range(0..100) < reo;
             let released = if hold { None } else { st.held.take() };
             (duplicate, hold, released)
         };
         if hold {
-            lock(&self.state).held = Some((kind.to_string(), bytes));
+            lock(&self.state).held = Some((kind, bytes));
             // Late, not lost: if nothing else goes out first, it follows 200 ms later.
             let transport = self.transport.clone();
             let state = self.state_handle();
@@ -533,14 +565,14 @@ impl VirtualCabinet {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 let held = state.lock().unwrap_or_else(|p| p.into_inner()).held.take();
                 if let Some((k, b)) = held {
-                    let _ = transport.send(&k, b).await;
+                    let _ = transport.send(k, b).await;
                 }
             });
             return Ok(());
         }
         self.transport.send(kind, bytes.clone()).await?;
         if let Some((k, b)) = released {
-            self.transport.send(&k, b).await?;
+            self.transport.send(k, b).await?;
         }
         if duplicate {
             self.transport.send(kind, bytes).await?;

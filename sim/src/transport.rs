@@ -1,19 +1,21 @@
 //! How a simulated cabinet reaches the platform. The cabinet speaks PROTOCOL.md (JSON
-//! uplinks by kind, JSON downlinks by kind); the transport carries them:
+//! uplinks by kind, JSON downlinks by kind); a [`DeviceTransport`] carries them:
 //!
-//! - [`HubTransport`]: in-process, straight into the platform's device hub — what saga
-//!   tests on a test clock use, because an uplink is applied before `send` returns;
 //! - [`MqttTransport`]: a real MQTT 3.1.1 client (rumqttc) with the contract's signed
 //!   CONNECT, own-topic subscription and last will — what `tare sim`, the demo and the
-//!   gateway tests use.
+//!   gateway tests use;
+//! - [`HttpTransport`]: the HTTP device API (signed requests, a long poll for commands);
+//! - an in-process transport straight into the platform's device hub, for saga tests on
+//!   a test clock, lives with the platform's wiring (`tare::in_process`), since this crate
+//!   knows the platform only through the contract.
 
+use crate::clock::DeviceClock;
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tare_domain::CabinetId;
-use tare_platform::clock::PlatformClock;
-use tare_platform::devices::DeviceHub;
-use tare_platform::protocol::Downlink;
+use tare_protocol::signing::{http_string_to_sign, mqtt_username, sign, DEVICE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use tare_protocol::{DeviceTopics, Downlink, DownlinkKind, UplinkKind};
 use tokio::sync::mpsc;
 
 /// Why a transport operation failed.
@@ -33,54 +35,10 @@ pub trait DeviceTransport: Send + Sync {
     /// Connects; downlinks for the device arrive on the returned receiver until the
     /// connection ends.
     async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError>;
-    /// Sends one uplink of `kind` (`boot`, `weight`, …).
-    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError>;
+    /// Sends one uplink of `kind`.
+    async fn send(&self, kind: UplinkKind, payload: Vec<u8>) -> Result<(), TransportError>;
     /// Disconnects cleanly (the platform records the device offline).
     async fn disconnect(&self) -> Result<(), TransportError>;
-}
-
-/// In-process transport into a [`DeviceHub`].
-pub struct HubTransport {
-    hub: Arc<DeviceHub>,
-    id: CabinetId,
-    connection: Mutex<Option<u64>>,
-}
-
-impl HubTransport {
-    /// A transport for device `id` into `hub`.
-    pub fn new(hub: Arc<DeviceHub>, id: CabinetId) -> Arc<Self> {
-        Arc::new(Self {
-            hub,
-            id,
-            connection: Mutex::new(None),
-        })
-    }
-}
-
-#[async_trait]
-impl DeviceTransport for HubTransport {
-    async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError> {
-        let c = self.hub.attach(&self.id);
-        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.id);
-        Ok(c.downlinks)
-    }
-
-    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
-        self.hub.ingest(&self.id, kind, &payload).await.map(|_| ()).map_err(|e| match e {
-            tare_platform::devices::IngestError::Store(e) => TransportError::Link(e),
-            other => TransportError::Refused(other.to_string()),
-        })
-    }
-
-    async fn disconnect(&self) -> Result<(), TransportError> {
-        let Some(c) = self.connection.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return Ok(());
-        };
-        self.hub
-            .detach(&self.id, c, true)
-            .await
-            .map_err(|e| TransportError::Link(e.to_string()))
-    }
 }
 
 /// Settings of an MQTT device connection.
@@ -101,7 +59,7 @@ pub struct MqttDeviceConfig {
 pub struct MqttTransport {
     id: CabinetId,
     secret: String,
-    clock: PlatformClock,
+    clock: Arc<dyn DeviceClock>,
     cfg: MqttDeviceConfig,
     client: tokio::sync::Mutex<Option<(rumqttc::AsyncClient, tokio::task::JoinHandle<()>)>>,
     unacked: Arc<std::sync::Mutex<Unacked>>,
@@ -139,7 +97,7 @@ impl Unacked {
 
 impl MqttTransport {
     /// A transport for device `id` with its provisioned `secret`.
-    pub fn new(id: CabinetId, secret: String, clock: PlatformClock, cfg: MqttDeviceConfig) -> Arc<Self> {
+    pub fn new(id: CabinetId, secret: String, clock: Arc<dyn DeviceClock>, cfg: MqttDeviceConfig) -> Arc<Self> {
         Arc::new(Self {
             id,
             secret,
@@ -151,8 +109,8 @@ impl MqttTransport {
         })
     }
 
-    fn topic(&self, dir: &str, kind: &str) -> String {
-        format!("{}/{}/{dir}/{kind}", self.id.pk(), self.id.dn())
+    fn topics(&self) -> DeviceTopics {
+        DeviceTopics::of(&self.id)
     }
 }
 
@@ -161,15 +119,15 @@ impl DeviceTransport for MqttTransport {
     async fn connect(&self) -> Result<mpsc::UnboundedReceiver<Downlink>, TransportError> {
         use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
         let now = self.clock.now_ms();
-        let username = tare_platform::device_auth::mqtt_username(&self.id, now);
-        let password = tare_platform::device_auth::sign(&self.secret, &username);
+        let username = mqtt_username(&self.id, now);
+        let password = sign(&self.secret, &username);
         let mut opts = MqttOptions::new(self.id.to_string(), self.cfg.host.clone(), self.cfg.port);
         opts.set_credentials(username, password);
         opts.set_keep_alive(self.cfg.keep_alive);
         opts.set_clean_session(true);
         let will = serde_json::json!({"id": format!("will-{}-{now}", self.id.dn()), "seq": 0, "ts": now, "state": "offline"});
         opts.set_last_will(LastWill::new(
-            self.topic("up", "status"),
+            self.topics().will(),
             serde_json::to_vec(&will).unwrap_or_default(),
             QoS::AtLeastOnce,
             true,
@@ -190,13 +148,13 @@ impl DeviceTransport for MqttTransport {
             }
         }
         client
-            .subscribe(self.topic("down", "#"), QoS::AtLeastOnce)
+            .subscribe(self.topics().all_downlinks(), QoS::AtLeastOnce)
             .await
             .map_err(|e| TransportError::Link(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let prefix = self.topic("down", "");
+        let topics = self.topics();
         let id = self.id.clone();
-        let resubscribe = (client.clone(), self.topic("down", "#"));
+        let resubscribe = (client.clone(), topics.all_downlinks());
         let unacked = self.unacked.clone();
         let closing = self.closing.clone();
         closing.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -220,11 +178,12 @@ impl DeviceTransport for MqttTransport {
                     Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => Unacked::lock(&unacked).written(pkid),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => Unacked::lock(&unacked).acked(ack.pkid),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let Some(kind) = p.topic.strip_prefix(&prefix) else { continue };
-                        let kind: &'static str = match kind {
-                            "cmd" => "cmd",
-                            "time" => "time",
-                            _ => continue,
+                        let kind = if p.topic == topics.downlink(DownlinkKind::Cmd) {
+                            DownlinkKind::Cmd
+                        } else if p.topic == topics.downlink(DownlinkKind::Time) {
+                            DownlinkKind::Time
+                        } else {
+                            continue;
                         };
                         if tx
                             .send(Downlink {
@@ -253,14 +212,15 @@ impl DeviceTransport for MqttTransport {
         Ok(rx)
     }
 
-    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+    async fn send(&self, kind: UplinkKind, payload: Vec<u8>) -> Result<(), TransportError> {
+        // QoS as the contract's uplink table gives it.
         let qos = match kind {
-            "heartbeat" | "weight" | "time" => rumqttc::QoS::AtMostOnce,
+            UplinkKind::Heartbeat | UplinkKind::Weight | UplinkKind::Time => rumqttc::QoS::AtMostOnce,
             _ => rumqttc::QoS::AtLeastOnce,
         };
         let guard = self.client.lock().await;
         let (client, _) = guard.as_ref().ok_or_else(|| TransportError::Link("not connected".into()))?;
-        let topic = self.topic("up", kind);
+        let topic = self.topics().uplink(kind);
         if qos == rumqttc::QoS::AtLeastOnce {
             Unacked::lock(&self.unacked).entries.push((None, topic.clone(), payload.clone()));
         }
@@ -288,7 +248,7 @@ impl DeviceTransport for MqttTransport {
 pub struct HttpTransport {
     id: CabinetId,
     secret: String,
-    clock: PlatformClock,
+    clock: Arc<dyn DeviceClock>,
     base_url: String,
     http: reqwest::Client,
     state: Mutex<Option<(mpsc::UnboundedSender<Downlink>, tokio::task::JoinHandle<()>)>>,
@@ -296,7 +256,7 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// A transport for device `id` against the platform at `base_url` (`http://host:port`).
-    pub fn new(id: CabinetId, secret: String, clock: PlatformClock, base_url: &str) -> Arc<Self> {
+    pub fn new(id: CabinetId, secret: String, clock: Arc<dyn DeviceClock>, base_url: &str) -> Arc<Self> {
         Arc::new(Self {
             id,
             secret,
@@ -309,11 +269,11 @@ impl HttpTransport {
 
     /// The three signed headers for a request.
     pub fn signed_headers(id: &CabinetId, secret: &str, ts: i64, method: &str, path: &str, body: &[u8]) -> [(&'static str, String); 3] {
-        let sig = tare_platform::device_auth::sign(secret, &tare_platform::device_auth::http_string_to_sign(ts, method, path, body));
+        let sig = sign(secret, &http_string_to_sign(ts, method, path, body));
         [
-            ("x-tare-device", id.to_string()),
-            ("x-tare-timestamp", ts.to_string()),
-            ("x-tare-signature", sig),
+            (DEVICE_HEADER, id.to_string()),
+            (TIMESTAMP_HEADER, ts.to_string()),
+            (SIGNATURE_HEADER, sig),
         ]
     }
 
@@ -357,7 +317,7 @@ impl DeviceTransport for HttpTransport {
                     for c in cmds.iter().flat_map(|v| v["commands"].as_array().cloned().unwrap_or_default()) {
                         if tx
                             .send(Downlink {
-                                kind: "cmd",
+                                kind: DownlinkKind::Cmd,
                                 payload: serde_json::to_vec(&c).unwrap_or_default(),
                             })
                             .is_err()
@@ -377,7 +337,7 @@ impl DeviceTransport for HttpTransport {
         Ok(rx)
     }
 
-    async fn send(&self, kind: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+    async fn send(&self, kind: UplinkKind, payload: Vec<u8>) -> Result<(), TransportError> {
         let resp = self
             .request(reqwest::Method::POST, &format!("/device/v1/up/{kind}"), "", payload)
             .header("content-type", "application/json")
@@ -394,10 +354,10 @@ impl DeviceTransport for HttpTransport {
                 TransportError::Refused(format!("{status}: {why}"))
             });
         }
-        if kind == "time" {
+        if kind == UplinkKind::Time {
             if let Some((tx, _)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 let _ = tx.send(Downlink {
-                    kind: "time",
+                    kind: DownlinkKind::Time,
                     payload: body.to_vec(),
                 });
             }

@@ -169,7 +169,7 @@ async fn uplinks_answer_with_the_contracts_status_codes() {
     assert!(t["server_send_ts"].as_i64() >= t["server_recv_ts"].as_i64());
 
     // Only the boot and the time request were applied; every refusal was counted.
-    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 2);
+    assert_eq!(app.platform.metrics().await.unwrap().devices.accepted, 2);
     let d = &app.http.addr; // the same server serves /metrics
     let metrics = reqwest::get(format!("http://{d}/metrics")).await.unwrap().text().await.unwrap();
     for line in [
@@ -214,7 +214,7 @@ async fn a_flooding_http_device_gets_429_with_retry_after() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 202).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 3, "{codes:?}");
-    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 5);
+    assert_eq!(app.platform.metrics().await.unwrap().devices.accepted, 5);
     app.stop().await;
     store.cleanup().await;
 }

@@ -133,15 +133,7 @@ async fn losing_30_percent_of_heartbeats_marks_nobody_offline(kind: Store) {
     let st = statuses(&fleet).await;
     assert_eq!(&st[..3], ["unknown", "unknown", "unknown"], "{st:?}");
     assert!(st[3..].iter().all(|s| s == "online"), "{st:?}");
-    assert_eq!(
-        app.platform
-            .devices()
-            .counters
-            .silent_alerts
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "no alarm storm"
-    );
+    assert_eq!(app.platform.metrics().await.unwrap().devices.silent_alerts, 0, "no alarm storm");
     let metrics = reqwest::get(format!("{}/metrics", app.base_url))
         .await
         .unwrap()
@@ -171,7 +163,7 @@ async fn devices_lost_with_a_restart_are_tracked_again(kind: Store) {
     cfg.clock = PlatformClock::Manual(clock.clone());
     cfg.admin_token = admin.clone();
     let app = App::start(cfg).await.expect("restart");
-    let back = fleet.cabinets[1].with_transport(tare_sim::transport::HubTransport::new(
+    let back = fleet.cabinets[1].with_transport(tare::in_process::InProcessTransport::new(
         app.platform.devices().clone(),
         fleet.cabinets[1].id().clone(),
     ));

@@ -55,14 +55,14 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         MqttTransport::new(
             id.clone(),
             v["device_secret"].as_str().unwrap().to_string(),
-            app.platform.clock().clone(),
+            tare::in_process::device_clock(app.platform.clock()),
             MqttDeviceConfig {
                 host: mqtt.ip().to_string(),
                 port: mqtt.port(),
                 keep_alive: Duration::from_secs(30),
             },
         ),
-        app.platform.clock().clone(),
+        tare::in_process::device_clock(app.platform.clock()),
     );
     locker.connect().await.unwrap();
     let fleet = Fleet {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use tare::app::App;
 use tare::fleet::ApiClient;
 use tare_domain::{CabinetId, DoorNo};
-use tare_platform::device_auth::{mqtt_username, sign};
+use tare_protocol::signing::{mqtt_username, sign};
 use tare_sagas::ports::{DeviceLink, DoorCommandKind};
 use tokio::process::Command;
 
@@ -153,13 +153,13 @@ fn refused(app: &App, reason: &str) -> u64 {
     app.mqtt.as_ref().unwrap().endpoint.counters.refused(reason)
 }
 
-fn hub_rejected(app: &App, reason: &str) -> u64 {
+async fn hub_rejected(app: &App, reason: &str) -> u64 {
     app.platform
-        .devices()
-        .counters
-        .rejected
-        .lock()
+        .metrics()
+        .await
         .unwrap()
+        .devices
+        .rejected
         .get(reason)
         .copied()
         .unwrap_or(0)
@@ -176,7 +176,7 @@ async fn connect_is_signed_per_device_on_both_versions() {
         let r = pub_one(&app, &dev, v, &dev.topic("up", "boot"), &boot(&format!("boot-{v}"), 0)).await;
         assert_eq!(r.code, 0, "{v}: {}", r.stderr);
         crate::common::eventually(10, "boot applied", || async {
-            (app.platform.devices().counters.accepted.load(Relaxed) == i as u64 + 1).then_some(())
+            (app.platform.metrics().await.unwrap().devices.accepted == i as u64 + 1).then_some(())
         })
         .await;
         // A wrong signature.
@@ -216,7 +216,7 @@ async fn connect_is_signed_per_device_on_both_versions() {
     assert!(r.stderr.contains("protocol version"), "{}", r.stderr);
     assert_eq!(refused(&app, "unsupported_protocol"), 1);
     // Nothing refused reached the hub; the two good boots did.
-    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 2);
+    assert_eq!(app.platform.metrics().await.unwrap().devices.accepted, 2);
     assert_eq!(node(&client, &other).await, Value::Null, "never connected");
     assert_eq!(app.mqtt.as_ref().unwrap().endpoint.counters.connections_accepted.load(Relaxed), 2);
     app.stop().await;
@@ -246,7 +246,7 @@ async fn a_device_uses_only_its_own_topics() {
     }
     assert_eq!(refused(&app, "topic_denied"), 4);
     assert_eq!(refused(&app, "subscribe_denied"), 6);
-    assert_eq!(app.platform.devices().counters.accepted.load(Relaxed), 0);
+    assert_eq!(app.platform.metrics().await.unwrap().devices.accepted, 0);
     assert_eq!(node(&client, &other).await, Value::Null, "never connected");
     app.stop().await;
     store.cleanup().await;
@@ -277,12 +277,12 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     let r = run("mosquitto_pub", &args, Some(lines.join("\n") + "\n")).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     crate::common::eventually(10, "all lines handled", || async {
-        (app.platform.devices().counters.accepted.load(Relaxed) == 3).then_some(())
+        (app.platform.metrics().await.unwrap().devices.accepted == 3).then_some(())
     })
     .await;
-    assert_eq!(app.platform.devices().counters.duplicates.load(Relaxed), 1);
-    assert_eq!(hub_rejected(&app, "malformed"), 3, "non-JSON, missing id, NaN");
-    assert_eq!(hub_rejected(&app, "invalid"), 2, "negative and absurd grams");
+    assert_eq!(app.platform.metrics().await.unwrap().devices.duplicates, 1);
+    assert_eq!(hub_rejected(&app, "malformed").await, 3, "non-JSON, missing id, NaN");
+    assert_eq!(hub_rejected(&app, "invalid").await, 2, "negative and absurd grams");
     assert_eq!(refused(&app, "too_large"), 1);
     let samples = app.platform.devices().telemetry().recent(&dev.id, DoorNo::of(1));
     let ids: Vec<_> = samples.iter().map(|s| s.msg_id.as_str()).collect();
@@ -292,13 +292,13 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "weight"), &weight("older", 2, json!(330.0))).await;
     assert!(r.stderr.contains("Payload format invalid"), "{}", r.stderr);
-    assert_eq!(hub_rejected(&app, "stale_seq"), 1);
+    assert_eq!(hub_rejected(&app, "stale_seq").await, 1);
     // After a boot the device may count from 0 again.
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "boot"), &boot("b1", 0)).await;
     assert_eq!(r.code, 0);
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "weight"), &weight("fresh", 1, json!(330.0))).await;
     assert_eq!(r.code, 0);
-    assert_eq!(hub_rejected(&app, "stale_seq"), 1);
+    assert_eq!(hub_rejected(&app, "stale_seq").await, 1);
     let body = reqwest::get(format!("{}/metrics", app.base_url))
         .await
         .unwrap()
@@ -500,12 +500,12 @@ async fn a_flooding_device_is_slowed_without_losing_messages_or_starving_others(
         app.platform.devices().last_seen(&calm.id).is_some(),
         "the calm device's boot was applied"
     );
-    let accepted_so_far = app.platform.devices().counters.accepted.load(Relaxed);
+    let accepted_so_far = app.platform.metrics().await.unwrap().devices.accepted;
     assert!(accepted_so_far < n + 1, "the calm device was served before the flood ended");
     assert_eq!(flood.await.unwrap().code, 0);
     // Nothing of the flood was lost: every message was eventually accepted.
     crate::common::eventually(20, "every flooded message accepted", || async {
-        (app.platform.devices().counters.accepted.load(Relaxed) == n + 1).then_some(())
+        (app.platform.metrics().await.unwrap().devices.accepted == n + 1).then_some(())
     })
     .await;
     app.stop().await;

@@ -272,10 +272,11 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
+                let rejected = app.platform.metrics().await.map(|m| m.devices.rejected);
                 panic!(
                     "{e}\nevents: {log:?}\njobs: {jobs:?}\ncabinet events (newest first): {doors:#?}\nshopper errors: {:?}\nrejected: {:?} mqtt: {}",
                     ledger.lock().unwrap().errors,
-                    app.platform.devices().counters.rejected.lock().unwrap(),
+                    rejected,
                     app.mqtt.as_ref().unwrap().endpoint.counters.prometheus()
                 );
             }

@@ -444,7 +444,7 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
     cfg.sandboxes = Some(sandboxes);
     cfg.admin_token = admin.clone();
     let app = App::start(cfg).await.expect("restart");
-    let vc2 = vc.with_transport(tare_sim::transport::HubTransport::new(
+    let vc2 = vc.with_transport(tare::in_process::InProcessTransport::new(
         app.platform.devices().clone(),
         vc.id().clone(),
     ));

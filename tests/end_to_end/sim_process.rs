@@ -54,7 +54,7 @@ async fn purchases_by_a_sim_process_over_mqtt_are_exact() {
     // Everything came over MQTT, duplicates included (and dropped).
     let m = &app.mqtt.as_ref().unwrap().endpoint.counters;
     assert!(m.connections_accepted.load(Relaxed) >= 3);
-    assert!(app.platform.devices().counters.duplicates.load(Relaxed) > 0);
+    assert!(app.platform.metrics().await.unwrap().devices.duplicates > 0);
     app.stop().await;
     store.cleanup().await;
 }

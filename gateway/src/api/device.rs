@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tare_domain::{CabinetId, UnixMs};
-use tare_platform::device_auth::{check_skew, http_string_to_sign, verify};
 use tare_platform::devices::{IngestError, IngestOutcome};
-use tare_platform::protocol::{CommandMsg, Downlink, TimeReply, MAX_PAYLOAD};
+use tare_protocol::signing::{check_skew, http_string_to_sign, verify, DEVICE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use tare_protocol::{CommandMsg, Downlink, DownlinkKind, ProtocolError, TimeReply, MAX_PAYLOAD};
 
 /// A device that has not polled for this long is detached (it no longer receives
 /// commands, and the platform records it offline).
@@ -169,7 +169,7 @@ impl DeviceHttp {
 /// Checks the signed headers against the body and the device's secret.
 async fn authenticate(s: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<CabinetId, DeviceApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(device), Some(ts), Some(sig)) = (header("x-tare-device"), header("x-tare-timestamp"), header("x-tare-signature")) else {
+    let (Some(device), Some(ts), Some(sig)) = (header(DEVICE_HEADER), header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
         return Err(DeviceApiError::unauthorized(
             "auth_missing_headers",
             "X-Tare-Device, X-Tare-Timestamp and X-Tare-Signature are required",
@@ -253,7 +253,7 @@ async fn handle_uplink(
         IngestError::Protocol(p) => DeviceApiError::BadRequest {
             reason: p.reason(),
             field: match &p {
-                tare_platform::protocol::ProtocolError::Invalid { field, .. } => Some(field.clone()),
+                ProtocolError::Invalid { field, .. } => Some(field.clone()),
                 _ => None,
             },
             message: p.to_string(),
@@ -357,7 +357,7 @@ async fn handle_poll(
     // Only commands go out here (time replies go back in the up/time response), and an
     // expired command is never handed out: it must not act late [B7].
     let usable = |d: Downlink| -> Option<CommandMsg> {
-        let c = (d.kind == "cmd")
+        let c = (d.kind == DownlinkKind::Cmd)
             .then(|| serde_json::from_slice::<CommandMsg>(&d.payload).ok())
             .flatten()?;
         (c.expires_at >= s.platform.now_ms()).then_some(c)

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 /// The largest frame accepted whole: a 64 KiB payload plus room for topic and properties.
 /// Larger publishes are skipped without being buffered and refused as `too_large`.
-pub const MAX_FRAME: usize = tare_platform::protocol::MAX_PAYLOAD + 1024;
+pub const MAX_FRAME: usize = tare_protocol::MAX_PAYLOAD + 1024;
 
 /// Where the endpoint finds device secrets [D2].
 #[async_trait::async_trait]

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::CabinetId;
-use tare_platform::device_auth::MqttClaim;
 use tare_platform::devices::{DeviceConnection, IngestError};
-use tare_platform::protocol::{Downlink, MAX_PAYLOAD};
+use tare_protocol::signing::{DeviceAuthError, MqttClaim};
+use tare_protocol::{DeviceTopics, Downlink, DownlinkKind, MAX_PAYLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -41,8 +41,7 @@ pub(super) struct Session {
     ep: Arc<MqttEndpoint>,
     version: Version,
     device: CabinetId,
-    up_prefix: String,
-    down_prefix: String,
+    topics: DeviceTopics,
     will: Option<Will>,
     keep_alive: Option<Duration>,
     /// Granted subscriptions (filter, QoS).
@@ -149,8 +148,7 @@ impl Session {
         let mut session = Session {
             ep: ep.clone(),
             version,
-            up_prefix: format!("{}/{}/up/", device.pk(), device.dn()),
-            down_prefix: format!("{}/{}/down/", device.pk(), device.dn()),
+            topics: DeviceTopics::of(&device),
             device,
             will: connect.will,
             keep_alive: (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500)),
@@ -170,8 +168,8 @@ impl Session {
     async fn authenticate(ep: &MqttEndpoint, c: &ConnectIn) -> Result<CabinetId, (ConnRefusal, &'static str, String)> {
         let claim = MqttClaim::parse(&c.client_id, c.username.as_deref(), c.password.as_deref(), ep.clock.now_ms()).map_err(|e| {
             let refusal = match e {
-                tare_platform::device_auth::DeviceAuthError::Malformed(_) => ConnRefusal::BadCredentials,
-                tare_platform::device_auth::DeviceAuthError::IdentityMismatch { .. } => ConnRefusal::BadClientId,
+                DeviceAuthError::Malformed(_) => ConnRefusal::BadCredentials,
+                DeviceAuthError::IdentityMismatch { .. } => ConnRefusal::BadClientId,
                 _ => ConnRefusal::NotAuthorized,
             };
             (refusal, e.reason(), e.to_string())
@@ -192,7 +190,7 @@ impl Session {
             .verify(&secret)
             .map_err(|e| (ConnRefusal::NotAuthorized, e.reason(), e.to_string()))?;
         if let Some(will) = &c.will {
-            let own = format!("{}/{}/up/status", claim.device.pk(), claim.device.dn());
+            let own = DeviceTopics::of(&claim.device).will();
             if will.topic != own {
                 return Err((
                     ConnRefusal::NotAuthorized,
@@ -344,7 +342,7 @@ impl Session {
                 let codes = filters
                     .into_iter()
                     .map(|(filter, qos)| {
-                        let own = filter.starts_with(&self.down_prefix) && rumqttc::mqttbytes::valid_filter(&filter);
+                        let own = self.topics.is_own_downlink_filter(&filter) && rumqttc::mqttbytes::valid_filter(&filter);
                         if !own {
                             self.ep.counters.refuse("subscribe_denied");
                             tracing::warn!(device = %self.device, %filter, "mqtt: subscription outside the device's down/ refused");
@@ -384,7 +382,7 @@ impl Session {
 
     /// Checks and hands one publish to the hub; `Some(refusal)` if it was not applied.
     async fn publish(&mut self, topic: &str, payload: &Bytes) -> Result<Option<(PubRefusal, String)>, End> {
-        let Some(kind) = topic.strip_prefix(&self.up_prefix).filter(|k| !k.is_empty() && !k.contains('/')) else {
+        let Some(kind) = self.topics.uplink_kind(topic) else {
             self.ep.counters.refuse("topic_denied");
             self.refusals += 1;
             if self.refusals <= 10 || self.refusals.is_power_of_two() {
@@ -392,7 +390,7 @@ impl Session {
             }
             return Ok(Some((
                 PubRefusal::NotAuthorized,
-                format!("a device may publish only under {}", self.up_prefix),
+                format!("a device may publish only under {}", self.topics.uplink_prefix()),
             )));
         };
         if payload.len() > MAX_PAYLOAD {
@@ -416,7 +414,7 @@ impl Session {
 
     /// Sends a downlink if the device subscribed to its topic; holds commands until it does.
     fn deliver(&mut self, d: Downlink) {
-        let topic = format!("{}{}", self.down_prefix, d.kind);
+        let topic = self.topics.downlink(d.kind);
         let granted = self
             .subscriptions
             .iter()
@@ -424,7 +422,7 @@ impl Session {
             .map(|(_, q)| *q)
             .max();
         let Some(granted) = granted else {
-            if d.kind == "cmd" {
+            if d.kind == DownlinkKind::Cmd {
                 if self.pending.len() >= self.ep.cfg.max_pending_downlinks {
                     self.pending.pop_front();
                     self.ep.counters.refuse("pending_downlinks_overflow");
@@ -436,7 +434,7 @@ impl Session {
             return;
         };
         // Commands go at QoS 1 (the contract), time replies at QoS 0; never above the grant.
-        let qos = granted.min(if d.kind == "cmd" { 1 } else { 0 });
+        let qos = granted.min(d.kind.qos());
         let pkid = if qos > 0 {
             self.next_pkid = self.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
             self.next_pkid
@@ -508,10 +506,10 @@ mod tests {
                 let aggregates = std::sync::Arc::new(tare_platform::store::Aggregates::new(&db));
                 std::sync::Arc::new(tare_platform::devices::DeviceHub::new(
                     aggregates,
-                    std::sync::Arc::new(tare_platform::telemetry::TelemetryBuffer::default()),
+                    std::sync::Arc::new(tare_platform::devices::telemetry::TelemetryBuffer::default()),
                     tare_platform::clock::PlatformClock::System,
                     "n".into(),
-                    tare_platform::liveness::LivenessConfig::default(),
+                    tare_platform::devices::liveness::LivenessConfig::default(),
                 ))
             });
             let _ = std::fs::remove_dir_all(&db_dir);

@@ -2,8 +2,8 @@
 //! platform's own metrics [X3], so the API never reaches into the subsystems.
 
 use super::ServiceError;
+use crate::devices::liveness::Health;
 use crate::feed::FeedEvent;
-use crate::liveness::Health;
 use crate::Platform;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,7 +120,7 @@ impl Platform {
         let saga_position = self.jobs.checkpoint(crate::runner::ORDER_SAGA).await?;
         let projections_position = self.jobs.checkpoint(crate::views::PROJECTIONS).await?;
         let c = &self.effects.counters;
-        let d = &self.hub.counters;
+        let d = &self.hub.counters();
         let now = self.clock.now_ms();
         let cluster = match &self.nats {
             Some(n) => {
@@ -158,13 +158,13 @@ impl Platform {
                 rejected: d.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 downlinks: read(&d.sent),
                 silent_alerts: read(&d.silent_alerts),
-                telemetry_published: read(&self.hub.bus.published),
+                telemetry_published: read(&self.hub.bus().published),
                 connections: self.hub.connection_count(),
             },
             liveness: LivenessMetrics {
-                health: self.hub.liveness.health(now),
-                tracked: self.hub.liveness.tracked(),
-                undecided: self.hub.liveness.undecided_count(),
+                health: self.hub.liveness().health(now),
+                tracked: self.hub.liveness().tracked(),
+                undecided: self.hub.liveness().undecided_count(),
             },
             cluster,
         })

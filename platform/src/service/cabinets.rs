@@ -39,7 +39,7 @@ pub struct DevicePresence {
     /// When the device was last heard from (platform clock), on this node.
     pub last_seen: Option<UnixMs>,
     /// Its newest heartbeat (by device time) [D4].
-    pub heartbeat: Option<crate::bus::HeartbeatInfo>,
+    pub heartbeat: Option<crate::devices::bus::HeartbeatInfo>,
     /// Silent while the platform cannot tell whether the fault is its own: shown as
     /// `unknown` rather than offline [B1].
     pub undecided: bool,
@@ -171,7 +171,7 @@ impl Platform {
         DevicePresence {
             last_seen: self.hub.last_seen(id),
             heartbeat: self.hub.last_heartbeat(id),
-            undecided: self.hub.liveness.is_undecided(id),
+            undecided: self.hub.liveness().is_undecided(id),
         }
     }
 

@@ -22,7 +22,7 @@ impl Platform {
             let connected = cabinet.is_connected();
             if let (true, Some(node), Ok(cid)) = (connected, &cabinet.node, CabinetId::parse(&id)) {
                 if *node == self.hub.node() && !self.hub.is_attached(&cid) {
-                    self.hub.liveness.connected(&cid, now);
+                    self.hub.liveness().connected(&cid, now);
                 }
             }
         }
@@ -32,9 +32,9 @@ impl Platform {
     /// Runs one liveness sweep now [D5, B1]: devices silent past the threshold are
     /// recorded offline (`DeviceWentSilent`, the operators' alert) if the platform is
     /// healthy; otherwise they show `unknown` until it is, and are then recomputed.
-    pub async fn sweep_liveness(&self) -> Result<crate::liveness::Sweep, ServiceError> {
+    pub async fn sweep_liveness(&self) -> Result<crate::devices::liveness::Sweep, ServiceError> {
         let now = self.clock.now_ms();
-        let sweep = self.hub.liveness.sweep(now);
+        let sweep = self.hub.liveness().sweep(now);
         if sweep.undecided > 0 {
             tracing::warn!(
                 undecided = sweep.undecided,
@@ -56,7 +56,7 @@ impl Platform {
                 )
                 .await
                 .map_err(ServiceError::from_command)?;
-            self.hub.counters.silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.hub.counters().silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(sweep)
     }
@@ -81,7 +81,7 @@ impl Platform {
             .execute(pool)
             .await
             .map_err(DbError::from)?;
-        let cfg = self.hub.liveness.config();
+        let cfg = self.hub.liveness().config();
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         let (lead,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7361628)")
             .fetch_one(&mut *tx)
@@ -96,7 +96,7 @@ impl Platform {
             .fetch_all(&mut *tx)
             .await
             .map_err(DbError::from)?;
-        if !dead.is_empty() && !self.hub.liveness.health(now).healthy {
+        if !dead.is_empty() && !self.hub.liveness().health(now).healthy {
             // B1: this node's own intake is in doubt; judge nobody now.
             return Ok(0);
         }
@@ -125,7 +125,7 @@ impl Platform {
                     )
                     .await
                     .map_err(ServiceError::from_command)?;
-                self.hub.counters.silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.hub.counters().silent_alerts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 marked += 1;
             }
         }

@@ -10,6 +10,13 @@ use tare_domain::{CabinetId, UnixMs};
 /// How far a device's signed timestamp may be from the platform clock (5 minutes).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// The HTTP device API's header naming the device (`{pk}.{dn}`).
+pub const DEVICE_HEADER: &str = "x-tare-device";
+/// The HTTP device API's header with the signed Unix-ms timestamp.
+pub const TIMESTAMP_HEADER: &str = "x-tare-timestamp";
+/// The HTTP device API's header with the signature.
+pub const SIGNATURE_HEADER: &str = "x-tare-signature";
+
 /// Why a device was not let in. Each is counted by [`DeviceAuthError::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceAuthError {
@@ -136,9 +143,13 @@ impl MqttClaim {
 
 /// Checks a signed timestamp against the platform clock.
 pub fn check_skew(ts: i64, now: UnixMs) -> Result<(), DeviceAuthError> {
-    let skew_ms = (now - ts).abs();
-    if skew_ms > MAX_CLOCK_SKEW_MS {
-        return Err(DeviceAuthError::StaleTimestamp { ts, skew_ms });
+    // `abs_diff` cannot overflow, whatever a device sends (even `i64::MIN`).
+    let skew = now.abs_diff(ts);
+    if skew > MAX_CLOCK_SKEW_MS.unsigned_abs() {
+        return Err(DeviceAuthError::StaleTimestamp {
+            ts,
+            skew_ms: i64::try_from(skew).unwrap_or(i64::MAX),
+        });
     }
     Ok(())
 }
@@ -198,6 +209,14 @@ mod tests {
             sign("s3cret", &s),
             "97091f9c80a798f716fe0d545bd79cbe215770375027724318edd0d50e5367f4"
         );
+    }
+
+    #[test]
+    fn an_absurd_timestamp_is_stale_not_a_crash() {
+        let now = 1_764_000_000_000;
+        assert_eq!(check_skew(i64::MIN, now).unwrap_err().reason(), "auth_stale_timestamp");
+        assert_eq!(check_skew(i64::MAX, now).unwrap_err().reason(), "auth_stale_timestamp");
+        assert!(check_skew(now - MAX_CLOCK_SKEW_MS, now).is_ok());
     }
 
     #[test]

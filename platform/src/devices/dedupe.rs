@@ -1,0 +1,120 @@
+//! Duplicates and stale sequence numbers [D8]: each device's last message ids, and the
+//! highest `seq` since its last boot.
+
+/// Message ids remembered per device to drop duplicates.
+const RECENT_IDS_PER_DEVICE: usize = 128;
+
+/// How far behind a device's latest `seq` a message may be and still be applied (as a
+/// late message). Further back, without a `boot` in between, it is refused as `stale_seq`:
+/// the contract restarts `seq` only after a reboot, which the device announces.
+pub const SEQ_WINDOW: u64 = 1000;
+
+/// What the dedupe window says of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// First time seen: apply it.
+    Fresh,
+    /// An id seen before: ignore it.
+    Duplicate,
+    /// More than [`SEQ_WINDOW`] behind this highest `seq` with no boot since.
+    Stale(u64),
+}
+
+/// The last message ids of one device, as 64-bit hashes in a ring: a fixed 1 KiB per
+/// active device, so 100,000 connected cabinets cost about 100 MiB at most for dedupe
+/// (resends come within seconds; a longer memory would buy nothing).
+pub(super) struct RecentIds {
+    ring: Box<[u64; RECENT_IDS_PER_DEVICE]>,
+    next: usize,
+    len: usize,
+    /// Highest `seq` seen since the device's last boot.
+    highest_seq: Option<u64>,
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        Self {
+            ring: Box::new([0; RECENT_IDS_PER_DEVICE]),
+            next: 0,
+            len: 0,
+            highest_seq: None,
+        }
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A fixed-key hasher: stable within the process, which is all a dedupe window needs.
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    h.write(id.as_bytes());
+    h.finish()
+}
+
+impl RecentIds {
+    /// Judges message `id` with `seq`, and remembers it if fresh. A boot restarts the
+    /// sequence; the last will (`status`) is composed at connect time, so its `seq` is old
+    /// by design and is not held to the window.
+    pub(super) fn judge(&mut self, id: &str, seq: u64, boot: bool, will: bool) -> Verdict {
+        if boot {
+            self.highest_seq = None;
+        }
+        if let Some(h) = self.highest_seq {
+            if !will && seq.saturating_add(SEQ_WINDOW) < h {
+                return Verdict::Stale(h);
+            }
+        }
+        if !self.insert(id) {
+            return Verdict::Duplicate;
+        }
+        self.highest_seq = Some(self.highest_seq.map_or(seq, |h| h.max(seq)));
+        Verdict::Fresh
+    }
+
+    /// Records `id`; false if it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        let h = id_hash(id);
+        if self.ring[..self.len].contains(&h) {
+            return false;
+        }
+        self.ring[self.next] = h;
+        self.next = (self.next + 1) % RECENT_IDS_PER_DEVICE;
+        self.len = (self.len + 1).min(RECENT_IDS_PER_DEVICE);
+        true
+    }
+
+    /// Forgets `id`, so a resend of a message that could not be recorded gets through.
+    pub(super) fn forget(&mut self, id: &str) {
+        let h = id_hash(id);
+        if let Some(slot) = self.ring[..self.len].iter_mut().find(|x| **x == h) {
+            *slot = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_and_stale_sequences_are_told_apart() {
+        let mut r = RecentIds::default();
+        assert_eq!(r.judge("a", 5_000, false, false), Verdict::Fresh);
+        assert_eq!(r.judge("a", 5_000, false, false), Verdict::Duplicate);
+        assert_eq!(r.judge("b", 4_000, false, false), Verdict::Fresh, "late but within the window");
+        assert_eq!(r.judge("c", 3_999, false, false), Verdict::Stale(5_000));
+        assert_eq!(r.judge("w", 0, false, true), Verdict::Fresh, "the will's seq is old by design");
+        assert_eq!(r.judge("d", 0, true, false), Verdict::Fresh, "a boot restarts the sequence");
+        r.forget("d");
+        assert_eq!(r.judge("d", 1, false, false), Verdict::Fresh, "forgotten: a resend gets through");
+    }
+
+    #[test]
+    fn the_ring_forgets_the_oldest() {
+        let mut r = RecentIds::default();
+        for i in 0..=RECENT_IDS_PER_DEVICE {
+            assert_eq!(r.judge(&format!("m{i}"), i as u64, false, false), Verdict::Fresh);
+        }
+        assert_eq!(r.judge("m0", 0, false, false), Verdict::Fresh, "pushed out of the ring");
+        assert_eq!(r.judge(&format!("m{RECENT_IDS_PER_DEVICE}"), 0, false, false), Verdict::Duplicate);
+    }
+}
