@@ -130,28 +130,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
         )
         .await?;
     // Register the fleet (not measured).
-    let devices: Vec<anyhow::Result<(CabinetId, String)>> = futures::stream::iter(0..b.connections)
-        .map(|i| {
-            let client = &client;
-            async move {
-                let dn = format!("G{i:06}");
-                let body = json!({"pk": "gw", "dn": dn, "kind": "weight", "location": {"lat": 31.2, "lng": 121.4},
-                    "doors": [{"door": 1, "lanes": [{"lane": 1, "sku": "cola", "capacity": 20, "restock_threshold": 2},
-                                                   {"lane": 2, "sku": "cola", "capacity": 20, "restock_threshold": 2}]}]});
-                let (st, v) = client.post("/api/v1/cabinets", &client.admin, &body).await?;
-                if st.as_u16() != 201 {
-                    bail!("registering {dn}: {st} {v}");
-                }
-                Ok((
-                    CabinetId::new("gw", &dn)?,
-                    v["device_secret"].as_str().unwrap_or_default().to_string(),
-                ))
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    let devices: Vec<(CabinetId, String)> = devices.into_iter().collect::<Result<_, _>>()?;
+    let devices = register_fleet(&client, b.connections).await?;
 
     // 1. Idle connections.
     let rss_before = rss_kib();
@@ -205,20 +184,7 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     }
 
     // 3. The same frames to a plain broker.
-    let mut raw = Vec::new();
-    for p in 0..b.publishers {
-        raw.push(
-            connect(&b.broker, &format!("tare-bench-{}-{p}", std::process::id()), None)
-                .await
-                .with_context(|| format!("connecting to the baseline broker {}", b.broker))?,
-        );
-    }
-    let started = Instant::now();
-    let results = futures::future::join_all(raw.iter_mut().zip(frames.iter()).map(|(s, f)| publish_all(s, f))).await;
-    let raw_secs = started.elapsed().as_secs_f64();
-    for r in results {
-        r?;
-    }
+    let (raw, raw_secs) = publish_to_broker(&b.broker, &frames).await?;
     let gw_rate = total as f64 / gw_secs;
     let raw_rate = total as f64 / raw_secs;
     let bytes_per_msg = frames.iter().map(|f| f.len()).sum::<usize>() as f64 / total as f64;
@@ -249,4 +215,50 @@ pub async fn run(b: GatewayBench) -> anyhow::Result<()> {
     app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Registers `n` two-lane cabinets `gw.G000000…` and returns their ids and secrets.
+async fn register_fleet(client: &ApiClient, n: usize) -> anyhow::Result<Vec<(CabinetId, String)>> {
+    let devices: Vec<anyhow::Result<(CabinetId, String)>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = &client;
+            async move {
+                let dn = format!("G{i:06}");
+                let body = json!({"pk": "gw", "dn": dn, "kind": "weight", "location": {"lat": 31.2, "lng": 121.4},
+                    "doors": [{"door": 1, "lanes": [{"lane": 1, "sku": "cola", "capacity": 20, "restock_threshold": 2},
+                                                   {"lane": 2, "sku": "cola", "capacity": 20, "restock_threshold": 2}]}]});
+                let (st, v) = client.post("/api/v1/cabinets", &client.admin, &body).await?;
+                if st.as_u16() != 201 {
+                    bail!("registering {dn}: {st} {v}");
+                }
+                Ok((
+                    CabinetId::new("gw", &dn)?,
+                    v["device_secret"].as_str().unwrap_or_default().to_string(),
+                ))
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    devices.into_iter().collect()
+}
+
+/// Publishes each publisher's frames to a plain broker at `broker`, all at once; returns
+/// the connections (kept open until the report) and the seconds it took.
+async fn publish_to_broker(broker: &str, frames: &[Vec<u8>]) -> anyhow::Result<(Vec<TcpStream>, f64)> {
+    let mut raw = Vec::new();
+    for p in 0..frames.len() {
+        raw.push(
+            connect(broker, &format!("tare-bench-{}-{p}", std::process::id()), None)
+                .await
+                .with_context(|| format!("connecting to the baseline broker {}", broker))?,
+        );
+    }
+    let started = Instant::now();
+    let results = futures::future::join_all(raw.iter_mut().zip(frames.iter()).map(|(s, f)| publish_all(s, f))).await;
+    let raw_secs = started.elapsed().as_secs_f64();
+    for r in results {
+        r?;
+    }
+    Ok((raw, raw_secs))
 }

@@ -61,6 +61,29 @@ pub async fn run(b: StoreBench) -> anyhow::Result<()> {
     result
 }
 
+/// What the appends phase measured.
+struct AppendFigures {
+    per_s: f64,
+    raw_per_s: f64,
+    /// Commit → seen by a tailing reader, ms, sorted.
+    lags: Vec<f64>,
+}
+
+/// What the purchases phase measured.
+struct PurchaseFigures {
+    per_s: f64,
+    events_per_purchase: f64,
+    raw_rows_per_s: f64,
+    summary: crate::bench::Summary,
+}
+
+/// What the relay phase measured.
+struct RelayFigures {
+    relayed: usize,
+    per_s: f64,
+    raw_publish_per_s: f64,
+}
+
 async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     let mut cfg = AppConfig::embedded(std::env::temp_dir());
     cfg.store = StoreConfig::Postgres(url.to_string());
@@ -70,9 +93,20 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     cfg.saga.stable_wait_ms = 0;
     cfg.pg_max_connections = (b.writers as u32 + 8).min(40);
     let app = App::start(cfg).await?;
-    let platform = app.platform.clone();
 
-    // 1. Appends by concurrent writers, with a reader tailing the feed meanwhile.
+    let appends = measure_appends(b, &app).await?;
+    let purchases = measure_purchases(b, &app).await?;
+    let head = app.platform.feed_head().await?;
+    // The node's own relay holds the lead on the same lock key: stop the node first.
+    app.stop().await;
+    let relay = measure_relay(b, url, ns, head).await?;
+    print_report(b, &appends, &purchases, &relay);
+    Ok(())
+}
+
+/// Phase 1, appends by concurrent writers, with a reader tailing the feed meanwhile.
+async fn measure_appends(b: &StoreBench, app: &App) -> anyhow::Result<AppendFigures> {
+    let platform = app.platform.clone();
     let head0 = platform.feed_head().await?;
     let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -137,12 +171,21 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     let mut lags = tokio::time::timeout(Duration::from_secs(60), tailer).await??;
     lags.sort_by(|a, b| a.total_cmp(b));
     let appends_per_s = b.events as f64 / append_secs;
-    let raw_events = raw_insert_rate(&app, head0, b.events.min(3000) as i64).await?;
+    let raw_events = raw_insert_rate(app, head0, b.events.min(3000) as i64).await?;
 
-    // 2. Purchases on the same scaled-out node.
+    Ok(AppendFigures {
+        per_s: appends_per_s,
+        raw_per_s: raw_events,
+        lags,
+    })
+}
+
+/// Phase 2, purchases on the same scaled-out node.
+async fn measure_purchases(b: &StoreBench, app: &App) -> anyhow::Result<PurchaseFigures> {
+    let platform = app.platform.clone();
     let fleet = Arc::new(
         Fleet::provision(
-            &app,
+            app,
             &FleetSpec {
                 cabinets: b.cabinets,
                 capacity: 40,
@@ -156,22 +199,28 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut summary = run_purchases(&fleet, b.orders, 42).await?;
     let purchase_secs = started.elapsed().as_secs_f64();
-    audit_provider_charges(&app, &mut summary);
+    audit_provider_charges(app, &mut summary);
     let head2 = platform.feed_head().await?;
     let events_per_purchase = (head2 - head1) as f64 / b.orders as f64;
     let purchases_per_s = b.orders as f64 / purchase_secs;
-    let raw_purchase_rows = raw_insert_rate(&app, head1, 3000).await?;
+    let raw_purchase_rows = raw_insert_rate(app, head1, 3000).await?;
     eprintln!("{summary}");
 
-    // 3. Relay: a fresh relay (its own streams) catches up on the whole feed, against a
-    // raw asynchronous publish of the same messages to a bare stream.
-    let head = platform.feed_head().await?;
+    Ok(PurchaseFigures {
+        per_s: purchases_per_s,
+        events_per_purchase,
+        raw_rows_per_s: raw_purchase_rows,
+        summary,
+    })
+}
+
+/// Phase 3, the relay: a fresh relay (its own streams) catches up on the whole feed up
+/// to `head`, against a raw asynchronous publish of the same messages to a bare stream.
+async fn measure_relay(b: &StoreBench, url: &str, ns: &str, head: i64) -> anyhow::Result<RelayFigures> {
     let mut relay_cfg = NatsConfig::new(b.nats.clone());
     relay_cfg.namespace = format!("{ns}relay");
     let relay_nats = Nats::connect(&relay_cfg).await?;
     let mut relayed = 0usize;
-    // The node's own relay holds the lead on the same lock key: stop the node first.
-    app.stop().await;
     let db = tare_platform::db::Db::open_postgres(url, 4).await?;
     let relay = Relay::new(relay_nats.clone(), tare_platform::feed::Feed::new(db.clone()), db.clone());
     let started_relay = Instant::now();
@@ -223,6 +272,17 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     let raw_publish_rate = messages.len() as f64 / started_raw.elapsed().as_secs_f64();
     db.close().await;
 
+    Ok(RelayFigures {
+        relayed,
+        per_s: relay_rate,
+        raw_publish_per_s: raw_publish_rate,
+    })
+}
+
+fn print_report(b: &StoreBench, a: &AppendFigures, p: &PurchaseFigures, r: &RelayFigures) {
+    let (appends_per_s, raw_events, lags) = (a.per_s, a.raw_per_s, &a.lags);
+    let (purchases_per_s, events_per_purchase, raw_purchase_rows, summary) = (p.per_s, p.events_per_purchase, p.raw_rows_per_s, &p.summary);
+    let (relayed, relay_rate, raw_publish_rate) = (r.relayed, r.per_s, r.raw_publish_per_s);
     println!(
         "\n## tare bench store (PostgreSQL + NATS JetStream; {} appends by {} writers, {} purchases on {} cabinets)\n",
         b.events, b.writers, b.orders, b.cabinets
@@ -244,8 +304,8 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
     );
     println!(
         "| global-feed tail lag (commit → a tailing reader sees it), during the appends | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | — | — |",
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
+        percentile(lags, 0.5),
+        percentile(lags, 0.99),
         lags.last().copied().unwrap_or(0.0)
     );
     println!(
@@ -258,5 +318,4 @@ async fn run_on(b: &StoreBench, url: &str, ns: &str) -> anyhow::Result<()> {
         },
         crate::bench::peak_rss_mib()
     );
-    Ok(())
 }

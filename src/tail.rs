@@ -2,6 +2,7 @@
 //! and what operators tail.
 
 use tare_domain::cabinet::{CabinetEvent, Holder};
+use tare_domain::command::CommandEvent;
 use tare_domain::order::OrderEvent;
 use tare_domain::payment::PaymentEvent;
 use tare_domain::AnyEvent;
@@ -15,143 +16,153 @@ fn short(id: &str) -> &str {
 /// The line for a feed event, if it is a step worth showing.
 pub fn describe(ev: &FeedEvent) -> Option<String> {
     let id = ev.aggregate_id.as_str();
-    let line = match decode(ev)? {
-        AnyEvent::Order(e) => {
-            let o = short(id);
-            match e {
-                OrderEvent::OrderCreated {
-                    cabinet,
-                    door,
-                    shopper_id,
-                    provider,
-                    ..
-                } => {
-                    format!(
-                        "order {o}: scanned {cabinet} door {} by shopper {} ({})",
-                        door.get(),
-                        short(&shopper_id),
-                        provider.as_str()
-                    )
-                }
-                OrderEvent::OrderAuthorized { .. } => format!("order {o}: authorized"),
-                OrderEvent::DoorOpenRequested { cmd_id, .. } => format!("order {o}: open_door sent ({cmd_id})"),
-                OrderEvent::DoorQueryRequested { attempt, .. } => format!("order {o}: door not open yet, query_door #{attempt}"),
-                OrderEvent::OrderDoorOpened { .. } => format!("order {o}: door open"),
-                OrderEvent::OrderDoorClosed { unexpected, .. } => {
-                    format!("order {o}: door closed{}", if unexpected { " (unexpected)" } else { "" })
-                }
-                OrderEvent::WeightsSettled {
-                    lines, total, anomalies, ..
-                } => {
-                    let items: Vec<String> = lines.iter().map(|l| format!("{}x{}", l.qty, l.sku)).collect();
-                    let items = if items.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        items.join(", ")
-                    };
-                    let flags = if anomalies.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" anomalies={}", serde_json::to_string(&anomalies).unwrap_or_default())
-                    };
-                    format!("order {o}: weighed {items}, total {total}{flags}")
-                }
-                OrderEvent::ChargeRequested { amount, attempt, .. } => format!("order {o}: charging {amount} (attempt {attempt})"),
-                OrderEvent::ChargeFailed { reason, retry_at, .. } => {
-                    format!(
-                        "order {o}: charge failed ({reason}), {}",
-                        if retry_at.is_some() { "will retry" } else { "dead-lettered" }
-                    )
-                }
-                OrderEvent::OrderPaid { amount, .. } => format!("order {o}: PAID {amount}"),
-                OrderEvent::OrderCancelled { reason, .. } => format!("order {o}: cancelled ({reason})"),
-                OrderEvent::OrderMarkedAbnormal { anomalies, .. } => {
-                    format!("order {o}: ABNORMAL {}", serde_json::to_string(&anomalies).unwrap_or_default())
-                }
-            }
-        }
-        AnyEvent::Command(e) => {
-            use tare_domain::command::CommandEvent;
-            match e {
-                CommandEvent::CommandIssued {
-                    cabinet, spec, issued_by, ..
-                } => {
-                    format!("command {id}: {} to {cabinet} (by {issued_by})", spec.type_name())
-                }
-                CommandEvent::CommandDelivered { attempt, .. } if attempt > 1 => format!("command {id}: no ack yet, resent (#{attempt})"),
-                CommandEvent::CommandAcknowledged { ok, detail, late, .. } => format!(
-                    "command {id}: {}{}{}",
-                    if ok { "done" } else { "failed" },
-                    detail.map(|d| format!(" ({d})")).unwrap_or_default(),
-                    if late { " — late ack after unknown" } else { "" }
-                ),
-                CommandEvent::CommandExpired { attempts, .. } => format!("command {id}: unknown (no ack after {attempts} deliveries)"),
-                _ => return None,
-            }
-        }
-        AnyEvent::Payment(e) => {
-            let o = short(id);
-            match e {
-                PaymentEvent::PaymentOpened { provider, confirm_url, .. } => {
-                    format!(
-                        "order {o}: {} authorization created{}",
-                        provider.as_str(),
-                        if confirm_url.is_some() {
-                            ", waiting for the shopper to confirm"
-                        } else {
-                            " (pre-authorized)"
-                        }
-                    )
-                }
-                PaymentEvent::PaymentCollected {
-                    amount, transaction_id, ..
-                } => format!("order {o}: provider collected {amount} ({transaction_id})"),
-                PaymentEvent::CollectionFailed { reason, .. } => format!("order {o}: provider declined ({reason})"),
-                PaymentEvent::LateAuthorizationReceived { .. } => format!("order {o}: late authorization, cancelling at the provider"),
-                _ => return None,
-            }
-        }
-        AnyEvent::Cabinet(e) => match e {
-            CabinetEvent::DeviceConnected { status, node, .. } => format!("cabinet {id}: connected via {node}, {status:?}"),
-            CabinetEvent::CabinetInitialized { .. } => format!("cabinet {id}: initialized, online"),
-            CabinetEvent::DeviceDisconnected { .. } => format!("cabinet {id}: disconnected"),
-            CabinetEvent::DeviceWentSilent { last_seen, at } => {
-                format!("cabinet {id}: ALERT silent for {} s, marked offline", (at - last_seen) / 1000)
-            }
-            CabinetEvent::DeviceResumed { .. } => format!("cabinet {id}: heartbeating again"),
-            CabinetEvent::CompartmentChanged { compartment, change, .. } => {
-                format!("locker {id}: compartment {} {change:?}", compartment.get())
-            }
-            CabinetEvent::RestockNeeded {
-                door, lane, sku, stock, ..
-            } => format!(
-                "cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left",
+    match decode(ev)? {
+        AnyEvent::Order(e) => Some(order_line(short(id), e)),
+        AnyEvent::Command(e) => command_line(id, e),
+        AnyEvent::Payment(e) => payment_line(short(id), e),
+        AnyEvent::Cabinet(e) => cabinet_line(id, e),
+        _ => None,
+    }
+}
+
+/// A step of order `o` (its short id).
+fn order_line(o: &str, e: OrderEvent) -> String {
+    match e {
+        OrderEvent::OrderCreated {
+            cabinet,
+            door,
+            shopper_id,
+            provider,
+            ..
+        } => {
+            format!(
+                "order {o}: scanned {cabinet} door {} by shopper {} ({})",
                 door.get(),
-                lane.get()
-            ),
-            CabinetEvent::LateDoorEventRecorded {
-                door, seq, applied_seq, ..
-            } => format!(
-                "cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})",
-                door.get()
-            ),
-            CabinetEvent::DoorClosed {
-                door,
-                holder: None,
-                unexpected: true,
-                ..
-            } => format!("cabinet {id}: door {} closed with nobody holding it", door.get()),
-            CabinetEvent::DoorOpened { door, holder: None, .. } => {
-                format!("cabinet {id}: door {} opened with nobody holding it", door.get())
-            }
-            CabinetEvent::DoorOpened {
-                holder: Some(Holder::Restock { .. }),
-                door,
-                ..
-            } => format!("cabinet {id}: door {} opened for restock", door.get()),
-            _ => return None,
-        },
+                short(&shopper_id),
+                provider.as_str()
+            )
+        }
+        OrderEvent::OrderAuthorized { .. } => format!("order {o}: authorized"),
+        OrderEvent::DoorOpenRequested { cmd_id, .. } => format!("order {o}: open_door sent ({cmd_id})"),
+        OrderEvent::DoorQueryRequested { attempt, .. } => format!("order {o}: door not open yet, query_door #{attempt}"),
+        OrderEvent::OrderDoorOpened { .. } => format!("order {o}: door open"),
+        OrderEvent::OrderDoorClosed { unexpected, .. } => {
+            format!("order {o}: door closed{}", if unexpected { " (unexpected)" } else { "" })
+        }
+        OrderEvent::WeightsSettled {
+            lines, total, anomalies, ..
+        } => {
+            let items: Vec<String> = lines.iter().map(|l| format!("{}x{}", l.qty, l.sku)).collect();
+            let items = if items.is_empty() {
+                "nothing".to_string()
+            } else {
+                items.join(", ")
+            };
+            let flags = if anomalies.is_empty() {
+                String::new()
+            } else {
+                format!(" anomalies={}", serde_json::to_string(&anomalies).unwrap_or_default())
+            };
+            format!("order {o}: weighed {items}, total {total}{flags}")
+        }
+        OrderEvent::ChargeRequested { amount, attempt, .. } => format!("order {o}: charging {amount} (attempt {attempt})"),
+        OrderEvent::ChargeFailed { reason, retry_at, .. } => {
+            format!(
+                "order {o}: charge failed ({reason}), {}",
+                if retry_at.is_some() { "will retry" } else { "dead-lettered" }
+            )
+        }
+        OrderEvent::OrderPaid { amount, .. } => format!("order {o}: PAID {amount}"),
+        OrderEvent::OrderCancelled { reason, .. } => format!("order {o}: cancelled ({reason})"),
+        OrderEvent::OrderMarkedAbnormal { anomalies, .. } => {
+            format!("order {o}: ABNORMAL {}", serde_json::to_string(&anomalies).unwrap_or_default())
+        }
+    }
+}
+
+/// A step of device command `id`.
+fn command_line(id: &str, e: CommandEvent) -> Option<String> {
+    Some(match e {
+        CommandEvent::CommandIssued {
+            cabinet, spec, issued_by, ..
+        } => {
+            format!("command {id}: {} to {cabinet} (by {issued_by})", spec.type_name())
+        }
+        CommandEvent::CommandDelivered { attempt, .. } if attempt > 1 => format!("command {id}: no ack yet, resent (#{attempt})"),
+        CommandEvent::CommandAcknowledged { ok, detail, late, .. } => format!(
+            "command {id}: {}{}{}",
+            if ok { "done" } else { "failed" },
+            detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+            if late { " — late ack after unknown" } else { "" }
+        ),
+        CommandEvent::CommandExpired { attempts, .. } => format!("command {id}: unknown (no ack after {attempts} deliveries)"),
         _ => return None,
-    };
-    Some(line)
+    })
+}
+
+/// A step of order `o`'s payment.
+fn payment_line(o: &str, e: PaymentEvent) -> Option<String> {
+    Some(match e {
+        PaymentEvent::PaymentOpened { provider, confirm_url, .. } => {
+            format!(
+                "order {o}: {} authorization created{}",
+                provider.as_str(),
+                if confirm_url.is_some() {
+                    ", waiting for the shopper to confirm"
+                } else {
+                    " (pre-authorized)"
+                }
+            )
+        }
+        PaymentEvent::PaymentCollected {
+            amount, transaction_id, ..
+        } => format!("order {o}: provider collected {amount} ({transaction_id})"),
+        PaymentEvent::CollectionFailed { reason, .. } => format!("order {o}: provider declined ({reason})"),
+        PaymentEvent::LateAuthorizationReceived { .. } => format!("order {o}: late authorization, cancelling at the provider"),
+        _ => return None,
+    })
+}
+
+/// A fact of cabinet `id` worth an operator's eye.
+fn cabinet_line(id: &str, e: CabinetEvent) -> Option<String> {
+    Some(match e {
+        CabinetEvent::DeviceConnected { status, node, .. } => format!("cabinet {id}: connected via {node}, {status:?}"),
+        CabinetEvent::CabinetInitialized { .. } => format!("cabinet {id}: initialized, online"),
+        CabinetEvent::DeviceDisconnected { .. } => format!("cabinet {id}: disconnected"),
+        CabinetEvent::DeviceWentSilent { last_seen, at } => {
+            format!("cabinet {id}: ALERT silent for {} s, marked offline", (at - last_seen) / 1000)
+        }
+        CabinetEvent::DeviceResumed { .. } => format!("cabinet {id}: heartbeating again"),
+        CabinetEvent::CompartmentChanged { compartment, change, .. } => {
+            format!("locker {id}: compartment {} {change:?}", compartment.get())
+        }
+        CabinetEvent::RestockNeeded {
+            door, lane, sku, stock, ..
+        } => format!(
+            "cabinet {id}: door {} lane {} ({sku}) needs restock, {stock} left",
+            door.get(),
+            lane.get()
+        ),
+        CabinetEvent::LateDoorEventRecorded {
+            door, seq, applied_seq, ..
+        } => format!(
+            "cabinet {id}: late door event on door {} (seq {seq} after {applied_seq})",
+            door.get()
+        ),
+        CabinetEvent::DoorClosed {
+            door,
+            holder: None,
+            unexpected: true,
+            ..
+        } => format!("cabinet {id}: door {} closed with nobody holding it", door.get()),
+        CabinetEvent::DoorOpened { door, holder: None, .. } => {
+            format!("cabinet {id}: door {} opened with nobody holding it", door.get())
+        }
+        CabinetEvent::DoorOpened {
+            holder: Some(Holder::Restock { .. }),
+            door,
+            ..
+        } => format!("cabinet {id}: door {} opened for restock", door.get()),
+        _ => return None,
+    })
 }

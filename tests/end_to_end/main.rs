@@ -13,6 +13,7 @@ mod common;
 
 mod bad_input;
 mod cluster;
+mod code_size;
 mod coupons;
 mod device_commands;
 mod fleet_scale;

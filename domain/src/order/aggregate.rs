@@ -172,23 +172,7 @@ impl Order {
                 transaction_id,
                 amount,
                 at,
-            } => {
-                if self.state == S::Paid {
-                    return Ok(vec![]); // duplicate confirmation
-                }
-                self.require(&[S::Charging])?;
-                if amount != self.total {
-                    return Err(OrderError::AmountMismatch {
-                        want: self.total.get(),
-                        got: amount.get(),
-                    });
-                }
-                Ok(vec![OrderEvent::OrderPaid {
-                    transaction_id,
-                    amount,
-                    at,
-                }])
-            }
+            } => self.mark_paid(transaction_id, amount, at),
             OrderCommand::RecordChargeFailure { reason, retry_at, at } => Ok(if self.state == S::Charging && !self.dead_lettered {
                 vec![OrderEvent::ChargeFailed {
                     attempt: self.charge_attempts,
@@ -210,14 +194,37 @@ impl Order {
             } else {
                 vec![]
             }),
-            OrderCommand::Cancel { reason, at } => {
-                if self.state == S::Cancelled {
-                    return Ok(vec![]);
-                }
-                self.require(&[S::Authorizing, S::Authorized, S::Opening])?;
-                Ok(vec![OrderEvent::OrderCancelled { reason, at }])
-            }
+            OrderCommand::Cancel { reason, at } => self.cancel(reason, at),
         }
+    }
+
+    /// The provider collected: paid, if the amount is the one charged (a repeat of the
+    /// confirmation decides nothing) [O8].
+    fn mark_paid(&self, transaction_id: String, amount: Cents, at: UnixMs) -> Decision {
+        if self.state == OrderState::Paid {
+            return Ok(vec![]);
+        }
+        self.require(&[OrderState::Charging])?;
+        if amount != self.total {
+            return Err(OrderError::AmountMismatch {
+                want: self.total.get(),
+                got: amount.get(),
+            });
+        }
+        Ok(vec![OrderEvent::OrderPaid {
+            transaction_id,
+            amount,
+            at,
+        }])
+    }
+
+    /// Cancels an order whose door has not opened yet (cancelling twice is no error).
+    fn cancel(&self, reason: String, at: UnixMs) -> Decision {
+        if self.state == OrderState::Cancelled {
+            return Ok(vec![]);
+        }
+        self.require(&[OrderState::Authorizing, OrderState::Authorized, OrderState::Opening])?;
+        Ok(vec![OrderEvent::OrderCancelled { reason, at }])
     }
 
     /// Timer: query the door again, or give up after [`MAX_DOOR_QUERIES`] [O4].

@@ -13,157 +13,174 @@ use tare_domain::{AnyEvent, CabinetId, UnixMs};
 /// The purchase saga's decision for one event of aggregate `aggregate_id` (an order, its
 /// payment, or the cabinet whose door it holds).
 pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
+    match event {
+        AnyEvent::Order(e) => order_event(aggregate_id, e, cfg),
+        AnyEvent::Payment(e) => payment_event(aggregate_id, e),
+        AnyEvent::Cabinet(e) => cabinet_event(aggregate_id, e),
+        _ => vec![],
+    }
+}
+
+/// The effects of one of order `aggregate_id`'s own events.
+fn order_event(aggregate_id: &str, e: &OrderEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
     let id = aggregate_id.to_string();
     let k = |step: &str| format!("order:{aggregate_id}:{step}");
-    match event {
-        AnyEvent::Order(e) => match e {
-            OrderEvent::OrderCreated { auth_deadline, at, .. } => vec![
-                Scheduled::at(k("open-payment"), *at, Effect::OpenPayment { order_id: id.clone() }),
-                Scheduled::at(k("auth-timeout"), *auth_deadline, Effect::ExpireAuthorization { order_id: id }),
-            ],
-            OrderEvent::DoorOpenRequested { cmd_id, at } => door_command(cfg, &id, cmd_id, DoorCommandKind::OpenDoor, 1, *at),
-            OrderEvent::DoorQueryRequested { attempt, cmd_id, at } => {
-                door_command(cfg, &id, cmd_id, DoorCommandKind::QueryDoor, attempt + 1, *at)
-            }
-            OrderEvent::OrderDoorClosed { at, .. } => vec![Scheduled {
-                key: k("settle-weights"),
-                due_at: at + cfg.stable_wait_ms,
-                effect: Effect::SettleWeights {
-                    order_id: id,
-                    poll_ms: cfg.stable_poll_ms,
-                    give_up_at: at + cfg.stable_wait_ms + cfg.stable_extra_ms,
-                },
-            }],
-            OrderEvent::WeightsSettled { coupon, at, .. } => {
-                let mut out = vec![Scheduled::at(
-                    k("finish-door"),
-                    *at,
-                    Effect::FinishDoorSession { order_id: id.clone() },
-                )];
-                if coupon.is_some() {
-                    out.push(Scheduled::at(k("redeem-coupon"), *at, Effect::RedeemCoupon { order_id: id }));
-                }
-                out
-            }
-            OrderEvent::ChargeRequested { attempt, at, .. } => vec![Scheduled::at(
-                k(&format!("collect:{attempt}")),
+    match e {
+        OrderEvent::OrderCreated { auth_deadline, at, .. } => vec![
+            Scheduled::at(k("open-payment"), *at, Effect::OpenPayment { order_id: id.clone() }),
+            Scheduled::at(k("auth-timeout"), *auth_deadline, Effect::ExpireAuthorization { order_id: id }),
+        ],
+        OrderEvent::DoorOpenRequested { cmd_id, at } => door_command(cfg, &id, cmd_id, DoorCommandKind::OpenDoor, 1, *at),
+        OrderEvent::DoorQueryRequested { attempt, cmd_id, at } => {
+            door_command(cfg, &id, cmd_id, DoorCommandKind::QueryDoor, attempt + 1, *at)
+        }
+        OrderEvent::OrderDoorClosed { at, .. } => vec![Scheduled {
+            key: k("settle-weights"),
+            due_at: at + cfg.stable_wait_ms,
+            effect: Effect::SettleWeights {
+                order_id: id,
+                poll_ms: cfg.stable_poll_ms,
+                give_up_at: at + cfg.stable_wait_ms + cfg.stable_extra_ms,
+            },
+        }],
+        OrderEvent::WeightsSettled { coupon, at, .. } => {
+            let mut out = vec![Scheduled::at(
+                k("finish-door"),
                 *at,
-                Effect::Collect {
+                Effect::FinishDoorSession { order_id: id.clone() },
+            )];
+            if coupon.is_some() {
+                out.push(Scheduled::at(k("redeem-coupon"), *at, Effect::RedeemCoupon { order_id: id }));
+            }
+            out
+        }
+        OrderEvent::ChargeRequested { attempt, at, .. } => vec![Scheduled::at(
+            k(&format!("collect:{attempt}")),
+            *at,
+            Effect::Collect {
+                order_id: id,
+                attempt: *attempt,
+            },
+        )],
+        OrderEvent::ChargeFailed {
+            attempt,
+            retry_at: Some(t),
+            ..
+        } => vec![Scheduled {
+            key: k(&format!("retry-collect:{attempt}")),
+            due_at: *t,
+            effect: Effect::RetryCollection {
+                order_id: id,
+                after_attempt: *attempt,
+            },
+        }],
+        OrderEvent::OrderPaid { at, .. } => vec![
+            Scheduled::at(k("finish-door"), *at, Effect::FinishDoorSession { order_id: id.clone() }),
+            Scheduled::at(
+                k("end-shopper-order"),
+                *at,
+                Effect::EndShopperOrder {
                     order_id: id,
-                    attempt: *attempt,
+                    outcome: "paid".into(),
                 },
-            )],
-            OrderEvent::ChargeFailed {
-                attempt,
-                retry_at: Some(t),
-                ..
-            } => vec![Scheduled {
-                key: k(&format!("retry-collect:{attempt}")),
-                due_at: *t,
-                effect: Effect::RetryCollection {
-                    order_id: id,
-                    after_attempt: *attempt,
-                },
-            }],
-            OrderEvent::OrderPaid { at, .. } => vec![
-                Scheduled::at(k("finish-door"), *at, Effect::FinishDoorSession { order_id: id.clone() }),
-                Scheduled::at(
-                    k("end-shopper-order"),
+            ),
+        ],
+        OrderEvent::OrderCancelled { reason, at } => end_without_charge(&id, "cancelled", reason, *at),
+        OrderEvent::OrderMarkedAbnormal { at, .. } => end_without_charge(&id, "abnormal", "abnormal", *at),
+        _ => vec![],
+    }
+}
+
+/// The effects of an event of the order's payment (same id as the order).
+fn payment_event(aggregate_id: &str, e: &PaymentEvent) -> Vec<Scheduled> {
+    let id = aggregate_id.to_string();
+    let k = |step: &str| format!("order:{aggregate_id}:{step}");
+    match e {
+        PaymentEvent::PaymentAuthorized { at, .. } => {
+            vec![Scheduled::at(k("authorize"), *at, Effect::AuthorizeOrder { order_id: id })]
+        }
+        PaymentEvent::LateAuthorizationReceived { at, .. } => vec![Scheduled::at(
+            k("late-auth-cancel"),
+            *at,
+            Effect::CancelPayment {
+                order_id: id,
+                reason: "late_authorization".into(),
+            },
+        )],
+        PaymentEvent::PaymentCollected {
+            transaction_id,
+            amount,
+            at,
+            ..
+        } => vec![Scheduled::at(
+            k("mark-paid"),
+            *at,
+            Effect::MarkOrderPaid {
+                order_id: id,
+                transaction_id: transaction_id.clone(),
+                amount: *amount,
+            },
+        )],
+        PaymentEvent::CollectionFailed { attempt, reason, at } => vec![Scheduled::at(
+            k(&format!("charge-failed:{attempt}")),
+            *at,
+            Effect::RecordChargeFailure {
+                order_id: id,
+                attempt: *attempt,
+                reason: reason.clone(),
+            },
+        )],
+        _ => vec![],
+    }
+}
+
+/// The effects of a door event of cabinet `aggregate_id` while an order holds the door.
+fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
+    match e {
+        CabinetEvent::DoorOpened {
+            door,
+            holder: Some(Holder::Order { order_id, .. }),
+            device_ts,
+            at,
+            ..
+        } => {
+            let cabinet = cabinet_id(aggregate_id);
+            cabinet.map_or_else(Vec::new, |cabinet| {
+                vec![Scheduled::at(
+                    format!("order:{order_id}:door-opened"),
                     *at,
-                    Effect::EndShopperOrder {
-                        order_id: id,
-                        outcome: "paid".into(),
+                    Effect::RecordDoorOpened {
+                        order_id: order_id.clone(),
+                        cabinet,
+                        door: *door,
+                        device_ts: *device_ts,
                     },
-                ),
-            ],
-            OrderEvent::OrderCancelled { reason, at } => end_without_charge(&id, "cancelled", reason, *at),
-            OrderEvent::OrderMarkedAbnormal { at, .. } => end_without_charge(&id, "abnormal", "abnormal", *at),
-            _ => vec![],
-        },
-        AnyEvent::Payment(e) => match e {
-            PaymentEvent::PaymentAuthorized { at, .. } => {
-                vec![Scheduled::at(k("authorize"), *at, Effect::AuthorizeOrder { order_id: id })]
-            }
-            PaymentEvent::LateAuthorizationReceived { at, .. } => vec![Scheduled::at(
-                k("late-auth-cancel"),
-                *at,
-                Effect::CancelPayment {
-                    order_id: id,
-                    reason: "late_authorization".into(),
-                },
-            )],
-            PaymentEvent::PaymentCollected {
-                transaction_id,
-                amount,
-                at,
-                ..
-            } => vec![Scheduled::at(
-                k("mark-paid"),
-                *at,
-                Effect::MarkOrderPaid {
-                    order_id: id,
-                    transaction_id: transaction_id.clone(),
-                    amount: *amount,
-                },
-            )],
-            PaymentEvent::CollectionFailed { attempt, reason, at } => vec![Scheduled::at(
-                k(&format!("charge-failed:{attempt}")),
-                *at,
-                Effect::RecordChargeFailure {
-                    order_id: id,
-                    attempt: *attempt,
-                    reason: reason.clone(),
-                },
-            )],
-            _ => vec![],
-        },
-        AnyEvent::Cabinet(e) => match e {
-            CabinetEvent::DoorOpened {
-                door,
-                holder: Some(Holder::Order { order_id, .. }),
-                device_ts,
-                at,
-                ..
-            } => {
-                let cabinet = cabinet_id(aggregate_id);
-                cabinet.map_or_else(Vec::new, |cabinet| {
-                    vec![Scheduled::at(
-                        format!("order:{order_id}:door-opened"),
-                        *at,
-                        Effect::RecordDoorOpened {
-                            order_id: order_id.clone(),
-                            cabinet,
-                            door: *door,
-                            device_ts: *device_ts,
-                        },
-                    )]
-                })
-            }
-            CabinetEvent::DoorClosed {
-                door,
-                holder: Some(Holder::Order { order_id, .. }),
-                device_ts,
-                unexpected,
-                at,
-                ..
-            } => {
-                let cabinet = cabinet_id(aggregate_id);
-                cabinet.map_or_else(Vec::new, |cabinet| {
-                    vec![Scheduled::at(
-                        format!("order:{order_id}:door-closed"),
-                        *at,
-                        Effect::RecordDoorClosed {
-                            order_id: order_id.clone(),
-                            cabinet,
-                            door: *door,
-                            device_ts: *device_ts,
-                            unexpected: *unexpected,
-                        },
-                    )]
-                })
-            }
-            _ => vec![],
-        },
+                )]
+            })
+        }
+        CabinetEvent::DoorClosed {
+            door,
+            holder: Some(Holder::Order { order_id, .. }),
+            device_ts,
+            unexpected,
+            at,
+            ..
+        } => {
+            let cabinet = cabinet_id(aggregate_id);
+            cabinet.map_or_else(Vec::new, |cabinet| {
+                vec![Scheduled::at(
+                    format!("order:{order_id}:door-closed"),
+                    *at,
+                    Effect::RecordDoorClosed {
+                        order_id: order_id.clone(),
+                        cabinet,
+                        door: *door,
+                        device_ts: *device_ts,
+                        unexpected: *unexpected,
+                    },
+                )]
+            })
+        }
         _ => vec![],
     }
 }
