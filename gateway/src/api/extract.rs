@@ -28,16 +28,19 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for ApiJson<T> {
 }
 
 /// Parses `bytes` as `T`, naming the failing field.
+///
+/// A number with a zero fraction (`3.0`) is taken for the integer it equals: JSON has one
+/// number type, and JSON Schema (the OpenAPI document's schemas) calls `3.0` an integer,
+/// so an integer field must not refuse it. A body that is not JSON is a 400.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::Malformed(format!("body is not valid JSON: {e}")))?;
+    integral_numbers_as_integers(&mut value);
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::Malformed(format!("body is not valid JSON: {inner}")));
-            }
             let msg = inner.to_string();
             // serde reports an unknown field as "unknown field `x`, expected …".
             let field = match msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
@@ -53,6 +56,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             Err(ApiError::Invalid { field, message: msg })
         }
+    }
+}
+
+/// Rewrites every float in `v` whose fraction is zero, and that an `i64` or a `u64`
+/// holds, as that integer (an `f64` field still reads it).
+fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // 2^63 and 2^64 are exact in an f64, and the casts are exact below them.
+                const TWO_63: f64 = 9_223_372_036_854_775_808_u64 as f64;
+                if (-TWO_63..TWO_63).contains(&f) {
+                    *v = Value::from(f as i64);
+                } else if (0.0..2.0 * TWO_63).contains(&f) {
+                    *v = Value::from(f as u64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
     }
 }
 
@@ -138,5 +163,57 @@ impl FromRequestParts<Arc<ApiState>> for ShopperCaller {
             Caller::Shopper(id) => Ok(Self(id)),
             Caller::Operator => Err(ApiError::Forbidden("shoppers only".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        door: u8,
+        grams: f64,
+        at: Option<i64>,
+    }
+
+    #[test]
+    fn integral_numbers_read_as_integers_and_the_rest_as_before() {
+        let ok = |json: &str| parse_json::<Body>(json.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(
+            ok(r#"{"door": 3.0, "grams": 2.0, "at": -9.0}"#),
+            Ok(Body {
+                door: 3,
+                grams: 2.0,
+                at: Some(-9)
+            })
+        );
+        assert_eq!(
+            ok(r#"{"door": 3, "grams": 2.5, "at": null}"#),
+            Ok(Body {
+                door: 3,
+                grams: 2.5,
+                at: None
+            })
+        );
+        assert_eq!(
+            ok(r#"{"door": 1.5, "grams": 2}"#),
+            Err("door: invalid type: floating point `1.5`, expected u8".into())
+        );
+        assert_eq!(
+            ok(r#"{"door": 256.0, "grams": 2}"#),
+            Err("door: invalid value: integer `256`, expected u8".into())
+        );
+        assert_eq!(
+            ok(r#"{"door": 1e300, "grams": 2}"#),
+            Err("door: invalid type: floating point `1e+300`, expected u8".into())
+        );
+        assert_eq!(
+            ok(r#"{"door": 1, "grams": 2, "x": 1}"#).map_err(|e| e.starts_with("x: unknown field")),
+            Err(true)
+        );
+        assert!(matches!(parse_json::<Body>(b"{\"door\": 1,"), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<Body>(b""), Err(ApiError::Malformed(_))));
     }
 }
