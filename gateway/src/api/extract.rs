@@ -31,12 +31,13 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for ApiJson<T> {
 ///
 /// A number with a zero fraction (`3.0`) is taken for the integer it equals: JSON has one
 /// number type, and JSON Schema (the OpenAPI document's schemas) calls `3.0` an integer,
-/// so an integer field must not refuse it. A body that is not JSON is a 400.
+/// so an integer field must not refuse it. An object must be an object (serde would also
+/// fill a struct from an array, by position). A body that is not JSON is a 400.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::Malformed(format!("body is not valid JSON: {e}")))?;
     integral_numbers_as_integers(&mut value);
-    match serde_path_to_error::deserialize::<_, T>(value) {
+    match serde_path_to_error::deserialize::<_, T>(ObjectsAreObjects(value)) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
@@ -78,6 +79,80 @@ fn integral_numbers_as_integers(v: &mut serde_json::Value) {
         Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
         Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
         Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+/// A JSON value to deserialize from, like `serde_json::Value` itself, except that a struct
+/// is never read from an array: the document says object, and `[null]` is not one.
+struct ObjectsAreObjects(serde_json::Value);
+
+impl<'de> serde::Deserializer<'de> for ObjectsAreObjects {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        use serde_json::Value;
+        match self.0 {
+            Value::Array(items) => {
+                let len = items.len();
+                let mut seq = serde::de::value::SeqDeserializer::new(items.into_iter().map(ObjectsAreObjects));
+                let v = visitor.visit_seq(&mut seq)?;
+                seq.end().map_err(|_| serde::de::Error::invalid_length(len, &"fewer elements"))?;
+                Ok(v)
+            }
+            Value::Object(fields) => {
+                let mut map = serde::de::value::MapDeserializer::new(fields.into_iter().map(|(k, v)| (k, ObjectsAreObjects(v))));
+                let v = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(v)
+            }
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::Array(_) => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Seq, &visitor)),
+            serde_json::Value::Object(_) => self.deserialize_any(visitor),
+            other => other.deserialize_struct(name, fields, visitor),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::Null => visitor.visit_none(),
+            other => visitor.visit_some(ObjectsAreObjects(other)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for ObjectsAreObjects {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
     }
 }
 
@@ -215,5 +290,37 @@ mod tests {
         );
         assert!(matches!(parse_json::<Body>(b"{\"door\": 1,"), Err(ApiError::Malformed(_))));
         assert!(matches!(parse_json::<Body>(b""), Err(ApiError::Malformed(_))));
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        inner: Body,
+        list: Vec<Option<u8>>,
+    }
+
+    #[test]
+    fn an_object_is_never_read_from_an_array() {
+        let parse = |json: &str| parse_json::<Outer>(json.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(
+            parse(r#"{"inner": {"door": 1, "grams": 2}, "list": [1, null]}"#),
+            Ok(Outer {
+                inner: Body {
+                    door: 1,
+                    grams: 2.0,
+                    at: None
+                },
+                list: vec![Some(1), None],
+            })
+        );
+        assert_eq!(
+            parse(r#"[{"door": 1, "grams": 2}, []]"#),
+            Err("body: invalid type: sequence, expected struct Outer".into())
+        );
+        assert_eq!(
+            parse(r#"{"inner": [1, 2, null], "list": []}"#),
+            Err("inner: invalid type: sequence, expected struct Body".into())
+        );
+        assert!(parse_json::<serde_json::Value>(b"[1, {\"a\": [2.0]}]").is_ok_and(|v| v == serde_json::json!([1, {"a": [2]}])));
     }
 }
