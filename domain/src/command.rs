@@ -128,7 +128,8 @@ impl CommandSpec {
             })
         };
         let text = |field: &'static str, s: &str, max: usize| {
-            if s.trim().is_empty() || s.len() > max {
+            // Characters, as the message says and JSON Schema's `maxLength` counts them.
+            if s.trim().is_empty() || s.chars().count() > max {
                 Err(CommandError::Invalid {
                     field,
                     reason: format!("must be 1-{max} characters"),

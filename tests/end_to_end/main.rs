@@ -22,6 +22,7 @@ mod http_device;
 mod liveness;
 mod lockers;
 mod mqtt_conformance;
+mod openapi;
 mod purchase_e2e;
 mod recovery;
 mod roles;

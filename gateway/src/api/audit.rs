@@ -1,32 +1,130 @@
-//! The auditor's feed, metrics and the OpenAPI document [E2, X3].
+//! The auditor's feed and the node's metrics [E2, X3].
 
+use super::error::ErrorBody;
 use super::extract::Operator;
+use super::openapi::{Internal, OperatorOnly, Unauthorized};
 use super::{ApiError, ApiState};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tare_platform::feed::FeedEvent;
 use tare_platform::service::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Debug, Deserialize)]
+/// Query of `GET /api/v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FeedQuery {
+    /// Events after this feed position (default 0: from the start).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     after: Option<i64>,
+    /// At most this many events (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// An event's metadata as the feed shows it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Schema only: the metadata is passed through as stored.
+struct EventMetadata {
+    /// When the command that produced it ran, Unix ms (a number: the feed turns the
+    /// store's string into one).
+    time: i64,
+    /// The order, session or request the event belongs to.
+    correlation_id: String,
+    /// The event or request that caused it.
+    causation_id: String,
+    /// The command's unique id.
+    command_id: String,
+}
+
+/// One event of the global feed. Fields in alphabetical order: the bytes are those of
+/// the untyped body this replaced.
+#[derive(Debug, Serialize, ToSchema)]
+struct FeedEventDto {
+    /// Aggregate id.
+    aggregate_id: String,
+    /// Aggregate type (`order`, `cabinet`, …).
+    #[schema(example = "order")]
+    aggregate_type: String,
+    /// Stable id (UUIDv5 of aggregate type, id and sequence).
+    #[schema(format = "uuid")]
+    event_id: String,
+    /// Event type.
+    #[schema(example = "OrderCreated")]
+    event_type: String,
+    /// Schema version.
+    event_version: String,
+    /// `time` (Unix ms), `correlation_id`, `causation_id`, `command_id`.
+    #[schema(value_type = EventMetadata)]
+    metadata: Value,
+    /// The event as stored (keyed by its event type).
+    #[schema(value_type = Value)]
+    payload: Value,
+    /// Position in the global feed (1, 2, 3, … with no gaps).
+    position: i64,
+    /// Sequence within the aggregate.
+    sequence: i64,
+}
+
+impl From<FeedEvent> for FeedEventDto {
+    fn from(e: FeedEvent) -> Self {
+        Self {
+            aggregate_id: e.aggregate_id,
+            aggregate_type: e.aggregate_type,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            event_version: e.event_version,
+            metadata: e.metadata,
+            payload: e.payload,
+            position: e.position,
+            sequence: e.sequence,
+        }
+    }
+}
+
+/// A page of the feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct EventsPage {
+    /// The events, in feed order.
+    events: Vec<FeedEventDto>,
+    /// The position to pass as `after` next (the last event's position, or `after` when
+    /// none).
+    next: i64,
+}
+
+/// The global event feed.
+///
+/// Every committed event once, in one stable order, from a position on [E2].
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "audit",
+    operation_id = "listEvents",
+    security(("operatorBearer" = [])),
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "A page of the feed.", body = EventsPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 422, description = "`invalid_field`: `after`, `limit`, or `query` (not a number, or an unknown parameter).", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
 pub(super) async fn events(
     _: Operator,
     State(s): State<Arc<ApiState>>,
     q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let after = q.after.unwrap_or(0);
     if after < 0 {
@@ -38,9 +136,27 @@ pub(super) async fn events(
     }
     let events = s.platform.events_after(after, limit).await?;
     let next = events.last().map_or(after, |e| e.position);
-    Ok(Json(json!({"events": events, "next": next})))
+    Ok(Json(EventsPage {
+        events: events.into_iter().map(Into::into).collect(),
+        next,
+    }))
 }
 
+/// Metrics.
+///
+/// The node's metrics in the Prometheus text format: the feed and its consumers'
+/// lag, effects, device traffic and refusals, liveness, and (scaled out) the relay,
+/// partition workers and routed commands.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "getMetrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition (version 0.0.4).", content_type = "text/plain", body = String),
+        (status = 500, response = Internal),
+    )
+)]
 pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
     let m = s.platform.metrics().await?;
     let mut out = Exposition::default();
@@ -214,12 +330,4 @@ impl Exposition {
             i64::from(c.relay_leader),
         );
     }
-}
-
-/// The OpenAPI document, kept beside the code in `docs/openapi.json`.
-pub(super) async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../../docs/openapi.json"),
-    )
 }

@@ -1,39 +1,77 @@
-//! Products, cabinets and the coupon policy (operator endpoints) [C1, O7].
+//! Products and the coupon policy (operator endpoints) [C1, O7].
 
+use super::error::ErrorBody;
 use super::extract::{ApiJson, Operator};
+use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
 use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::sync::Arc;
-use tare_domain::cabinet::{Cabinet, DeviceStatus, DoorPosition};
 use tare_domain::coupon::CouponPolicy;
-use tare_domain::weight::Tolerance;
-use tare_domain::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku};
-use tare_platform::service::{DoorSpec, LaneSpec};
+use tare_domain::{Cents, Grams, Sku};
+use utoipa::ToSchema;
 
 /// `POST /api/v1/products`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "cola-330", "name": "Cola 330ml", "unit_grams": 348, "price_cents": 300}))]
 pub struct NewProduct {
+    /// A stock-keeping unit code: 1-64 of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$", example = "cola-330")]
     sku: String,
+    /// Display name: 1-64 characters once leading and trailing whitespace is trimmed
+    /// (it is stored trimmed).
+    #[schema(
+        pattern = r"^[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([\s\S]{0,62}[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "Cola 330ml"
+    )]
     name: String,
+    /// Weight of one unit in grams: above 0, at most 50000.
+    #[schema(exclusive_minimum = 0, maximum = 50000)]
     unit_grams: f64,
+    /// Unit price in cents, 0..=100000000.
+    #[schema(minimum = 0, maximum = 100_000_000)]
     price_cents: i64,
 }
 
 /// A product as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"sku": "cola-330", "name": "Cola 330ml", "unit_grams": 348.0, "price_cents": 300}))]
 pub struct ProductDto {
+    /// Its SKU.
     sku: String,
+    /// Display name.
     name: String,
+    /// Weight of one unit in grams.
     unit_grams: f64,
+    /// Unit price in cents (a new price reaches the lanes' labels first).
     price_cents: i64,
 }
 
+/// Register a product.
+///
+/// Registers a product (SKU, name, unit weight, price) in the catalogue so cabinets can
+/// stock it [C1].
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    tag = "catalogue",
+    operation_id = "createProduct",
+    security(("operatorBearer" = [])),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "The product.", body = ProductDto),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 409, description = "`product_exists`, or `concurrent_update`.", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: wrong type, out of range, unknown or missing field; `field` is `sku`, `name`, `unit_grams` or `price_cents`.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn create_product(
     _: Operator,
     State(s): State<Arc<ApiState>>,
@@ -54,6 +92,24 @@ pub async fn create_product(
     ))
 }
 
+/// Get a product.
+///
+/// Returns one catalogue product by SKU [C1].
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{sku}",
+    tag = "catalogue",
+    operation_id = "getProduct",
+    security(("operatorBearer" = [])),
+    params(("sku" = String, Path, description = "The product's SKU (any other text is simply not found).", example = "cola-330")),
+    responses(
+        (status = 200, description = "The product.", body = ProductDto),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`product_not_found`.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku): Path<String>) -> Result<Json<ProductDto>, ApiError> {
     let sku = Sku::parse("sku", &sku).map_err(|_| ApiError::NotFound {
         code: "product_not_found",
@@ -68,188 +124,51 @@ pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku):
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The operator's rule for automatic coupon use, as sent and as shown [O7].
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Location {
-    lat: f64,
-    lng: f64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToleranceBody {
-    abs_grams: f64,
-    rel: f64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewLane {
-    lane: i64,
-    sku: String,
-    capacity: u32,
-    restock_threshold: u32,
-    #[serde(default)]
-    tolerance: Option<ToleranceBody>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDoor {
-    door: i64,
-    lanes: Vec<NewLane>,
-}
-
-/// `POST /api/v1/cabinets`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewCabinet {
-    pk: String,
-    dn: String,
-    kind: CabinetKind,
-    location: Location,
-    doors: Vec<NewDoor>,
-}
-
-pub async fn create_cabinet(
-    _: Operator,
-    State(s): State<Arc<ApiState>>,
-    ApiJson(b): ApiJson<NewCabinet>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = CabinetId::new(&b.pk, &b.dn)?;
-    let location = GeoPoint::parse(b.location.lat, b.location.lng)?;
-    if b.doors.len() > 16 {
-        return Err(ApiError::invalid("doors", "at most 16 doors"));
-    }
-    let mut doors = Vec::new();
-    for (i, d) in b.doors.iter().enumerate() {
-        let door = DoorNo::parse("door", d.door).map_err(|e| ApiError::invalid(format!("doors[{i}].door"), e.reason))?;
-        let mut lanes = Vec::new();
-        for (j, l) in d.lanes.iter().enumerate() {
-            let at = |f: &str| format!("doors[{i}].lanes[{j}].{f}");
-            let lane = LaneNo::parse("lane", l.lane).map_err(|e| ApiError::invalid(at("lane"), e.reason))?;
-            let sku = Sku::parse("sku", &l.sku).map_err(|e| ApiError::invalid(at("sku"), e.reason))?;
-            let tolerance = match &l.tolerance {
-                Some(t) => Some(Tolerance::parse(t.abs_grams, t.rel).map_err(|e| ApiError::invalid(at(e.field), e.reason))?),
-                None => None,
-            };
-            lanes.push(LaneSpec {
-                lane,
-                sku,
-                capacity: l.capacity,
-                restock_threshold: l.restock_threshold,
-                tolerance,
-            });
-        }
-        doors.push(DoorSpec { door, lanes });
-    }
-    let secret: String = {
-        let mut rng = rand::rng();
-        (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
-    };
-    s.platform.register_cabinet(id.clone(), b.kind, location, doors, &secret).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id.to_string(), "device_secret": secret}))))
-}
-
-/// The API's cabinet status names.
-pub fn status_name(s: DeviceStatus) -> &'static str {
-    match s {
-        DeviceStatus::Registered => "pending_init",
-        DeviceStatus::PendingInit => "pending_init",
-        DeviceStatus::Online => "online",
-        DeviceStatus::Offline => "offline",
-        DeviceStatus::Faulty => "faulty",
-    }
-}
-
-fn cabinet_json(c: &Cabinet, last_heartbeat_ts: Option<i64>) -> Value {
-    let doors: Vec<Value> = c
-        .doors
-        .values()
-        .map(|d| {
-            json!({
-                "door": d.door.get(),
-                "state": match d.position { DoorPosition::Open => "open", DoorPosition::Closed => "closed", DoorPosition::Unknown => "unknown" },
-                "held_by": d.holder.as_ref().map(|h| h.session_id().to_string()),
-                "lanes": d.lanes.values().map(|l| json!({
-                    "lane": l.plan.lane.get(),
-                    "sku": l.plan.sku.as_str(),
-                    "stock": l.stock,
-                    "capacity": l.plan.capacity,
-                    "restock_threshold": l.plan.restock_threshold,
-                    "price_cents": l.plan.price.get(),
-                    "unit_grams": l.plan.unit_grams,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    // A locker's doors are its compartments [seed 000].
-    let compartments: Option<Vec<Value>> = (c.kind == Some(tare_domain::CabinetKind::Locker)).then(|| {
-        c.doors
-            .values()
-            .map(|d| {
-                json!({
-                    "compartment": d.door.get(),
-                    "state": match d.position { DoorPosition::Open => "open", DoorPosition::Closed => "closed", DoorPosition::Unknown => "unknown" },
-                    "occupied": d.occupied,
-                })
-            })
-            .collect()
-    });
-    json!({
-        "id": c.id.as_ref().map(|i| i.to_string()),
-        "kind": c.kind,
-        "compartments": compartments,
-        "status": status_name(c.status),
-        "location": c.location,
-        "planogram_version": c.planogram_version,
-        "device_enabled": !c.device_disabled,
-        "last_heartbeat_ts": last_heartbeat_ts,
-        "gateway_node": c.node,
-        "doors": doors,
-    })
-}
-
-pub async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = CabinetId::parse(&id)?;
-    let c = s.platform.cabinet(&id).await?;
-    let presence = s.platform.device_presence(&id);
-    let mut v = cabinet_json(&c, presence.last_seen);
-    // The newest heartbeat's content [D4].
-    v["heartbeat"] = json!(presence.heartbeat);
-    // Silent while the platform cannot tell whether the fault is its own [B1].
-    if presence.undecided {
-        v["status"] = serde_json::json!("unknown");
-    }
-    Ok(Json(v))
-}
-
-/// `GET /api/v1/cabinets/{id}/ledger`: every stock movement of the cabinet's lanes [R2].
-pub async fn get_ledger(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = CabinetId::parse(&id)?;
-    let c = s.platform.cabinet(&id).await?;
-    let mut lanes = Vec::new();
-    for d in c.doors.values() {
-        for l in d.lanes.values() {
-            let entries = s.platform.lane_ledger(&id, d.door, l.plan.lane).await?;
-            lanes.push(json!({"door": d.door.get(), "lane": l.plan.lane.get(), "sku": l.plan.sku.as_str(), "entries": entries}));
-        }
-    }
-    Ok(Json(json!({"cabinet": id.to_string(), "lanes": lanes})))
-}
-
-/// `PUT /api/v1/coupon-policy`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[schema(example = json!({"max_value_over_amount_pct": 30}))]
 pub struct PolicyBody {
+    /// A cash coupon is used only if its value is at most the amount plus this percentage
+    /// (0..=10000); `null`: any coupon on any amount.
+    #[schema(minimum = 0, maximum = 10_000)]
     max_value_over_amount_pct: Option<u32>,
 }
 
+impl From<CouponPolicy> for PolicyBody {
+    fn from(p: CouponPolicy) -> Self {
+        Self {
+            max_value_over_amount_pct: p.max_value_over_amount_pct,
+        }
+    }
+}
+
+/// Set the coupon policy.
+///
+/// Sets the operator's rule for automatic coupon use (the most a cash coupon may exceed
+/// the amount, in percent) [O7].
+#[utoipa::path(
+    put,
+    path = "/api/v1/coupon-policy",
+    tag = "catalogue",
+    operation_id = "putCouponPolicy",
+    security(("operatorBearer" = [])),
+    request_body = PolicyBody,
+    responses(
+        (status = 200, description = "The policy now in force.", body = PolicyBody),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: `max_value_over_amount_pct` (or an unknown field).", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn put_coupon_policy(
     _: Operator,
     State(s): State<Arc<ApiState>>,
     ApiJson(b): ApiJson<PolicyBody>,
-) -> Result<Json<CouponPolicy>, ApiError> {
+) -> Result<Json<PolicyBody>, ApiError> {
     if b.max_value_over_amount_pct.is_some_and(|p| p > 10_000) {
         return Err(ApiError::invalid("max_value_over_amount_pct", "must be at most 10000"));
     }
@@ -257,29 +176,24 @@ pub async fn put_coupon_policy(
         max_value_over_amount_pct: b.max_value_over_amount_pct,
     };
     s.platform.set_coupon_policy(policy).await?;
-    Ok(Json(policy))
+    Ok(Json(policy.into()))
 }
 
-pub async fn get_coupon_policy(_: Operator, State(s): State<Arc<ApiState>>) -> Json<CouponPolicy> {
-    Json(s.platform.coupon_policy())
-}
-
-/// Body of `PUT /api/v1/cabinets/{id}/device`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceAccess {
-    enabled: bool,
-}
-
-/// `PUT /api/v1/cabinets/{id}/device` `{"enabled": false}`: shut a device out (its
-/// credentials are refused and a live connection is closed) or let it back in [D2].
-pub async fn put_device_access(
-    _: Operator,
-    State(s): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    ApiJson(b): ApiJson<DeviceAccess>,
-) -> Result<Json<Value>, ApiError> {
-    let id = CabinetId::parse(&id)?;
-    s.platform.set_device_access(&id, b.enabled, "operator").await?;
-    Ok(Json(json!({"id": id.to_string(), "enabled": b.enabled})))
+/// Get the coupon policy.
+///
+/// Returns the operator's rule for automatic coupon use [O7].
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupon-policy",
+    tag = "catalogue",
+    operation_id = "getCouponPolicy",
+    security(("operatorBearer" = [])),
+    responses(
+        (status = 200, description = "The policy in force.", body = PolicyBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+    )
+)]
+pub async fn get_coupon_policy(_: Operator, State(s): State<Arc<ApiState>>) -> Json<PolicyBody> {
+    Json(s.platform.coupon_policy().into())
 }

@@ -209,7 +209,28 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     axum::body::to_bytes(body, MAX_PAYLOAD).await.map_err(|_| DeviceApiError::TooLarge)
 }
 
-/// `POST /device/v1/up/{kind}`.
+/// Send an uplink.
+///
+/// `POST /device/v1/up/{kind}` with the same JSON body as the MQTT uplink topic of that
+/// kind (PROTOCOL.md), signed with the device secret. Over 64 KiB is 413 unread.
+#[utoipa::path(
+    post,
+    path = "/device/v1/up/{kind}",
+    tag = "device",
+    operation_id = "deviceUplink",
+    security(("deviceId" = [], "deviceTimestamp" = [], "deviceSignature" = [])),
+    params(super::device_schema::UplinkPath),
+    request_body(content = Object, description = "The uplink's JSON as PROTOCOL.md gives it for `kind` (`id`, `seq`, `ts` and the kind's fields).", content_type = "application/json"),
+    responses(
+        (status = 200, description = "`kind` = `time`: the time-sync reply.", body = super::device_schema::TimeReplyBody),
+        (status = 202, description = "Recorded (or a duplicate, dropped).", body = super::device_schema::UplinkAccepted),
+        (status = 400, description = "The body or `kind` breaks the contract; `code` is the reason (e.g. `unknown_kind`, `invalid`), `field` the field at fault if one.", body = super::ErrorBody),
+        (status = 401, description = "Missing or malformed signature headers, stale timestamp, bad signature, unknown or disabled device; `code` is the reason (e.g. `auth_missing_headers`, `auth_bad_signature`).", body = super::ErrorBody),
+        (status = 413, description = "`too_large`: the body is over 64 KiB.", body = super::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the device's rate.", body = super::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`unavailable`: the platform could not record it; resend.", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn uplink(
     State(s): State<Arc<ApiState>>,
     Path(kind): Path<String>,
@@ -287,16 +308,38 @@ pub(super) struct PollQuery {
     wait_s: Option<String>,
 }
 
+/// Long-poll for commands.
+///
 /// `GET /device/v1/down/cmd?wait_s=30`: pending commands, oldest first, as
-/// `{"commands": [...]}`; waits up to `wait_s` (0–60, default 30) for the first one.
+/// `{"commands": [...]}`; waits up to `wait_s` (0–60, default 30) for the first one. A
+/// device counts as connected while it polls.
+#[utoipa::path(
+    get,
+    path = "/device/v1/down/cmd",
+    tag = "device",
+    operation_id = "devicePoll",
+    security(("deviceId" = [], "deviceTimestamp" = [], "deviceSignature" = [])),
+    params(super::device_schema::PollParams),
+    responses(
+        (status = 200, description = "The pending commands (none if none came within the wait).", body = super::device_schema::Commands),
+        (status = 400, description = "`invalid` on `wait_s` (not an integer from 0 to 60) or on `query` (a query string that does not parse, e.g. `wait_s` twice).", body = super::ErrorBody),
+        (status = 401, description = "Missing or malformed signature headers, stale timestamp, bad signature, unknown or disabled device; `code` is the reason.", body = super::ErrorBody),
+        (status = 413, description = "`too_large`: a body over 64 KiB.", body = super::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the device's rate.", body = super::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`unavailable`: the platform could not check the device's credentials.", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn poll(
     State(s): State<Arc<ApiState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<PollQuery>,
+    q: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Response {
+    // A query string that does not parse is the device's 400 (JSON, after the signature
+    // check like any other), not axum's plain-text rejection.
+    let q = q.map(|Query(q)| q).map_err(|e| e.body_text());
     match handle_poll(&s, &method, &uri, &headers, q, body).await {
         Ok(r) => r,
         Err(e) => {
@@ -312,11 +355,16 @@ async fn handle_poll(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    q: PollQuery,
+    q: Result<PollQuery, String>,
     body: Body,
 ) -> Result<Response, DeviceApiError> {
     let bytes = read_body(headers, body).await?;
     let device = authenticate(s, method, uri, headers, &bytes).await?;
+    let q = q.map_err(|message| DeviceApiError::BadRequest {
+        reason: "invalid",
+        field: Some("query".into()),
+        message,
+    })?;
     let wait_s = match q.wait_s.as_deref() {
         None => 30,
         Some(w) => match w.parse::<u64>() {

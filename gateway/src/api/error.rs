@@ -4,8 +4,52 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tare_platform::ServiceError;
+use utoipa::ToSchema;
+
+/// Every error body of the API [API.md], the HTTP device API's included: one type, so the
+/// document's `ErrorBody` schema is the shape the handlers really write.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_field", "field": "door", "message": "must be between 1 and 16"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`]. Fields stay in alphabetical order: the bytes on the
+/// wire are the ones clients saw before the body was typed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine code: `malformed_json` (400), `unauthorized` (401), `forbidden` (403), a
+    /// specific not-found code (404, e.g. `cabinet_not_found`, or `route_not_found` for an
+    /// unknown path), `method_not_allowed` (405), a specific conflict code (409, e.g.
+    /// `cabinet_busy`), `too_large` (413), `invalid_field` (422), `internal` (500); the
+    /// HTTP device API uses its refusal reasons (`auth_bad_signature`, `rate_limited`, …).
+    #[schema(example = "invalid_field")]
+    pub code: String,
+    /// On 422 (and a device API 400 about one field): the field's path, e.g.
+    /// `doors[0].lanes[1].capacity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "doors[0].lanes[1].capacity")]
+    pub field: Option<String>,
+    /// For people; never carries internal details.
+    #[schema(example = "must be between 1 and 16")]
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// The body for `code`, `message` and the field at fault, if one.
+    pub fn new(code: impl Into<String>, message: impl Into<String>, field: Option<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                field,
+                message: message.into(),
+            },
+        }
+    }
+}
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +149,6 @@ impl IntoResponse for ApiError {
             Self::Invalid { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        let mut err = json!({"code": code, "message": message});
-        if let Some(f) = field {
-            err["field"] = json!(f);
-        }
-        (status, axum::Json(json!({"error": err}))).into_response()
+        (status, axum::Json(ErrorBody::new(code, message, field))).into_response()
     }
 }

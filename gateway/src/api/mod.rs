@@ -4,25 +4,31 @@
 //! at the door and talk to the platform only through `tare_platform::Platform`.
 
 mod audit;
+mod cabinets;
 mod catalogue;
 mod commands;
 pub mod device;
+mod device_schema;
 mod error;
 mod extract;
+pub mod openapi;
 mod orders;
 mod payments;
+mod receipt;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::sandbox::SandboxProvider;
-use axum::routing::{get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tare_domain::ProviderKind;
-use tare_platform::Platform;
+use tare_platform::{Platform, Roles};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Counters of the HTTP edge (exported at `/metrics`).
 #[derive(Default)]
@@ -55,51 +61,64 @@ pub struct ApiState {
 
 /// The API's router. What a node serves follows its roles: the public API, provider
 /// callbacks and the sandbox confirm page on `api` nodes, the HTTP device API on
-/// `gateway` nodes, metrics and the OpenAPI document everywhere.
+/// `gateway` nodes, metrics and the OpenAPI document everywhere. The document served at
+/// `/api/v1/openapi.json` is generated from the very routes registered here.
 pub fn router(state: Arc<ApiState>) -> Router {
     let roles = state.platform.roles();
-    let mut r = Router::new()
-        .route("/api/v1/openapi.json", get(audit::openapi))
-        .route("/metrics", get(audit::metrics));
+    let (router, doc) = routes(roles).split_for_parts();
+    let json = doc.to_pretty_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the OpenAPI document could not be rendered");
+        r#"{"error": {"code": "internal", "message": "internal error"}}"#.to_string()
+    });
+    router
+        .layer(Extension(openapi::OpenApiJson(json.into())))
+        .fallback(move || async move {
+            ApiError::NotFound {
+                code: "route_not_found",
+                message: format!("no such endpoint on this node (roles: {roles})"),
+            }
+        })
+        // Axum's own 405 has no body; every error of the API has the one shape (the `Allow`
+        // header is still set).
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// The routes of a node with `roles`, each registered with its OpenAPI path item.
+pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
+    let mut r = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openapi::serve))
+        .routes(routes!(audit::metrics));
     if roles.api {
         r = r
-            .route("/api/v1/products", post(catalogue::create_product))
-            .route("/api/v1/products/{sku}", get(catalogue::get_product))
-            .route("/api/v1/cabinets", post(catalogue::create_cabinet))
-            .route("/api/v1/cabinets/{id}", get(catalogue::get_cabinet))
-            .route("/api/v1/cabinets/{id}/ledger", get(catalogue::get_ledger))
-            .route("/api/v1/cabinets/{id}/commands", post(commands::issue))
-            .route("/api/v1/cabinets/{id}/device", put(catalogue::put_device_access))
-            .route("/api/v1/commands/{id}", get(commands::get))
-            .route(
-                "/api/v1/coupon-policy",
-                put(catalogue::put_coupon_policy).get(catalogue::get_coupon_policy),
-            )
-            .route("/api/v1/shoppers", post(orders::create_shopper))
-            .route("/api/v1/shoppers/me/orders", get(orders::my_orders))
-            .route("/api/v1/shoppers/{id}/coupons", post(orders::grant_coupon))
-            .route("/api/v1/orders", post(orders::create_order))
-            .route("/api/v1/orders/{id}", get(orders::get_order))
-            .route("/api/v1/events", get(audit::events))
-            .route(
-                "/sandbox/{provider}/authorizations/{reference}/confirm",
-                post(payments::sandbox_confirm),
-            )
-            .route("/callbacks/{provider}", post(payments::callback));
+            .routes(routes!(catalogue::create_product))
+            .routes(routes!(catalogue::get_product))
+            .routes(routes!(catalogue::put_coupon_policy, catalogue::get_coupon_policy))
+            .routes(routes!(cabinets::create_cabinet))
+            .routes(routes!(cabinets::get_cabinet))
+            .routes(routes!(cabinets::get_ledger))
+            .routes(routes!(cabinets::put_device_access))
+            .routes(routes!(commands::issue))
+            .routes(routes!(commands::get))
+            .routes(routes!(orders::create_shopper))
+            .routes(routes!(orders::my_orders))
+            .routes(routes!(orders::grant_coupon))
+            .routes(routes!(orders::create_order))
+            .routes(routes!(orders::get_order))
+            .routes(routes!(audit::events))
+            .routes(routes!(payments::sandbox_confirm))
+            .routes(routes!(payments::callback));
     }
     if roles.gateway {
-        r = r
-            .route("/device/v1/up/{kind}", post(device::uplink))
-            .route("/device/v1/down/cmd", get(device::poll));
+        r = r.routes(routes!(device::uplink)).routes(routes!(device::poll));
     }
-    r.fallback(move || async move {
-        ApiError::NotFound {
-            code: "route_not_found",
-            message: format!("no such endpoint on this node (roles: {roles})"),
-        }
-    })
-    .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-    .with_state(state)
+    r
+}
+
+/// The OpenAPI document of a node with `roles` (what `/api/v1/openapi.json` serves there).
+pub fn openapi_document(roles: Roles) -> utoipa::openapi::OpenApi {
+    routes(roles).into_openapi()
 }
 
 /// A bound, running HTTP server.

@@ -1,0 +1,759 @@
+//! Cabinets (operator endpoints) [C1, D1, D2, R2]: registering one with its planogram,
+//! its state, its lanes' ledger, and letting its device in or shutting it out.
+//!
+//! Response DTOs keep their fields in alphabetical order, at every level: the JSON is
+//! byte for byte what these endpoints wrote before they were typed (a `serde_json::Value`
+//! object sorts its keys).
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, Operator};
+use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
+use super::{ApiError, ApiState};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tare_domain::cabinet::{Cabinet, DeviceStatus, DoorPosition, StockReason};
+use tare_domain::weight::Tolerance;
+use tare_domain::{CabinetId, CabinetKind, DoorNo, GeoPoint, LaneNo, Sku};
+use tare_platform::service::{DoorSpec, LaneSpec};
+use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+/// Where a cabinet stands (WGS-84 degrees).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Latitude.
+    #[schema(minimum = -90, maximum = 90)]
+    lat: f64,
+    /// Longitude.
+    #[schema(minimum = -180, maximum = 180)]
+    lng: f64,
+}
+
+/// A lane scale's tolerance: error allowed = `abs_grams + rel × load`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToleranceBody {
+    /// Fixed part in grams.
+    #[schema(minimum = 0, maximum = 1000)]
+    abs_grams: f64,
+    /// Proportional part (0.003 = 0.3 % of the load).
+    #[schema(minimum = 0, maximum = 0.2)]
+    rel: f64,
+}
+
+/// A lane of a weight cabinet's door. Beyond what the schema says, a lane number is
+/// unique within its door, `restock_threshold` must not exceed `capacity`, the product
+/// must be registered, and the tolerance at full capacity must stay below half the
+/// product's unit weight (422 on the lane's field otherwise).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLane {
+    /// Lane number.
+    #[schema(minimum = 1, maximum = 64)]
+    lane: i64,
+    /// A registered product's SKU.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$", example = "cola-330")]
+    sku: String,
+    /// Most items the lane holds.
+    #[schema(minimum = 1, maximum = 1000)]
+    capacity: u32,
+    /// At or below this stock a restock task is raised; at most `capacity`.
+    #[schema(minimum = 0, maximum = 1000)]
+    restock_threshold: u32,
+    /// The lane scale's tolerance; omitted or null: `{abs_grams: 3, rel: 0.003}`.
+    #[serde(default)]
+    #[schema(nullable)]
+    tolerance: Option<ToleranceBody>,
+}
+
+/// A door of a weight cabinet (door numbers are unique within the cabinet).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDoor {
+    /// Door number.
+    #[schema(minimum = 1, maximum = 16)]
+    door: i64,
+    /// Its lanes (none is allowed).
+    lanes: Vec<NewLane>,
+}
+
+/// `POST /api/v1/cabinets`, as parsed. Its schema is [`NewWeightCabinet`] or
+/// [`NewLocker`] by `kind`; one struct parses both so a refusal names the field's path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCabinet {
+    pk: String,
+    dn: String,
+    kind: CabinetKind,
+    location: Location,
+    doors: Vec<NewDoor>,
+}
+
+/// The only `kind` of a [`NewWeightCabinet`].
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Schema only.
+enum WeightKind {
+    /// Weight-sensing smart cabinet.
+    Weight,
+}
+
+/// The only `kind` of a [`NewLocker`].
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Schema only.
+enum LockerKind {
+    /// Shared locker.
+    Locker,
+}
+
+/// A weight cabinet with its planogram: at least one door, each with its lanes.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"pk": "wc1", "dn": "SN001", "kind": "weight", "location": {"lat": 31.23, "lng": 121.47},
+    "doors": [{"door": 1, "lanes": [{"lane": 1, "sku": "cola-330", "capacity": 10, "restock_threshold": 2}]}]}))]
+#[allow(dead_code)] // Schema only: `NewCabinet` parses it.
+struct NewWeightCabinet {
+    /// Product key (cabinet model).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "wc1")]
+    pk: String,
+    /// Device name (serial).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "SN001")]
+    dn: String,
+    /// `weight`.
+    kind: WeightKind,
+    /// Where it stands.
+    location: Location,
+    /// Its doors, numbered uniquely.
+    #[schema(min_items = 1, max_items = 16)]
+    doors: Vec<NewDoor>,
+}
+
+/// A locker compartment: a door with no lanes.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Schema only: `NewDoor` parses it.
+struct NewCompartment {
+    /// Compartment number (unique within the locker).
+    #[schema(minimum = 1, maximum = 16)]
+    door: i64,
+    /// Always empty: a compartment has no lanes.
+    #[schema(max_items = 0)]
+    lanes: Vec<NewLane>,
+}
+
+/// A shared locker: one `doors` entry per compartment.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"pk": "lk1", "dn": "SN001", "kind": "locker", "location": {"lat": 31.23, "lng": 121.47},
+    "doors": [{"door": 1, "lanes": []}, {"door": 2, "lanes": []}]}))]
+#[allow(dead_code)] // Schema only: `NewCabinet` parses it.
+struct NewLocker {
+    /// Product key (cabinet model).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "lk1")]
+    pk: String,
+    /// Device name (serial).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "SN001")]
+    dn: String,
+    /// `locker`.
+    kind: LockerKind,
+    /// Where it stands.
+    location: Location,
+    /// Its compartments, numbered uniquely.
+    #[schema(min_items = 1, max_items = 16)]
+    doors: Vec<NewCompartment>,
+}
+
+impl PartialSchema for NewCabinet {
+    fn schema() -> RefOr<Schema> {
+        let mut discriminator = Discriminator::new("kind");
+        discriminator.mapping = [
+            ("weight".to_string(), "#/components/schemas/NewWeightCabinet".to_string()),
+            ("locker".to_string(), "#/components/schemas/NewLocker".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(NewWeightCabinet::name()))
+            .item(Ref::from_schema_name(NewLocker::name()))
+            .discriminator(Some(discriminator))
+            .description(Some(
+                "A cabinet to register, by `kind`: a weight cabinet with its planogram, or a locker whose doors are its compartments (with no lanes).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for NewCabinet {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((NewWeightCabinet::name().into(), NewWeightCabinet::schema()));
+        schemas.push((NewLocker::name().into(), NewLocker::schema()));
+        <NewWeightCabinet as ToSchema>::schemas(schemas);
+        <NewLocker as ToSchema>::schemas(schemas);
+    }
+}
+
+/// A registered cabinet: its id and its device secret (shown only here).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"device_secret": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "id": "wc1.SN001"}))]
+pub struct CabinetCreated {
+    /// The device's secret (32 random bytes, hex): it signs every device connection.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    device_secret: String,
+    /// The cabinet id `pk.dn`.
+    id: String,
+}
+
+/// Register a cabinet.
+///
+/// Registers a cabinet with its doors and lanes (the planogram) and returns its device
+/// secret, shown only once [C1, D1, D2].
+#[utoipa::path(
+    post,
+    path = "/api/v1/cabinets",
+    tag = "cabinets",
+    operation_id = "createCabinet",
+    security(("operatorBearer" = [])),
+    request_body = NewCabinet,
+    responses(
+        (status = 201, description = "The cabinet's id and device secret.", body = CabinetCreated),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 409, description = "`cabinet_exists`, or `concurrent_update`.", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`, with the field's path: `pk`, `dn`, `kind`, `location.lat`, `doors`, `doors[0].door` (also a duplicate door), `doors[0].lanes` (lanes on a locker compartment), `doors[0].lanes[1].lane` (also a duplicate lane), `doors[0].lanes[1].capacity`, `doors[0].lanes[1].restock_threshold` (above capacity), `doors[0].lanes[0].sku` (also an unknown product), `doors[0].lanes[0].tolerance` (items cannot be told apart at capacity), `doors[0].lanes[0].tolerance.rel`.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn create_cabinet(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    ApiJson(b): ApiJson<NewCabinet>,
+) -> Result<(StatusCode, Json<CabinetCreated>), ApiError> {
+    let id = CabinetId::new(&b.pk, &b.dn)?;
+    let location = GeoPoint::parse(b.location.lat, b.location.lng)?;
+    if b.doors.len() > 16 {
+        return Err(ApiError::invalid("doors", "at most 16 doors"));
+    }
+    let mut doors = Vec::new();
+    for (i, d) in b.doors.iter().enumerate() {
+        let door = DoorNo::parse("door", d.door).map_err(|e| ApiError::invalid(format!("doors[{i}].door"), e.reason))?;
+        let mut lanes = Vec::new();
+        for (j, l) in d.lanes.iter().enumerate() {
+            let at = |f: &str| format!("doors[{i}].lanes[{j}].{f}");
+            let lane = LaneNo::parse("lane", l.lane).map_err(|e| ApiError::invalid(at("lane"), e.reason))?;
+            let sku = Sku::parse("sku", &l.sku).map_err(|e| ApiError::invalid(at("sku"), e.reason))?;
+            let tolerance = match &l.tolerance {
+                Some(t) => Some(Tolerance::parse(t.abs_grams, t.rel).map_err(|e| ApiError::invalid(at(e.field), e.reason))?),
+                None => None,
+            };
+            lanes.push(LaneSpec {
+                lane,
+                sku,
+                capacity: l.capacity,
+                restock_threshold: l.restock_threshold,
+                tolerance,
+            });
+        }
+        doors.push(DoorSpec { door, lanes });
+    }
+    let secret: String = {
+        let mut rng = rand::rng();
+        (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    };
+    s.platform.register_cabinet(id.clone(), b.kind, location, doors, &secret).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CabinetCreated {
+            device_secret: secret,
+            id: id.to_string(),
+        }),
+    ))
+}
+
+/// The kind of cabinet hardware.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum KindDto {
+    /// Weight-sensing smart cabinet.
+    Weight,
+    /// Shared locker.
+    Locker,
+}
+
+impl From<CabinetKind> for KindDto {
+    fn from(k: CabinetKind) -> Self {
+        match k {
+            CabinetKind::Weight => Self::Weight,
+            CabinetKind::Locker => Self::Locker,
+        }
+    }
+}
+
+/// A cabinet's connection status [D1, D5, B1].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusDto {
+    /// Registered and not initialized yet (also a cabinet that never connected).
+    PendingInit,
+    /// Initialized and connected.
+    Online,
+    /// Disconnected or silent.
+    Offline,
+    /// Silent while the platform cannot tell whether the fault is its own [B1].
+    Unknown,
+    /// Out of service.
+    Faulty,
+}
+
+impl From<DeviceStatus> for StatusDto {
+    fn from(s: DeviceStatus) -> Self {
+        match s {
+            DeviceStatus::Registered | DeviceStatus::PendingInit => Self::PendingInit,
+            DeviceStatus::Online => Self::Online,
+            DeviceStatus::Offline => Self::Offline,
+            DeviceStatus::Faulty => Self::Faulty,
+        }
+    }
+}
+
+/// A door's (or compartment's) position as last reported.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum PositionDto {
+    /// Open.
+    Open,
+    /// Closed.
+    Closed,
+    /// Not reported yet.
+    Unknown,
+}
+
+impl From<DoorPosition> for PositionDto {
+    fn from(p: DoorPosition) -> Self {
+        match p {
+            DoorPosition::Open => Self::Open,
+            DoorPosition::Closed => Self::Closed,
+            DoorPosition::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// A lane as the cabinet shows it: the planogram's line and the ledger's stock.
+#[derive(Debug, Serialize, ToSchema)]
+struct CabinetLaneDto {
+    /// Most items the lane holds.
+    capacity: u32,
+    /// Lane number.
+    lane: u8,
+    /// Unit price frozen in the planogram.
+    price_cents: i64,
+    /// Restock threshold.
+    restock_threshold: u32,
+    /// Product.
+    sku: String,
+    /// Items on the lane by the ledger.
+    stock: i64,
+    /// Unit weight in grams.
+    unit_grams: f64,
+}
+
+/// A door with its lanes.
+#[derive(Debug, Serialize, ToSchema)]
+struct CabinetDoorDto {
+    /// Door number.
+    door: u8,
+    /// The id of the session holding the door (order, restock or calibration), or null.
+    held_by: Option<String>,
+    /// Its lanes.
+    lanes: Vec<CabinetLaneDto>,
+    /// Its position as last reported.
+    state: PositionDto,
+}
+
+/// A locker compartment (the locker's door of that number).
+#[derive(Debug, Serialize, ToSchema)]
+struct CompartmentDto {
+    /// Compartment number.
+    compartment: u8,
+    /// Whether it holds an item, as last reported (null until reported).
+    occupied: Option<bool>,
+    /// Its position as last reported.
+    state: PositionDto,
+}
+
+/// A geographic position (WGS-84 degrees).
+#[derive(Debug, Serialize, ToSchema)]
+struct GeoDto {
+    /// Latitude.
+    lat: f64,
+    /// Longitude.
+    lng: f64,
+}
+
+/// A door (or compartment) state inside a heartbeat: `[number, state]`.
+#[derive(Debug, Serialize)]
+struct HeartbeatDoor(u8, String);
+
+impl PartialSchema for HeartbeatDoor {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .prefix_items([
+                Schema::from(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(255))),
+                Schema::from(ObjectBuilder::new().schema_type(Type::String)),
+            ])
+            .items(ArrayItems::False)
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("A door (or compartment) as the device reports it: `[number, state]`."))
+            .into()
+    }
+}
+
+impl ToSchema for HeartbeatDoor {}
+
+/// The newest heartbeat by device time [D4].
+#[derive(Debug, Serialize, ToSchema)]
+struct HeartbeatDto {
+    /// Battery, 0-100.
+    battery: u8,
+    /// Device clock, Unix ms.
+    device_ts: i64,
+    /// Doors (or compartments) as the device reports them.
+    doors: Vec<HeartbeatDoor>,
+    /// Heating on.
+    heating: bool,
+    /// Network strength, 0-100.
+    net: u8,
+    /// Platform receive time, Unix ms.
+    received_at: i64,
+    /// Temperature, °C.
+    temp_c: f64,
+}
+
+/// A cabinet as operators watch it [D1, R1, R4].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CabinetDto {
+    /// Lockers only: one entry per compartment; null for weight cabinets.
+    compartments: Option<Vec<CompartmentDto>>,
+    /// Whether its device may connect (`PUT /api/v1/cabinets/{id}/device`).
+    device_enabled: bool,
+    /// Its doors with their lanes.
+    doors: Vec<CabinetDoorDto>,
+    /// The gateway node holding the device's connection.
+    gateway_node: Option<String>,
+    /// The newest heartbeat's content, or null.
+    heartbeat: Option<HeartbeatDto>,
+    /// The cabinet id `pk.dn`.
+    id: Option<String>,
+    /// Its hardware.
+    kind: Option<KindDto>,
+    /// Unix ms the device was last heard from by this node, or null.
+    last_heartbeat_ts: Option<i64>,
+    /// Where it stands.
+    location: Option<GeoDto>,
+    /// Version of the planogram (1 at registration).
+    planogram_version: u32,
+    /// Connection status.
+    status: StatusDto,
+}
+
+impl CabinetDto {
+    fn new(c: &Cabinet, presence: tare_platform::service::DevicePresence) -> Self {
+        let doors = c
+            .doors
+            .values()
+            .map(|d| CabinetDoorDto {
+                door: d.door.get(),
+                held_by: d.holder.as_ref().map(|h| h.session_id().to_string()),
+                lanes: d
+                    .lanes
+                    .values()
+                    .map(|l| CabinetLaneDto {
+                        capacity: l.plan.capacity,
+                        lane: l.plan.lane.get(),
+                        price_cents: l.plan.price.get(),
+                        restock_threshold: l.plan.restock_threshold,
+                        sku: l.plan.sku.to_string(),
+                        stock: l.stock,
+                        unit_grams: l.plan.unit_grams.get(),
+                    })
+                    .collect(),
+                state: d.position.into(),
+            })
+            .collect();
+        // A locker's doors are its compartments [seed 000].
+        let compartments = (c.kind == Some(CabinetKind::Locker)).then(|| {
+            c.doors
+                .values()
+                .map(|d| CompartmentDto {
+                    compartment: d.door.get(),
+                    occupied: d.occupied,
+                    state: d.position.into(),
+                })
+                .collect()
+        });
+        let status = if presence.undecided {
+            // Silent while the platform cannot tell whether the fault is its own [B1].
+            StatusDto::Unknown
+        } else {
+            c.status.into()
+        };
+        Self {
+            compartments,
+            device_enabled: !c.device_disabled,
+            doors,
+            gateway_node: c.node.clone(),
+            heartbeat: presence.heartbeat.map(|h| HeartbeatDto {
+                battery: h.battery,
+                device_ts: h.device_ts,
+                doors: h.doors.into_iter().map(|(d, s)| HeartbeatDoor(d, s)).collect(),
+                heating: h.heating,
+                net: h.net,
+                received_at: h.received_at,
+                temp_c: h.temp_c,
+            }),
+            id: c.id.as_ref().map(|i| i.to_string()),
+            kind: c.kind.map(Into::into),
+            last_heartbeat_ts: presence.last_seen,
+            location: c.location.map(|l| GeoDto {
+                lat: l.lat(),
+                lng: l.lng(),
+            }),
+            planogram_version: c.planogram_version,
+            status,
+        }
+    }
+}
+
+/// Get a cabinet.
+///
+/// Returns a cabinet's status, last heartbeat and doors with per-lane stock, for
+/// operators watching the fleet [D1, R1, R4].
+#[utoipa::path(
+    get,
+    path = "/api/v1/cabinets/{id}",
+    tag = "cabinets",
+    operation_id = "getCabinet",
+    security(("operatorBearer" = [])),
+    params(CabinetPath),
+    responses(
+        (status = 200, description = "The cabinet.", body = CabinetDto),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`cabinet_not_found`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field` on `cabinet`: the id is not `pk.dn`.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<CabinetDto>, ApiError> {
+    let id = CabinetId::parse(&id)?;
+    let c = s.platform.cabinet(&id).await?;
+    Ok(Json(CabinetDto::new(&c, s.platform.device_presence(&id))))
+}
+
+/// The `{id}` of a cabinet's paths.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Parameter docs only: handlers parse the id with `CabinetId::parse`.
+pub(super) struct CabinetPath {
+    /// The cabinet id `pk.dn` (a malformed one is a 422 on field `cabinet`).
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$", example = "wc1.SN001")]
+    id: String,
+}
+
+/// Why a lane's stock moved [R2].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StockReasonDto {
+    /// Opening stock counted from the first stable weight [D1].
+    Opening,
+    /// Sold in an order.
+    Sale {
+        /// The order.
+        order_id: String,
+    },
+    /// Taken during an order that went abnormal: gone, not (yet) charged.
+    UnchargedTake {
+        /// The order.
+        order_id: String,
+    },
+    /// Added by a restock session.
+    Restock {
+        /// The session.
+        session_id: String,
+    },
+}
+
+impl From<StockReason> for StockReasonDto {
+    fn from(r: StockReason) -> Self {
+        match r {
+            StockReason::Opening => Self::Opening,
+            StockReason::Sale { order_id } => Self::Sale { order_id },
+            StockReason::UnchargedTake { order_id } => Self::UnchargedTake { order_id },
+            StockReason::Restock { session_id } => Self::Restock { session_id },
+        }
+    }
+}
+
+/// One stock movement of a lane.
+#[derive(Debug, Serialize, ToSchema)]
+struct LedgerEntryDto {
+    /// Stock after.
+    after: i64,
+    /// When (Unix ms).
+    at: i64,
+    /// Stock before.
+    before: i64,
+    /// Change (`after - before`).
+    change: i64,
+    /// Feed position of the event (orders the entries).
+    position: i64,
+    /// Why.
+    reason: StockReasonDto,
+    /// Product.
+    sku: String,
+}
+
+/// One lane's ledger.
+#[derive(Debug, Serialize, ToSchema)]
+struct LedgerLaneDto {
+    /// Door number.
+    door: u8,
+    /// Its movements, oldest first.
+    entries: Vec<LedgerEntryDto>,
+    /// Lane number.
+    lane: u8,
+    /// The lane's product now.
+    sku: String,
+}
+
+/// A cabinet's ledger, lane by lane.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerDto {
+    /// The cabinet id.
+    cabinet: String,
+    /// Each lane's ledger.
+    lanes: Vec<LedgerLaneDto>,
+}
+
+/// A cabinet's lane ledger.
+///
+/// Lists every stock movement of each of the cabinet's lanes with stock before, change
+/// and after [R2].
+#[utoipa::path(
+    get,
+    path = "/api/v1/cabinets/{id}/ledger",
+    tag = "cabinets",
+    operation_id = "getCabinetLedger",
+    security(("operatorBearer" = [])),
+    params(CabinetPath),
+    responses(
+        (status = 200, description = "The ledger per lane.", body = LedgerDto),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`cabinet_not_found`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field` on `cabinet`: the id is not `pk.dn`.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn get_ledger(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<LedgerDto>, ApiError> {
+    let id = CabinetId::parse(&id)?;
+    let c = s.platform.cabinet(&id).await?;
+    let mut lanes = Vec::new();
+    for d in c.doors.values() {
+        for l in d.lanes.values() {
+            let entries = s
+                .platform
+                .lane_ledger(&id, d.door, l.plan.lane)
+                .await?
+                .into_iter()
+                .map(|v| {
+                    let e: tare_projections::LedgerEntry =
+                        serde_json::from_value(v).map_err(|e| ApiError::Internal(format!("a lane ledger entry does not parse: {e}")))?;
+                    Ok(LedgerEntryDto {
+                        after: e.after,
+                        at: e.at,
+                        before: e.before,
+                        change: e.change,
+                        position: e.position,
+                        reason: e.reason.into(),
+                        sku: e.sku,
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?;
+            lanes.push(LedgerLaneDto {
+                door: d.door.get(),
+                entries,
+                lane: l.plan.lane.get(),
+                sku: l.plan.sku.to_string(),
+            });
+        }
+    }
+    Ok(Json(LedgerDto {
+        cabinet: id.to_string(),
+        lanes,
+    }))
+}
+
+/// Body of `PUT /api/v1/cabinets/{id}/device`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false}))]
+pub struct DeviceAccess {
+    /// `false` shuts the device out; `true` lets it back in.
+    enabled: bool,
+}
+
+/// Whether a cabinet's device may connect, as set.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceAccessSet {
+    /// As set.
+    enabled: bool,
+    /// The cabinet id.
+    id: String,
+}
+
+/// Let a device in or shut it out.
+///
+/// `{"enabled": false}` shuts a device out (its credentials are refused and a live
+/// connection is closed at once); `true` lets it back in [D2].
+#[utoipa::path(
+    put,
+    path = "/api/v1/cabinets/{id}/device",
+    tag = "cabinets",
+    operation_id = "putDeviceAccess",
+    security(("operatorBearer" = [])),
+    params(CabinetPath),
+    request_body = DeviceAccess,
+    responses(
+        (status = 200, description = "The device's access as set.", body = DeviceAccessSet),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`cabinet_not_found`.", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: `cabinet` (the id is not `pk.dn`), `enabled` (missing or not a boolean) or an unknown field.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn put_device_access(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<DeviceAccess>,
+) -> Result<Json<DeviceAccessSet>, ApiError> {
+    let id = CabinetId::parse(&id)?;
+    s.platform.set_device_access(&id, b.enabled, "operator").await?;
+    Ok(Json(DeviceAccessSet {
+        enabled: b.enabled,
+        id: id.to_string(),
+    }))
+}

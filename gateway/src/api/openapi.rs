@@ -1,0 +1,298 @@
+//! The OpenAPI document [X3], generated from the handlers (`#[utoipa::path]`) and the DTOs
+//! they read and write (`ToSchema`), never kept by hand: the router registers each handler
+//! together with its path item (`utoipa_axum::routes!`), so a route cannot exist without
+//! its documentation, and a schema is the type that is really (de)serialized.
+//!
+//! What lives here: the document's frame (info, tags, security schemes), the error
+//! responses every endpoint shares, the handler that serves the document, and the tests
+//! that hold the document to the router and to `docs/openapi.json`. What must not: any
+//! endpoint's own description, which stays on its handler.
+
+use super::error::ErrorBody;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Extension;
+use std::sync::Arc;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+/// The document's frame; the paths and the schemas they use are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tare HTTP API",
+        version = "1",
+        description = "The public HTTP API of Tare, an event-sourced platform for unmanned retail cabinets, and the HTTP device API of PROTOCOL.md. The fixed core is API.md; this document is generated from the handlers of the node that serves it (a node serves what its roles say). All bodies are JSON (except `/metrics`), money is integer cents, times are Unix ms. Request bodies are limited to 64 KiB. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`: 400 malformed JSON, 401 no/invalid token, 403 wrong caller, 404, 409 conflict with the current state, 413 body too large, 422 invalid field (with its path). An unknown path is 404 `route_not_found`; a known path with another method is 405 `method_not_allowed` with an `Allow` header."
+    ),
+    tags(
+        (name = "catalogue", description = "Products and the coupon policy (operator)."),
+        (name = "cabinets", description = "Cabinets, their planogram, ledger, device access and commands (operator)."),
+        (name = "shoppers", description = "Shoppers, their orders and coupons."),
+        (name = "orders", description = "Purchases and receipts."),
+        (name = "payments", description = "Provider sandboxes and signed provider callbacks."),
+        (name = "audit", description = "The global event feed."),
+        (name = "operations", description = "Metrics and this document."),
+        (name = "device", description = "The HTTP device API (PROTOCOL.md) for cabinets without MQTT."),
+    ),
+    components(
+        schemas(ErrorBody),
+        responses(MalformedJson, Unauthorized, OperatorOnly, ShopperOnly, TooLarge, Internal)
+    ),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+/// Names of the security schemes, as handlers' `security(...)` refer to them.
+pub(super) mod scheme {
+    /// The operator token.
+    pub const OPERATOR: &str = "operatorBearer";
+    /// A shopper token.
+    pub const SHOPPER: &str = "shopperBearer";
+}
+
+/// Adds the security schemes: bearer tokens for operators and shoppers, the three signed
+/// headers of a device request, and the two of a provider callback.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |format: Option<&str>, description: &str| {
+            let mut b = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description));
+            if let Some(f) = format {
+                b = b.bearer_format(f);
+            }
+            SecurityScheme::Http(b.build())
+        };
+        let header =
+            |name: &str, description: &str| SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, description)));
+        for (name, s) in [
+            (
+                scheme::OPERATOR,
+                bearer(None, "The operator token (`TARE_ADMIN_TOKEN`, or the one `serve` prints once): `Authorization: Bearer <token>`."),
+            ),
+            (
+                scheme::SHOPPER,
+                bearer(
+                    Some("{shopper_id}.{secret}"),
+                    "A shopper token as returned by `POST /api/v1/shoppers`: `Authorization: Bearer <token>`.",
+                ),
+            ),
+            ("deviceId", header("X-Tare-Device", "The device's id `pk.dn`.")),
+            ("deviceTimestamp", header("X-Tare-Timestamp", "Unix ms of the request; refused when too far from the platform's clock.")),
+            (
+                "deviceSignature",
+                header(
+                    "X-Tare-Signature",
+                    "Hex HMAC-SHA256, under the device secret, of `{ts}\\n{METHOD}\\n{path}\\n{hex sha256 of the body}` (PROTOCOL.md; the path without its query string, or with it).",
+                ),
+            ),
+            ("providerTimestamp", header("X-Sandbox-Timestamp", "Unix ms the provider signed the notification at (within 5 minutes of now).")),
+            (
+                "providerSignature",
+                header("X-Sandbox-Signature", "The provider's HMAC over the timestamp and the body, under the callback key."),
+            ),
+        ] {
+            components.add_security_scheme(name, s);
+        }
+    }
+}
+
+/// A JSON error response with `description`, its body an [`ErrorBody`].
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+        )
+        .build()
+        .into()
+}
+
+/// Declares reusable error responses (`components/responses`) for the statuses whose
+/// meaning is the same on every endpoint; the endpoint-specific ones (404, 409, 422 with
+/// their codes and fields) are written on each handler.
+macro_rules! shared_error_responses {
+    ($($(#[$doc:meta])* $name:ident => $description:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), error_response($description))
+            }
+        }
+    )*};
+}
+
+shared_error_responses! {
+    /// 400 on a body that is not JSON.
+    MalformedJson => "`malformed_json`: the body is not JSON (syntax error, truncated or empty).";
+    /// 401 on a missing or bad bearer token.
+    Unauthorized => "`unauthorized`: no bearer token, a malformed `Authorization` header, or a token that is not valid.";
+    /// 403 for a shopper on an operator endpoint.
+    OperatorOnly => "`forbidden`: a valid shopper token on an operator-only endpoint.";
+    /// 403 for the operator on a shopper endpoint.
+    ShopperOnly => "`forbidden`: the operator token on a shopper-only endpoint.";
+    /// 413 on a body over the limit.
+    TooLarge => "`too_large`: the body is over 64 KiB.";
+    /// 500: logged with its detail, shown without it.
+    Internal => "`internal`: the store failed (the detail is logged; the message is only \"internal error\").";
+}
+
+/// The served document as JSON text, rendered once when the router is built.
+#[derive(Clone)]
+pub(super) struct OpenApiJson(pub Arc<str>);
+
+/// The OpenAPI document of this node (what its roles serve).
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    operation_id = "getOpenApi",
+    responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object))
+)]
+pub(super) async fn serve(Extension(doc): Extension<OpenApiJson>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::openapi_document;
+    use serde_json::Value;
+    use tare_platform::Roles;
+
+    /// The document of a node with every role, as JSON.
+    fn document() -> Value {
+        serde_json::to_value(openapi_document(Roles::ALL)).unwrap_or_default()
+    }
+
+    /// What Rust's `trim()` takes for blank (Unicode White_Space), as a regex class body.
+    const BLANK: &str = r"\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(method, _)| format!("{} {path}", method.to_uppercase()))
+            })
+            .collect();
+        documented.sort();
+        let mut routed = vec![
+            "GET /api/v1/openapi.json",
+            "GET /metrics",
+            "POST /api/v1/products",
+            "GET /api/v1/products/{sku}",
+            "PUT /api/v1/coupon-policy",
+            "GET /api/v1/coupon-policy",
+            "POST /api/v1/cabinets",
+            "GET /api/v1/cabinets/{id}",
+            "GET /api/v1/cabinets/{id}/ledger",
+            "PUT /api/v1/cabinets/{id}/device",
+            "POST /api/v1/cabinets/{id}/commands",
+            "GET /api/v1/commands/{id}",
+            "POST /api/v1/shoppers",
+            "GET /api/v1/shoppers/me/orders",
+            "POST /api/v1/shoppers/{id}/coupons",
+            "POST /api/v1/orders",
+            "GET /api/v1/orders/{id}",
+            "GET /api/v1/events",
+            "POST /sandbox/{provider}/authorizations/{reference}/confirm",
+            "POST /callbacks/{provider}",
+            "POST /device/v1/up/{kind}",
+            "GET /device/v1/down/cmd",
+        ];
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn a_node_documents_only_what_its_roles_serve() {
+        let gateway_only = Roles {
+            gateway: true,
+            sagas: false,
+            projections: false,
+            api: false,
+        };
+        let doc = serde_json::to_value(openapi_document(gateway_only)).unwrap_or_default();
+        let mut paths: Vec<&String> = doc["paths"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+        paths.sort();
+        assert_eq!(
+            paths,
+            ["/api/v1/openapi.json", "/device/v1/down/cmd", "/device/v1/up/{kind}", "/metrics"]
+        );
+    }
+
+    /// Every operation documents its error statuses with the one error body, and every
+    /// schema it refers to exists.
+    #[test]
+    fn errors_have_the_one_shape_and_every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                for (status, response) in op["responses"].as_object().into_iter().flatten() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let body = match response.get("$ref").and_then(Value::as_str) {
+                            Some(r) => doc["components"]["responses"][r.trim_start_matches("#/components/responses/")].clone(),
+                            None => response.clone(),
+                        };
+                        assert_eq!(
+                            body["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+        for r in text.split("\"$ref\":\"").skip(1) {
+            let target = r.split('"').next().unwrap_or_default();
+            let mut node = &doc;
+            for part in target.trim_start_matches("#/").split('/') {
+                node = &node[part];
+            }
+            assert!(!node.is_null(), "{target} does not resolve");
+        }
+    }
+
+    /// "Not blank" in the document is what `trim()` does on the server.
+    #[test]
+    fn not_blank_patterns_are_trims() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let not_blank = format!("[^{BLANK}]");
+        for (schema, field) in [("PriceLabelArgs", "name"), ("AdAddArgs", "ad_id"), ("UpgradeArgs", "version")] {
+            assert_eq!(
+                schemas[schema]["properties"][field]["pattern"],
+                not_blank.as_str(),
+                "{schema}.{field}"
+            );
+        }
+        let name = schemas["NewProduct"]["properties"]["name"]["pattern"].as_str().unwrap_or_default();
+        assert_eq!(name, format!("^[{BLANK}]*{not_blank}([\\s\\S]{{0,62}}{not_blank})?[{BLANK}]*$"));
+    }
+
+    /// `docs/openapi.json` is the document of a node with every role, for people to read
+    /// and review in diffs; `TARE_BLESS=1 cargo test -p tare-gateway` rewrites it.
+    #[test]
+    fn the_checked_in_document_is_the_generated_one() {
+        let generated = openapi_document(Roles::ALL).to_pretty_json().unwrap_or_default() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        if std::env::var_os("TARE_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is not the generated document; run `TARE_BLESS=1 cargo test -p tare-gateway the_checked_in_document` and commit it"
+        );
+    }
+}
