@@ -12,11 +12,7 @@ impl Platform {
             notification_id: Some(notification_id.to_string()),
             at: self.clock.now_ms(),
         };
-        self.aggregates
-            .payments
-            .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))
-            .await
-            .map_err(ServiceError::from_command)
+        self.apply_notification(order_id, notification_id, cmd).await
     }
 
     /// Applies a verified provider notification that money was collected [P2].
@@ -33,11 +29,7 @@ impl Platform {
             notification_id: Some(notification_id.to_string()),
             at: self.clock.now_ms(),
         };
-        self.aggregates
-            .payments
-            .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))
-            .await
-            .map_err(ServiceError::from_command)
+        self.apply_notification(order_id, notification_id, cmd).await
     }
 
     /// Applies a verified provider notification that a deduction failed [P2].
@@ -46,6 +38,12 @@ impl Platform {
             reason,
             at: self.clock.now_ms(),
         };
+        self.apply_notification(order_id, notification_id, cmd).await
+    }
+
+    /// Applies `cmd` to the order's payment, caused by provider notification
+    /// `notification_id` (so the log says which callback did it).
+    async fn apply_notification(&self, order_id: &str, notification_id: &str, cmd: PaymentCommand) -> Result<(), ServiceError> {
         self.aggregates
             .payments
             .execute(order_id, cmd, self.meta(order_id, &format!("callback:{notification_id}")))

@@ -8,6 +8,7 @@ use crate::effect::{EffectError, EffectOutcome};
 use crate::ports::{CollectionOutcome, CollectionRequest, ProviderOrderStatus};
 use tare_domain::order::{OrderCommand, OrderState};
 use tare_domain::payment::PaymentCommand;
+use tare_domain::Cents;
 
 type Outcome = Result<EffectOutcome, EffectError>;
 
@@ -48,16 +49,7 @@ pub(super) async fn collect(s: &Step<'_>, order_id: &str, attempt: u32) -> Outco
         provider.collect(req).await?
     };
     match outcome {
-        CollectionOutcome::Collected { transaction_id, amount } => {
-            let cmd = PaymentCommand::RecordCollected {
-                transaction_id,
-                amount,
-                notification_id: None,
-                at: s.now,
-            };
-            s.payment_cmd(order_id, cmd).await?;
-            Ok(EffectOutcome::Done)
-        }
+        CollectionOutcome::Collected { transaction_id, amount } => record_collected(s, order_id, transaction_id, amount).await,
         CollectionOutcome::Failed { reason } => {
             s.payment_cmd(order_id, PaymentCommand::RecordCollectionFailed { reason, at: s.now })
                 .await?;
@@ -79,16 +71,19 @@ pub(super) async fn retry_collection(s: &Step<'_>, order_id: &str) -> Outcome {
         return Err(EffectError::Permanent("no provider".into()));
     };
     match provider.query(order_id).await? {
-        ProviderOrderStatus::Collected { transaction_id, amount } => {
-            let cmd = PaymentCommand::RecordCollected {
-                transaction_id,
-                amount,
-                notification_id: None,
-                at: s.now,
-            };
-            s.payment_cmd(order_id, cmd).await?;
-            Ok(EffectOutcome::Done)
-        }
+        ProviderOrderStatus::Collected { transaction_id, amount } => record_collected(s, order_id, transaction_id, amount).await,
         _ => s.order_cmd(order_id, OrderCommand::RetryCharge { at: s.now }).await,
     }
+}
+
+/// The provider says it collected: the payment records it (the order is then paid).
+async fn record_collected(s: &Step<'_>, order_id: &str, transaction_id: String, amount: Cents) -> Outcome {
+    let cmd = PaymentCommand::RecordCollected {
+        transaction_id,
+        amount,
+        notification_id: None,
+        at: s.now,
+    };
+    s.payment_cmd(order_id, cmd).await?;
+    Ok(EffectOutcome::Done)
 }
