@@ -88,6 +88,20 @@ impl Cabinet {
         }
     }
 
+    /// D1: a device's boot must describe the registered planogram — as many doors, each
+    /// with as many lanes (a locker's compartments have none); otherwise why not.
+    pub fn check_boot(&self, doors: u8, lanes: &[u8]) -> Result<(), String> {
+        let expected: Vec<usize> = self.doors.values().map(|d| d.lanes.len()).collect();
+        let reported: Vec<usize> = lanes.iter().map(|n| usize::from(*n)).collect();
+        if usize::from(doors) == expected.len() && reported == expected {
+            return Ok(());
+        }
+        Err(format!(
+            "boot reports {doors} doors with lanes {lanes:?}; the planogram has {} doors with lanes {expected:?}",
+            expected.len()
+        ))
+    }
+
     /// Whether the device is connected (online or still initializing).
     pub fn is_connected(&self) -> bool {
         matches!(self.status, DeviceStatus::Online | DeviceStatus::PendingInit)

@@ -1186,3 +1186,14 @@ fn device_access_switches_are_recorded_only_when_they_change_something() {
     given(with(online(), [off.clone()])).when(set(false)).then_expect_events(vec![]);
     assert!(state_after(with(online(), [off])).device_disabled);
 }
+
+#[test]
+fn a_boot_must_describe_the_planogram() {
+    let cabinet = state_after(vec![registered()]);
+    // Two doors: two lanes, then one.
+    assert_eq!(cabinet.check_boot(2, &[2, 1]), Ok(()));
+    for (doors, lanes) in [(1, vec![2]), (2, vec![2, 2]), (3, vec![2, 1, 0]), (2, vec![1, 2])] {
+        let err = cabinet.check_boot(doors, &lanes).unwrap_err();
+        assert!(err.contains("the planogram has 2 doors with lanes [2, 1]"), "{err}");
+    }
+}

@@ -21,16 +21,9 @@ impl DeviceHub {
         if before.id.is_none() {
             return Err(IngestError::UnknownDevice(cabinet.to_string()));
         }
-        let expected: Vec<u8> = before.doors.values().map(|d| d.lanes.len() as u8).collect();
-        if usize::from(doors) != expected.len() || lanes != expected {
+        if let Err(reason) = before.check_boot(doors, lanes) {
             self.counters.reject("boot_mismatch");
-            return Err(IngestError::Protocol(ProtocolError::invalid(
-                "lanes",
-                format!(
-                    "boot reports {doors} doors with lanes {lanes:?}; the planogram has {} doors with lanes {expected:?}",
-                    expected.len()
-                ),
-            )));
+            return Err(IngestError::Protocol(ProtocolError::invalid("lanes", reason)));
         }
         let connect = CabinetCommand::ConnectDevice {
             node: self.node.clone(),
