@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tare_domain::{Cents, ConfirmMode, ProviderKind};
 use tare_sagas::ports::{
-    AuthorizationCreated, AuthorizationRequest, CollectionOutcome, CollectionRequest, PaymentProvider, ProviderError, ProviderOrderStatus,
+    AuthorizationCreated, AuthorizationRequest, BillLine, BillLineKind, CollectionOutcome, CollectionRequest, PaymentProvider,
+    ProviderError, ProviderOrderStatus, RefundOutcome, RefundRequest,
 };
 
 /// Header carrying the callback's signature.
@@ -132,6 +133,8 @@ pub struct SandboxProvider {
     key: Vec<u8>,
     orders: Mutex<HashMap<String, SandboxOrder>>,
     charges: Mutex<Vec<SandboxCharge>>,
+    refunds: Mutex<HashMap<String, RefundOutcome>>,
+    refund_ledger: Mutex<Vec<(String, Cents)>>,
     behaviour: Mutex<SandboxBehaviour>,
     callback_bases: Mutex<Vec<String>>,
     http: reqwest::Client,
@@ -157,6 +160,8 @@ impl SandboxProvider {
             key: key.to_vec(),
             orders: Mutex::default(),
             charges: Mutex::default(),
+            refunds: Mutex::default(),
+            refund_ledger: Mutex::default(),
             behaviour: Mutex::new(behaviour),
             callback_bases: Mutex::default(),
             http: reqwest::Client::builder()
@@ -420,6 +425,54 @@ impl PaymentProvider for SandboxProvider {
             return Err(ProviderError::Unavailable("reply lost (sandbox)".into()));
         }
         Ok(outcome)
+    }
+
+    async fn refund(&self, req: RefundRequest) -> Result<RefundOutcome, ProviderError> {
+        let mut refunds = lock(&self.refunds);
+        if let Some(done) = refunds.get(&req.refund_id) {
+            return Ok(done.clone());
+        }
+        let charged: Cents = lock(&self.charges)
+            .iter()
+            .filter(|c| c.order_id == req.order_id)
+            .map(|c| c.amount)
+            .sum();
+        let given: Cents = lock(&self.refund_ledger)
+            .iter()
+            .filter(|(o, _)| *o == req.order_id)
+            .map(|(_, a)| *a)
+            .sum();
+        let outcome = if given + req.amount > charged {
+            RefundOutcome::Failed {
+                reason: "REFUND_AMOUNT_EXCEEDS_PAID".into(),
+            }
+        } else {
+            lock(&self.refund_ledger).push((req.order_id.clone(), req.amount));
+            RefundOutcome::Succeeded {
+                provider_refund_id: format!("sbx-refund-{}", req.refund_id),
+            }
+        };
+        refunds.insert(req.refund_id.clone(), outcome.clone());
+        Ok(outcome)
+    }
+
+    async fn refund_status(&self, _order_id: &str, refund_id: &str) -> Result<RefundOutcome, ProviderError> {
+        Ok(lock(&self.refunds).get(refund_id).cloned().unwrap_or(RefundOutcome::Failed {
+            reason: "not_found".into(),
+        }))
+    }
+
+    async fn bill(&self, _date: &str) -> Result<Vec<BillLine>, ProviderError> {
+        Ok(lock(&self.charges)
+            .iter()
+            .map(|c| BillLine {
+                order_id: c.order_id.clone(),
+                transaction_id: c.transaction_id.clone(),
+                kind: BillLineKind::Charge,
+                amount: c.amount,
+                at: 0,
+            })
+            .collect())
     }
 
     async fn query(&self, order_id: &str) -> Result<ProviderOrderStatus, ProviderError> {

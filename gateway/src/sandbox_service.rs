@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tare_domain::ProviderKind;
 use tare_sagas::ports::{
-    AuthorizationCreated, AuthorizationRequest, CollectionOutcome, CollectionRequest, PaymentProvider, ProviderError, ProviderOrderStatus,
+    AuthorizationCreated, AuthorizationRequest, BillLine, CollectionOutcome, CollectionRequest, PaymentProvider, ProviderError,
+    ProviderOrderStatus, RefundOutcome, RefundRequest,
 };
 
 /// The key a sandbox signs its callbacks with, derived from the deployment's sandbox
@@ -220,6 +221,24 @@ impl PaymentProvider for RemoteProvider {
 
     async fn collect(&self, req: CollectionRequest) -> Result<CollectionOutcome, ProviderError> {
         self.call("collect", Some(&req)).await
+    }
+
+    async fn refund(&self, _req: RefundRequest) -> Result<RefundOutcome, ProviderError> {
+        Err(ProviderError::Unavailable(
+            "refunds are not offered by the shared sandbox service".into(),
+        ))
+    }
+
+    async fn refund_status(&self, _order_id: &str, _refund_id: &str) -> Result<RefundOutcome, ProviderError> {
+        Err(ProviderError::Unavailable(
+            "refunds are not offered by the shared sandbox service".into(),
+        ))
+    }
+
+    async fn bill(&self, _date: &str) -> Result<Vec<BillLine>, ProviderError> {
+        Err(ProviderError::Unavailable(
+            "bills are not offered by the shared sandbox service".into(),
+        ))
     }
 
     async fn query(&self, order_id: &str) -> Result<ProviderOrderStatus, ProviderError> {

@@ -179,7 +179,71 @@ pub enum ProviderOrderStatus {
     Cancelled,
 }
 
-/// A payment provider (sandbox or real adapter) [P1, P3].
+/// Asks the provider to give back part or all of a collection [O9].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// Our order id.
+    pub order_id: String,
+    /// Our refund id: the idempotency key (`out_refund_no` / `out_request_no`); the same
+    /// id refunds at most once, so a retry is always safe.
+    pub refund_id: String,
+    /// The provider's transaction the money came from.
+    pub transaction_id: String,
+    /// How much to give back.
+    pub amount: Cents,
+    /// How much the order was charged in all.
+    pub charged: Cents,
+    /// Why (shown to the shopper by some providers).
+    pub reason: String,
+}
+
+/// What a refund call returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundOutcome {
+    /// The money went back.
+    Succeeded {
+        /// The provider's refund id.
+        provider_refund_id: String,
+    },
+    /// Accepted; the result comes by notification (or query).
+    Pending,
+    /// Refused for good (closed, over the refundable amount, …).
+    Failed {
+        /// Reason.
+        reason: String,
+    },
+}
+
+/// A bill line of one day, as the provider's bill says [R3].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillLine {
+    /// Our order id.
+    pub order_id: String,
+    /// The provider's transaction.
+    pub transaction_id: String,
+    /// A charge, or a refund of one.
+    pub kind: BillLineKind,
+    /// The amount (positive for both kinds).
+    pub amount: Cents,
+    /// When it happened (Unix ms).
+    pub at: UnixMs,
+}
+
+/// What a bill line records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BillLineKind {
+    /// Money collected.
+    Charge,
+    /// Money given back.
+    Refund {
+        /// Our refund id.
+        refund_id: String,
+    },
+}
+
+/// A payment provider (sandbox or real adapter) [P1, P3]. Every call is idempotent by
+/// its key (the order id, the refund id), so an effect may always run it again.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     /// Which provider this is.
@@ -192,6 +256,13 @@ pub trait PaymentProvider: Send + Sync {
     async fn collect(&self, req: CollectionRequest) -> Result<CollectionOutcome, ProviderError>;
     /// Reads the provider's state of an order.
     async fn query(&self, order_id: &str) -> Result<ProviderOrderStatus, ProviderError>;
+    /// Refunds (idempotent by the refund id: never more than once per id).
+    async fn refund(&self, req: RefundRequest) -> Result<RefundOutcome, ProviderError>;
+    /// Reads the provider's state of a refund (`Pending` while processing; a refund the
+    /// provider never saw is `Failed` with reason `not_found`).
+    async fn refund_status(&self, order_id: &str, refund_id: &str) -> Result<RefundOutcome, ProviderError>;
+    /// The provider's bill of one day (`YYYY-MM-DD`, the provider's local date).
+    async fn bill(&self, date: &str) -> Result<Vec<BillLine>, ProviderError>;
 }
 
 /// What a door command asks.

@@ -108,6 +108,15 @@ impl PaymentProvider for ScriptedProvider {
             .push(format!("collect {} discount {}", req.amount.get(), req.discount.get()));
         Ok(CollectionOutcome::Pending)
     }
+    async fn refund(&self, _: RefundRequest) -> Result<RefundOutcome, ProviderError> {
+        Err(ProviderError::Unavailable("not scripted".into()))
+    }
+    async fn refund_status(&self, _: &str, _: &str) -> Result<RefundOutcome, ProviderError> {
+        Err(ProviderError::Unavailable("not scripted".into()))
+    }
+    async fn bill(&self, _: &str) -> Result<Vec<BillLine>, ProviderError> {
+        Err(ProviderError::Unavailable("not scripted".into()))
+    }
     async fn query(&self, _: &str) -> Result<ProviderOrderStatus, ProviderError> {
         self.calls.lock().unwrap().push("query".into());
         Ok(self.query.lock().unwrap().clone().unwrap_or(ProviderOrderStatus::Collecting))

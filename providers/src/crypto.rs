@@ -1,0 +1,146 @@
+//! The providers' cryptography, in one place: RSA PKCS#1 v1.5 signatures over SHA-256
+//! (WeChat's WECHATPAY2-SHA256-RSA2048 and Alipay's RSA2, both base64), AEAD_AES_256_GCM
+//! (WeChat notification resources), PEM keys (PKCS#8 private, SubjectPublicKeyInfo
+//! public) and random nonces.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::distr::{Alphanumeric, SampleString};
+use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
+
+/// Why a cryptographic operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// A PEM file could not be read as the key it should hold.
+    #[error("key: {0}")]
+    Key(String),
+    /// Ciphertext that does not decrypt under the key (wrong key, tampered, truncated).
+    #[error("ciphertext does not decrypt")]
+    Decrypt,
+    /// Not base64.
+    #[error("not base64")]
+    Base64,
+}
+
+/// `base64(RSA_PKCS1v15_sign(SHA256, key, message))`.
+pub fn rsa_sign(key: &RsaPrivateKey, message: &[u8]) -> String {
+    let signer = SigningKey::<Sha256>::new(key.clone());
+    B64.encode(signer.sign(message).to_bytes())
+}
+
+/// Checks a base64 PKCS#1 v1.5 SHA-256 signature of `message` (false for anything that is
+/// not one, never an error: a refusal is all a caller can do with it).
+pub fn rsa_verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
+    let Ok(bytes) = B64.decode(signature_b64.trim()) else {
+        return false;
+    };
+    let Ok(signature) = Signature::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    VerifyingKey::<Sha256>::new(key.clone()).verify(message, &signature).is_ok()
+}
+
+/// AEAD_AES_256_GCM encryption as WeChat does it: `base64(ciphertext ‖ 16-byte tag)`.
+pub fn aes_gcm_encrypt(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> String {
+    let cipher = Aes256Gcm::new(key.into());
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
+        .unwrap_or_default();
+    B64.encode(sealed)
+}
+
+/// Opens an AEAD_AES_256_GCM resource (`nonce` is 12 bytes, `ciphertext_b64` holds the
+/// ciphertext followed by its 16-byte tag).
+pub fn aes_gcm_decrypt(key: &[u8; 32], nonce: &[u8], aad: &[u8], ciphertext_b64: &str) -> Result<Vec<u8>, CryptoError> {
+    if nonce.len() != 12 {
+        return Err(CryptoError::Decrypt);
+    }
+    let sealed = B64.decode(ciphertext_b64.trim()).map_err(|_| CryptoError::Base64)?;
+    let cipher = Aes256Gcm::new(key.into());
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: &sealed, aad })
+        .map_err(|_| CryptoError::Decrypt)
+}
+
+/// A random string of `len` ASCII letters and digits (nonces, ids, keys).
+pub fn random_alphanumeric(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// A new 2048-bit RSA key.
+pub fn generate_rsa_key() -> Result<RsaPrivateKey, CryptoError> {
+    RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| CryptoError::Key(e.to_string()))
+}
+
+/// A private key as PEM PKCS#8.
+pub fn private_key_pem(key: &RsaPrivateKey) -> Result<String, CryptoError> {
+    key.to_pkcs8_pem(LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| CryptoError::Key(e.to_string()))
+}
+
+/// A public key as PEM SubjectPublicKeyInfo.
+pub fn public_key_pem(key: &RsaPublicKey) -> Result<String, CryptoError> {
+    key.to_public_key_pem(LineEnding::LF).map_err(|e| CryptoError::Key(e.to_string()))
+}
+
+/// Reads a PEM PKCS#8 private key.
+pub fn parse_private_key(pem: &str) -> Result<RsaPrivateKey, CryptoError> {
+    RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| CryptoError::Key(e.to_string()))
+}
+
+/// Reads a PEM SubjectPublicKeyInfo public key.
+pub fn parse_public_key(pem: &str) -> Result<RsaPublicKey, CryptoError> {
+    RsaPublicKey::from_public_key_pem(pem).map_err(|e| CryptoError::Key(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The round-trip vector of PAYMENTS.md §1.8 (made with Python's `cryptography`).
+    #[test]
+    fn the_documented_aes_gcm_vector_decrypts() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let ct = "+tSNe9jYKTLcPceTpMy0myvwjl+M2cuve78gkshBSWaJ6YeOjpltppIEqnSHjsTjPoLSoL76ZilLdnwbny2OoNhQ9VMU7UNoKGNm6aZbny9e89WmoraLdw==";
+        let plain = aes_gcm_decrypt(key, b"abcdef012345", b"payscore", ct).unwrap();
+        assert_eq!(
+            plain,
+            br#"{"out_order_no":"T1","state":"DOING","state_description":"USER_CONFIRM"}"#
+        );
+        assert_eq!(aes_gcm_encrypt(key, b"abcdef012345", b"payscore", &plain), ct);
+        assert_eq!(aes_gcm_decrypt(key, b"abcdef012345", b"other", ct), Err(CryptoError::Decrypt));
+        assert_eq!(
+            aes_gcm_decrypt(b"0123456789abcdef0123456789abcdeX", b"abcdef012345", b"payscore", ct),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            aes_gcm_decrypt(key, b"abcdef012345", b"payscore", &ct[..40]),
+            Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn rsa_signatures_verify_and_nothing_else_does() {
+        let key = generate_rsa_key().unwrap();
+        let public = RsaPublicKey::from(&key);
+        let sig = rsa_sign(&key, b"GET\n/v3/certificates\n1554208460\nNONCE\n\n");
+        assert!(rsa_verify(&public, b"GET\n/v3/certificates\n1554208460\nNONCE\n\n", &sig));
+        assert!(!rsa_verify(&public, b"GET\n/v3/certificates\n1554208461\nNONCE\n\n", &sig));
+        assert!(!rsa_verify(&public, b"x", "not base64!"));
+        assert!(!rsa_verify(&public, b"x", "AAAA"));
+        let other = RsaPublicKey::from(&generate_rsa_key().unwrap());
+        assert!(!rsa_verify(&other, b"GET\n/v3/certificates\n1554208460\nNONCE\n\n", &sig));
+        // PEM round trips.
+        let back = parse_private_key(&private_key_pem(&key).unwrap()).unwrap();
+        assert_eq!(back, key);
+        assert_eq!(parse_public_key(&public_key_pem(&public).unwrap()).unwrap(), public);
+        assert!(parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+    }
+}

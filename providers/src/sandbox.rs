@@ -1,0 +1,172 @@
+//! What both sandboxes share: the behaviours tests, `tare sim` and the demo turn on
+//! [issue 10 §4], the ledger of what each sandbox collected and refunded (the ground truth
+//! "never charged twice" is checked against), and the [`Sandbox`] handle the platform
+//! mounts and drives.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tare_domain::{Cents, ProviderKind, UnixMs};
+
+/// How a sandbox misbehaves, on demand. The default is a provider on a good day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behaviour {
+    /// Open orders a shopper may have at once before a create is refused as a risk
+    /// failure (the providers publish no number; PAYMENTS.md §0).
+    pub max_pending_per_shopper: usize,
+    /// Refuse every create as a risk failure ("综合评估不通过").
+    pub reject_risk: bool,
+    /// Deductions that fail (insufficient funds) before one succeeds, per order.
+    pub fail_collections: u32,
+    /// Calls answered with a system error (WeChat 500 `SYSTEM_ERROR`, Alipay `20000`)
+    /// before the real answer, per order: the adapter must query or retry.
+    pub system_errors: u32,
+    /// Every API answer waits this long first (beyond the adapter's timeout: the outcome
+    /// is unknown and the platform must find out).
+    pub slow_answers: Duration,
+    /// How notifications go wrong.
+    pub notifications: NotificationFaults,
+    /// When an unacknowledged notification is sent again (WeChat: 15 s, 15 s, 30 s, 3 m, …;
+    /// Alipay: 4 m, 10 m, 10 m, 1 h, …). Tests shorten it.
+    pub resend_schedule: Vec<Duration>,
+    /// WeChat only: when a failed automatic deduction is tried again (unpublished;
+    /// PAYMENTS.md §0 makes it configurable).
+    pub deduction_schedule: Vec<Duration>,
+}
+
+/// How notifications go wrong.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotificationFaults {
+    /// Each is sent twice.
+    pub duplicate: bool,
+    /// A notification is held back until the next one has gone (they arrive out of order).
+    pub reorder: bool,
+    /// Each waits this long before its first delivery.
+    pub delay: Duration,
+    /// None arrives at all (the platform must query).
+    pub drop: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            max_pending_per_shopper: 3,
+            reject_risk: false,
+            fail_collections: 0,
+            system_errors: 0,
+            slow_answers: Duration::ZERO,
+            notifications: NotificationFaults::default(),
+            resend_schedule: vec![
+                Duration::from_secs(15),
+                Duration::from_secs(15),
+                Duration::from_secs(30),
+                Duration::from_secs(180),
+                Duration::from_secs(600),
+            ],
+            deduction_schedule: vec![Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(5)],
+        }
+    }
+}
+
+/// One collection a sandbox made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// Our order id.
+    pub order_id: String,
+    /// The provider's transaction.
+    pub transaction_id: String,
+    /// Amount.
+    pub amount: Cents,
+    /// When (Unix ms).
+    pub at: UnixMs,
+}
+
+/// One refund a sandbox accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// Our order id.
+    pub order_id: String,
+    /// Our refund id (`out_refund_no` / `out_request_no`).
+    pub refund_id: String,
+    /// Amount.
+    pub amount: Cents,
+    /// When (Unix ms).
+    pub at: UnixMs,
+    /// Whether the money went back (false while WeChat is still processing it).
+    pub succeeded: bool,
+}
+
+/// Why the shopper's confirm tap was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// No such order.
+    #[error("authorization not found")]
+    NotFound,
+    /// The order does not wait for a confirmation (any more).
+    #[error("authorization is not awaiting confirmation")]
+    NotAwaiting,
+}
+
+/// A provider sandbox, as the platform mounts and drives it.
+pub trait Sandbox: Send + Sync {
+    /// Which provider it plays.
+    fn kind(&self) -> ProviderKind;
+    /// Its HTTP routes, to be nested under `/sandbox/{kind}`: the provider's API (as the
+    /// adapter calls it), `POST /authorizations/{provider_order_ref}/confirm` (the
+    /// shopper's tap), and its bill files.
+    fn router(self: Arc<Self>) -> axum::Router;
+    /// The shopper's tap on "confirm" in the provider's app.
+    fn confirm(&self, provider_order_ref: &str) -> Result<(), ConfirmError>;
+    /// Every collection so far.
+    fn charges(&self) -> Vec<Charge>;
+    /// Every refund so far.
+    fn refunds(&self) -> Vec<Refund>;
+    /// The behaviour now.
+    fn behaviour(&self) -> Behaviour;
+    /// Changes the behaviour (takes effect for the next call).
+    fn set_behaviour(&self, b: Behaviour);
+}
+
+/// Now, Unix ms (a sandbox is a provider: it has its own clock).
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The provider's local date (China, UTC+8) of `at`, `YYYY-MM-DD`: the day a bill puts
+/// a payment in.
+pub fn china_date(at: UnixMs) -> String {
+    let days = (at + 8 * 3_600_000).div_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bills_use_the_china_date() {
+        assert_eq!(china_date(0), "1970-01-01");
+        // 2026-12-01 16:30 UTC is 2026-12-02 00:30 in Beijing.
+        assert_eq!(china_date(1_796_142_600_000), "2026-12-02");
+        assert_eq!(china_date(1_796_142_600_000 - 3_600_000), "2026-12-01");
+        assert_eq!(china_date(951_782_400_000), "2000-02-29");
+    }
+}
