@@ -198,13 +198,16 @@ pub struct Fleet {
     pub planogram: Vec<BTreeMap<(DoorNo, LaneNo), (String, i64)>>,
 }
 
+/// What a shopper really took from one lane: (door, lane, sku, qty, unit price in cents).
+pub type Taken = (DoorNo, LaneNo, String, u32, i64);
+
 /// What one purchase did.
 #[derive(Debug, Clone)]
 pub struct Purchase {
     /// Order id.
     pub order_id: String,
     /// What the shopper really took: (door, lane, sku, qty, unit price).
-    pub taken: Vec<(DoorNo, LaneNo, String, u32, i64)>,
+    pub taken: Vec<Taken>,
     /// The order at its end.
     pub order: Value,
 }
@@ -369,6 +372,21 @@ impl Fleet {
     /// Scans `door` of cabinet `cab`, confirms if asked, waits for the door, takes
     /// `takes` (lane, qty), closes, and waits for the order to end.
     pub async fn purchase(&self, shopper: &ShopperHandle, cab: usize, door: DoorNo, takes: &[(LaneNo, u32)]) -> anyhow::Result<Purchase> {
+        let (order_id, taken) = self.shop(shopper, cab, door, takes).await?;
+        let order = self.wait_terminal(&order_id, &shopper.token, Duration::from_secs(30)).await?;
+        Ok(Purchase { order_id, taken, order })
+    }
+
+    /// The shopper's part of a purchase — scan, confirm, take, close — without waiting
+    /// for the platform to finish it: for orders that are meant to stay open (a charge
+    /// that keeps failing). Returns the order id and what was taken.
+    pub async fn shop(
+        &self,
+        shopper: &ShopperHandle,
+        cab: usize,
+        door: DoorNo,
+        takes: &[(LaneNo, u32)],
+    ) -> anyhow::Result<(String, Vec<Taken>)> {
         let vc = &self.cabinets[cab];
         let (st, created) = self
             .client
@@ -415,8 +433,7 @@ impl Fleet {
             }
         }
         vc.close(door).await.map_err(|e| anyhow!("close: {e}"))?;
-        let order = self.wait_terminal(&order_id, &shopper.token, Duration::from_secs(30)).await?;
-        Ok(Purchase { order_id, taken, order })
+        Ok((order_id, taken))
     }
 
     /// Polls an order until it reaches an end state (paid, cancelled, abnormal, …).

@@ -3,7 +3,7 @@
 
 use tare_domain::cabinet::{CabinetEvent, Holder};
 use tare_domain::command::CommandEvent;
-use tare_domain::order::OrderEvent;
+use tare_domain::order::{HandSettlement, OrderEvent};
 use tare_domain::payment::PaymentEvent;
 use tare_domain::AnyEvent;
 use tare_platform::feed::FeedEvent;
@@ -77,6 +77,11 @@ fn order_line(o: &str, e: OrderEvent) -> String {
         OrderEvent::OrderMarkedAbnormal { anomalies, .. } => {
             format!("order {o}: ABNORMAL {}", serde_json::to_string(&anomalies).unwrap_or_default())
         }
+        OrderEvent::OrderRefunded { refunded, .. } => format!("order {o}: refunded {refunded} in all"),
+        OrderEvent::ChargeSettledByHand { resolution, by, .. } => match resolution {
+            HandSettlement::PaidOutside { reference } => format!("order {o}: paid outside ({reference}), settled by {by}"),
+            HandSettlement::WrittenOff => format!("order {o}: written off by {by}"),
+        },
     }
 }
 
@@ -119,6 +124,12 @@ fn payment_line(o: &str, e: PaymentEvent) -> Option<String> {
         } => format!("order {o}: provider collected {amount} ({transaction_id})"),
         PaymentEvent::CollectionFailed { reason, .. } => format!("order {o}: provider declined ({reason})"),
         PaymentEvent::LateAuthorizationReceived { .. } => format!("order {o}: late authorization, cancelling at the provider"),
+        PaymentEvent::RefundRequested {
+            refund_id, amount, reason, ..
+        } => format!("order {o}: refund {refund_id} of {amount} requested ({reason})"),
+        PaymentEvent::RefundSucceeded { refund_id, amount, .. } => format!("order {o}: refund {refund_id} of {amount} paid back"),
+        PaymentEvent::RefundFailed { refund_id, reason, .. } => format!("order {o}: refund {refund_id} FAILED ({reason})"),
+        PaymentEvent::PaymentAbandoned { reason, .. } => format!("order {o}: payment abandoned ({reason})"),
         _ => return None,
     })
 }

@@ -201,6 +201,15 @@ impl SandboxProvider {
         lock(&self.charges).clone()
     }
 
+    /// What was refunded so far on order `order_id`.
+    pub fn refunded(&self, order_id: &str) -> Cents {
+        lock(&self.refund_ledger)
+            .iter()
+            .filter(|(o, _)| o == order_id)
+            .map(|(_, a)| *a)
+            .sum()
+    }
+
     /// The shopper's tap on "confirm" [API.md sandbox endpoint].
     pub fn confirm(&self, provider_order_ref: &str) -> Result<(), ConfirmError> {
         let order_id = provider_order_ref.to_string();

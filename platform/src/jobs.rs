@@ -33,6 +33,21 @@ pub struct JobCounts {
     pub dead: i64,
 }
 
+/// A buried effect (a dead letter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuriedJob {
+    /// Its key.
+    pub key: String,
+    /// The effect, as stored.
+    pub effect: serde_json::Value,
+    /// Why it was given up.
+    pub error: String,
+    /// Failed attempts before.
+    pub attempts: i64,
+    /// When it was given up.
+    pub buried_at: UnixMs,
+}
+
 /// The job table.
 #[derive(Clone)]
 pub struct Jobs {
@@ -170,6 +185,31 @@ impl Jobs {
             }
         }
         Ok(c)
+    }
+
+    /// The buried effects (dead letters), newest first: what failed for good, and why.
+    pub async fn buried(&self, limit: i64) -> Result<Vec<BuriedJob>, DbError> {
+        let sql = "SELECT key, effect, COALESCE(last_error, ''), attempts, updated_at FROM jobs WHERE status = 'dead' ORDER BY updated_at DESC, key LIMIT $1";
+        let rows: Vec<(String, String, String, i64, i64)> =
+            crate::on_db!(&self.db, pool => sqlx::query_as(sql).bind(limit).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(key, effect, error, attempts, at)| BuriedJob {
+                key,
+                effect: serde_json::from_str(&effect).unwrap_or(serde_json::Value::String(effect)),
+                error,
+                attempts,
+                buried_at: at,
+            })
+            .collect())
+    }
+
+    /// Brings a buried effect back to run now (an operator's "retry"); false if `key` is
+    /// not a buried effect.
+    pub async fn revive(&self, key: &str, now: UnixMs) -> Result<bool, DbError> {
+        let sql = "UPDATE jobs SET status = 'pending', due_at = $1, locked_until = 0, updated_at = $1 WHERE key = $2 AND status = 'dead'";
+        let n = crate::on_db!(&self.db, pool => sqlx::query(sql).bind(now).bind(key).execute(pool).await?.rows_affected());
+        Ok(n == 1)
     }
 
     /// Consumer `name`'s checkpoint (0 if it never ran).

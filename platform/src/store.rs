@@ -209,6 +209,12 @@ impl Aggregates {
         }
     }
 
+    /// Wakes the loops as a commit would (after a change outside the aggregates, such as
+    /// an operator reviving a buried effect).
+    pub fn nudge(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// A receiver that changes after every successful command.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()

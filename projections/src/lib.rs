@@ -6,6 +6,10 @@
 //! Architecture Invariant: a projection only reads its own documents and the event in
 //! hand, so dropping its documents and replaying the feed rebuilds it byte for byte.
 
+mod dead_letters;
+
+pub use dead_letters::{DeadCharge, DeadLetters};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tare_domain::cabinet::{CabinetEvent, StockReason};
@@ -40,6 +44,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(LaneStock),
         Box::new(LaneLedger),
         Box::new(DevicePresence),
+        Box::new(DeadLetters),
     ]
 }
 
@@ -188,6 +193,15 @@ impl Projection for OrderSummaries {
             OrderEvent::OrderPaid { .. } => Some("paid"),
             OrderEvent::OrderCancelled { .. } => Some("cancelled"),
             OrderEvent::OrderMarkedAbnormal { .. } => Some("abnormal"),
+            OrderEvent::OrderRefunded { refunded, .. } => Some(if refunded.get() >= s.total_cents {
+                "refunded"
+            } else {
+                "partially_refunded"
+            }),
+            OrderEvent::ChargeSettledByHand { resolution, .. } => Some(match resolution {
+                tare_domain::order::HandSettlement::PaidOutside { .. } => "paid",
+                tare_domain::order::HandSettlement::WrittenOff => "cancelled",
+            }),
             _ => None,
         };
         if let Some(state) = state {

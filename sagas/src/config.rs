@@ -24,6 +24,14 @@ pub struct SagaConfig {
     pub command_ttl_ms: i64,
     /// How long to wait for a device's ack before resending a command [D7] (default 3 s).
     pub command_resend_ms: i64,
+    /// How long a refund the provider is still processing waits before it is asked
+    /// about again [O9] (default 30 s).
+    #[serde(default = "default_refund_poll_ms")]
+    pub refund_poll_ms: i64,
+}
+
+fn default_refund_poll_ms() -> i64 {
+    30_000
 }
 
 impl Default for SagaConfig {
@@ -38,6 +46,7 @@ impl Default for SagaConfig {
             max_charge_attempts: 24,
             command_ttl_ms: 10_000,
             command_resend_ms: 3_000,
+            refund_poll_ms: default_refund_poll_ms(),
         }
     }
 }

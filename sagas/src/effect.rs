@@ -133,6 +133,26 @@ pub enum Effect {
         /// How it ended.
         outcome: String,
     },
+    /// Ask the provider for a refund the payment recorded, and record its outcome [O9].
+    SendRefund {
+        /// Order.
+        order_id: String,
+        /// Our refund id (the provider's idempotency key).
+        refund_id: String,
+    },
+    /// The payment's refunds grew: the order records its refunded total.
+    MarkOrderRefunded {
+        /// Order.
+        order_id: String,
+    },
+    /// A charge was settled by hand: close the provider order (no more automatic
+    /// deductions) and the payment [O8].
+    AbandonPayment {
+        /// Order.
+        order_id: String,
+        /// Why (who settled it, how).
+        reason: String,
+    },
     /// Deliver (or resend) a device command, or record that it expired unacknowledged
     /// [D7]. Attempt 1 is due at issue; each delivery arms the next.
     DeliverCommand {
@@ -164,7 +184,10 @@ impl Effect {
             | Self::RetryCollection { order_id, .. }
             | Self::MarkOrderPaid { order_id, .. }
             | Self::RecordChargeFailure { order_id, .. }
-            | Self::EndShopperOrder { order_id, .. } => order_id,
+            | Self::EndShopperOrder { order_id, .. }
+            | Self::SendRefund { order_id, .. }
+            | Self::MarkOrderRefunded { order_id }
+            | Self::AbandonPayment { order_id, .. } => order_id,
         }
     }
 }

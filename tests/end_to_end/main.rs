@@ -25,6 +25,7 @@ mod mqtt_conformance;
 mod openapi;
 mod purchase_e2e;
 mod recovery;
+mod refunds;
 mod roles;
 mod saga_clock;
 mod shutdown;

@@ -2,7 +2,7 @@
 //! returns the events (or a refusal), and `apply` folds events into the state. Deciding
 //! never mutates; a command that no longer applies decides no events.
 
-use super::{Anomaly, OrderCommand, OrderError, OrderEvent, OrderLine, OrderState, MAX_DOOR_QUERIES};
+use super::{Anomaly, HandSettlement, OrderCommand, OrderError, OrderEvent, OrderLine, OrderState, MAX_DOOR_QUERIES};
 use crate::cabinet::LanePlan;
 use crate::coupon::{Coupon, CouponChoice, CouponPolicy};
 use crate::settlement::{settle, Settlement, Verdict};
@@ -75,11 +75,74 @@ pub struct Order {
     pub transaction_id: Option<String>,
     /// Why cancelled.
     pub cancel_reason: Option<String>,
+    /// Refunded so far [O9].
+    #[serde(default)]
+    pub refunded: Cents,
+    /// How a dead-lettered charge was settled by hand, and by whom [O8].
+    #[serde(default)]
+    pub settled_by_hand: Option<(HandSettlement, String)>,
     /// Last change.
     pub updated_at: UnixMs,
 }
 
 impl Order {
+    /// The charge's half of `apply`: charging, paid, cancelled, refunded, settled by hand.
+    fn apply_money(&mut self, event: OrderEvent) {
+        use OrderState as S;
+        match event {
+            OrderEvent::ChargeRequested { attempt, at, .. } => {
+                self.charge_attempts = attempt;
+                self.retry_pending = false;
+                self.dead_lettered = false;
+                self.state = S::Charging;
+                self.updated_at = at;
+            }
+            OrderEvent::ChargeFailed { retry_at, at, .. } => {
+                self.dead_lettered = retry_at.is_none();
+                self.retry_pending = retry_at.is_some();
+                self.updated_at = at;
+            }
+            OrderEvent::OrderPaid { transaction_id, at, .. } => {
+                self.transaction_id = Some(transaction_id);
+                self.state = S::Paid;
+                self.dead_lettered = false;
+                self.updated_at = at;
+            }
+            OrderEvent::OrderCancelled { reason, at } => {
+                self.cancel_reason = Some(reason);
+                self.state = S::Cancelled;
+                self.updated_at = at;
+            }
+            OrderEvent::OrderRefunded { refunded, at } => {
+                self.refunded = refunded;
+                self.state = if refunded >= self.total {
+                    S::Refunded
+                } else {
+                    S::PartiallyRefunded
+                };
+                self.updated_at = at;
+            }
+            OrderEvent::ChargeSettledByHand { resolution, by, at, .. } => {
+                match &resolution {
+                    HandSettlement::PaidOutside { reference } => {
+                        self.transaction_id = Some(format!("outside:{reference}"));
+                        self.state = S::Paid;
+                    }
+                    HandSettlement::WrittenOff => {
+                        self.cancel_reason = Some("written_off".into());
+                        self.state = S::Cancelled;
+                    }
+                }
+                self.dead_lettered = false;
+                self.retry_pending = false;
+                self.settled_by_hand = Some((resolution, by));
+                self.updated_at = at;
+            }
+            // The door's half is applied by `apply`.
+            _ => {}
+        }
+    }
+
     fn require(&self, allowed: &[OrderState]) -> Result<(), OrderError> {
         if allowed.contains(&self.state) {
             Ok(())
@@ -195,6 +258,8 @@ impl Order {
                 vec![]
             }),
             OrderCommand::Cancel { reason, at } => self.cancel(reason, at),
+            OrderCommand::RecordRefunds { refunded, at } => Ok(self.record_refunds(refunded, at)),
+            OrderCommand::SettleChargeByHand { resolution, by, note, at } => self.settle_by_hand(resolution, by, note, at),
         }
     }
 
@@ -216,6 +281,24 @@ impl Order {
             amount,
             at,
         }])
+    }
+
+    /// The payment's refunds grew: the order is partly or fully refunded [O9]. A repeat (or
+    /// an older total) changes nothing.
+    fn record_refunds(&self, refunded: Cents, at: UnixMs) -> Vec<OrderEvent> {
+        let refundable = matches!(self.state, OrderState::Paid | OrderState::PartiallyRefunded | OrderState::Refunded);
+        if !refundable || refunded <= self.refunded {
+            return vec![];
+        }
+        vec![OrderEvent::OrderRefunded { refunded, at }]
+    }
+
+    /// Settles a dead-lettered charge by hand [O8]: only while charging after failures.
+    fn settle_by_hand(&self, resolution: HandSettlement, by: String, note: String, at: UnixMs) -> Decision {
+        if self.state != OrderState::Charging || !(self.dead_lettered || self.retry_pending) {
+            return Err(OrderError::WrongState(self.state));
+        }
+        Ok(vec![OrderEvent::ChargeSettledByHand { resolution, by, note, at }])
     }
 
     /// Cancels an order whose door has not opened yet (cancelling twice is no error).
@@ -409,29 +492,12 @@ impl Aggregate for Order {
                 self.anomalies = anomalies;
                 self.updated_at = at;
             }
-            OrderEvent::ChargeRequested { attempt, at, .. } => {
-                self.charge_attempts = attempt;
-                self.retry_pending = false;
-                self.dead_lettered = false;
-                self.state = S::Charging;
-                self.updated_at = at;
-            }
-            OrderEvent::ChargeFailed { retry_at, at, .. } => {
-                self.dead_lettered = retry_at.is_none();
-                self.retry_pending = retry_at.is_some();
-                self.updated_at = at;
-            }
-            OrderEvent::OrderPaid { transaction_id, at, .. } => {
-                self.transaction_id = Some(transaction_id);
-                self.state = S::Paid;
-                self.dead_lettered = false;
-                self.updated_at = at;
-            }
-            OrderEvent::OrderCancelled { reason, at } => {
-                self.cancel_reason = Some(reason);
-                self.state = S::Cancelled;
-                self.updated_at = at;
-            }
+            e @ (OrderEvent::ChargeRequested { .. }
+            | OrderEvent::ChargeFailed { .. }
+            | OrderEvent::OrderPaid { .. }
+            | OrderEvent::OrderCancelled { .. }
+            | OrderEvent::OrderRefunded { .. }
+            | OrderEvent::ChargeSettledByHand { .. }) => self.apply_money(e),
             OrderEvent::OrderMarkedAbnormal { anomalies, at } => {
                 self.anomalies = anomalies;
                 self.state = S::Abnormal;

@@ -2,6 +2,7 @@
 //! (authorization, payment), by the device (door open and close, weights) and by the
 //! saga's timers. Commands that no longer apply are no-ops, never errors.
 
+use super::HandSettlement;
 use crate::cabinet::LanePlan;
 use crate::coupon::{Coupon, CouponPolicy};
 use crate::weight::StableReading;
@@ -109,6 +110,25 @@ pub enum OrderCommand {
     },
     /// Timer: try the deduction again.
     RetryCharge {
+        /// When.
+        at: UnixMs,
+    },
+    /// The payment's refunds reached `refunded` in all [O9].
+    RecordRefunds {
+        /// Refunded so far (cumulative).
+        refunded: Cents,
+        /// When.
+        at: UnixMs,
+    },
+    /// An operator settles a dead-lettered charge by hand [O8]: it was paid another way,
+    /// or it is written off.
+    SettleChargeByHand {
+        /// How.
+        resolution: HandSettlement,
+        /// Who.
+        by: String,
+        /// Why, in their words.
+        note: String,
         /// When.
         at: UnixMs,
     },

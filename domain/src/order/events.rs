@@ -1,6 +1,6 @@
 //! The facts of an order, as the log keeps them forever (and auditors replay them).
 
-use super::{Anomaly, OrderLine};
+use super::{Anomaly, HandSettlement, OrderLine};
 use crate::cabinet::LanePlan;
 use crate::coupon::CouponChoice;
 use crate::weight::{LaneInference, StableReading};
@@ -130,6 +130,24 @@ pub enum OrderEvent {
         /// When.
         at: UnixMs,
     },
+    /// Refunds of the order reached `refunded` in all [O9].
+    OrderRefunded {
+        /// Refunded so far (cumulative).
+        refunded: Cents,
+        /// When.
+        at: UnixMs,
+    },
+    /// A dead-lettered charge was settled by hand [O8].
+    ChargeSettledByHand {
+        /// How.
+        resolution: HandSettlement,
+        /// Who.
+        by: String,
+        /// Why.
+        note: String,
+        /// When.
+        at: UnixMs,
+    },
     /// Needs an operator; nothing charged.
     OrderMarkedAbnormal {
         /// Why.
@@ -154,6 +172,8 @@ impl DomainEvent for OrderEvent {
             Self::OrderPaid { .. } => "OrderPaid",
             Self::OrderCancelled { .. } => "OrderCancelled",
             Self::OrderMarkedAbnormal { .. } => "OrderMarkedAbnormal",
+            Self::OrderRefunded { .. } => "OrderRefunded",
+            Self::ChargeSettledByHand { .. } => "ChargeSettledByHand",
         }
         .into()
     }

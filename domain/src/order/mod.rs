@@ -124,6 +124,19 @@ impl Anomaly {
     }
 }
 
+/// How an operator settled a charge that kept failing [O8].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HandSettlement {
+    /// The shopper paid another way (cash, another channel); the order is paid.
+    PaidOutside {
+        /// The outside payment's reference (a receipt number).
+        reference: String,
+    },
+    /// The money is given up; the order ends with nothing charged.
+    WrittenOff,
+}
+
 /// A charged line of the receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {

@@ -1052,3 +1052,89 @@ fn settle_with_a_reading_older_than_the_close_is_refused() {
         .inspect_result();
     assert_eq!(r, Err(OrderError::StaleWeight));
 }
+
+// ---------------------------------------------------------------------------------------
+// Refunds [O9] and charges settled by hand [O8]
+// ---------------------------------------------------------------------------------------
+
+fn refunds(total: i64, at: UnixMs) -> OrderCommand {
+    OrderCommand::RecordRefunds {
+        refunded: Cents::new(total),
+        at,
+    }
+}
+
+fn refunded(total: i64, at: UnixMs) -> OrderEvent {
+    OrderEvent::OrderRefunded {
+        refunded: Cents::new(total),
+        at,
+    }
+}
+
+#[test]
+fn refunds_make_a_paid_order_partly_then_fully_refunded() {
+    given(paid_history())
+        .when(refunds(200, AT + 300))
+        .then_expect_events(vec![refunded(200, AT + 300)]);
+    let partly = with(paid_history(), [refunded(200, AT + 300)]);
+    assert_eq!(state_after(partly.clone()).state, OrderState::PartiallyRefunded);
+    // An older or equal total changes nothing; the rest makes it fully refunded.
+    given(partly.clone()).when(refunds(200, AT + 310)).then_expect_events(vec![]);
+    given(partly.clone())
+        .when(refunds(500, AT + 400))
+        .then_expect_events(vec![refunded(500, AT + 400)]);
+    let full = state_after(with(partly, [refunded(500, AT + 400)]));
+    assert_eq!((full.state, full.refunded), (OrderState::Refunded, Cents::new(500)));
+    // An order that was never paid is never refunded.
+    given(charging()).when(refunds(100, AT + 300)).then_expect_events(vec![]);
+}
+
+#[test]
+fn a_dead_lettered_charge_is_settled_by_hand_once() {
+    let dead = with(charging(), [charge_failed(1, None)]);
+    let settle = |resolution: HandSettlement| OrderCommand::SettleChargeByHand {
+        resolution,
+        by: "admin".into(),
+        note: "paid cash at the counter".into(),
+        at: AT + 900,
+    };
+    let paid_outside = HandSettlement::PaidOutside { reference: "R-17".into() };
+    given(dead.clone())
+        .when(settle(paid_outside.clone()))
+        .then_expect_events(vec![OrderEvent::ChargeSettledByHand {
+            resolution: paid_outside.clone(),
+            by: "admin".into(),
+            note: "paid cash at the counter".into(),
+            at: AT + 900,
+        }]);
+    let settled = state_after(with(
+        dead.clone(),
+        [OrderEvent::ChargeSettledByHand {
+            resolution: paid_outside.clone(),
+            by: "admin".into(),
+            note: "n".into(),
+            at: AT + 900,
+        }],
+    ));
+    assert_eq!(settled.state, OrderState::Paid);
+    assert_eq!(settled.transaction_id.as_deref(), Some("outside:R-17"));
+    assert_eq!(settled.settled_by_hand, Some((paid_outside, "admin".to_string())));
+    let written_off = state_after(with(
+        dead,
+        [OrderEvent::ChargeSettledByHand {
+            resolution: HandSettlement::WrittenOff,
+            by: "admin".into(),
+            note: "n".into(),
+            at: AT + 900,
+        }],
+    ));
+    assert_eq!(written_off.state, OrderState::Cancelled);
+    assert_eq!(written_off.cancel_reason.as_deref(), Some("written_off"));
+    // A charge that never failed, or a paid order, is not settled by hand.
+    given(charging())
+        .when(settle(HandSettlement::WrittenOff))
+        .then_expect_error(OrderError::WrongState(OrderState::Charging));
+    given(paid_history())
+        .when(settle(HandSettlement::WrittenOff))
+        .then_expect_error(OrderError::WrongState(OrderState::Paid));
+}

@@ -227,6 +227,14 @@ impl FromRequestParts<Arc<ApiState>> for Operator {
     }
 }
 
+impl Operator {
+    /// Who the operator is, for the record of what they did ("who and why"). One admin
+    /// token exists today; named operators come with roles.
+    pub fn name(&self) -> &'static str {
+        "admin"
+    }
+}
+
 /// A shopper (403 for the operator token).
 pub struct ShopperCaller(pub String);
 

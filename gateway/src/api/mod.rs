@@ -11,6 +11,7 @@ pub mod device;
 mod device_schema;
 mod error;
 mod extract;
+mod money;
 pub mod openapi;
 mod orders;
 mod payments;
@@ -65,7 +66,8 @@ pub struct ApiState {
 /// `/api/v1/openapi.json` is generated from the very routes registered here.
 pub fn router(state: Arc<ApiState>) -> Router {
     let roles = state.platform.roles();
-    let (router, doc) = routes(roles).split_for_parts();
+    let (router, mut doc) = routes(roles).split_for_parts();
+    utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
     let json = doc.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "the OpenAPI document could not be rendered");
         r#"{"error": {"code": "internal", "message": "internal error"}}"#.to_string()
@@ -106,6 +108,11 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(orders::grant_coupon))
             .routes(routes!(orders::create_order))
             .routes(routes!(orders::get_order))
+            .routes(routes!(money::refund_order))
+            .routes(routes!(money::dead_letters))
+            .routes(routes!(money::retry_dead_charge))
+            .routes(routes!(money::settle_dead_charge))
+            .routes(routes!(money::retry_dead_effect))
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
             .routes(routes!(payments::callback));
@@ -118,7 +125,9 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
 
 /// The OpenAPI document of a node with `roles` (what `/api/v1/openapi.json` serves there).
 pub fn openapi_document(roles: Roles) -> utoipa::openapi::OpenApi {
-    routes(roles).into_openapi()
+    let mut doc = routes(roles).into_openapi();
+    utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
+    doc
 }
 
 /// A bound, running HTTP server.

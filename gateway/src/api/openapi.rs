@@ -43,6 +43,32 @@ use utoipa::{Modify, OpenApi, ToResponse};
 )]
 pub struct ApiDoc;
 
+/// Closes the variants of the tagged request bodies: serde refuses unknown fields in them
+/// (`deny_unknown_fields` on the enum), but utoipa leaves each `oneOf` variant open, so a
+/// client reading the document would think `{"resolution": "written_off", "reference": …}`
+/// valid. Applied to the finished document (the schemas come with the routes).
+pub(super) struct ClosedVariants;
+
+/// The request bodies that are `oneOf` tagged variants.
+const TAGGED_BODIES: &[&str] = &["Settlement"];
+
+impl Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = openapi.components.as_mut() else { return };
+        for name in TAGGED_BODIES {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(*name) {
+                for item in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(o)) = item {
+                        o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Names of the security schemes, as handlers' `security(...)` refer to them.
 pub(super) mod scheme {
     /// The operator token.
@@ -204,6 +230,11 @@ mod tests {
             "POST /api/v1/shoppers/{id}/coupons",
             "POST /api/v1/orders",
             "GET /api/v1/orders/{id}",
+            "POST /api/v1/orders/{id}/refunds",
+            "GET /api/v1/dead-letters",
+            "POST /api/v1/dead-letters/charges/{order_id}/retry",
+            "POST /api/v1/dead-letters/charges/{order_id}/settle",
+            "POST /api/v1/dead-letters/effects/{key}/retry",
             "GET /api/v1/events",
             "POST /sandbox/{provider}/authorizations/{reference}/confirm",
             "POST /callbacks/{provider}",

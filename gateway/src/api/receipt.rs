@@ -5,8 +5,10 @@
 //! order endpoints wrote before their bodies were typed (a `serde_json::Value` object
 //! sorts its keys). The domain types do not know this shape; `ReceiptDto::new` makes it.
 
+use super::money::RefundDto;
 use super::orders::ProviderDto;
 use serde::Serialize;
+use tare_domain::order::rules::authorization_limit;
 use tare_domain::order::{Anomaly, Order, OrderState};
 use tare_domain::payment::{Payment, PaymentState};
 use tare_domain::weight::{LaneInference, WeightSample};
@@ -175,6 +177,9 @@ struct CouponUsedDto {
 /// The provider's side of the order.
 #[derive(Debug, Serialize, ToSchema)]
 struct PaymentDto {
+    /// What the provider pre-authorized, in cents: every lane of the door emptied at
+    /// full capacity [O3]; null until the shopper authorized.
+    authorized_cents: Option<i64>,
     /// Set only while awaiting the shopper's confirmation.
     confirm_url: Option<String>,
     /// The shopper's provider.
@@ -346,6 +351,10 @@ pub struct ReceiptDto {
     order_id: Option<String>,
     /// The provider's side.
     payment: PaymentDto,
+    /// Refunded so far, in cents [O9].
+    refunded_cents: i64,
+    /// Its refunds, oldest first.
+    refunds: Vec<RefundDto>,
     /// The shopper.
     shopper_id: String,
     /// Its state.
@@ -439,11 +448,28 @@ impl ReceiptDto {
                 .collect(),
             order_id: o.id.clone(),
             payment: PaymentDto {
+                authorized_cents: matches!(
+                    p.state,
+                    PaymentState::Authorized | PaymentState::Collecting | PaymentState::Collected
+                )
+                .then(|| authorization_limit(&o.lanes).get()),
                 confirm_url: p.confirm_url.clone().filter(|_| awaiting),
                 provider: o.provider.map(Into::into),
                 provider_order_ref: (!p.provider_order_ref.is_empty()).then(|| p.provider_order_ref.clone()),
                 state: p.state.into(),
                 transaction_id: p.transaction_id.clone(),
+            },
+            refunded_cents: p.refunded.get(),
+            refunds: {
+                let mut rs: Vec<_> = p.refunds.iter().collect();
+                rs.sort_by(|a, b| a.1.requested_at.cmp(&b.1.requested_at).then(a.0.cmp(b.0)));
+                rs.into_iter()
+                    .map(|(id, r)| RefundDto {
+                        amount_cents: r.amount.get(),
+                        refund_id: id.clone(),
+                        state: r.state.into(),
+                    })
+                    .collect()
             },
             shopper_id: o.shopper_id.clone(),
             state: o.state.into(),

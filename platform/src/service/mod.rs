@@ -1,5 +1,5 @@
 //! The operations the public API calls, one module per resource: [`catalogue`]
-//! (products, coupon rule), [`cabinets`] (registration, state, presence, device access,
+//! (products, coupon rule), [`refunds`], [`dead_letters`], [`cabinets`] (registration, state, presence, device access,
 //! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
 //! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
 //! Each is an `impl Platform` block over the platform's private subsystems, and every one
@@ -14,11 +14,15 @@ pub mod audit;
 pub mod cabinets;
 pub mod catalogue;
 pub mod commands;
+pub mod dead_letters;
 mod error;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 pub mod shoppers;
 
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
 pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
+pub use dead_letters::DeadLetterList;
 pub use error::ServiceError;
+pub use refunds::RefundView;

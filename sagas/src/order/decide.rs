@@ -6,7 +6,7 @@ use crate::effect::{Effect, Scheduled};
 use crate::ports::DoorCommandKind;
 use crate::SagaConfig;
 use tare_domain::cabinet::{CabinetEvent, Holder};
-use tare_domain::order::OrderEvent;
+use tare_domain::order::{HandSettlement, OrderEvent};
 use tare_domain::payment::PaymentEvent;
 use tare_domain::{AnyEvent, CabinetId, UnixMs};
 
@@ -85,6 +85,30 @@ fn order_event(aggregate_id: &str, e: &OrderEvent, cfg: &SagaConfig) -> Vec<Sche
                 },
             ),
         ],
+        OrderEvent::ChargeSettledByHand { resolution, by, at, .. } => {
+            let (outcome, how) = match resolution {
+                HandSettlement::PaidOutside { reference } => ("paid", format!("paid outside ({reference})")),
+                HandSettlement::WrittenOff => ("written_off", "written off".to_string()),
+            };
+            vec![
+                Scheduled::at(
+                    k("abandon-payment"),
+                    *at,
+                    Effect::AbandonPayment {
+                        order_id: id.clone(),
+                        reason: format!("settled by hand by {by}: {how}"),
+                    },
+                ),
+                Scheduled::at(
+                    k("end-shopper-order"),
+                    *at,
+                    Effect::EndShopperOrder {
+                        order_id: id,
+                        outcome: outcome.into(),
+                    },
+                ),
+            ]
+        }
         OrderEvent::OrderCancelled { reason, at } => end_without_charge(&id, "cancelled", reason, *at),
         OrderEvent::OrderMarkedAbnormal { at, .. } => end_without_charge(&id, "abnormal", "abnormal", *at),
         _ => vec![],
@@ -120,6 +144,19 @@ fn payment_event(aggregate_id: &str, e: &PaymentEvent) -> Vec<Scheduled> {
                 transaction_id: transaction_id.clone(),
                 amount: *amount,
             },
+        )],
+        PaymentEvent::RefundRequested { refund_id, at, .. } => vec![Scheduled::at(
+            k(&format!("refund:{refund_id}")),
+            *at,
+            Effect::SendRefund {
+                order_id: id,
+                refund_id: refund_id.clone(),
+            },
+        )],
+        PaymentEvent::RefundSucceeded { refund_id, at, .. } => vec![Scheduled::at(
+            k(&format!("refunded:{refund_id}")),
+            *at,
+            Effect::MarkOrderRefunded { order_id: id },
         )],
         PaymentEvent::CollectionFailed { attempt, reason, at } => vec![Scheduled::at(
             k(&format!("charge-failed:{attempt}")),

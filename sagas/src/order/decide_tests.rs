@@ -35,6 +35,7 @@ fn custom() -> SagaConfig {
         max_charge_attempts: 3,
         command_ttl_ms: 2_468,
         command_resend_ms: 1_111,
+        refund_poll_ms: 2_222,
     }
 }
 
@@ -1150,4 +1151,64 @@ fn a_command_is_delivered_at_issue_and_resent_after_each_delivery_until_settled(
     assert!(decide("cmd-1", &acked, &cfg).is_empty());
     let expired = AnyEvent::Command(CommandEvent::CommandExpired { attempts: 3, at: 60_000 });
     assert!(decide("cmd-1", &expired, &cfg).is_empty());
+}
+
+#[test]
+fn a_refund_is_sent_once_and_its_success_reaches_the_order() {
+    let requested = AnyEvent::Payment(PaymentEvent::RefundRequested {
+        refund_id: "rf-1".into(),
+        amount: Cents::new(200),
+        reason: "damaged".into(),
+        requested_by: "admin".into(),
+        at: AT,
+    });
+    assert_eq!(
+        decide(ORDER, &requested, &SagaConfig::default()),
+        vec![Scheduled {
+            key: key(ORDER, "refund:rf-1"),
+            due_at: AT,
+            effect: Effect::SendRefund {
+                order_id: ORDER.into(),
+                refund_id: "rf-1".into(),
+            },
+        }]
+    );
+    let succeeded = AnyEvent::Payment(PaymentEvent::RefundSucceeded {
+        refund_id: "rf-1".into(),
+        amount: Cents::new(200),
+        provider_refund_id: "p-1".into(),
+        notification_id: None,
+        at: AT + 5,
+    });
+    assert_eq!(
+        decide(ORDER, &succeeded, &SagaConfig::default()),
+        vec![Scheduled {
+            key: key(ORDER, "refunded:rf-1"),
+            due_at: AT + 5,
+            effect: Effect::MarkOrderRefunded { order_id: ORDER.into() },
+        }]
+    );
+    let failed = AnyEvent::Payment(PaymentEvent::RefundFailed {
+        refund_id: "rf-1".into(),
+        reason: "closed".into(),
+        at: AT + 5,
+    });
+    assert!(decide(ORDER, &failed, &SagaConfig::default()).is_empty());
+}
+
+#[test]
+fn a_charge_settled_by_hand_closes_the_provider_order_and_frees_the_shopper() {
+    let settled = AnyEvent::Order(OrderEvent::ChargeSettledByHand {
+        resolution: tare_domain::order::HandSettlement::WrittenOff,
+        by: "admin".into(),
+        note: "gave up".into(),
+        at: AT,
+    });
+    let out = decide(ORDER, &settled, &SagaConfig::default());
+    assert_eq!(
+        keys(&out),
+        vec![key(ORDER, "abandon-payment").as_str(), key(ORDER, "end-shopper-order").as_str()]
+    );
+    assert!(matches!(&out[1].effect, Effect::EndShopperOrder { outcome, .. } if outcome == "written_off"));
+    assert!(matches!(&out[0].effect, Effect::AbandonPayment { reason, .. } if reason.contains("admin")));
 }

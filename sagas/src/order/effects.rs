@@ -3,6 +3,7 @@
 //! done. The deduction itself is in [`super::collect`].
 
 use super::collect::{collect, retry_collection};
+use super::refund::{abandon_payment, mark_order_refunded, send_refund};
 use crate::effect::{Effect, EffectError, EffectOutcome};
 use crate::ports::{AuthorizationRequest, CommandError, CommandMeta, DoorCommandKind, EffectPorts, ProviderError};
 use crate::SagaConfig;
@@ -128,6 +129,9 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             s.order_cmd(order_id, cmd).await
         }
         Effect::EndShopperOrder { order_id, outcome } => end_shopper_order(&s, order_id, outcome).await,
+        Effect::SendRefund { order_id, refund_id } => send_refund(&s, order_id, refund_id).await,
+        Effect::MarkOrderRefunded { order_id } => mark_order_refunded(&s, order_id).await,
+        Effect::AbandonPayment { order_id, reason } => abandon_payment(&s, order_id, reason).await,
         Effect::DeliverCommand { .. } => Err(EffectError::Permanent("not a purchase effect".into())),
     }
 }
@@ -180,6 +184,10 @@ async fn open_payment(s: &Step<'_>, order_id: &str) -> Outcome {
 /// nothing to cancel).
 async fn cancel_payment(s: &Step<'_>, order_id: &str, reason: &str) -> Outcome {
     let order = s.order(order_id).await?;
+    if order.settled_by_hand.is_some() {
+        // A charge settled by hand ends its payment mid-deduction: abandoned, not cancelled.
+        return super::refund::abandon_payment(s, order_id, reason).await;
+    }
     if let Some(provider) = order.provider.and_then(|k| s.ports.provider(k)) {
         provider.cancel(order_id, reason).await?;
     }

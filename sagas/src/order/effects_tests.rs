@@ -76,6 +76,7 @@ struct ScriptedProvider {
     calls: Mutex<Vec<String>>,
     refuse_authorization: bool,
     query: Mutex<Option<ProviderOrderStatus>>,
+    refund_answer: Mutex<Option<Result<RefundOutcome, ProviderError>>>,
 }
 
 #[async_trait]
@@ -108,8 +109,16 @@ impl PaymentProvider for ScriptedProvider {
             .push(format!("collect {} discount {}", req.amount.get(), req.discount.get()));
         Ok(CollectionOutcome::Pending)
     }
-    async fn refund(&self, _: RefundRequest) -> Result<RefundOutcome, ProviderError> {
-        Err(ProviderError::Unavailable("not scripted".into()))
+    async fn refund(&self, req: RefundRequest) -> Result<RefundOutcome, ProviderError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("refund {} {} of {}", req.refund_id, req.amount.get(), req.charged.get()));
+        self.refund_answer
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Err(ProviderError::Unavailable("not scripted".into())))
     }
     async fn refund_status(&self, _: &str, _: &str) -> Result<RefundOutcome, ProviderError> {
         Err(ProviderError::Unavailable("not scripted".into()))
@@ -450,4 +459,70 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         Some(CommandEvent::CommandExpired { .. })
     ));
     assert!(here.commands.events_of("c-1").is_empty());
+}
+
+#[tokio::test]
+async fn a_refund_goes_to_the_provider_with_its_id_and_its_outcome_is_recorded() {
+    let requested = PaymentEvent::RefundRequested {
+        refund_id: "rf-1".into(),
+        amount: Cents::new(200),
+        reason: "damaged".into(),
+        requested_by: "admin".into(),
+        at: NOW,
+    };
+    let collected = PaymentEvent::PaymentCollected {
+        transaction_id: "t-1".into(),
+        amount: Cents::new(500),
+        notification_id: None,
+        at: NOW,
+    };
+    let history = vec![
+        payment_opened(),
+        PaymentEvent::PaymentAuthorized {
+            notification_id: None,
+            at: NOW,
+        },
+        PaymentEvent::CollectionRequested {
+            amount: Cents::new(500),
+            attempt: 1,
+            at: NOW,
+        },
+        collected,
+        requested,
+    ];
+    let send = Effect::SendRefund {
+        order_id: ORDER.into(),
+        refund_id: "rf-1".into(),
+    };
+    for (answer, expect_defer, expect_last) in [
+        (Ok(RefundOutcome::Pending), true, None),
+        (
+            Ok(RefundOutcome::Succeeded {
+                provider_refund_id: "p-1".into(),
+            }),
+            false,
+            Some("RefundSucceeded"),
+        ),
+        (
+            Err(ProviderError::Refused {
+                code: "REFUND_FEE_ERR".into(),
+                message: "too much".into(),
+            }),
+            false,
+            Some("RefundFailed"),
+        ),
+    ] {
+        let w = world(
+            charging(),
+            history.clone(),
+            ScriptedProvider::default(),
+            RecordingDevices::default(),
+        );
+        *w.provider.refund_answer.lock().unwrap() = Some(answer);
+        let outcome = run(&w, send.clone()).await;
+        assert_eq!(matches!(outcome, EffectOutcome::Defer(_)), expect_defer, "{outcome:?}");
+        assert_eq!(*w.provider.calls.lock().unwrap(), ["refund rf-1 200 of 500"]);
+        let last = w.payments.events_of(ORDER).last().map(|e| cqrs_es::DomainEvent::event_type(e));
+        assert_eq!(last.as_deref(), expect_last.or(Some("RefundRequested")));
+    }
 }

@@ -3,11 +3,13 @@
 //! timeout, door checks, stable-weight wait, deduction retry).
 //!
 //! - [`decide`]: pure, from one event to its scheduled effects;
-//! - `effects`: the effects, each against the ports; `collect`: the deduction.
+//! - `effects`: the effects, each against the ports; `collect`: the deduction; `refund`:
+//!   refunds and charges settled by hand.
 
 mod collect;
 mod decide;
 mod effects;
+mod refund;
 
 pub use decide::decide;
 pub use effects::run;

@@ -382,3 +382,116 @@ fn errors_map_to_rejection_kinds_and_codes() {
         assert_eq!(error.code(), code, "{error:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Refunds [O9] and settling by hand [O8]
+// ---------------------------------------------------------------------------------------
+
+fn refund(id: &str, amount: i64) -> PaymentCommand {
+    PaymentCommand::RequestRefund {
+        refund_id: id.into(),
+        amount: Cents::new(amount),
+        reason: "damaged".into(),
+        requested_by: "operator".into(),
+        at: AT + 300,
+    }
+}
+
+fn refund_requested(id: &str, amount: i64) -> PaymentEvent {
+    PaymentEvent::RefundRequested {
+        refund_id: id.into(),
+        amount: Cents::new(amount),
+        reason: "damaged".into(),
+        requested_by: "operator".into(),
+        at: AT + 300,
+    }
+}
+
+fn refund_succeeded(id: &str, amount: i64) -> PaymentEvent {
+    PaymentEvent::RefundSucceeded {
+        refund_id: id.into(),
+        amount: Cents::new(amount),
+        provider_refund_id: format!("p-{id}"),
+        notification_id: None,
+        at: AT + 400,
+    }
+}
+
+fn refund_ok(id: &str) -> PaymentCommand {
+    PaymentCommand::RecordRefundSucceeded {
+        refund_id: id.into(),
+        provider_refund_id: format!("p-{id}"),
+        notification_id: None,
+        at: AT + 400,
+    }
+}
+
+#[test]
+fn a_refund_reserves_its_amount_and_succeeds_once() {
+    given(collected_history(500))
+        .when(refund("r1", 200))
+        .then_expect_events(vec![refund_requested("r1", 200)]);
+    let pending = with(collected_history(500), [refund_requested("r1", 200)]);
+    // The same refund asked again changes nothing; the same id for another amount is taken.
+    given(pending.clone()).when(refund("r1", 200)).then_expect_events(vec![]);
+    given(pending.clone())
+        .when(refund("r1", 300))
+        .then_expect_error(PaymentError::RefundIdTaken("r1".into()));
+    given(pending.clone())
+        .when(refund_ok("r1"))
+        .then_expect_events(vec![refund_succeeded("r1", 200)]);
+    let done = with(pending, [refund_succeeded("r1", 200)]);
+    given(done.clone()).when(refund_ok("r1")).then_expect_events(vec![]);
+    let state = state_after(done);
+    assert_eq!(state.refunded, Cents::new(200));
+    assert_eq!(state.refundable(), Cents::new(300));
+    assert_eq!(state.refunds["r1"].state, RefundState::Succeeded);
+}
+
+#[test]
+fn refunds_never_exceed_the_charge_counting_those_in_progress() {
+    let pending = with(collected_history(500), [refund_requested("r1", 400)]);
+    given(pending.clone())
+        .when(refund("r2", 101))
+        .then_expect_error(PaymentError::RefundExceedsCharge {
+            refundable: Cents::new(100),
+        });
+    given(pending.clone())
+        .when(refund("r2", 100))
+        .then_expect_events(vec![refund_requested("r2", 100)]);
+    // A failed refund gives its amount back to the refundable.
+    let failed = PaymentEvent::RefundFailed {
+        refund_id: "r1".into(),
+        reason: "closed".into(),
+        at: AT + 500,
+    };
+    given(with(pending, [failed]))
+        .when(refund("r3", 500))
+        .then_expect_events(vec![refund_requested("r3", 500)]);
+    given(collected_history(500))
+        .when(refund("r0", 0))
+        .then_expect_error(PaymentError::ZeroRefund);
+    given(collecting(500))
+        .when(refund("r0", 100))
+        .then_expect_error(PaymentError::WrongState(PaymentState::Collecting));
+    given(collected_history(500))
+        .when(refund_ok("nope"))
+        .then_expect_error(PaymentError::RefundNotFound("nope".into()));
+}
+
+#[test]
+fn a_charge_settled_by_hand_closes_the_payment_but_never_a_collected_one() {
+    let abandon = PaymentCommand::Abandon {
+        reason: "written off by ops".into(),
+        at: AT + 600,
+    };
+    given(with(collecting(500), [failed(1)]))
+        .when(abandon.clone())
+        .then_expect_events(vec![PaymentEvent::PaymentAbandoned {
+            reason: "written off by ops".into(),
+            at: AT + 600,
+        }]);
+    given(collected_history(500))
+        .when(abandon)
+        .then_expect_error(PaymentError::WrongState(PaymentState::Collected));
+}
