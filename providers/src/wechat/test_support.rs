@@ -47,6 +47,8 @@ pub struct Recorder {
     pub got: Mutex<Vec<Notification>>,
     /// The `id` of every delivery attempt (refused ones included).
     pub deliveries: Mutex<Vec<String>>,
+    /// Every verified notification's headers and exact body (for the oracle test).
+    pub raw: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
     /// Deliveries still to answer 500.
     pub fail_next: AtomicU32,
 }
@@ -81,6 +83,7 @@ pub async fn harness(behaviour: Behaviour) -> Harness {
             }
             match verify_notification(&k, &headers, &body, now_ms()) {
                 Ok(n) => {
+                    rec.raw.lock().unwrap().push((headers.clone(), body.to_vec()));
                     rec.got.lock().unwrap().push(n);
                     callback_ack_ok()
                 }
