@@ -415,3 +415,58 @@ async fn duplicated_reordered_and_dropped_notifications() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.recorder.got.lock().unwrap().len(), 4, "dropped");
 }
+
+/// A signed raw call to the sandbox: (status, JSON answer).
+async fn raw(h: &super::test_support::Harness, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let full = format!("/sandbox/wechat{path}");
+    let body = body.to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{}{full}", h.base))
+        .header(
+            "Authorization",
+            authorization(&h.keys, "POST", &full, body.as_bytes(), now_ms() / 1000),
+        )
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn modify_goes_down_once_and_pay_deducts_now() {
+    let h = harness(Behaviour {
+        fail_collections: 1,
+        deduction_schedule: vec![Duration::from_secs(60)],
+        ..fast()
+    })
+    .await;
+    let id = order_id();
+    let no = crate::refs::out_order_no(&id);
+    h.adapter
+        .create_authorization(auth(&id, "m", ConfirmMode::Once, 500))
+        .await
+        .unwrap();
+    h.adapter.collect(collection(&id, 300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (appid, service_id) = (h.keys.merchant.appid.clone(), h.keys.merchant.service_id.clone());
+    let modify = |total: i64| {
+        serde_json::json!({"appid": appid, "service_id": service_id, "reason": "weighed again",
+            "post_payments": [{"name": "Cola", "amount": total, "count": 1}], "total_amount": total})
+    };
+    let (status, _) = raw(&h, &format!("/v3/payscore/serviceorder/{no}/modify"), modify(400)).await;
+    assert_eq!(status, 400, "never upward");
+    let (status, v) = raw(&h, &format!("/v3/payscore/serviceorder/{no}/modify"), modify(200)).await;
+    assert_eq!((status, v["total_amount"].as_i64()), (200, Some(200)));
+    let (status, v) = raw(&h, &format!("/v3/payscore/serviceorder/{no}/modify"), modify(100)).await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("INVALID_REQUEST")), "only once");
+    assert!(h.sandbox.charges().is_empty(), "the first deduction failed");
+    let pay = serde_json::json!({"appid": h.keys.merchant.appid, "service_id": h.keys.merchant.service_id});
+    let (status, v) = raw(&h, &format!("/v3/payscore/serviceorder/{no}/pay"), pay.clone()).await;
+    assert_eq!((status, v["state"].as_str()), (200, Some("DONE")));
+    assert_eq!(h.sandbox.charges()[0].amount, Cents::new(200));
+    let (status, v) = raw(&h, &format!("/v3/payscore/serviceorder/{no}/pay"), pay).await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("ORDER_DONE")));
+    h.wait_for(collected(&id)).await;
+}
