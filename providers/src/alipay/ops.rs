@@ -241,7 +241,7 @@ impl Store {
             return None;
         }
         *served += 1;
-        Some(*served % 2 == 0)
+        Some(served.is_multiple_of(2))
     }
 
     /// Applies the reorder fault: a notification is held back until the next one went.

@@ -2,4 +2,8 @@
 //! a real loopback HTTP server, the notification verification, and the independent
 //! oracle (python-alipay-sdk).
 
+mod callback;
+mod flows;
 mod harness;
+mod oracle;
+mod refunds;
