@@ -19,8 +19,9 @@ pub(super) struct Outgoing {
 }
 
 impl AlipaySandbox {
-    /// Signs and sends one notification until it is acknowledged or the schedule is out.
-    pub(super) async fn deliver(self: Arc<Self>, o: Outgoing) {
+    /// Sends a batch in order (first tries one after the other, so a reordered pair
+    /// really arrives reordered); an unacknowledged one is resent by a task of its own.
+    pub(super) async fn deliver(self: Arc<Self>, batch: Vec<Outgoing>) {
         let b = self.behaviour_now();
         if b.notifications.drop {
             return;
@@ -28,28 +29,37 @@ impl AlipaySandbox {
         if !b.notifications.delay.is_zero() {
             tokio::time::sleep(b.notifications.delay).await;
         }
-        let mut params = o.params;
-        sign_notification(&self.alipay_key, &mut params);
-        let Ok(body) = serde_urlencoded::to_string(&params) else {
-            return;
-        };
-        let mut waits = b.resend_schedule.iter();
-        loop {
+        for o in batch {
+            let mut params = o.params;
+            sign_notification(&self.alipay_key, &mut params);
+            let Ok(body) = serde_urlencoded::to_string(&params) else {
+                continue;
+            };
             if self.post(&o.url, &body).await {
-                break;
-            }
-            match waits.next() {
-                Some(wait) => tokio::time::sleep(*wait).await,
-                None => {
-                    tracing::warn!(url = %o.url, "alipay sandbox: notification never acknowledged");
-                    return;
+                if b.notifications.duplicate {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    self.post(&o.url, &body).await;
                 }
+                continue;
+            }
+            let me = Arc::clone(&self);
+            let (schedule, duplicate) = (b.resend_schedule.clone(), b.notifications.duplicate);
+            tokio::spawn(async move { me.resend(o.url, body, schedule, duplicate).await });
+        }
+    }
+
+    /// Sends the same body again on the schedule until it is acknowledged.
+    async fn resend(self: Arc<Self>, url: String, body: String, schedule: Vec<Duration>, duplicate: bool) {
+        for wait in schedule {
+            tokio::time::sleep(wait).await;
+            if self.post(&url, &body).await {
+                if duplicate {
+                    self.post(&url, &body).await;
+                }
+                return;
             }
         }
-        if b.notifications.duplicate {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            self.post(&o.url, &body).await;
-        }
+        tracing::warn!(url = %url, "alipay sandbox: notification never acknowledged");
     }
 
     fn behaviour_now(&self) -> crate::sandbox::Behaviour {

@@ -6,7 +6,7 @@
 
 use super::notify::Outgoing;
 use super::ops::Store;
-use super::sign::{lookup, response_key, signed_response, verify_request, SIGN_TYPE};
+use super::sign::{lookup, parse_china_datetime, response_key, signed_response, verify_request, SIGN_TYPE};
 use super::wire::{failure, CODE_INVALID, CODE_MISSING};
 use crate::keys::AlipayKeys;
 use crate::sandbox::{now_ms, Behaviour, Charge, ConfirmError, Refund, Sandbox};
@@ -103,6 +103,9 @@ impl AlipaySandbox {
                 return (key, failure(CODE_MISSING, &sub, "缺少必选参数"));
             }
         }
+        if lookup(params, "timestamp").and_then(parse_china_datetime).is_none() {
+            return (key, failure(CODE_INVALID, "isv.invalid-timestamp", "非法的时间戳参数"));
+        }
         if lookup(params, "app_id") != Some(self.keys.app.app_id.as_str()) {
             return (key, failure(CODE_INVALID, "isv.invalid-app-id", "无效的AppID参数"));
         }
@@ -141,9 +144,7 @@ impl AlipaySandbox {
             tracing::warn!("alipay sandbox: no runtime, notifications not sent");
             return;
         };
-        for o in outgoing {
-            rt.spawn(Arc::clone(&me).deliver(o));
-        }
+        rt.spawn(me.deliver(outgoing));
     }
 }
 

@@ -340,3 +340,30 @@ async fn notifications_are_resent_until_the_body_is_success_and_duplicates_keep_
         .any(|n| n.event == NotificationEvent::Authorized { order_id: dropped.clone() }));
     assert_eq!(env.adapter.query(&dropped).await.unwrap(), ProviderOrderStatus::Authorized);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_notifications_arrive_out_of_order() {
+    let reorder = crate::sandbox::NotificationFaults {
+        reorder: true,
+        ..Default::default()
+    };
+    let env = Env::start(Behaviour {
+        notifications: reorder,
+        ..Env::quick()
+    })
+    .await;
+    let (first, second) = (order_id(), order_id());
+    env.adapter
+        .create_authorization(auth(&first, ConfirmMode::Once, 100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(env.callbacks.all().is_empty(), "the first is held back");
+    env.adapter
+        .create_authorization(auth(&second, ConfirmMode::Once, 100))
+        .await
+        .unwrap();
+    let all = env.wait_for("both", |all| all.len() == 2).await;
+    assert_eq!(all[0].event, NotificationEvent::Authorized { order_id: second });
+    assert_eq!(all[1].event, NotificationEvent::Authorized { order_id: first });
+}
