@@ -25,7 +25,7 @@ pub const NACK: &str = "fail";
 /// - the form must parse and carry `sign`, `notify_id`, `notify_type`, `app_id`
 ///   ([`CallbackError::Malformed`]);
 /// - `sign` must verify with Alipay's public key over the sorted `k=v&…` of every other
-///   non-empty parameter **except `sign_type`** ([`CallbackError::BadSignature`]);
+///   parameter **except `sign_type`** (empty ones included) ([`CallbackError::BadSignature`]);
 /// - `app_id` (and `seller_id` when present) must be ours ([`CallbackError::ForeignMerchant`]);
 /// - amounts must be yuan with exactly two decimals ([`CallbackError::Amount`]).
 ///

@@ -3,7 +3,8 @@
 //!
 //! - a **request** is signed over every non-empty parameter except `sign`, sorted by key,
 //!   joined `k=v&…` with raw (not URL-encoded) values — `sign_type` **included**;
-//! - a **notification** is signed the same way but **without** `sign` **and** `sign_type`;
+//! - a **notification** is signed the same way but **without** `sign` **and** `sign_type`
+//!   (and with empty values kept, as the verifying SDKs do);
 //! - a **synchronous response** is signed over the exact bytes of its `xxx_response`
 //!   JSON value as it appears in the body (never re-serialised).
 //!
@@ -17,22 +18,28 @@ use tare_domain::UnixMs;
 /// The only signature type spoken (SHA256withRSA).
 pub const SIGN_TYPE: &str = "RSA2";
 
-/// The sorted `k=v&…` string of `params` without the keys in `drop` and without empty
-/// values (the official SDKs skip empty values; none of ours is ever empty).
-fn sign_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, drop: &[&str]) -> String {
-    let mut kept: Vec<(&str, &str)> = params.into_iter().filter(|(k, v)| !v.is_empty() && !drop.contains(k)).collect();
+/// The sorted `k=v&…` string of `params` without the keys in `drop` (and without empty
+/// values when `skip_empty`).
+fn sign_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, drop: &[&str], skip_empty: bool) -> String {
+    let mut kept: Vec<(&str, &str)> = params
+        .into_iter()
+        .filter(|(k, v)| !(drop.contains(k) || (skip_empty && v.is_empty())))
+        .collect();
     kept.sort_unstable();
     kept.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
-/// What a request's `sign` covers: everything but `sign` (`sign_type` included).
+/// What a request's `sign` covers: every non-empty parameter but `sign` (`sign_type`
+/// included; the official SDKs skip empty values).
 pub fn request_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    sign_content(params, &["sign"])
+    sign_content(params, &["sign"], true)
 }
 
-/// What a notification's `sign` covers: everything but `sign` and `sign_type`.
+/// What a notification's `sign` covers: every parameter but `sign` and `sign_type`,
+/// empty ones included (as the Java SDK's `getSignCheckContentV1` and python-alipay-sdk's
+/// `verify` do; Alipay's notifications carry no empty values in practice).
 pub fn notification_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    sign_content(params, &["sign", "sign_type"])
+    sign_content(params, &["sign", "sign_type"], false)
 }
 
 /// Appends `sign` to request parameters (signed with the app's private key).
@@ -196,7 +203,7 @@ mod tests {
     fn request_and_notification_strings_differ_only_by_sign_type() {
         let p = [("b", "2"), ("a", "1"), ("sign_type", "RSA2"), ("sign", "x"), ("empty", "")];
         assert_eq!(request_content(p), "a=1&b=2&sign_type=RSA2");
-        assert_eq!(notification_content(p), "a=1&b=2");
+        assert_eq!(notification_content(p), "a=1&b=2&empty=");
         assert_eq!(response_key("alipay.trade.pay"), "alipay_trade_pay_response");
     }
 

@@ -8,7 +8,8 @@
 //!   deterministic, so equal bytes prove the same string and key);
 //! - a real gateway answer passes `_verify_and_return_sync_response` (the raw
 //!   `xxx_response` substring);
-//! - a notification the SDK signs (as Alipay would) passes our `verify_notification`.
+//! - a notification the SDK signs (as Alipay would, an empty value included) passes our
+//!   `verify_notification`.
 //!
 //! python3 and the module are required: CI installs them; a missing one fails the test.
 
@@ -59,6 +60,7 @@ py_note = {
     "app_id": cmd["app_id"], "seller_id": cmd["seller_id"], "charset": "utf-8", "version": "1.0",
     "out_trade_no": "0190a1b2c3d47e5f8a9b0c1d2e3f4a5b", "trade_no": "2026120222001000000000000009",
     "trade_status": "TRADE_SUCCESS", "total_amount": "12.05", "subject": "大乐透2.1 & co",
+    "passback_params": "",
 }
 unsigned = "&".join("{}={}".format(k, v) for k, v in sorted(py_note.items()))
 py_note["sign_type"] = "RSA2"
