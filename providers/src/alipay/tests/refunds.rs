@@ -179,6 +179,15 @@ async fn requests_and_answers_must_be_signed_right() {
         .unwrap();
     assert_eq!(reply.sub_code.as_deref(), Some("isv.invalid-app-id"));
 
+    // The gateway takes yuan with exactly two decimals only.
+    let honest = Client::new(&env.gateway(), super::harness::keys(), "", Duration::from_secs(5));
+    for bad in ["0.1", "1", "1.005", "-1.00", "abc"] {
+        let biz = json!({"out_order_no": "o1", "out_request_no": "o1", "order_title": "t", "amount": bad});
+        let reply = honest.call(wire::FREEZE, biz, false).await.unwrap();
+        assert_eq!(reply.sub_code.as_deref(), Some("isv.invalid-parameter"), "{bad}");
+    }
+    assert!(env.sandbox.lock().freezes.is_empty());
+
     let distrustful = Env::adapter_with(&env.base, tampered(false), Duration::from_secs(5));
     let unverifiable = distrustful.query(&order_id()).await;
     assert!(matches!(unverifiable, Err(ProviderError::Unavailable(_))), "{unverifiable:?}");
