@@ -1,4 +1,6 @@
-//! One running Tare: the platform on its store, a payment sandbox per provider, and the
+//! One running Tare: the platform on its store, the payment providers' adapters (each
+//! speaking its provider's protocol over HTTP, with the keys of the keys directory), the
+//! providers' sandboxes mounted on the same listener on the embedded default, and the
 //! HTTP API bound to an address (port 0 picks a free one). Tests start one per case.
 
 use anyhow::Context;
@@ -7,11 +9,13 @@ use std::sync::Arc;
 use tare_domain::ProviderKind;
 use tare_gateway::api::{ApiCounters, ApiState, HttpServer};
 use tare_gateway::mqtt::{MqttConfig, MqttEndpoint, MqttServer};
-use tare_gateway::sandbox::{SandboxBehaviour, SandboxProvider};
-use tare_gateway::sandbox_service::{callback_key, RemoteProvider};
 use tare_platform::clock::PlatformClock;
 use tare_platform::Platform;
 use tare_platform::{PlatformConfig, Roles, StoreConfig};
+use tare_providers::alipay::{AlipayAdapter, AlipaySandbox};
+use tare_providers::keys::ProviderKeys;
+use tare_providers::sandbox::{Behaviour, Sandbox};
+use tare_providers::wechat::{WechatAdapter, WechatSandbox};
 use tare_sagas::ports::PaymentProvider;
 use tare_sagas::SagaConfig;
 
@@ -32,8 +36,11 @@ pub struct AppConfig {
     pub clock: PlatformClock,
     /// Operator token.
     pub admin_token: String,
+    /// The provider keys' directory [API.md "Provider keys"], made on first start; `None`:
+    /// `{data}/keys` on the embedded store, a fresh temporary directory otherwise.
+    pub keys: Option<std::path::PathBuf>,
     /// Sandboxes to reuse (a restart keeps the "provider" alive); made fresh if `None`.
-    pub sandboxes: Option<HashMap<ProviderKind, Arc<SandboxProvider>>>,
+    pub sandboxes: Option<Sandboxes>,
     /// Gateway node name.
     pub node: String,
     /// PostgreSQL pool size.
@@ -44,19 +51,43 @@ pub struct AppConfig {
     pub nats: Option<tare_platform::cluster::NatsConfig>,
     /// What this node does.
     pub roles: Roles,
-    /// A payment sandbox service shared by the cluster (`tare sandbox`), instead of
-    /// in-process sandboxes.
-    pub payments: Option<RemotePayments>,
+    /// Where the providers are: `None` for the sandboxes on this node's own listener,
+    /// otherwise their endpoints (`tare sandbox`, or the real providers).
+    pub payments: Option<ProviderEndpoints>,
+    /// The base URL the providers reach this node's callbacks at (`None`: this node's
+    /// own HTTP address).
+    pub public_url: Option<String>,
 }
 
-/// Where the shared sandbox service is and the secret its callback keys derive from.
-#[derive(Debug, Clone)]
-pub struct RemotePayments {
-    /// `http://host:port` of `tare sandbox`.
-    pub url: String,
-    /// The sandbox secret (the same on every node and the sandbox).
-    pub secret: String,
+/// Where a node's adapters find the providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEndpoints {
+    /// WeChat Pay's API base (`https://api.mch.weixin.qq.com`, or
+    /// `http://host:port/sandbox/wechat` of `tare sandbox`).
+    pub wechat: String,
+    /// Alipay's gateway (`https://openapi.alipay.com/gateway.do`, or
+    /// `http://host:port/sandbox/alipay/gateway.do` of `tare sandbox`).
+    pub alipay: String,
 }
+
+impl ProviderEndpoints {
+    /// The endpoints of the sandboxes served at `base` (`tare sandbox`, or a node's own
+    /// listener).
+    pub fn sandboxes_at(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            wechat: format!("{base}/sandbox/wechat"),
+            alipay: format!("{base}/sandbox/alipay/gateway.do"),
+        }
+    }
+}
+
+/// The two sandboxes, by provider.
+pub type Sandboxes = HashMap<ProviderKind, Arc<dyn Sandbox>>;
+
+/// How long an adapter waits for a provider's answer before the outcome counts as
+/// unknown (the saga then queries): inside WeChat's and Alipay's own limits.
+pub const PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppConfig {
     /// An embedded app on an SQLite store in `dir`, HTTP on a free loopback port.
@@ -69,6 +100,7 @@ impl AppConfig {
             saga: SagaConfig::default(),
             clock: PlatformClock::System,
             admin_token: random_token(),
+            keys: None,
             sandboxes: None,
             node: "node-1".into(),
             pg_max_connections: 10,
@@ -76,6 +108,16 @@ impl AppConfig {
             nats: None,
             roles: Roles::ALL,
             payments: None,
+            public_url: None,
+        }
+    }
+
+    /// The keys directory this config uses.
+    pub fn keys_dir(&self) -> std::path::PathBuf {
+        match (&self.keys, &self.store) {
+            (Some(dir), _) => dir.clone(),
+            (None, StoreConfig::Sqlite(data)) => data.join("keys"),
+            (None, StoreConfig::Postgres(_)) => std::env::temp_dir().join(format!("tare-keys-{}", uuid::Uuid::new_v4().simple())),
         }
     }
 }
@@ -87,35 +129,61 @@ pub fn random_token() -> String {
     (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
-/// The two sandboxes with their providers' documented differences: WeChat deducts
-/// asynchronously (result by callback) and allows 3 open orders per shopper; Alipay
-/// collects synchronously and allows 1 [P1].
-pub fn default_sandboxes() -> HashMap<ProviderKind, Arc<SandboxProvider>> {
-    sandboxes_with_keys(|_| random_token().into_bytes())
+/// The two sandboxes, playing the providers with the keys in `keys`, with their
+/// documented differences: WeChat allows 3 open service orders per shopper, Alipay 1
+/// [P1].
+pub fn sandboxes(keys: &ProviderKeys) -> anyhow::Result<Sandboxes> {
+    let wechat = WechatSandbox::new(
+        keys.wechat.clone(),
+        Behaviour {
+            max_pending_per_shopper: 3,
+            ..Behaviour::default()
+        },
+    )
+    .context("the WeChat sandbox needs wechat/platform_private_key.pem")?;
+    let alipay = AlipaySandbox::new(
+        keys.alipay.clone(),
+        Behaviour {
+            max_pending_per_shopper: 1,
+            ..Behaviour::default()
+        },
+    )
+    .context("the Alipay sandbox needs alipay/alipay_private_key.pem")?;
+    Ok(HashMap::from([
+        (ProviderKind::Wechat, wechat as Arc<dyn Sandbox>),
+        (ProviderKind::Alipay, alipay as Arc<dyn Sandbox>),
+    ]))
 }
 
-/// The two sandboxes, signing callbacks with the keys `key` gives per provider.
-pub fn sandboxes_with_keys(key: impl Fn(ProviderKind) -> Vec<u8>) -> HashMap<ProviderKind, Arc<SandboxProvider>> {
-    let wechat = SandboxBehaviour {
-        async_collection: true,
-        max_pending_per_shopper: 3,
-        ..Default::default()
+/// The adapters, speaking each provider's protocol to `endpoints`, asking for
+/// notifications at `{callbacks}/callbacks/{provider}`.
+pub fn adapters(keys: &ProviderKeys, endpoints: &ProviderEndpoints, callbacks: &str) -> Vec<Arc<dyn PaymentProvider>> {
+    let callbacks = callbacks.trim_end_matches('/');
+    vec![
+        Arc::new(WechatAdapter::new(
+            &endpoints.wechat,
+            keys.wechat.clone(),
+            &format!("{callbacks}/callbacks/wechat"),
+            PROVIDER_TIMEOUT,
+        )),
+        Arc::new(AlipayAdapter::new(
+            &endpoints.alipay,
+            keys.alipay.clone(),
+            &format!("{callbacks}/callbacks/alipay"),
+            PROVIDER_TIMEOUT,
+        )),
+    ]
+}
+
+/// `http://addr` as another process reaches it: an unspecified address (`0.0.0.0`, `::`)
+/// becomes loopback.
+fn reachable(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
     };
-    let alipay = SandboxBehaviour {
-        async_collection: false,
-        max_pending_per_shopper: 1,
-        ..Default::default()
-    };
-    HashMap::from([
-        (
-            ProviderKind::Wechat,
-            SandboxProvider::new(ProviderKind::Wechat, &key(ProviderKind::Wechat), wechat),
-        ),
-        (
-            ProviderKind::Alipay,
-            SandboxProvider::new(ProviderKind::Alipay, &key(ProviderKind::Alipay), alipay),
-        ),
-    ])
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 /// A running app.
@@ -128,8 +196,12 @@ pub struct App {
     pub mqtt: Option<MqttServer>,
     /// `http://addr`.
     pub base_url: String,
-    /// The sandboxes.
-    pub sandboxes: HashMap<ProviderKind, Arc<SandboxProvider>>,
+    /// The sandboxes on this node's listener (none when the providers are elsewhere).
+    pub sandboxes: Sandboxes,
+    /// The provider keys in use.
+    pub provider_keys: Arc<ProviderKeys>,
+    /// Where they are (what a provider, or a test crafting notifications, uses too).
+    pub keys_dir: std::path::PathBuf,
     /// Operator token.
     pub admin_token: String,
 }
@@ -137,23 +209,27 @@ pub struct App {
 impl App {
     /// Starts the platform and the HTTP API.
     pub async fn start(cfg: AppConfig) -> anyhow::Result<Self> {
-        let (sandboxes, providers, callback_keys) = match &cfg.payments {
-            Some(remote) => {
-                let kinds = [ProviderKind::Wechat, ProviderKind::Alipay];
-                let providers: Vec<Arc<dyn PaymentProvider>> = kinds
-                    .iter()
-                    .map(|k| RemoteProvider::new(*k, &remote.url) as Arc<dyn PaymentProvider>)
-                    .collect();
-                let keys = kinds.iter().map(|k| (*k, callback_key(&remote.secret, *k))).collect();
-                (HashMap::new(), providers, keys)
-            }
+        let keys_dir = cfg.keys_dir();
+        let keys = ProviderKeys::load_or_generate(&keys_dir).with_context(|| format!("provider keys in {}", keys_dir.display()))?;
+        let keys = Arc::new(keys);
+        // The listener first: the adapters need its address (the sandboxes and the
+        // callbacks are on it).
+        let listener = tokio::net::TcpListener::bind(&cfg.http)
+            .await
+            .with_context(|| format!("binding {}", cfg.http))?;
+        let local = reachable(listener.local_addr()?);
+        let public = cfg.public_url.clone().unwrap_or_else(|| local.clone());
+        let (sandboxes, endpoints) = match &cfg.payments {
+            Some(endpoints) => (HashMap::new(), endpoints.clone()),
             None => {
-                let sandboxes = cfg.sandboxes.clone().unwrap_or_else(default_sandboxes);
-                let providers: Vec<Arc<dyn PaymentProvider>> = sandboxes.values().map(|s| s.clone() as Arc<dyn PaymentProvider>).collect();
-                let keys = sandboxes.iter().map(|(k, s)| (*k, s.key().to_vec())).collect();
-                (sandboxes, providers, keys)
+                let sandboxes = match cfg.sandboxes.clone() {
+                    Some(s) => s,
+                    None => sandboxes(&keys)?,
+                };
+                (sandboxes, ProviderEndpoints::sandboxes_at(&local))
             }
         };
+        let providers = adapters(&keys, &endpoints, &public);
         let pcfg = PlatformConfig {
             store: cfg.store.clone(),
             saga: cfg.saga,
@@ -179,15 +255,13 @@ impl App {
         let state = Arc::new(ApiState {
             platform: platform.clone(),
             admin_token: cfg.admin_token.clone(),
-            callback_keys,
+            provider_keys: keys.clone(),
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
             mqtt: endpoint.clone(),
             device_http: tare_gateway::api::device::DeviceHttp::new(cfg.mqtt_config.rate),
         });
-        let http = HttpServer::start(&cfg.http, state)
-            .await
-            .with_context(|| format!("binding {}", cfg.http))?;
+        let http = HttpServer::serve(listener, state).context("serving HTTP")?;
         let mqtt = match (mqtt_addr, endpoint) {
             (Some(addr), Some(endpoint)) => Some(
                 MqttServer::start(addr, endpoint)
@@ -197,15 +271,14 @@ impl App {
             _ => None,
         };
         let base_url = format!("http://{}", http.addr);
-        for s in sandboxes.values() {
-            s.set_callback_base(&base_url);
-        }
         Ok(Self {
             platform,
             http,
             mqtt,
             base_url,
             sandboxes,
+            provider_keys: keys,
+            keys_dir,
             admin_token: cfg.admin_token,
         })
     }

@@ -139,13 +139,26 @@ struct ServeArgs {
     /// are judged by another node.
     #[arg(long, env = "TARE_NODE_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
     node_timeout_secs: u64,
-    /// A shared payment sandbox service (`tare sandbox`) instead of in-process sandboxes
-    /// (every node of a cluster must reach the same provider).
-    #[arg(long, env = "TARE_PAYMENTS_URL", requires = "sandbox_secret")]
+    /// The provider keys' directory [API.md "Provider keys"]: made on first start when
+    /// absent (default `{data}/keys`). Every node of a cluster, and `tare sandbox`, must
+    /// use the same keys.
+    #[arg(long, env = "TARE_KEYS")]
+    keys: Option<PathBuf>,
+    /// The providers' sandboxes served elsewhere (`tare sandbox` at this URL) instead of
+    /// on this node's own listener (every node of a cluster must reach the same provider).
+    #[arg(long, env = "TARE_PAYMENTS_URL", value_parser = parse_http_url, conflicts_with_all = ["wechat_url", "alipay_url"])]
     payments: Option<String>,
-    /// The sandbox service's secret (callback signatures).
-    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
-    sandbox_secret: Option<String>,
+    /// WeChat Pay's API base (e.g. `https://api.mch.weixin.qq.com`): the real provider, with
+    /// --alipay-url.
+    #[arg(long, env = "TARE_WECHAT_URL", value_parser = parse_http_url, requires = "alipay_url")]
+    wechat_url: Option<String>,
+    /// Alipay's gateway (e.g. `https://openapi.alipay.com/gateway.do`), with --wechat-url.
+    #[arg(long, env = "TARE_ALIPAY_URL", value_parser = parse_http_url, requires = "wechat_url")]
+    alipay_url: Option<String>,
+    /// The base URL the providers call this node back at (`{url}/callbacks/{provider}`);
+    /// default: this node's own HTTP address.
+    #[arg(long, env = "TARE_PUBLIC_URL", value_parser = parse_http_url)]
+    public_url: Option<String>,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -162,15 +175,13 @@ struct SandboxArgs {
     /// Listen address.
     #[arg(long, env = "TARE_SANDBOX_LISTEN", default_value = "127.0.0.1:8790")]
     listen: String,
-    /// The platform nodes' base URLs to post callbacks to (comma-separated; tried in turn).
-    #[arg(long, env = "TARE_SANDBOX_CALLBACKS", value_delimiter = ',', required = true)]
+    /// The provider keys' directory the nodes use too (made when absent).
+    #[arg(long, env = "TARE_KEYS")]
+    keys: PathBuf,
+    /// The platform nodes' base URLs: a notification whose `notify_url` does not answer
+    /// goes to these in turn (comma-separated).
+    #[arg(long, env = "TARE_SANDBOX_CALLBACKS", value_delimiter = ',', value_parser = parse_http_url)]
     callback: Vec<String>,
-    /// Secret the callback keys derive from (give the nodes the same one).
-    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
-    secret: String,
-    /// The address shoppers reach the confirm page at (default: http://{listen}).
-    #[arg(long)]
-    public_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -269,12 +280,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(node) = &a.node {
         cfg.node = node.clone();
     }
-    if let (Some(url), Some(secret)) = (&a.payments, &a.sandbox_secret) {
-        cfg.payments = Some(tare::app::RemotePayments {
-            url: url.trim_end_matches('/').to_string(),
-            secret: secret.clone(),
-        });
-    }
+    cfg.keys = Some(a.keys.clone().unwrap_or_else(|| a.data.join("keys")));
+    cfg.payments = match (&a.payments, &a.wechat_url, &a.alipay_url) {
+        (Some(url), _, _) => Some(tare::app::ProviderEndpoints::sandboxes_at(url)),
+        (None, Some(wechat), Some(alipay)) => Some(tare::app::ProviderEndpoints {
+            wechat: wechat.trim_end_matches('/').to_string(),
+            alipay: alipay.clone(),
+        }),
+        _ => None,
+    };
+    cfg.public_url = a.public_url.clone();
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }
@@ -364,22 +379,18 @@ fn default_node_name() -> String {
 
 /// Serves the two payment sandboxes for a cluster until Ctrl-C.
 async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
-    for c in &a.callback {
-        if !(c.starts_with("http://") || c.starts_with("https://")) {
-            bail!("--callback {c}: must be a URL such as http://127.0.0.1:8780");
-        }
-    }
+    let keys =
+        tare_providers::keys::ProviderKeys::load_or_generate(&a.keys).with_context(|| format!("provider keys in {}", a.keys.display()))?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
     let addr = listener.local_addr()?;
-    let public = a.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let sandboxes = tare::app::sandboxes_with_keys(|k| tare_gateway::sandbox_service::callback_key(&a.secret, k));
+    let sandboxes = tare::app::sandboxes(&keys)?;
     for s in sandboxes.values() {
-        s.set_addresses(&public, &a.callback);
+        s.set_failover(&a.callback);
     }
     println!("sandbox listening http={addr}");
-    let app = tare_gateway::sandbox_service::router(sandboxes);
+    let app = tare_gateway::sandbox_service::router(&sandboxes);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = shutdown_signal().await;
@@ -387,6 +398,15 @@ async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
         .await
         .context("serving the sandbox")?;
     Ok(())
+}
+
+/// An `http://` or `https://` URL (a base or an endpoint), without a trailing slash.
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("`{s}` must be an http:// or https:// URL with a host"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 /// Applies the migrations of `migrations/` to the chosen store and reports them.

@@ -9,5 +9,4 @@ pub mod api;
 pub mod counts;
 pub mod mqtt;
 pub mod rate;
-pub mod sandbox;
 pub mod sandbox_service;

@@ -106,14 +106,58 @@ pub enum ConfirmError {
     NotAwaiting,
 }
 
+/// Where else a notification may go when its `notify_url` does not answer at all (the
+/// node that asked was killed): the same path on the cluster's other nodes, as a load
+/// balancer in front of them would do. An answer that refuses (401, `fail`) is an answer:
+/// it is not sent elsewhere.
+#[derive(Debug, Default)]
+pub struct Failover(std::sync::Mutex<Vec<String>>);
+
+impl Failover {
+    /// Sets the other nodes' base URLs (`http://host:port`).
+    pub fn set(&self, bases: &[String]) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            bases.iter().map(|b| b.trim_end_matches('/').to_string()).collect();
+    }
+
+    /// `url` first, then its path and query on every other base.
+    pub fn targets(&self, url: &str) -> Vec<String> {
+        let mut out = vec![url.to_string()];
+        let Ok(parsed) = reqwest::Url::parse(url) else { return out };
+        let origin = parsed.origin().ascii_serialization();
+        let rest = &url[origin.len().min(url.len())..];
+        for base in self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            if *base != origin {
+                out.push(format!("{base}{rest}"));
+            }
+        }
+        out
+    }
+}
+
 /// A provider sandbox, as the platform mounts and drives it.
-pub trait Sandbox: Send + Sync {
+pub trait Sandbox: Send + Sync + 'static {
     /// Which provider it plays.
     fn kind(&self) -> ProviderKind;
     /// Its HTTP routes, to be nested under `/sandbox/{kind}`: the provider's API (as the
-    /// adapter calls it), `POST /authorizations/{provider_order_ref}/confirm` (the
-    /// shopper's tap), and its bill files.
-    fn router(self: Arc<Self>) -> axum::Router;
+    /// adapter calls it) and its bill files. The shopper's tap is not among them: the
+    /// platform serves it (a documented endpoint of its API) through [`Sandbox::confirm`].
+    fn api_router(self: Arc<Self>) -> axum::Router;
+    /// [`Sandbox::api_router`] and `POST /authorizations/{provider_order_ref}/confirm` (the
+    /// shopper's tap): the sandbox on its own (`tare sandbox`, the providers' tests).
+    fn router(self: Arc<Self>) -> axum::Router {
+        let me = self.clone();
+        self.api_router().route(
+            "/authorizations/{provider_order_ref}/confirm",
+            axum::routing::post(move |axum::extract::Path(no): axum::extract::Path<String>| async move {
+                match me.confirm(&no) {
+                    Ok(()) => axum::http::StatusCode::NO_CONTENT,
+                    Err(ConfirmError::NotFound) => axum::http::StatusCode::NOT_FOUND,
+                    Err(ConfirmError::NotAwaiting) => axum::http::StatusCode::CONFLICT,
+                }
+            }),
+        )
+    }
     /// The shopper's tap on "confirm" in the provider's app.
     fn confirm(&self, provider_order_ref: &str) -> Result<(), ConfirmError>;
     /// Every collection so far.
@@ -124,6 +168,8 @@ pub trait Sandbox: Send + Sync {
     fn behaviour(&self) -> Behaviour;
     /// Changes the behaviour (takes effect for the next call).
     fn set_behaviour(&self, b: Behaviour);
+    /// Where notifications go when their `notify_url` does not answer (see [`Failover`]).
+    fn set_failover(&self, bases: &[String]);
 }
 
 /// Now, Unix ms (a sandbox is a provider: it has its own clock).
@@ -160,6 +206,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_tries_the_same_path_on_the_other_nodes() {
+        let f = Failover::default();
+        assert_eq!(
+            f.targets("http://127.0.0.1:1/callbacks/wechat"),
+            vec!["http://127.0.0.1:1/callbacks/wechat"]
+        );
+        f.set(&["http://127.0.0.1:1/".into(), "http://127.0.0.1:2".into()]);
+        assert_eq!(
+            f.targets("http://127.0.0.1:1/callbacks/alipay?x=1"),
+            vec!["http://127.0.0.1:1/callbacks/alipay?x=1", "http://127.0.0.1:2/callbacks/alipay?x=1"]
+        );
+    }
 
     #[test]
     fn bills_use_the_china_date() {

@@ -39,10 +39,10 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         namespace: ns.clone(),
         admin_token: tare::app::random_token(),
         sandbox_url: format!("http://127.0.0.1:{sandbox_port}"),
-        sandbox_secret: tare::app::random_token(),
+        keys: std::env::temp_dir().join(format!("tare-cluster-keys-{}", uuid::Uuid::new_v4().simple())),
     };
     let callbacks: Vec<String> = http.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
-    let _sandbox = sandbox(sandbox_port, &callbacks, &spec.sandbox_secret).await;
+    let _sandbox = sandbox(sandbox_port, &callbacks, &spec.keys).await;
     // n2 starts first, so it takes the relay's lead: the kill below takes the leader.
     // Orders whose shopper lost the API with n2 before confirming end at the
     // authorization timeout, shortened here.
@@ -225,10 +225,21 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     }
     // The provider collected once per paid order, exactly its total; nothing else.
     let mut collected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for kind in [tare_domain::ProviderKind::Wechat, tare_domain::ProviderKind::Alipay] {
-        let remote = tare_gateway::sandbox_service::RemoteProvider::new(kind, &spec.sandbox_url);
-        for c in remote.charges().await.expect("sandbox ledger") {
-            collected.entry(c.order_id).or_default().push(c.amount_cents);
+    // Read from the providers' own bills (today's and, near midnight in China,
+    // yesterday's), through the same adapters the nodes use.
+    let keys = tare_providers::keys::ProviderKeys::load(&spec.keys).expect("the shared keys");
+    let endpoints = tare::app::ProviderEndpoints::sandboxes_at(&spec.sandbox_url);
+    let now = tare_providers::sandbox::now_ms();
+    for adapter in tare::app::adapters(&keys, &endpoints, &spec.sandbox_url) {
+        for date in [
+            tare_providers::sandbox::china_date(now - 86_400_000),
+            tare_providers::sandbox::china_date(now),
+        ] {
+            for line in adapter.bill(&date).await.expect("the provider's bill") {
+                if line.kind == tare_sagas::ports::BillLineKind::Charge {
+                    collected.entry(line.order_id).or_default().push(line.amount.get());
+                }
+            }
         }
     }
     assert!(collected.values().all(|v| v.len() == 1), "an order collected twice: {collected:?}");
@@ -292,6 +303,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     drop(n0);
     drop(n1);
     pool.close().await;
+    let _ = std::fs::remove_dir_all(&spec.keys);
     delete_namespace(&nats_url(), &ns).await;
     let _ = tare_platform::db::drop_scratch_postgres(&postgres_admin_url(), &pg_url).await;
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tare::app::App;
 use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTransport, ShopperHandle};
 use tare_domain::{DoorNo, LaneNo, ProviderKind};
-use tare_gateway::sandbox::SandboxBehaviour;
 use tare_platform::clock::{ManualClock, PlatformClock};
+use tare_providers::sandbox::{Behaviour as SandboxBehaviour, NotificationFaults, Sandbox};
 use tare_sim::cabinet::Faults;
 
 const T0: i64 = 1_800_000_000_000;
@@ -98,7 +98,7 @@ impl Rig {
         assert_eq!(st, 200, "{b}");
     }
 
-    fn sandbox(&self, p: ProviderKind) -> &Arc<tare_gateway::sandbox::SandboxProvider> {
+    fn sandbox(&self, p: ProviderKind) -> &Arc<dyn Sandbox> {
         &self.app.sandboxes[&p]
     }
 
@@ -146,7 +146,7 @@ async fn authorization_timeout_cancels(kind: Store) {
     })
     .await;
     // A confirmation arriving now is late: nothing opens, nothing is charged.
-    let _ = r.sandbox(ProviderKind::Alipay).confirm(&id);
+    let _ = r.sandbox(ProviderKind::Alipay).confirm(&tare_providers::refs::out_order_no(&id));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!r.fleet.cabinets[0].is_open(DoorNo::of(1)));
     // The door and the shopper are free again.
@@ -316,8 +316,10 @@ on_both_stores!(unstable_weights, unstable_then_stable_weights);
 async fn duplicate_callbacks_charge_once(kind: Store) {
     let r = rig(kind, 0).await;
     r.sandbox(ProviderKind::Wechat).set_behaviour(SandboxBehaviour {
-        async_collection: true,
-        duplicate_callbacks: true,
+        notifications: NotificationFaults {
+            duplicate: true,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let s = r.fleet.new_shopper("13800000008", "wechat", "each_time").await.unwrap();
@@ -393,7 +395,9 @@ on_both_stores!(failed_then_successful, failed_then_successful_deduction);
 async fn lost_reply_is_resolved_by_query(kind: Store) {
     let r = rig(kind, 0).await;
     r.sandbox(ProviderKind::Alipay).set_behaviour(SandboxBehaviour {
-        lose_collect_replies: 1,
+        // The first call fails unapplied, the second is applied but answered with a
+        // system error (a lost reply): the adapter resolves it by query.
+        system_errors: 2,
         max_pending_per_shopper: 1,
         ..Default::default()
     });

@@ -171,6 +171,11 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoR
         "Provider callbacks refused.",
         s.counters.callbacks_refused.load(Ordering::Relaxed),
     );
+    out.counter(
+        "tare_callbacks_moot_total",
+        "Verified provider callbacks that changed nothing (unknown order, moot by its state).",
+        s.counters.callbacks_moot.load(Ordering::Relaxed),
+    );
     out.devices(&m.devices);
     out.liveness(&m.liveness, m.devices.silent_alerts);
     if let Some(c) = &m.cluster {

@@ -19,7 +19,6 @@ mod receipt;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::sandbox::SandboxProvider;
 use axum::{Extension, Router};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +26,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tare_domain::ProviderKind;
 use tare_platform::{Platform, Roles};
+use tare_providers::keys::ProviderKeys;
+use tare_providers::sandbox::Sandbox;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,6 +41,9 @@ pub struct ApiCounters {
     pub callbacks_refused: AtomicU64,
     /// Callbacks applied.
     pub callbacks_applied: AtomicU64,
+    /// Verified callbacks that changed nothing (an unknown order, a state that makes them
+    /// moot): acknowledged all the same.
+    pub callbacks_moot: AtomicU64,
 }
 
 /// What handlers share.
@@ -48,10 +52,12 @@ pub struct ApiState {
     pub platform: Arc<Platform>,
     /// The operator token (`TARE_ADMIN_TOKEN`).
     pub admin_token: String,
-    /// Sandboxes by provider (the embedded default and tests).
-    pub sandboxes: HashMap<ProviderKind, Arc<SandboxProvider>>,
-    /// Callback verification keys by provider.
-    pub callback_keys: HashMap<ProviderKind, Vec<u8>>,
+    /// Sandboxes by provider mounted on this listener (the embedded default and tests;
+    /// none when the node talks to providers elsewhere).
+    pub sandboxes: HashMap<ProviderKind, Arc<dyn Sandbox>>,
+    /// The provider keys: notifications are verified with the providers' public keys
+    /// (and WeChat's decrypted with the APIv3 key).
+    pub provider_keys: Arc<ProviderKeys>,
     /// Counters.
     pub counters: ApiCounters,
     /// The HTTP device API's state.
@@ -63,9 +69,15 @@ pub struct ApiState {
 /// The API's router. What a node serves follows its roles: the public API, provider
 /// callbacks and the sandbox confirm page on `api` nodes, the HTTP device API on
 /// `gateway` nodes, metrics and the OpenAPI document everywhere. The document served at
-/// `/api/v1/openapi.json` is generated from the very routes registered here.
+/// `/api/v1/openapi.json` is generated from the very routes registered here. The
+/// in-process sandboxes' provider APIs are mounted beside it at `/sandbox/{provider}/…`
+/// (the providers' own APIs, not part of Tare's document).
 pub fn router(state: Arc<ApiState>) -> Router {
     let roles = state.platform.roles();
+    let mut sandboxes = Router::new();
+    for (kind, sandbox) in &state.sandboxes {
+        sandboxes = sandboxes.nest(&format!("/sandbox/{}", kind.as_str()), sandbox.clone().api_router());
+    }
     let (router, mut doc) = routes(roles).split_for_parts();
     utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
     let json = doc.to_pretty_json().unwrap_or_else(|e| {
@@ -85,6 +97,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+        .merge(sandboxes)
 }
 
 /// The routes of a node with `roles`, each registered with its OpenAPI path item.
@@ -115,7 +128,8 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(money::retry_dead_effect))
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
-            .routes(routes!(payments::callback));
+            .routes(routes!(payments::wechat_callback))
+            .routes(routes!(payments::alipay_callback));
     }
     if roles.gateway {
         r = r.routes(routes!(device::uplink)).routes(routes!(device::poll));
@@ -143,6 +157,11 @@ impl HttpServer {
     /// Binds `addr` (port 0 picks a free port) and serves `state`.
     pub async fn start(addr: &str, state: Arc<ApiState>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(listener, state)
+    }
+
+    /// Serves `state` on a bound listener (whose address others needed to know first).
+    pub fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());

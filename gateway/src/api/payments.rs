@@ -1,21 +1,24 @@
-//! The sandbox confirm endpoint and provider callbacks [P2, P3]. A callback is verified
-//! (timestamp window, HMAC signature) before anything is read from it; an unsigned or
-//! forged one gets 401 and changes nothing. Applying a callback is idempotent.
+//! The sandbox confirm endpoint and the providers' notifications [P2, P3]. A notification
+//! is verified in the provider's own way (`tare_providers`: WeChat's signed headers and
+//! AES-GCM resource, Alipay's RSA2 form) before anything is read from it; a forged,
+//! stale, truncated, wrongly encrypted or foreign one gets 401 and changes nothing. A
+//! verified one is acted on as the provider documents it, idempotently (the same
+//! notification again changes nothing), and acknowledged in the provider's way.
 
 use super::error::ErrorBody;
-use super::extract::parse_json;
-use super::openapi::{Internal, MalformedJson, TooLarge};
 use super::orders::ProviderDto;
 use super::{ApiError, ApiState};
-use crate::sandbox::{verify, SandboxNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tare_domain::{Cents, ProviderKind};
+use tare_domain::ProviderKind;
+use tare_platform::ServiceError;
+use tare_providers::notification::{CallbackError, Notification, NotificationEvent};
 use utoipa::{IntoParams, ToSchema};
 
 fn provider(name: &str) -> Result<ProviderKind, ApiError> {
@@ -70,11 +73,11 @@ pub(super) async fn sandbox_confirm(
         message: format!("no {name} sandbox"),
     })?;
     sandbox.confirm(&reference).map_err(|e| match e {
-        crate::sandbox::ConfirmError::NotFound => ApiError::NotFound {
+        tare_providers::sandbox::ConfirmError::NotFound => ApiError::NotFound {
             code: "authorization_not_found",
             message: e.to_string(),
         },
-        crate::sandbox::ConfirmError::NotAwaiting => ApiError::Conflict {
+        tare_providers::sandbox::ConfirmError::NotAwaiting => ApiError::Conflict {
             code: "authorization_state",
             message: e.to_string(),
         },
@@ -82,131 +85,175 @@ pub(super) async fn sandbox_confirm(
     Ok(Json(Confirmed { confirmed: reference }))
 }
 
-/// Callbacks older or newer than this are refused (replays).
-const CALLBACK_WINDOW_MS: i64 = 5 * 60 * 1000;
-
-/// A notification's type.
+/// A WeChat notification as it arrives (PAYMENTS.md §1.6): the envelope, its resource
+/// encrypted under the APIv3 key.
 #[derive(ToSchema)]
-#[allow(dead_code, clippy::enum_variant_names)] // Schema only.
-enum NotificationType {
-    /// The shopper confirmed; the order is pre-authorized.
-    #[schema(rename = "AUTHORIZED")]
-    Authorized,
-    /// The charge was collected (`transaction_id`, `amount_cents`).
-    #[schema(rename = "COLLECTED")]
-    Collected,
-    /// The charge could not be collected (`reason`).
-    #[schema(rename = "COLLECTION_FAILED")]
-    CollectionFailed,
-}
-
-/// A provider's notification, as the sandbox signs and posts it (`SandboxNotification`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Schema only: `SandboxNotification` parses it.
-struct Notification {
-    /// Notification id (the same on redelivery).
+#[allow(dead_code)] // Schema only: `tare_providers::wechat` parses it.
+struct WechatNotification {
+    /// Notification id (the same on every resend).
     id: String,
-    /// What happened.
-    event_type: NotificationType,
-    /// Tare's order id.
-    out_order_no: String,
-    /// Required for `COLLECTED`.
-    transaction_id: Option<String>,
-    /// Required for `COLLECTED`: the amount collected, in cents.
-    amount_cents: Option<i64>,
-    /// `COLLECTION_FAILED`: why.
-    reason: Option<String>,
+    /// When WeChat made it (RFC 3339).
+    create_time: String,
+    /// `PAYSCORE.USER_CONFIRM`, `PAYSCORE.USER_PAID`, `REFUND.SUCCESS`, `REFUND.CLOSED`, …
+    event_type: String,
+    /// `encrypt-resource`.
+    resource_type: String,
+    /// A human summary.
+    summary: Option<String>,
+    /// The encrypted resource.
+    resource: WechatResource,
 }
 
-/// The `{provider}` of a callback.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Parameter docs only.
-struct ProviderPath {
-    /// The provider (any other name is not found).
-    #[param(inline)]
-    provider: ProviderDto,
+/// The encrypted resource of a WeChat notification.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Schema only.
+struct WechatResource {
+    /// `AEAD_AES_256_GCM`.
+    algorithm: String,
+    /// Base64 of ciphertext and tag.
+    ciphertext: String,
+    /// The additional authenticated data.
+    associated_data: Option<String>,
+    /// What the plaintext is (`payscore`, `refund`).
+    original_type: String,
+    /// The 12-character nonce.
+    nonce: String,
 }
 
-/// A provider's signed notification.
+/// WeChat's answer when a notification is refused (WeChat sends it again).
+#[derive(Serialize, ToSchema)]
+struct WechatFail {
+    /// `FAIL`.
+    code: &'static str,
+    /// Why.
+    message: String,
+}
+
+/// WeChat Pay Score notification.
 ///
-/// The provider calls the platform back, signed [P3]: a notification with a missing,
-/// stale or wrong signature gets 401 and changes nothing; a good one is applied once
-/// (redeliveries change nothing) and acknowledged with 204.
+/// WeChat calls the platform back (PAYMENTS.md §1.6, §1.7): the `Wechatpay-*` headers sign
+/// the exact body with the platform key, the resource is AES-256-GCM under the APIv3 key.
+/// A verified notification for this merchant is acted on once (a resend changes nothing)
+/// and answered 204; anything that does not verify is 401 `{"code":"FAIL"}` and changes
+/// nothing; 500 asks WeChat to send it again later (the store is failing).
 #[utoipa::path(
     post,
-    path = "/callbacks/{provider}",
+    path = "/callbacks/wechat",
     tag = "payments",
-    operation_id = "providerCallback",
-    security(("providerTimestamp" = [], "providerSignature" = [])),
-    params(ProviderPath),
-    request_body = Notification,
+    operation_id = "wechatCallback",
+    security(("wechatpaySignature" = [], "wechatpayTimestamp" = [], "wechatpayNonce" = [], "wechatpaySerial" = [])),
+    request_body = WechatNotification,
     responses(
-        (status = 204, description = "Applied (or already applied)."),
-        (status = 400, response = MalformedJson),
-        (status = 401, description = "`unauthorized`: unsigned, stale (over 5 minutes off) or wrongly signed.", body = ErrorBody),
-        (status = 404, description = "`provider_not_found`, or `order_not_found`.", body = ErrorBody),
-        (status = 409, description = "Conflicts with the order's state, or `concurrent_update`.", body = ErrorBody),
-        (status = 413, response = TooLarge),
-        (status = 422, description = "`invalid_field`: `event_type`, `transaction_id` or `amount_cents` (COLLECTED needs both), or an unknown field.", body = ErrorBody),
-        (status = 500, response = Internal),
+        (status = 204, description = "Verified and acted on (or already acted on, or nothing to do)."),
+        (status = 401, description = "Refused: unsigned, wrongly signed, stale, not decryptable, malformed or for another merchant. Nothing changed.", body = WechatFail),
+        (status = 500, description = "Verified, but could not be recorded now: WeChat sends it again.", body = WechatFail),
     )
 )]
-pub(super) async fn callback(
-    State(s): State<Arc<ApiState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let refused = |e: ApiError| {
-        s.counters.callbacks_refused.fetch_add(1, Ordering::Relaxed);
-        e
-    };
-    let kind = provider(&name).map_err(refused)?;
-    let key = s.callback_keys.get(&kind).ok_or_else(|| {
-        refused(ApiError::NotFound {
-            code: "provider_not_found",
-            message: format!("no {name} callbacks"),
-        })
-    })?;
-    let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (Some(ts), Some(sig)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
-        return Err(refused(ApiError::Unauthorized("unsigned notification".into())));
-    };
-    let ts_ms: i64 = ts.parse().map_err(|_| refused(ApiError::Unauthorized("bad timestamp".into())))?;
-    // Real time, not the platform's (possibly driven) clock: the provider signs with its
-    // wall clock.
+pub(super) async fn wechat_callback(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Response {
+    // Real time, not the platform's (possibly driven) clock: WeChat signs with its wall
+    // clock.
     let now = tare_sagas::ports::Clock::now_ms(&tare_platform::clock::SystemClock);
-    if (now - ts_ms).abs() > CALLBACK_WINDOW_MS {
-        return Err(refused(ApiError::Unauthorized("stale timestamp".into())));
-    }
-    if !verify(key, &ts, &body, &sig) {
-        tracing::warn!(provider = %name, "callback with a bad signature refused");
-        return Err(refused(ApiError::Unauthorized("bad signature".into())));
-    }
-    let n: SandboxNotification = parse_json(&body).map_err(refused)?;
-    let order_id = n.out_order_no.clone();
-    let r = match n.event_type.as_str() {
-        "AUTHORIZED" => s.platform.provider_authorized(&order_id, &n.id).await,
-        "COLLECTED" => {
-            let (Some(txn), Some(amount)) = (n.transaction_id.clone(), n.amount_cents) else {
-                return Err(refused(ApiError::invalid(
-                    "transaction_id",
-                    "COLLECTED needs transaction_id and amount_cents",
-                )));
-            };
-            let amount = Cents::parse("amount_cents", amount).map_err(|e| refused(e.into()))?;
-            s.platform.provider_collected(&order_id, &n.id, txn, amount).await
+    let verified = tare_providers::wechat::verify_notification(&s.provider_keys.wechat, &headers, &body, now);
+    let fail = |status: StatusCode, message: String| (status, Json(WechatFail { code: "FAIL", message })).into_response();
+    match verified {
+        Err(e) => {
+            refuse(&s, ProviderKind::Wechat, &e);
+            fail(StatusCode::UNAUTHORIZED, e.to_string())
         }
-        "COLLECTION_FAILED" => {
-            s.platform
-                .provider_collection_failed(&order_id, &n.id, n.reason.clone().unwrap_or_default())
-                .await
+        Ok(n) => match act_on(&s, ProviderKind::Wechat, n).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(()) => fail(StatusCode::INTERNAL_SERVER_ERROR, "try again later".into()),
+        },
+    }
+}
+
+/// Alipay notification.
+///
+/// Alipay calls the platform back with a signed form (PAYMENTS.md §2.5): RSA2 over the
+/// sorted parameters without `sign` and `sign_type`, verified with Alipay's public key.
+/// A verified notification for this app is acted on once and answered with the body
+/// `success` (anything else makes Alipay send it again with the same `notify_id`); one
+/// that does not verify is 401 `fail` and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/callbacks/alipay",
+    tag = "payments",
+    operation_id = "alipayCallback",
+    request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "`notify_id`, `notify_type` (`fund_auth_freeze`, `trade_status_sync`, …), `app_id`, `sign_type` `RSA2`, `sign` and the fields of the notification type."),
+    responses(
+        (status = 200, description = "`success`: verified and acted on (or already acted on, or nothing to do).", body = String, content_type = "text/plain"),
+        (status = 401, description = "`fail`: unsigned, wrongly signed, malformed, a bad amount or for another app. Nothing changed.", body = String, content_type = "text/plain"),
+        (status = 500, description = "`fail`: verified, but could not be recorded now; Alipay sends it again.", body = String, content_type = "text/plain"),
+    )
+)]
+pub(super) async fn alipay_callback(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let text = |status: StatusCode, body: &'static str| (status, [(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response();
+    match tare_providers::alipay::verify_notification(&s.provider_keys.alipay, &body) {
+        Err(e) => {
+            refuse(&s, ProviderKind::Alipay, &e);
+            text(StatusCode::UNAUTHORIZED, tare_providers::alipay::NACK)
         }
-        other => return Err(refused(ApiError::invalid("event_type", format!("unknown event type `{other}`")))),
+        Ok(n) => match act_on(&s, ProviderKind::Alipay, n).await {
+            Ok(()) => text(StatusCode::OK, tare_providers::alipay::ACK),
+            Err(()) => text(StatusCode::INTERNAL_SERVER_ERROR, tare_providers::alipay::NACK),
+        },
+    }
+}
+
+/// Counts and logs a refused notification (never its body: it may carry a forged
+/// signature made to probe the logs).
+fn refuse(s: &ApiState, provider: ProviderKind, e: &CallbackError) {
+    s.counters.callbacks_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(provider = provider.as_str(), reason = e.reason(), "provider notification refused");
+}
+
+/// Acts on a verified notification as its provider documents it. A notification that
+/// names an order we do not know, or that the order's state makes moot, is genuine all
+/// the same: it is acknowledged (the provider would otherwise send it for a day) and
+/// counted. `Err` only when the store failed, so the provider sends it again.
+async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result<(), ()> {
+    let p = &s.platform;
+    let id = n.id.as_str();
+    let r = match n.event {
+        NotificationEvent::Authorized { order_id } => p.provider_authorized(&order_id, id).await,
+        NotificationEvent::Collected {
+            order_id,
+            transaction_id,
+            amount,
+        } => p.provider_collected(&order_id, id, transaction_id, amount).await,
+        NotificationEvent::CollectionFailed { order_id, reason } => p.provider_collection_failed(&order_id, id, reason).await,
+        NotificationEvent::RefundSucceeded {
+            order_id,
+            refund_id,
+            provider_refund_id,
+            ..
+        } => p.provider_refunded(&order_id, &refund_id, provider_refund_id, id).await,
+        NotificationEvent::RefundFailed {
+            order_id,
+            refund_id,
+            reason,
+        } => p.provider_refund_failed(&order_id, &refund_id, reason, id).await,
+        NotificationEvent::Informational { what } => {
+            tracing::debug!(provider = provider.as_str(), %what, "provider notification needs nothing");
+            Ok(())
+        }
     };
-    r.map_err(|e| refused(e.into()))?;
-    s.counters.callbacks_applied.fetch_add(1, Ordering::Relaxed);
-    Ok(StatusCode::NO_CONTENT)
+    match r {
+        Ok(()) => {
+            s.counters.callbacks_applied.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(ServiceError::Internal(e)) => {
+            tracing::error!(provider = provider.as_str(), error = %e, "provider notification not recorded; the provider will resend");
+            Err(())
+        }
+        Err(ServiceError::Conflict {
+            code: "concurrent_update", ..
+        }) => Err(()),
+        Err(e) => {
+            s.counters.callbacks_moot.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(provider = provider.as_str(), error = %e, "verified provider notification changes nothing");
+            Ok(())
+        }
+    }
 }

@@ -68,16 +68,19 @@ impl AlipaySandbox {
 
     /// One POST; true when the answer's body is exactly `success`.
     async fn post(&self, url: &str, body: &str) -> bool {
-        let sent = self
-            .http
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
-            .body(body.to_string())
-            .send()
-            .await;
-        match sent {
-            Ok(r) => r.bytes().await.is_ok_and(|b| &b[..] == b"success"),
-            Err(_) => false,
+        let targets = self.failover.targets(url);
+        for url in targets {
+            let sent = self
+                .http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+                .body(body.to_string())
+                .send()
+                .await;
+            if let Ok(r) = sent {
+                return r.bytes().await.is_ok_and(|b| &b[..] == b"success");
+            }
         }
+        false
     }
 }

@@ -11,7 +11,7 @@ use super::wire::{failure, CODE_INVALID, CODE_MISSING};
 use crate::keys::AlipayKeys;
 use crate::sandbox::{now_ms, Behaviour, Charge, ConfirmError, Refund, Sandbox};
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, RawQuery, State};
+use axum::extract::{OriginalUri, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +36,8 @@ pub struct AlipaySandbox {
     pub(super) alipay_key: rsa::RsaPrivateKey,
     pub(super) state: Mutex<Store>,
     pub(super) http: reqwest::Client,
+    /// Where notifications go when their `notify_url` does not answer.
+    pub(super) failover: crate::sandbox::Failover,
     /// Itself, for the notification tasks `confirm(&self)` starts.
     me: Weak<Self>,
 }
@@ -68,6 +70,7 @@ impl AlipaySandbox {
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            failover: crate::sandbox::Failover::default(),
         }))
     }
 
@@ -153,11 +156,10 @@ impl Sandbox for AlipaySandbox {
         ProviderKind::Alipay
     }
 
-    fn router(self: Arc<Self>) -> Router {
+    fn api_router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/gateway.do", post(gateway))
             .route("/downloadBillFile.resource", get(bill_file))
-            .route("/authorizations/{provider_order_ref}/confirm", post(confirm))
             .with_state(self)
     }
 
@@ -181,6 +183,10 @@ impl Sandbox for AlipaySandbox {
 
     fn set_behaviour(&self, b: Behaviour) {
         self.lock().behaviour = b;
+    }
+
+    fn set_failover(&self, bases: &[String]) {
+        self.failover.set(bases);
     }
 }
 
@@ -213,19 +219,6 @@ async fn gateway(
     let inner = Value::Object(answer).to_string();
     let body = signed_response(&sb.alipay_key, &key, &inner);
     ([(header::CONTENT_TYPE, "application/json;charset=utf-8")], body).into_response()
-}
-
-/// `POST /authorizations/{provider_order_ref}/confirm`: the shopper's tap (204; 404
-/// unknown; 409 not awaiting).
-async fn confirm(State(sb): State<Arc<AlipaySandbox>>, Path(reference): Path<String>) -> StatusCode {
-    match sb.lock().confirm(&reference) {
-        Ok(outgoing) => {
-            sb.dispatch(outgoing);
-            StatusCode::NO_CONTENT
-        }
-        Err(ConfirmError::NotFound) => StatusCode::NOT_FOUND,
-        Err(ConfirmError::NotAwaiting) => StatusCode::CONFLICT,
-    }
 }
 
 /// `GET /downloadBillFile.resource?token=…`: the zip the bill URL points at (valid 30 s).

@@ -107,19 +107,19 @@ async fn attempt(sb: &WechatSandbox, d: &Delivery) -> bool {
         now_ms() / 1000,
         &mut headers,
     );
-    let sent = sb
-        .http
-        .post(&d.url)
-        .headers(headers)
-        .header("Content-Type", "application/json")
-        .body(d.body.clone())
-        .send()
-        .await;
-    match sent {
-        Ok(r) => matches!(r.status().as_u16(), 200 | 204),
-        Err(e) => {
-            tracing::debug!(error = %e, "wechat sandbox: notification not delivered");
-            false
+    for url in sb.failover.targets(&d.url) {
+        let sent = sb
+            .http
+            .post(&url)
+            .headers(headers.clone())
+            .header("Content-Type", "application/json")
+            .body(d.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) => return matches!(r.status().as_u16(), 200 | 204),
+            Err(e) => tracing::debug!(error = %e, "wechat sandbox: notification not delivered"),
         }
     }
+    false
 }

@@ -112,6 +112,8 @@ pub struct WechatSandbox {
     behaviour: Mutex<Behaviour>,
     notify_base: Mutex<String>,
     pub(super) http: reqwest::Client,
+    /// Where notifications go when their `notify_url` does not answer.
+    pub(super) failover: crate::sandbox::Failover,
     /// Itself, for the tasks it spawns (deductions, refunds, deliveries).
     me: std::sync::Weak<WechatSandbox>,
 }
@@ -131,6 +133,7 @@ impl WechatSandbox {
             book: Mutex::new(Book::default()),
             behaviour: Mutex::new(behaviour),
             notify_base: Mutex::new("http://127.0.0.1:8080".into()),
+            failover: crate::sandbox::Failover::default(),
             http,
         }))
     }
@@ -185,7 +188,7 @@ impl Sandbox for WechatSandbox {
         ProviderKind::Wechat
     }
 
-    fn router(self: Arc<Self>) -> axum::Router {
+    fn api_router(self: Arc<Self>) -> axum::Router {
         super::sandbox_http::router(self)
     }
 
@@ -220,5 +223,9 @@ impl Sandbox for WechatSandbox {
 
     fn set_behaviour(&self, b: Behaviour) {
         *lock(&self.behaviour) = b;
+    }
+
+    fn set_failover(&self, bases: &[String]) {
+        self.failover.set(bases);
     }
 }

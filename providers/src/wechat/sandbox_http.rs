@@ -7,7 +7,7 @@
 use super::sandbox::{Fault, WechatSandbox};
 use super::sign::{sign_response, verify_request};
 use super::wire::{CancelOrder, CompleteOrder, CreateOrder, CreateRefund, ModifyOrder, PayOrder};
-use crate::sandbox::{now_ms, ConfirmError, Sandbox};
+use crate::sandbox::{now_ms, Sandbox};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -37,10 +37,7 @@ pub(super) fn router(sb: Arc<WechatSandbox>) -> Router {
         .route("/v3/bill/tradebill", get(trade_bill))
         .route("/v3/billdownload/file", get(bill_file))
         .layer(from_fn_with_state(sb.clone(), guard));
-    Router::new()
-        .route("/authorizations/{no}/confirm", post(confirm))
-        .merge(api)
-        .with_state(sb)
+    api.with_state(sb)
 }
 
 /// Slow answers, request verification (401 `SIGN_ERROR`) and response signing.
@@ -166,14 +163,5 @@ async fn bill_file(State(sb): Sb, Query(q): Query<FileQuery>) -> Response {
     match sb.bill_file(&q.token) {
         Some(gz) => ([(header::CONTENT_TYPE, "application/octet-stream")], gz).into_response(),
         None => Fault::new(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "账单文件不存在").into_response(),
-    }
-}
-
-/// The shopper's tap: 204, 404 unknown, 409 not awaiting confirmation.
-async fn confirm(State(sb): Sb, Path(no): Path<String>) -> Response {
-    match sb.confirm(&no) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(ConfirmError::NotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(ConfirmError::NotAwaiting) => StatusCode::CONFLICT.into_response(),
     }
 }

@@ -1,6 +1,87 @@
-//! Bad input: provider callbacks.
+//! Bad input: provider notifications. Forged, stale, truncated, wrongly encrypted or
+//! foreign notifications in each provider's own format are refused (WeChat 401
+//! `{"code":"FAIL"}`, Alipay never `success`) and change nothing; a genuine duplicate is
+//! acknowledged and changes nothing; a notification crafted outside the project (Python,
+//! with the keys in `{data}/keys`) is accepted.
 
 use super::*;
+use reqwest::header::{HeaderMap, HeaderValue};
+use tare_providers::alipay::sign::sign_notification;
+use tare_providers::keys::ProviderKeys;
+use tare_providers::wechat::sign::sign_response;
+use tare_providers::wechat::wire::{encrypt_resource, Envelope};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+/// A form body of `params` (already signed or not).
+fn form(params: &[(String, String)]) -> Vec<u8> {
+    let mut u = reqwest::Url::parse("http://x/").unwrap();
+    u.query_pairs_mut()
+        .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    u.query().unwrap_or("").as_bytes().to_vec()
+}
+
+/// Alipay's `fund_auth_freeze` SUCCESS for `out_order_no`, signed with `key` (unsigned
+/// when `None`).
+fn freeze(keys: &ProviderKeys, out_order_no: &str, app_id: &str, amount: &str, key: Option<&ProviderKeys>) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = [
+        ("notify_id", format!("forged-{out_order_no}")),
+        ("notify_type", "fund_auth_freeze".into()),
+        ("notify_time", "2026-12-02 12:00:00".into()),
+        ("app_id", app_id.into()),
+        ("charset", "utf-8".into()),
+        ("version", "1.0".into()),
+        ("out_order_no", out_order_no.into()),
+        ("out_request_no", out_order_no.into()),
+        ("auth_no", "2026120210002001".into()),
+        ("operation_id", "20261202000001".into()),
+        ("amount", amount.into()),
+        ("status", "SUCCESS".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let _ = keys;
+    if let Some(signer) = key {
+        sign_notification(signer.alipay.alipay_private_key.as_ref().expect("sandbox key").rsa(), &mut p);
+        p.push(("sign_type".into(), "RSA2".into()));
+    }
+    p
+}
+
+/// WeChat's `PAYSCORE.USER_CONFIRM` for `out_order_no`: (headers, body), signed with
+/// `signer`'s platform key at `ts` (Unix s), encrypted under `crypt`'s APIv3 key.
+fn user_confirm(
+    keys: &ProviderKeys,
+    out_order_no: &str,
+    mchid: &str,
+    signer: &ProviderKeys,
+    crypt: &ProviderKeys,
+    ts: i64,
+) -> (HeaderMap, Vec<u8>) {
+    let w = &keys.wechat.merchant;
+    let resource = json!({"appid": w.appid, "mchid": mchid, "service_id": w.service_id, "out_order_no": out_order_no,
+        "state": "DOING", "state_description": "USER_CONFIRM", "order_id": "1000"});
+    let envelope = Envelope {
+        id: format!("EV-forged-{out_order_no}"),
+        create_time: "2026-12-02T12:00:00+08:00".into(),
+        event_type: "PAYSCORE.USER_CONFIRM".into(),
+        resource_type: "encrypt-resource".into(),
+        summary: "confirmed".into(),
+        resource: encrypt_resource(&crypt.wechat.apiv3_key, "payscore", &serde_json::to_vec(&resource).unwrap()),
+    };
+    let body = serde_json::to_vec(&envelope).unwrap();
+    let mut headers = HeaderMap::new();
+    sign_response(
+        signer.wechat.platform_private_key.as_ref().expect("sandbox key"),
+        &keys.wechat.platform.serial_no,
+        &body,
+        ts,
+        &mut headers,
+    );
+    (headers, body)
+}
 
 async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     let h = Harness::start(
@@ -18,7 +99,9 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     let c = &fleet.client;
     let admin = c.admin.clone();
     let alipay = app.sandboxes[&ProviderKind::Alipay].clone();
-    let key = alipay.key().to_vec();
+    let keys = app.provider_keys.clone();
+    let other_dir = std::env::temp_dir().join(format!("tare-other-keys-{}", uuid::Uuid::new_v4().simple()));
+    let other = ProviderKeys::load_or_generate(&other_dir).expect("other keys");
     let http = reqwest::Client::new();
 
     // Alice has a paid order.
@@ -47,6 +130,8 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
         (o["payment"]["state"] == "awaiting_confirmation").then_some(())
     })
     .await;
+    let (_, o) = c.get(&format!("/api/v1/orders/{waiting_id}"), &admin).await.unwrap();
+    let bob_ref = o["payment"]["provider_order_ref"].as_str().expect("provider_order_ref").to_string();
 
     let head = settle(app).await;
     let waiting_order = app.platform.order(&waiting_id).await.unwrap();
@@ -55,204 +140,152 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     let paid_payment = app.platform.payment(&paid_id).await.unwrap();
     let charges_before = alipay.charges();
 
-    // A notification that would authorize Bob's order if it were believed.
-    let authorize = serde_json::to_vec(&SandboxNotification {
-        id: format!("n-forged-{waiting_id}"),
-        event_type: "AUTHORIZED".into(),
-        out_order_no: waiting_id.clone(),
-        transaction_id: None,
-        amount_cents: None,
-        reason: None,
-    })
-    .unwrap();
-    let now = now_ms().to_string();
-    let good_sig = sign(&key, &now, &authorize);
-    let stale = (now_ms() - 10 * 60 * 1000).to_string();
-    let future = (now_ms() + 10 * 60 * 1000).to_string();
-    let tampered = {
-        let mut v: Value = serde_json::from_slice(&authorize).unwrap();
-        v["id"] = json!(format!("n-other-{waiting_id}"));
-        serde_json::to_vec(&v).unwrap()
-    };
-    let wechat_key = app.sandboxes[&ProviderKind::Wechat].key().to_vec();
-
-    type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<String>, Option<String>, StatusCode, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            "no signature headers",
-            "alipay",
-            authorize.clone(),
-            None,
-            None,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "timestamp without signature",
-            "alipay",
-            authorize.clone(),
-            Some(now.clone()),
-            None,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "signature without timestamp",
-            "alipay",
-            authorize.clone(),
-            None,
-            Some(good_sig.clone()),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "signed with the wrong key",
-            "alipay",
-            authorize.clone(),
-            Some(now.clone()),
-            Some(sign(b"not-the-key", &now, &authorize)),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "signature that is not hex",
-            "alipay",
-            authorize.clone(),
-            Some(now.clone()),
-            Some("zz-not-hex".into()),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "body changed after signing",
-            "alipay",
-            tampered,
-            Some(now.clone()),
-            Some(good_sig.clone()),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "timestamp changed after signing",
-            "alipay",
-            authorize.clone(),
-            Some((now_ms() - 1000).to_string()),
-            Some(good_sig.clone()),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "stale timestamp, correctly signed",
-            "alipay",
-            authorize.clone(),
-            Some(stale.clone()),
-            Some(sign(&key, &stale, &authorize)),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "future timestamp, correctly signed",
-            "alipay",
-            authorize.clone(),
-            Some(future.clone()),
-            Some(sign(&key, &future, &authorize)),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "non-numeric timestamp",
-            "alipay",
-            authorize.clone(),
-            Some("yesterday".into()),
-            Some(sign(&key, "yesterday", &authorize)),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "another provider's key",
-            "alipay",
-            authorize.clone(),
-            Some(now.clone()),
-            Some(sign(&wechat_key, &now, &authorize)),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "alipay's signature at the wechat path",
-            "wechat",
-            authorize.clone(),
-            Some(now.clone()),
-            Some(good_sig.clone()),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            "unknown provider path",
-            "paypal",
-            authorize.clone(),
-            Some(now.clone()),
-            Some(good_sig.clone()),
-            StatusCode::NOT_FOUND,
-            "provider_not_found",
-        ),
-    ];
-    for (what, provider, body, ts, sig, status, code) in cases {
-        let r = post_callback(&http, &c.base, provider, &body, ts.as_deref(), sig.as_deref()).await;
-        assert_error(&r, status, code, None, what);
-        assert_feed_unchanged(app, head, what).await;
-        assert_eq!(
-            app.platform.payment(&waiting_id).await.unwrap(),
-            waiting_payment,
-            "{what}: payment changed"
-        );
+    // Alipay: forms that would authorize Bob's order if they were believed.
+    let app_id = keys.alipay.app.app_id.clone();
+    let genuine = freeze(&keys, &bob_ref, &app_id, "10.00", Some(&keys));
+    let mut tampered = genuine.clone();
+    for (k, v) in &mut tampered {
+        if k == "amount" {
+            *v = "0.01".into();
+        }
     }
+    let with_sign_type_signed = {
+        // The request rule (sign_type inside the signed string) is not the notification's.
+        let mut p = freeze(&keys, &bob_ref, &app_id, "10.00", None);
+        p.push(("sign_type".into(), "RSA2".into()));
+        sign_notification(keys.alipay.alipay_private_key.as_ref().unwrap().rsa(), &mut p);
+        let signed = tare_providers::crypto::rsa_sign(
+            keys.alipay.alipay_private_key.as_ref().unwrap().rsa(),
+            tare_providers::alipay::sign::request_content(p.iter().filter(|(k, _)| k != "sign").map(|(k, v)| (k.as_str(), v.as_str())))
+                .as_bytes(),
+        );
+        for (k, v) in &mut p {
+            if k == "sign" {
+                *v = signed.clone();
+            }
+        }
+        p
+    };
+    let genuine_body = form(&genuine);
+    let alipay_cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unsigned", form(&freeze(&keys, &bob_ref, &app_id, "10.00", None))),
+        (
+            "signed with another key",
+            form(&freeze(&keys, &bob_ref, &app_id, "10.00", Some(&other))),
+        ),
+        ("changed after signing", form(&tampered)),
+        ("signed with sign_type inside", form(&with_sign_type_signed)),
+        (
+            "another app, correctly signed",
+            form(&freeze(&keys, &bob_ref, "2021000000000000", "10.00", Some(&keys))),
+        ),
+        (
+            "a float-like amount, correctly signed",
+            form(&freeze(&keys, &bob_ref, &app_id, "10.0", Some(&keys))),
+        ),
+        ("truncated", genuine_body[..genuine_body.len() - 20].to_vec()),
+        ("empty", Vec::new()),
+        ("JSON at the Alipay path", b"{\"notify_type\":\"fund_auth_freeze\"}".to_vec()),
+    ];
+    for (what, body) in alipay_cases {
+        let (st, text) = post_callback(&http, &c.base, "alipay", FORM, &body, &HeaderMap::new()).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "alipay {what}: {text}");
+        assert_ne!(text, "success", "alipay {what}");
+        assert_feed_unchanged(app, head, what).await;
+    }
+
+    // WeChat: the same, in WeChat's format (Bob's order is Alipay's, and none of these
+    // verifies anyway).
+    let now_s = now_ms() / 1000;
+    let mchid = keys.wechat.merchant.mchid.clone();
+    let (good_headers, good_body) = user_confirm(&keys, &bob_ref, &mchid, &keys, &keys, now_s);
+    let mut wrong_serial = good_headers.clone();
+    wrong_serial.insert("Wechatpay-Serial", HeaderValue::from_static("5157F09EFDC096DE15EBE81A47057A72"));
+    let mut ancient = good_headers.clone();
+    ancient.insert("Wechatpay-Timestamp", HeaderValue::from_static("-9223372036854775808"));
+    let mut truncated = good_body.clone();
+    truncated.truncate(good_body.len() - 40);
+    let wechat_cases: Vec<(&str, HeaderMap, Vec<u8>)> = vec![
+        ("no signature headers", HeaderMap::new(), good_body.clone()),
+        (
+            "signed with another platform key",
+            user_confirm(&keys, &bob_ref, &mchid, &other, &keys, now_s).0,
+            good_body.clone(),
+        ),
+        {
+            let (h, b) = user_confirm(&keys, &bob_ref, &mchid, &other, &keys, now_s);
+            ("signed with another platform key (own body)", h, b)
+        },
+        {
+            let (h, b) = user_confirm(&keys, &bob_ref, &mchid, &keys, &keys, now_s - 600);
+            ("stale, correctly signed", h, b)
+        },
+        ("timestamp i64::MIN", ancient, good_body.clone()),
+        ("wrong serial", wrong_serial, good_body.clone()),
+        {
+            let (h, b) = user_confirm(&keys, &bob_ref, &mchid, &keys, &other, now_s);
+            ("encrypted under another APIv3 key", h, b)
+        },
+        {
+            let (h, b) = user_confirm(&keys, &bob_ref, "1900000000", &keys, &keys, now_s);
+            ("another merchant, correctly signed and encrypted", h, b)
+        },
+        ("truncated body", good_headers.clone(), truncated),
+    ];
+    for (what, headers, body) in wechat_cases {
+        let (st, text) = post_callback(&http, &c.base, "wechat", JSON, &body, &headers).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "wechat {what}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(v["code"], "FAIL", "wechat {what}: {text}");
+        assert_feed_unchanged(app, head, what).await;
+    }
+    let (st, text) = post_callback(&http, &c.base, "paypal", JSON, &good_body, &good_headers).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "unknown provider: {text}");
+    assert_eq!(
+        app.platform.payment(&waiting_id).await.unwrap(),
+        waiting_payment,
+        "forged callbacks changed the payment"
+    );
     assert_eq!(
         app.platform.order(&waiting_id).await.unwrap(),
         waiting_order,
         "forged callbacks changed the order"
     );
-    let (_, o) = c.get(&format!("/api/v1/orders/{waiting_id}"), &admin).await.unwrap();
-    assert_eq!(o["payment"]["state"], "awaiting_confirmation", "{o}");
     assert!(!fleet.cabinets[0].is_open(DoorNo::of(2)), "a forged callback opened the door");
 
-    // A correctly signed duplicate COLLECTED for Alice's paid order: accepted, no effect.
+    // A genuine duplicate of Alice's collection, crafted outside the project (Python's
+    // `cryptography` with the sandbox's key from the keys directory): acknowledged with
+    // `success`, nothing changes.
     let txn = paid.order["payment"]["transaction_id"]
         .as_str()
         .expect("transaction id")
         .to_string();
     let total = paid.order["total_cents"].as_i64().expect("total");
     assert!(total > 0);
-    let duplicate = serde_json::to_vec(&SandboxNotification {
-        id: format!("n-paid-{paid_id}-again"),
-        event_type: "COLLECTED".into(),
-        out_order_no: paid_id.clone(),
-        transaction_id: Some(txn.clone()),
-        amount_cents: Some(total),
-        reason: None,
-    })
-    .unwrap();
-    for attempt in 0..2 {
-        let ts = now_ms().to_string();
-        let sig = sign(&key, &ts, &duplicate);
-        let r = post_callback(&http, &c.base, "alipay", &duplicate, Some(&ts), Some(&sig)).await;
-        assert_eq!(r.0, StatusCode::NO_CONTENT, "duplicate COLLECTED #{attempt}: {}", r.1);
-        assert_feed_unchanged(app, head, "duplicate COLLECTED").await;
+    let keys_dir = app_keys_dir(app);
+    let out_trade_no = tare_providers::refs::out_order_no(&paid_id);
+    let params = json!({
+        "notify_id": format!("py-{paid_id}"), "notify_type": "trade_status_sync", "notify_time": "2026-12-02 12:00:00",
+        "app_id": app_id, "charset": "utf-8", "version": "1.0", "out_trade_no": out_trade_no, "trade_no": txn,
+        "total_amount": format!("{}.{:02}", total / 100, total % 100), "trade_status": "TRADE_SUCCESS",
+    });
+    for (signer, expect) in [
+        ("alipay_private_key.pem", StatusCode::OK),
+        ("app_private_key.pem", StatusCode::UNAUTHORIZED),
+    ] {
+        let body = python_signed_form(&keys_dir.join("alipay").join(signer), &params);
+        let (st, text) = post_callback(&http, &c.base, "alipay", FORM, body.as_bytes(), &HeaderMap::new()).await;
+        assert_eq!(st, expect, "python-signed ({signer}): {text}");
+        assert_eq!(text == "success", expect == StatusCode::OK, "python-signed ({signer}): {text}");
+        assert_feed_unchanged(app, head, "a duplicate collection").await;
     }
     assert_eq!(app.platform.order(&paid_id).await.unwrap(), paid_order);
     assert_eq!(app.platform.payment(&paid_id).await.unwrap(), paid_payment);
     assert_eq!(alipay.charges(), charges_before, "the sandbox ledger changed");
-    assert_eq!(
-        alipay.charges().iter().filter(|ch| ch.order_id == paid_id).count(),
-        1,
-        "exactly one charge for the paid order"
-    );
-    let (_, o) = c.get(&format!("/api/v1/orders/{paid_id}"), &alice.token).await.unwrap();
-    assert_eq!(o["state"], "paid");
-    assert_eq!(o["total_cents"], json!(total));
-    assert_eq!(o["payment"]["transaction_id"], json!(txn));
+    assert_eq!(alipay.charges().iter().filter(|ch| ch.order_id == paid_id).count(), 1);
 
-    // The control: Bob's genuine confirmation (a real signed callback) still works, and
-    // his order goes on to be paid once.
+    // The control: Bob's genuine confirmation (the sandbox's real signed notification)
+    // works, and his order goes on to be paid once.
     let url = created["confirm_url"].as_str().expect("confirm url").to_string();
     let path = url.strip_prefix(&c.base).unwrap_or(&url).to_string();
     let (st, b) = c.post(&path, &bob.token, &json!({})).await.unwrap();
@@ -272,7 +305,36 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
     assert_eq!(alipay.charges().iter().filter(|ch| ch.order_id == waiting_id).count(), 1);
     assert_eq!(alipay.charges().iter().filter(|ch| ch.order_id == paid_id).count(), 1);
 
+    let _ = std::fs::remove_dir_all(&other_dir);
     h.stop().await;
+}
+
+/// The keys directory of the harness's app (`{data}/keys` on SQLite; the app's own
+/// temporary directory on PostgreSQL).
+fn app_keys_dir(app: &App) -> std::path::PathBuf {
+    app.keys_dir.clone()
+}
+
+/// An Alipay notification form of `params`, signed by Python's `cryptography` with the
+/// PEM key at `key` (RSA2 over the sorted `k=v&…` without `sign` and `sign_type`).
+fn python_signed_form(key: &std::path::Path, params: &Value) -> String {
+    let script = r#"
+import base64, json, sys, urllib.parse
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+key = serialization.load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)
+params = json.loads(sys.argv[2])
+content = '&'.join(f'{k}={params[k]}' for k in sorted(params))
+params['sign'] = base64.b64encode(key.sign(content.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+params['sign_type'] = 'RSA2'
+print(urllib.parse.urlencode(params), end='')
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &key.display().to_string(), &params.to_string()])
+        .output()
+        .expect("python3 runs (CI installs it with `cryptography`)");
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 on_both_stores!(callbacks, forged_and_duplicate_callbacks_change_nothing);

@@ -19,7 +19,6 @@ use std::time::Duration;
 use tare::app::App;
 use tare::fleet::{ApiClient, Fleet, FleetSpec, ShopperHandle};
 use tare_domain::{DoorNo, LaneNo, ProviderKind};
-use tare_gateway::sandbox::{sign, SandboxNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Waits until the feed head has not moved for a while (background saga steps, door
 /// releases and the PostgreSQL sequencer have all finished), and returns it.
@@ -152,32 +151,23 @@ pub(super) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Posts a callback body with optional timestamp and signature headers.
+/// Posts a notification to `/callbacks/{provider}` with `headers`: (status, body text).
 pub(super) async fn post_callback(
     http: &reqwest::Client,
     base: &str,
     provider: &str,
+    content_type: &str,
     body: &[u8],
-    ts: Option<&str>,
-    sig: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut req = http
+    headers: &reqwest::header::HeaderMap,
+) -> (StatusCode, String) {
+    let resp = http
         .post(format!("{base}/callbacks/{provider}"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(ts) = ts {
-        req = req.header(TIMESTAMP_HEADER, ts);
-    }
-    if let Some(sig) = sig {
-        req = req.header(SIGNATURE_HEADER, sig);
-    }
-    let resp = req.send().await.unwrap();
+        .header("content-type", content_type)
+        .headers(headers.clone())
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
     let st = resp.status();
-    let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (st, body)
+    (st, resp.text().await.unwrap())
 }

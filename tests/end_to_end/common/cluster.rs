@@ -119,7 +119,8 @@ pub struct ClusterSpec {
     pub namespace: String,
     pub admin_token: String,
     pub sandbox_url: String,
-    pub sandbox_secret: String,
+    /// The provider keys every node and the sandbox share.
+    pub keys: std::path::PathBuf,
 }
 
 impl ClusterSpec {
@@ -143,6 +144,8 @@ impl ClusterSpec {
             &mqtt,
             "--payments",
             &self.sandbox_url,
+            "--keys",
+            &self.keys.display().to_string(),
             "--pg-connections",
             "6",
         ]
@@ -150,15 +153,7 @@ impl ClusterSpec {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Proc::start(
-            &args,
-            &[
-                ("TARE_ADMIN_TOKEN", &self.admin_token),
-                ("TARE_SANDBOX_SECRET", &self.sandbox_secret),
-            ],
-            "listening",
-        )
-        .await;
+        let proc = Proc::start(&args, &[("TARE_ADMIN_TOKEN", &self.admin_token)], "listening").await;
         Node {
             proc,
             name: name.to_string(),
@@ -168,16 +163,19 @@ impl ClusterSpec {
     }
 }
 
-/// Starts `tare sandbox` on `port`, posting callbacks to `callbacks`.
-pub async fn sandbox(port: u16, callbacks: &[String], secret: &str) -> Proc {
+/// Starts `tare sandbox` on `port` with the keys in `keys`; a notification whose node
+/// does not answer goes to the other `callbacks`.
+pub async fn sandbox(port: u16, callbacks: &[String], keys: &std::path::Path) -> Proc {
     let args: Vec<String> = vec![
         "sandbox".into(),
         "--listen".into(),
         format!("127.0.0.1:{port}"),
+        "--keys".into(),
+        keys.display().to_string(),
         "--callback".into(),
         callbacks.join(","),
     ];
-    Proc::start(&args, &[("TARE_SANDBOX_SECRET", secret)], "sandbox listening").await
+    Proc::start(&args, &[], "sandbox listening").await
 }
 
 /// Deletes namespace `ns`'s streams from the NATS server at `url`.

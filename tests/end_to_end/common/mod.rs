@@ -23,6 +23,9 @@ pub enum Store {
 /// A fresh store; dropped (directory removed / database dropped) by [`TestStore::cleanup`].
 pub struct TestStore {
     pub config: StoreConfig,
+    /// The provider keys of the apps on this store (kept across their restarts, as a
+    /// deployment keeps its keys).
+    pub keys: PathBuf,
     dir: Option<PathBuf>,
     pg_url: Option<String>,
 }
@@ -34,6 +37,7 @@ impl TestStore {
                 let dir = std::env::temp_dir().join(format!("tare-test-{}", uuid::Uuid::new_v4().simple()));
                 Self {
                     config: StoreConfig::Sqlite(dir.clone()),
+                    keys: dir.join("keys"),
                     dir: Some(dir),
                     pg_url: None,
                 }
@@ -44,6 +48,7 @@ impl TestStore {
                     .expect("scratch database");
                 Self {
                     config: StoreConfig::Postgres(url.clone()),
+                    keys: std::env::temp_dir().join(format!("tare-test-keys-{}", uuid::Uuid::new_v4().simple())),
                     dir: None,
                     pg_url: Some(url),
                 }
@@ -55,6 +60,7 @@ impl TestStore {
         if let Some(d) = self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+        let _ = std::fs::remove_dir_all(&self.keys);
         if let Some(url) = self.pg_url {
             let _ = tare_platform::db::drop_scratch_postgres(&postgres_admin_url(), &url).await;
         }
@@ -66,6 +72,7 @@ impl TestStore {
 pub fn config(store: &TestStore) -> AppConfig {
     let mut cfg = AppConfig::embedded(std::env::temp_dir());
     cfg.store = store.config.clone();
+    cfg.keys = Some(store.keys.clone());
     cfg.saga.stable_wait_ms = 0;
     // Many tests share the server's 100 connections.
     cfg.pg_max_connections = 4;
