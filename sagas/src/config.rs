@@ -28,10 +28,19 @@ pub struct SagaConfig {
     /// about again [O9] (default 30 s).
     #[serde(default = "default_refund_poll_ms")]
     pub refund_poll_ms: i64,
+    /// How often an order waiting for the shopper's confirmation asks the provider
+    /// whether it was given, in case the provider's notification is late or lost [P2]
+    /// (default 5 s).
+    #[serde(default = "default_auth_check_ms")]
+    pub auth_check_ms: i64,
 }
 
 fn default_refund_poll_ms() -> i64 {
     30_000
+}
+
+fn default_auth_check_ms() -> i64 {
+    5_000
 }
 
 impl Default for SagaConfig {
@@ -47,6 +56,7 @@ impl Default for SagaConfig {
             command_ttl_ms: 10_000,
             command_resend_ms: 3_000,
             refund_poll_ms: default_refund_poll_ms(),
+            auth_check_ms: default_auth_check_ms(),
         }
     }
 }

@@ -33,6 +33,12 @@ pub enum Effect {
         /// Order.
         order_id: String,
     },
+    /// Timer, while the shopper has not confirmed: ask the provider whether the
+    /// authorization was given (its notification may be late or lost).
+    CheckAuthorization {
+        /// Order.
+        order_id: String,
+    },
     /// Send a door command to the order's cabinet door.
     SendDoorCommand {
         /// Order (its cabinet and door are read when the effect runs).
@@ -173,6 +179,7 @@ impl Effect {
             | Self::CancelPayment { order_id, .. }
             | Self::AuthorizeOrder { order_id }
             | Self::ExpireAuthorization { order_id }
+            | Self::CheckAuthorization { order_id }
             | Self::SendDoorCommand { order_id, .. }
             | Self::CheckDoor { order_id, .. }
             | Self::RecordDoorOpened { order_id, .. }

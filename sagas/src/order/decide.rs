@@ -28,6 +28,11 @@ fn order_event(aggregate_id: &str, e: &OrderEvent, cfg: &SagaConfig) -> Vec<Sche
     match e {
         OrderEvent::OrderCreated { auth_deadline, at, .. } => vec![
             Scheduled::at(k("open-payment"), *at, Effect::OpenPayment { order_id: id.clone() }),
+            Scheduled::at(
+                k("auth-check"),
+                at + cfg.auth_check_ms,
+                Effect::CheckAuthorization { order_id: id.clone() },
+            ),
             Scheduled::at(k("auth-timeout"), *auth_deadline, Effect::ExpireAuthorization { order_id: id }),
         ],
         OrderEvent::DoorOpenRequested { cmd_id, at } => door_command(cfg, &id, cmd_id, DoorCommandKind::OpenDoor, 1, *at),

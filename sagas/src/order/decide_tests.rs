@@ -36,6 +36,7 @@ fn custom() -> SagaConfig {
         command_ttl_ms: 2_468,
         command_resend_ms: 1_111,
         refund_poll_ms: 2_222,
+        auth_check_ms: 3_333,
     }
 }
 
@@ -276,6 +277,7 @@ fn default_config_has_the_documented_timings() {
     assert_eq!(cfg.charge_retry_ms, 3_600_000);
     assert_eq!(cfg.max_charge_attempts, 24);
     assert_eq!(cfg.command_ttl_ms, 10_000);
+    assert_eq!(cfg.auth_check_ms, 5_000);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -283,7 +285,7 @@ fn default_config_has_the_documented_timings() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn order_created_opens_the_payment_now_and_arms_the_authorization_deadline() {
+fn order_created_opens_the_payment_now_and_arms_the_check_and_the_authorization_deadline() {
     let deadline = AT + 45_000;
     let out = decide(ORDER, &created(ORDER, AT, deadline), &SagaConfig::default());
     assert_eq!(
@@ -293,6 +295,11 @@ fn order_created_opens_the_payment_now_and_arms_the_authorization_deadline() {
                 key: key(ORDER, "open-payment"),
                 due_at: AT,
                 effect: Effect::OpenPayment { order_id: ORDER.into() },
+            },
+            Scheduled {
+                key: key(ORDER, "auth-check"),
+                due_at: AT + 5_000,
+                effect: Effect::CheckAuthorization { order_id: ORDER.into() },
             },
             Scheduled {
                 key: key(ORDER, "auth-timeout"),
@@ -308,8 +315,9 @@ fn order_created_uses_the_event_deadline_not_the_configured_timeout() {
     // The deadline is frozen into the event; the saga must not recompute it.
     let deadline = AT + 7;
     let out = decide(ORDER, &created(ORDER, AT, deadline), &custom());
-    assert_eq!(out[1].due_at, deadline);
-    assert_ne!(out[1].due_at, AT + custom().auth_timeout_ms);
+    assert_eq!(out[1].due_at, AT + custom().auth_check_ms, "the check comes from the config");
+    assert_eq!(out[2].due_at, deadline);
+    assert_ne!(out[2].due_at, AT + custom().auth_timeout_ms);
 }
 
 #[test]

@@ -65,6 +65,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             s.order_cmd(order_id, cmd).await
         }
         Effect::ExpireAuthorization { order_id } => s.order_cmd(order_id, OrderCommand::ExpireAuthorization { at: now }).await,
+        Effect::CheckAuthorization { order_id } => check_authorization(&s, order_id).await,
         Effect::SendDoorCommand {
             order_id,
             kind,
@@ -315,3 +316,36 @@ async fn end_shopper_order(s: &Step<'_>, order_id: &str, outcome: &str) -> Outco
 #[cfg(test)]
 #[path = "effects_tests.rs"]
 mod tests;
+
+/// While the shopper has not confirmed, asks the provider whether the authorization was
+/// given: a lost or late notification never leaves a confirmed shopper at a closed door.
+/// Asks again every `auth_check_ms` until the order leaves `authorizing` (authorized,
+/// expired or cancelled).
+async fn check_authorization(s: &Step<'_>, order_id: &str) -> Outcome {
+    let order = s.order(order_id).await?;
+    if order.state != OrderState::Authorizing {
+        return Ok(EffectOutcome::Done);
+    }
+    let payment = s.ports.payments.load(order_id).await?;
+    if payment.state != tare_domain::payment::PaymentState::AwaitingConfirmation {
+        // Not created at the provider yet (ask again later), or already authorized.
+        return Ok(match payment.state {
+            tare_domain::payment::PaymentState::New => EffectOutcome::Defer(s.now + s.cfg.auth_check_ms),
+            _ => EffectOutcome::Done,
+        });
+    }
+    let Some(provider) = order.provider.and_then(|k| s.ports.provider(k)) else {
+        return Err(EffectError::Permanent("no provider".into()));
+    };
+    match provider.query(order_id).await? {
+        crate::ports::ProviderOrderStatus::Authorized => {
+            let cmd = PaymentCommand::ConfirmAuthorization {
+                notification_id: None,
+                at: s.now,
+            };
+            s.payment_cmd(order_id, cmd).await?;
+            Ok(EffectOutcome::Done)
+        }
+        _ => Ok(EffectOutcome::Defer(s.now + s.cfg.auth_check_ms)),
+    }
+}
