@@ -28,6 +28,14 @@ pub struct SagaConfig {
     /// about again [O9] (default 30 s).
     #[serde(default = "default_refund_poll_ms")]
     pub refund_poll_ms: i64,
+    /// When the nightly bill reconciliation runs, in minutes after local (China)
+    /// midnight: the previous day's bills are ready from 10:00 [R3] (default 600).
+    #[serde(default = "default_bills_at_minute")]
+    pub bills_at_minute: i64,
+}
+
+fn default_bills_at_minute() -> i64 {
+    600
 }
 
 fn default_refund_poll_ms() -> i64 {
@@ -47,6 +55,7 @@ impl Default for SagaConfig {
             command_ttl_ms: 10_000,
             command_resend_ms: 3_000,
             refund_poll_ms: default_refund_poll_ms(),
+            bills_at_minute: default_bills_at_minute(),
         }
     }
 }

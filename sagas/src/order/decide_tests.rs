@@ -36,6 +36,7 @@ fn custom() -> SagaConfig {
         command_ttl_ms: 2_468,
         command_resend_ms: 1_111,
         refund_poll_ms: 2_222,
+        bills_at_minute: 600,
     }
 }
 
