@@ -65,6 +65,7 @@ impl Platform {
             .into_iter()
             .map(bill_item)
             .collect();
+        self.await_views().await?;
         let docs = self
             .views
             .by_owner(MoneyMovements::VIEW, &MoneyMovements::owner(provider, date), DAY_LIMIT)
@@ -90,6 +91,25 @@ impl Platform {
             Err(CommandError::Rejected(e)) => Err(ServiceError::Internal(e.to_string())),
             Err(e) => Err(ServiceError::from_command(e)),
         }
+    }
+
+    /// Waits (a bounded while) until the views have applied every event committed
+    /// before now, so a run sees the movements just made. Scaled out, the partition
+    /// consumers keep their own checkpoints, and the run reads the views as they are.
+    async fn await_views(&self) -> Result<(), ServiceError> {
+        if self.nats.is_some() || !self.roles.projections {
+            return Ok(());
+        }
+        let head = self.feed.head().await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.jobs.checkpoint(crate::views::PROJECTIONS).await? < head {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!(head, "bill reconciliation reads views still catching up");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// The recorded result of `provider`'s day `date`, if it was ever reconciled.
