@@ -164,3 +164,42 @@ async fn bills_reconcile_with_the_providers_bill(kind: Store) {
 }
 
 on_both_stores!(bills, bills_reconcile_with_the_providers_bill);
+
+/// The nightly run: a durable timer on the platform clock, at 10:00 China time for the
+/// day before, re-armed each night, and still there after a restart.
+async fn the_nightly_run_reconciles_the_day_before(kind: Store) {
+    use tare_domain::reconciliation::dates::day_start;
+    use tare_platform::clock::{ManualClock, PlatformClock};
+    let store = TestStore::new(kind).await;
+    // 09:00 on 2026-12-01 in China.
+    let clock = ManualClock::new(day_start("2026-12-01").unwrap() + 9 * 3_600_000);
+    let mut cfg = config(&store);
+    cfg.clock = PlatformClock::Manual(clock.clone());
+    let app = App::start(cfg.clone()).await.expect("app");
+    let recorded = |app: &App, date: &'static str| {
+        let p = app.platform.clone();
+        async move {
+            let mut all = Vec::new();
+            for provider in p.bill_providers() {
+                all.push(p.recorded_bill_reconciliation(provider, date).await.unwrap()?);
+            }
+            Some(all)
+        }
+    };
+    assert!(recorded(&app, "2026-11-30").await.is_none(), "not before 10:00");
+    // A restart before the run loses nothing.
+    app.stop().await;
+    let app = App::start(cfg.clone()).await.expect("app again");
+    clock.advance(3_600_000 + 1_000);
+    let runs = eventually(20, "the run for the 30th", || recorded(&app, "2026-11-30")).await;
+    assert_eq!(runs.len(), app.platform.bill_providers().len());
+    assert!(runs.iter().all(|r| r.date == "2026-11-30" && r.is_clean()), "{runs:?}");
+    assert!(recorded(&app, "2026-12-01").await.is_none());
+    // The next night's was armed.
+    clock.advance(86_400_000);
+    eventually(20, "the run for the 1st", || recorded(&app, "2026-12-01")).await;
+    app.stop().await;
+    store.cleanup().await;
+}
+
+on_both_stores!(nightly, the_nightly_run_reconciles_the_day_before);
