@@ -24,7 +24,7 @@ pub(super) struct BillsQuery {
     #[param(required = true, pattern = "^(wechat|alipay)$")]
     provider: Option<String>,
     /// The provider's local (China) date, `YYYY-MM-DD`, not in the future.
-    #[param(required = true, pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(required = true, format = Date)]
     date: Option<String>,
 }
 
@@ -36,7 +36,7 @@ pub(super) struct BillsRun {
     #[schema(pattern = "^(wechat|alipay)$")]
     provider: String,
     /// The provider's local (China) date, `YYYY-MM-DD`, not in the future.
-    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[schema(format = Date)]
     date: String,
 }
 
