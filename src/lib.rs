@@ -8,4 +8,5 @@ pub mod bench_gateway;
 pub mod bench_store;
 pub mod fleet;
 pub mod in_process;
+pub mod reconcile;
 pub mod tail;

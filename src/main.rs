@@ -36,6 +36,9 @@ enum Command {
     /// A virtual fleet that connects to a running platform exactly as PROTOCOL.md says,
     /// with shoppers and faults on demand.
     Sim(SimArgs),
+    /// Reconcile through a running node (`reconcile bills --provider P --date D`); exit
+    /// status 1 when discrepancies were found.
+    Reconcile(tare::reconcile::ReconcileArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -223,6 +226,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Sandbox(a) => sandbox(a).await,
         Command::Bench(a) => tare::bench::run(a).await,
         Command::Sim(a) => sim(a).await,
+        Command::Reconcile(a) => match tare::reconcile::run(a).await? {
+            true => Ok(()),
+            false => std::process::exit(1),
+        },
     }
 }
 

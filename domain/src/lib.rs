@@ -12,6 +12,7 @@ pub mod coupon;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod reconciliation;
 pub mod settlement;
 pub mod shopper;
 pub mod values;
@@ -41,6 +42,8 @@ pub enum AnyEvent {
     Payment(payment::PaymentEvent),
     /// A device command event.
     Command(command::CommandEvent),
+    /// A reconciliation event [R3].
+    Reconciliation(reconciliation::ReconciliationEvent),
 }
 
 impl AnyEvent {
@@ -55,6 +58,7 @@ impl AnyEvent {
             t if t == order::Order::TYPE => serde_json::from_value(payload).map(Self::Order),
             t if t == payment::Payment::TYPE => serde_json::from_value(payload).map(Self::Payment),
             t if t == command::DeviceCommand::TYPE => serde_json::from_value(payload).map(Self::Command),
+            t if t == reconciliation::Reconciliation::TYPE => serde_json::from_value(payload).map(Self::Reconciliation),
             _ => return None,
         })
     }

@@ -93,6 +93,20 @@ impl Jobs {
         })
     }
 
+    /// Inserts `jobs` outside any saga (the platform's own timers), keeping existing
+    /// keys: arming the same timer twice, or on every node, schedules it once.
+    pub async fn schedule(&self, jobs: &[Scheduled], now: UnixMs) -> Result<(), DbError> {
+        for j in jobs {
+            let effect = serde_json::to_string(&j.effect)?;
+            crate::on_db!(&self.db, pool => {
+                sqlx::query("INSERT INTO jobs (key, due_at, effect, source, updated_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT (key) DO NOTHING")
+                    .bind(&j.key).bind(j.due_at).bind(&effect).bind(now)
+                    .execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
     /// Claims up to `limit` due jobs for `lease_ms` (a claim that is not completed in
     /// time is claimed again by whoever looks next).
     pub async fn claim_due(&self, now: UnixMs, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedJob>, DbError> {

@@ -108,6 +108,7 @@ impl Platform {
             },
             cfg: cfg.saga,
             counters: EffectCounters::default(),
+            platform: std::sync::OnceLock::new(),
         });
         let platform = Arc::new(Self {
             feed,
@@ -126,6 +127,10 @@ impl Platform {
             shutdown: watch::channel(false).0,
             tasks: std::sync::Mutex::new(Vec::new()),
         });
+        let _ = platform.effects.platform.set(Arc::downgrade(&platform));
+        if cfg.roles.sagas {
+            platform.arm_nightly_bills().await?;
+        }
         platform.spawn_loops(cfg.effect_concurrency);
         if let Some(nats) = &platform.nats {
             let mut tasks = platform.tasks.lock().unwrap_or_else(|p| p.into_inner());

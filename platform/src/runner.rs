@@ -79,11 +79,20 @@ pub struct Effects {
     pub cfg: SagaConfig,
     /// Counters.
     pub counters: EffectCounters,
+    /// The platform, for its own timers (the nightly bill reconciliation), which read
+    /// views and record results rather than act through the sagas' ports.
+    pub platform: std::sync::OnceLock<std::sync::Weak<crate::Platform>>,
 }
 
 impl Effects {
     /// Runs one effect (plumbing: the saga's code decides everything).
     pub async fn run(&self, job: &ClaimedJob) -> EffectOutcome {
+        if let tare_sagas::Effect::ReconcileBills { date } = &job.effect {
+            return match self.platform.get().and_then(std::sync::Weak::upgrade) {
+                Some(p) => p.run_nightly_bills(date).await,
+                None => EffectOutcome::Retry("the platform is stopping".into()),
+            };
+        }
         run_effect(&self.ports, &self.cfg, &job.effect, &job.key).await
     }
 }

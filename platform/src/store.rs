@@ -191,6 +191,8 @@ pub struct Aggregates {
     pub payments: Arc<AggregateStore<Payment>>,
     /// Device commands [D7].
     pub commands: Arc<AggregateStore<tare_domain::command::DeviceCommand>>,
+    /// Bill reconciliations, one per provider day [R3].
+    pub reconciliations: Arc<AggregateStore<tare_domain::reconciliation::Reconciliation>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -205,6 +207,7 @@ impl Aggregates {
             orders: Arc::new(AggregateStore::new(db, false, commits.clone())),
             payments: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commands: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            reconciliations: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

@@ -7,8 +7,10 @@
 //! hand, so dropping its documents and replaying the feed rebuilds it byte for byte.
 
 mod dead_letters;
+mod money_movements;
 
 pub use dead_letters::{DeadCharge, DeadLetters};
+pub use money_movements::{MoneyMovement, MoneyMovements};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,6 +47,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(LaneLedger),
         Box::new(DevicePresence),
         Box::new(DeadLetters),
+        Box::new(MoneyMovements),
     ]
 }
 

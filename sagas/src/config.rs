@@ -33,6 +33,14 @@ pub struct SagaConfig {
     /// (default 5 s).
     #[serde(default = "default_auth_check_ms")]
     pub auth_check_ms: i64,
+    /// When the nightly bill reconciliation runs, in minutes after local (China)
+    /// midnight: the previous day's bills are ready from 10:00 [R3] (default 600).
+    #[serde(default = "default_bills_at_minute")]
+    pub bills_at_minute: i64,
+}
+
+fn default_bills_at_minute() -> i64 {
+    600
 }
 
 fn default_refund_poll_ms() -> i64 {
@@ -57,6 +65,7 @@ impl Default for SagaConfig {
             command_resend_ms: 3_000,
             refund_poll_ms: default_refund_poll_ms(),
             auth_check_ms: default_auth_check_ms(),
+            bills_at_minute: default_bills_at_minute(),
         }
     }
 }

@@ -167,6 +167,13 @@ pub enum Effect {
         /// Delivery attempt.
         attempt: u32,
     },
+    /// Timer: the nightly reconciliation of every provider's bill of local `date` [R3];
+    /// run by the platform (it reads views and records the result), which arms the next
+    /// night's when it is done.
+    ReconcileBills {
+        /// The provider's local date reconciled.
+        date: String,
+    },
 }
 
 impl Effect {
@@ -175,6 +182,7 @@ impl Effect {
     pub fn serial_key(&self) -> &str {
         match self {
             Self::DeliverCommand { cmd_id, .. } => cmd_id,
+            Self::ReconcileBills { date } => date,
             Self::OpenPayment { order_id }
             | Self::CancelPayment { order_id, .. }
             | Self::AuthorizeOrder { order_id }

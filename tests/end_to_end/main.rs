@@ -12,6 +12,7 @@
 mod common;
 
 mod bad_input;
+mod bills;
 mod cluster;
 mod code_size;
 mod coupons;

@@ -16,6 +16,7 @@ pub mod openapi;
 mod orders;
 mod payments;
 mod receipt;
+mod reconciliation;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -126,6 +127,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(money::retry_dead_charge))
             .routes(routes!(money::settle_dead_charge))
             .routes(routes!(money::retry_dead_effect))
+            .routes(routes!(reconciliation::get_bills, reconciliation::run_bills))
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
             .routes(routes!(payments::wechat_callback))

@@ -11,6 +11,7 @@
 //! `tare_domain` that this layer calls.
 
 pub mod audit;
+pub mod bills;
 pub mod cabinets;
 pub mod catalogue;
 pub mod commands;

@@ -37,6 +37,7 @@ fn custom() -> SagaConfig {
         command_resend_ms: 1_111,
         refund_poll_ms: 2_222,
         auth_check_ms: 3_333,
+        bills_at_minute: 600,
     }
 }
 
