@@ -8,5 +8,6 @@ pub mod bench_gateway;
 pub mod bench_store;
 pub mod fleet;
 pub mod in_process;
+pub mod provider_faults;
 pub mod reconcile;
 pub mod tail;

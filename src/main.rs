@@ -79,6 +79,11 @@ struct SimArgs {
     /// Run this many purchases, print a summary and exit.
     #[arg(long)]
     orders: Option<usize>,
+    /// The payment sandboxes misbehave on demand (the node must run them): a comma-separated
+    /// list of duplicate, reorder, drop, reject-risk, delay=MS, system-errors=N,
+    /// fail-collections=N, slow=MS, pending=N.
+    #[arg(long, value_parser = tare::provider_faults::parse)]
+    provider_faults: Option<serde_json::Value>,
     /// Percent of messages sent twice.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     duplicate_pct: u8,
@@ -168,6 +173,10 @@ struct ServeArgs {
     /// Operator token; generated and printed once if unset.
     #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// With --demo: the payment sandboxes misbehave on demand (see `tare sim
+    /// --provider-faults`).
+    #[arg(long, value_parser = tare::provider_faults::parse, requires = "demo")]
+    provider_faults: Option<serde_json::Value>,
     /// Cabinets in the demo fleet.
     #[arg(long, default_value_t = 3)]
     demo_cabinets: usize,
@@ -325,6 +334,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..FleetSpec::default()
         };
         let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
+        if let Some(body) = &a.provider_faults {
+            tare::provider_faults::apply(&fleet.client, &app.admin_token, body).await?;
+            println!("demo: the payment sandboxes behave as {body}");
+        }
         println!(
             "demo fleet: {} cabinets online; shoppers are buying (Ctrl-C to stop)",
             fleet.cabinets.len()
@@ -488,6 +501,10 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision_at(&target, &spec).await?);
+    if let Some(body) = &a.provider_faults {
+        tare::provider_faults::apply(&fleet.client, &a.token, body).await?;
+        println!("sim: the payment sandboxes now behave as {body}");
+    }
     println!("sim: {} cabinets ({}) online", fleet.cabinets.len(), spec.pk);
     for c in &fleet.cabinets {
         c.set_faults(tare_sim::cabinet::Faults {

@@ -71,6 +71,20 @@ pub enum NotificationEvent {
     },
 }
 
+impl NotificationEvent {
+    /// The order it is about (none for an informational one).
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Self::Authorized { order_id }
+            | Self::Collected { order_id, .. }
+            | Self::CollectionFailed { order_id, .. }
+            | Self::RefundSucceeded { order_id, .. }
+            | Self::RefundFailed { order_id, .. } => Some(order_id),
+            Self::Informational { .. } => None,
+        }
+    }
+}
+
 /// Why a notification was refused (answered 401; nothing changes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {

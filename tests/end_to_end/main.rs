@@ -24,6 +24,7 @@ mod liveness;
 mod lockers;
 mod mqtt_conformance;
 mod openapi;
+mod provider_behaviours;
 mod purchase_e2e;
 mod recovery;
 mod refunds;

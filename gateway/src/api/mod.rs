@@ -130,6 +130,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(reconciliation::get_bills, reconciliation::run_bills))
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
+            .routes(routes!(payments::set_sandbox_behaviour))
             .routes(routes!(payments::wechat_callback))
             .routes(routes!(payments::alipay_callback));
     }

@@ -239,6 +239,7 @@ mod tests {
             "GET /api/v1/reconciliation/bills",
             "POST /api/v1/reconciliation/bills",
             "POST /sandbox/{provider}/authorizations/{reference}/confirm",
+            "PUT /sandbox/{provider}/behaviour",
             "POST /callbacks/wechat",
             "POST /callbacks/alipay",
             "POST /device/v1/up/{kind}",

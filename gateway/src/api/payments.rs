@@ -6,6 +6,8 @@
 //! notification again changes nothing), and acknowledged in the provider's way.
 
 use super::error::ErrorBody;
+use super::extract::{ApiJson, Operator};
+use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
 use super::orders::ProviderDto;
 use super::{ApiError, ApiState};
 use axum::body::Bytes;
@@ -13,12 +15,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tare_domain::ProviderKind;
 use tare_platform::ServiceError;
 use tare_providers::notification::{CallbackError, Notification, NotificationEvent};
+use tare_providers::sandbox::{Behaviour, NotificationFaults};
 use utoipa::{IntoParams, ToSchema};
 
 fn provider(name: &str) -> Result<ProviderKind, ApiError> {
@@ -83,6 +87,128 @@ pub(super) async fn sandbox_confirm(
         },
     })?;
     Ok(Json(Confirmed { confirmed: reference }))
+}
+
+/// How a sandbox misbehaves, on demand (for tests, `tare sim --provider-faults` and the
+/// demo). Every field is optional; an absent one is the provider on a good day.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SandboxBehaviourDto {
+    /// Open orders a shopper may have at the provider at once (default 3).
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default)]
+    max_pending_per_shopper: Option<u32>,
+    /// Refuse every new order as a risk failure.
+    #[serde(default)]
+    reject_risk: bool,
+    /// Deductions that fail (insufficient funds) before one succeeds, per order.
+    #[schema(maximum = 100)]
+    #[serde(default)]
+    fail_collections: u32,
+    /// Calls answered with a system error before the real answer, per order.
+    #[schema(maximum = 100)]
+    #[serde(default)]
+    system_errors: u32,
+    /// Every API answer waits this long first (ms).
+    #[schema(maximum = 120_000)]
+    #[serde(default)]
+    slow_answer_ms: u32,
+    /// Each notification is sent twice.
+    #[serde(default)]
+    duplicate_notifications: bool,
+    /// A notification is held back until the next one has gone.
+    #[serde(default)]
+    reorder_notifications: bool,
+    /// Each notification waits this long before its first delivery (ms).
+    #[schema(maximum = 600_000)]
+    #[serde(default)]
+    delay_notifications_ms: u32,
+    /// No notification arrives at all (the platform must ask).
+    #[serde(default)]
+    drop_notifications: bool,
+}
+
+impl SandboxBehaviourDto {
+    fn behaviour(&self) -> Result<Behaviour, ApiError> {
+        let d = Behaviour::default();
+        let pending = self.max_pending_per_shopper.unwrap_or(d.max_pending_per_shopper as u32);
+        if !(1..=1000).contains(&pending) {
+            return Err(ApiError::invalid("max_pending_per_shopper", "must be 1 to 1000"));
+        }
+        for (field, v, max) in [
+            ("fail_collections", self.fail_collections, 100),
+            ("system_errors", self.system_errors, 100),
+            ("slow_answer_ms", self.slow_answer_ms, 120_000),
+            ("delay_notifications_ms", self.delay_notifications_ms, 600_000),
+        ] {
+            if v > max {
+                return Err(ApiError::invalid(field, format!("must be at most {max}")));
+            }
+        }
+        Ok(Behaviour {
+            max_pending_per_shopper: pending as usize,
+            reject_risk: self.reject_risk,
+            fail_collections: self.fail_collections,
+            system_errors: self.system_errors,
+            slow_answers: Duration::from_millis(self.slow_answer_ms.into()),
+            notifications: NotificationFaults {
+                duplicate: self.duplicate_notifications,
+                reorder: self.reorder_notifications,
+                delay: Duration::from_millis(self.delay_notifications_ms.into()),
+                drop: self.drop_notifications,
+            },
+            ..d
+        })
+    }
+}
+
+/// Set a sandbox's behaviour.
+///
+/// Makes the provider sandbox on this node misbehave on demand: risk refusals, failing
+/// deductions, system errors, slow answers, duplicated, reordered, late or lost
+/// notifications. The body replaces the whole behaviour (`{}` is a good day).
+#[utoipa::path(
+    put,
+    path = "/sandbox/{provider}/behaviour",
+    tag = "payments",
+    operation_id = "setSandboxBehaviour",
+    security(("operatorBearer" = [])),
+    params(ProviderPath),
+    request_body = SandboxBehaviourDto,
+    responses(
+        (status = 204, description = "In effect for the next call."),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`provider_not_found`, or `sandbox_not_found` (this node talks to providers elsewhere).", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: a field out of range, or an unknown field.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn set_sandbox_behaviour(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<SandboxBehaviourDto>,
+) -> Result<StatusCode, ApiError> {
+    let kind = provider(&name)?;
+    let sandbox = s.sandboxes.get(&kind).ok_or_else(|| ApiError::NotFound {
+        code: "sandbox_not_found",
+        message: format!("no {name} sandbox on this node"),
+    })?;
+    sandbox.set_behaviour(b.behaviour()?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `{provider}` of a sandbox endpoint.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Parameter docs only.
+struct ProviderPath {
+    /// The provider (any other name is not found).
+    #[param(inline)]
+    provider: ProviderDto,
 }
 
 /// A WeChat notification as it arrives (PAYMENTS.md §1.6): the envelope, its resource
@@ -214,6 +340,25 @@ fn refuse(s: &ApiState, provider: ProviderKind, e: &CallbackError) {
 async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result<(), ()> {
     let p = &s.platform;
     let id = n.id.as_str();
+    if let Some(order_id) = n.event.order_id() {
+        // A provider speaks only for its own payments: a genuine notification naming an
+        // order paid through the other provider changes nothing.
+        match p.payment(order_id).await {
+            Ok(payment) if payment.provider.is_some_and(|k| k != provider) => {
+                s.counters.callbacks_moot.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    provider = provider.as_str(),
+                    "notification names another provider's payment; ignored"
+                );
+                return Ok(());
+            }
+            Err(ServiceError::Internal(e)) => {
+                tracing::error!(provider = provider.as_str(), error = %e, "payment not readable; the provider will resend");
+                return Err(());
+            }
+            _ => {}
+        }
+    }
     let r = match n.event {
         NotificationEvent::Authorized { order_id } => p.provider_authorized(&order_id, id).await,
         NotificationEvent::Collected {

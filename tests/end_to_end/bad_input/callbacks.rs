@@ -239,6 +239,11 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
         assert_eq!(v["code"], "FAIL", "wechat {what}: {text}");
         assert_feed_unchanged(app, head, what).await;
     }
+    // A genuine WeChat notification naming Bob's order, which is paid through Alipay:
+    // acknowledged (it verifies), and it changes nothing.
+    let (st, text) = post_callback(&http, &c.base, "wechat", JSON, &good_body, &good_headers).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "another provider's genuine notification: {text}");
+    assert_feed_unchanged(app, head, "another provider's genuine notification").await;
     let (st, text) = post_callback(&http, &c.base, "paypal", JSON, &good_body, &good_headers).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "unknown provider: {text}");
     assert_eq!(
