@@ -41,21 +41,33 @@ async fn refunds_follow_the_provider_and_never_exceed_the_charge(kind: Store) {
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.unwrap());
-    let alice = fleet.new_shopper("13900000011", "alipay", "once").await.unwrap();
-    let p = fleet.purchase(&alice, 0, DoorNo::of(1), &[(LaneNo::of(1), 3)]).await.unwrap();
+    // Alipay refunds synchronously; WeChat answers PROCESSING and notifies later.
+    refunds_through(&app, &fleet, ProviderKind::Alipay, "13900000011", 1).await;
+    refunds_through(&app, &fleet, ProviderKind::Wechat, "13900000021", 2).await;
+    // Bad input is refused with the field.
+    let (st, e) = refund(&fleet, "no-such-order", 1).await;
+    assert_eq!((st, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("order_not_found")));
+    app.stop().await;
+    store.cleanup().await;
+}
+
+/// A purchase through `provider`, then refunds: partial, too much, many at once, the rest.
+async fn refunds_through(app: &App, fleet: &Fleet, provider: ProviderKind, phone: &str, door: u8) {
+    let alice = fleet.new_shopper(phone, provider.as_str(), "once").await.unwrap();
+    let p = fleet.purchase(&alice, 0, DoorNo::of(door), &[(LaneNo::of(1), 3)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "{}", p.order);
     let total = p.order["total_cents"].as_i64().unwrap();
     let id = p.order_id.clone();
 
     // Part of it back: the order is partly refunded once the provider confirms.
-    let (st, r1) = refund(&fleet, &id, total / 3).await;
+    let (st, r1) = refund(fleet, &id, total / 3).await;
     assert_eq!(st, StatusCode::CREATED, "{r1}");
     assert_eq!(
         (r1["state"].as_str(), r1["amount_cents"].as_i64()),
         (Some("pending"), Some(total / 3))
     );
     let o = eventually(20, "the refund confirmed", || async {
-        let o = order(&fleet, &id).await;
+        let o = order(fleet, &id).await;
         (o["state"] == "partially_refunded").then_some(o)
     })
     .await;
@@ -65,13 +77,13 @@ async fn refunds_follow_the_provider_and_never_exceed_the_charge(kind: Store) {
 
     // More than is left: refused, nothing changes.
     let left = total - total / 3;
-    let (st, e) = refund(&fleet, &id, left + 1).await;
+    let (st, e) = refund(fleet, &id, left + 1).await;
     assert_eq!(st, StatusCode::CONFLICT, "{e}");
     assert_eq!(e["error"]["code"], "refund_exceeds_charge");
 
     // Many at once for the rest: together they never give back more than is left.
     let piece = left / 4 + 1;
-    let attempts = futures::future::join_all((0..8).map(|_| refund(&fleet, &id, piece))).await;
+    let attempts = futures::future::join_all((0..8).map(|_| refund(fleet, &id, piece))).await;
     let accepted: i64 = attempts.iter().filter(|(st, _)| *st == StatusCode::CREATED).map(|_| piece).sum();
     assert!(attempts
         .iter()
@@ -80,12 +92,12 @@ async fn refunds_follow_the_provider_and_never_exceed_the_charge(kind: Store) {
     assert_eq!(accepted, piece * (left / piece), "every refund that fitted was accepted");
     let expect = total / 3 + accepted;
     let o = eventually(20, "every refund confirmed", || async {
-        let o = order(&fleet, &id).await;
+        let o = order(fleet, &id).await;
         (o["refunded_cents"] == json!(expect)).then_some(o)
     })
     .await;
     assert_eq!(o["state"], if expect == total { "refunded" } else { "partially_refunded" });
-    let at_provider: i64 = app.sandboxes[&ProviderKind::Alipay]
+    let at_provider: i64 = app.sandboxes[&provider]
         .refunds()
         .iter()
         .filter(|r| r.order_id == id && r.succeeded)
@@ -96,23 +108,19 @@ async fn refunds_follow_the_provider_and_never_exceed_the_charge(kind: Store) {
 
     // The rest, exactly: fully refunded.
     if expect < total {
-        let (st, _) = refund(&fleet, &id, total - expect).await;
+        let (st, _) = refund(fleet, &id, total - expect).await;
         assert_eq!(st, StatusCode::CREATED);
         eventually(20, "fully refunded", || async {
-            (order(&fleet, &id).await["state"] == "refunded").then_some(())
+            (order(fleet, &id).await["state"] == "refunded").then_some(())
         })
         .await;
     }
     // Bad input is refused with the field.
-    let (st, e) = refund(&fleet, &id, 0).await;
+    let (st, e) = refund(fleet, &id, 0).await;
     assert_eq!(
         (st, e["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("amount_cents"))
     );
-    let (st, e) = refund(&fleet, "no-such-order", 1).await;
-    assert_eq!((st, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("order_not_found")));
-    app.stop().await;
-    store.cleanup().await;
 }
 
 on_both_stores!(refunds, refunds_follow_the_provider_and_never_exceed_the_charge);
