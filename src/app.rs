@@ -57,6 +57,8 @@ pub struct AppConfig {
     /// The base URL the providers reach this node's callbacks at (`None`: this node's
     /// own HTTP address).
     pub public_url: Option<String>,
+    /// How long an adapter waits for a provider's answer ([`PROVIDER_TIMEOUT`]).
+    pub provider_timeout: std::time::Duration,
 }
 
 /// Where a node's adapters find the providers.
@@ -109,6 +111,7 @@ impl AppConfig {
             roles: Roles::ALL,
             payments: None,
             public_url: None,
+            provider_timeout: PROVIDER_TIMEOUT,
         }
     }
 
@@ -156,21 +159,27 @@ pub fn sandboxes(keys: &ProviderKeys) -> anyhow::Result<Sandboxes> {
 }
 
 /// The adapters, speaking each provider's protocol to `endpoints`, asking for
-/// notifications at `{callbacks}/callbacks/{provider}`.
-pub fn adapters(keys: &ProviderKeys, endpoints: &ProviderEndpoints, callbacks: &str) -> Vec<Arc<dyn PaymentProvider>> {
+/// notifications at `{callbacks}/callbacks/{provider}`, giving up on an answer after
+/// `timeout` (the outcome is then unknown, and the saga asks again with the same key).
+pub fn adapters(
+    keys: &ProviderKeys,
+    endpoints: &ProviderEndpoints,
+    callbacks: &str,
+    timeout: std::time::Duration,
+) -> Vec<Arc<dyn PaymentProvider>> {
     let callbacks = callbacks.trim_end_matches('/');
     vec![
         Arc::new(WechatAdapter::new(
             &endpoints.wechat,
             keys.wechat.clone(),
             &format!("{callbacks}/callbacks/wechat"),
-            PROVIDER_TIMEOUT,
+            timeout,
         )),
         Arc::new(AlipayAdapter::new(
             &endpoints.alipay,
             keys.alipay.clone(),
             &format!("{callbacks}/callbacks/alipay"),
-            PROVIDER_TIMEOUT,
+            timeout,
         )),
     ]
 }
@@ -229,7 +238,7 @@ impl App {
                 (sandboxes, ProviderEndpoints::sandboxes_at(&local))
             }
         };
-        let providers = adapters(&keys, &endpoints, &public);
+        let providers = adapters(&keys, &endpoints, &public, cfg.provider_timeout);
         let pcfg = PlatformConfig {
             store: cfg.store.clone(),
             saga: cfg.saga,

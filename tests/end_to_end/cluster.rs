@@ -230,7 +230,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     let keys = tare_providers::keys::ProviderKeys::load(&spec.keys).expect("the shared keys");
     let endpoints = tare::app::ProviderEndpoints::sandboxes_at(&spec.sandbox_url);
     let now = tare_providers::sandbox::now_ms();
-    for adapter in tare::app::adapters(&keys, &endpoints, &spec.sandbox_url) {
+    for adapter in tare::app::adapters(&keys, &endpoints, &spec.sandbox_url, tare::app::PROVIDER_TIMEOUT) {
         for date in [
             tare_providers::sandbox::china_date(now - 86_400_000),
             tare_providers::sandbox::china_date(now),
