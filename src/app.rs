@@ -70,6 +70,10 @@ pub struct ProviderEndpoints {
     /// Alipay's gateway (`https://openapi.alipay.com/gateway.do`, or
     /// `http://host:port/sandbox/alipay/gateway.do` of `tare sandbox`).
     pub alipay: String,
+    /// Where shoppers reach the sandboxes' confirm page when it is not where the nodes
+    /// reach the sandboxes (`http://localhost:8790` for a sandbox the nodes call
+    /// `http://sandbox:8790`); `None`: the same place.
+    pub confirm: Option<String>,
 }
 
 impl ProviderEndpoints {
@@ -80,6 +84,7 @@ impl ProviderEndpoints {
         Self {
             wechat: format!("{base}/sandbox/wechat"),
             alipay: format!("{base}/sandbox/alipay/gateway.do"),
+            confirm: None,
         }
     }
 }
@@ -168,20 +173,24 @@ pub fn adapters(
     timeout: std::time::Duration,
 ) -> Vec<Arc<dyn PaymentProvider>> {
     let callbacks = callbacks.trim_end_matches('/');
-    vec![
-        Arc::new(WechatAdapter::new(
-            &endpoints.wechat,
-            keys.wechat.clone(),
-            &format!("{callbacks}/callbacks/wechat"),
-            timeout,
-        )),
-        Arc::new(AlipayAdapter::new(
-            &endpoints.alipay,
-            keys.alipay.clone(),
-            &format!("{callbacks}/callbacks/alipay"),
-            timeout,
-        )),
-    ]
+    let mut wechat = WechatAdapter::new(
+        &endpoints.wechat,
+        keys.wechat.clone(),
+        &format!("{callbacks}/callbacks/wechat"),
+        timeout,
+    );
+    let mut alipay = AlipayAdapter::new(
+        &endpoints.alipay,
+        keys.alipay.clone(),
+        &format!("{callbacks}/callbacks/alipay"),
+        timeout,
+    );
+    if let Some(confirm) = &endpoints.confirm {
+        let confirm = confirm.trim_end_matches('/');
+        wechat = wechat.with_confirm_base(&format!("{confirm}/sandbox/wechat"));
+        alipay = alipay.with_confirm_base(&format!("{confirm}/sandbox/alipay"));
+    }
+    vec![Arc::new(wechat), Arc::new(alipay)]
 }
 
 /// `http://addr` as another process reaches it: an unspecified address (`0.0.0.0`, `::`)

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: HTTP API, device hub, sagas and projections.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run N purchases on a fresh embedded platform and print a summary.
     Demo(DemoArgs),
     /// The payment sandboxes as a service of their own, shared by a cluster's nodes
@@ -31,6 +31,9 @@ enum Command {
     Sandbox(SandboxArgs),
     /// Apply the database migrations (`migrations/`) and exit.
     Migrate(MigrateArgs),
+    /// Make the provider keys that are missing in the keys directory, and say what to
+    /// give each provider (the public keys, never a private one) [API.md "Provider keys"].
+    Keys(KeysArgs),
     /// Benchmarks (ratios against a baseline measured in the same run).
     Bench(tare::bench::BenchArgs),
     /// A virtual fleet that connects to a running platform exactly as PROTOCOL.md says,
@@ -156,6 +159,11 @@ struct ServeArgs {
     /// on this node's own listener (every node of a cluster must reach the same provider).
     #[arg(long, env = "TARE_PAYMENTS_URL", value_parser = parse_http_url, conflicts_with_all = ["wechat_url", "alipay_url"])]
     payments: Option<String>,
+    /// Where shoppers reach the `--payments` sandboxes' confirm page, when not at the URL
+    /// the nodes use (e.g. `http://localhost:8790` for a sandbox the nodes call
+    /// `http://sandbox:8790`).
+    #[arg(long, env = "TARE_PAYMENTS_CONFIRM_URL", value_parser = parse_http_url, requires = "payments")]
+    payments_confirm_url: Option<String>,
     /// WeChat Pay's API base (e.g. `https://api.mch.weixin.qq.com`): the real provider, with
     /// --alipay-url.
     #[arg(long, env = "TARE_WECHAT_URL", value_parser = parse_http_url, requires = "alipay_url")]
@@ -197,6 +205,13 @@ struct SandboxArgs {
 }
 
 #[derive(clap::Args)]
+struct KeysArgs {
+    /// The keys directory (made when absent).
+    #[arg(long, env = "TARE_KEYS", default_value = "data/keys")]
+    keys: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct MigrateArgs {
     /// PostgreSQL URL (otherwise the embedded store in --data).
     #[arg(long, env = "TARE_POSTGRES_URL")]
@@ -229,9 +244,10 @@ async fn main() -> anyhow::Result<()> {
         .with_target(false)
         .init();
     match Cli::parse().command {
-        Command::Serve(a) => serve(a).await,
+        Command::Serve(a) => serve(*a).await,
         Command::Demo(a) => demo(a).await,
         Command::Migrate(a) => migrate(a).await,
+        Command::Keys(a) => keys(a),
         Command::Sandbox(a) => sandbox(a).await,
         Command::Bench(a) => tare::bench::run(a).await,
         Command::Sim(a) => sim(a).await,
@@ -298,10 +314,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.keys = Some(a.keys.clone().unwrap_or_else(|| a.data.join("keys")));
     cfg.payments = match (&a.payments, &a.wechat_url, &a.alipay_url) {
-        (Some(url), _, _) => Some(tare::app::ProviderEndpoints::sandboxes_at(url)),
+        (Some(url), _, _) => Some(tare::app::ProviderEndpoints {
+            confirm: a.payments_confirm_url.clone(),
+            ..tare::app::ProviderEndpoints::sandboxes_at(url)
+        }),
         (None, Some(wechat), Some(alipay)) => Some(tare::app::ProviderEndpoints {
             wechat: wechat.trim_end_matches('/').to_string(),
             alipay: alipay.clone(),
+            confirm: None,
         }),
         _ => None,
     };
@@ -417,6 +437,24 @@ async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
         })
         .await
         .context("serving the sandbox")?;
+    Ok(())
+}
+
+/// Makes the missing provider keys and prints the public facts: what a merchant uploads
+/// to each provider and what the providers' answers are checked with.
+fn keys(a: KeysArgs) -> anyhow::Result<()> {
+    let k =
+        tare_providers::keys::ProviderKeys::load_or_generate(&a.keys).with_context(|| format!("provider keys in {}", a.keys.display()))?;
+    let dir = a.keys.display();
+    println!("provider keys in {dir}");
+    println!(
+        "wechat: mchid {} appid {} service_id {}; merchant key serial {} (upload {dir}/wechat/merchant_public_key.pem); platform key serial {}",
+        k.wechat.merchant.mchid, k.wechat.merchant.appid, k.wechat.merchant.service_id, k.wechat.merchant.serial_no, k.wechat.platform.serial_no
+    );
+    println!(
+        "alipay: app_id {} seller_id {} (upload {dir}/alipay/app_public_key.pem)",
+        k.alipay.app.app_id, k.alipay.app.seller_id
+    );
     Ok(())
 }
 

@@ -36,6 +36,8 @@ const SETUP_CODES: [&str; 3] = ["SIGN_ERROR", "NO_AUTH", "PARAM_ERROR"];
 /// WeChat Pay Score for the platform (sandbox or the real API, by `base_url`).
 pub struct WechatAdapter {
     base: String,
+    /// Where shoppers reach the sandbox's confirm page (the base unless told otherwise).
+    confirm_base: String,
     prefix: String,
     keys: crate::keys::WechatKeys,
     notify_url: String,
@@ -61,12 +63,20 @@ impl WechatAdapter {
             .unwrap_or_default();
         let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
         Self {
+            confirm_base: base.clone(),
             base,
             prefix,
             keys,
             notify_url: notify_url.to_string(),
             http,
         }
+    }
+
+    /// Shoppers reach the sandbox's confirm page at `base` (`{base}/authorizations/{no}/
+    /// confirm`) rather than at the API base (a sandbox behind another name).
+    pub fn with_confirm_base(mut self, base: &str) -> Self {
+        self.confirm_base = base.trim_end_matches('/').to_string();
+        self
     }
 
     /// One signed call; the answer's signature is checked before anything is read.
@@ -238,7 +248,7 @@ impl PaymentProvider for WechatAdapter {
         let order: ServiceOrder = self.post("/v3/payscore/serviceorder", &body).await?;
         match order.state.as_str() {
             "CREATED" if need_user_confirm => Ok(AuthorizationCreated {
-                confirm_url: Some(format!("{}/authorizations/{no}/confirm", self.base)),
+                confirm_url: Some(format!("{}/authorizations/{no}/confirm", self.confirm_base)),
                 provider_order_ref: no,
                 authorized: false,
             }),
