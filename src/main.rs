@@ -84,7 +84,7 @@ struct SimArgs {
     orders: Option<usize>,
     /// The payment sandboxes misbehave on demand (the node must run them): a comma-separated
     /// list of duplicate, reorder, drop, reject-risk, delay=MS, system-errors=N,
-    /// fail-collections=N, slow=MS, pending=N.
+    /// fail-collections=N, fail-refunds=N, slow=MS, pending=N.
     #[arg(long, value_parser = tare::provider_faults::parse)]
     provider_faults: Option<serde_json::Value>,
     /// Percent of messages sent twice.

@@ -1,6 +1,6 @@
 //! `--provider-faults`: the payment sandboxes' behaviours on demand for `tare sim` and the
 //! demo, as one comma-separated list (`duplicate,reorder,delay=1500,drop,system-errors=2,
-//! fail-collections=1,reject-risk,slow=12000,pending=3`), turned into the body of
+//! fail-collections=1,fail-refunds=1,reject-risk,slow=12000,pending=3`), turned into the body of
 //! `PUT /sandbox/{provider}/behaviour`.
 
 use crate::fleet::ApiClient;
@@ -38,11 +38,12 @@ pub fn parse(list: &str) -> Result<Value, String> {
             "delay" => ("delay_notifications_ms", number("delay", 600_000)?),
             "system-errors" => ("system_errors", number("system-errors", 100)?),
             "fail-collections" => ("fail_collections", number("fail-collections", 100)?),
+            "fail-refunds" => ("fail_refunds", number("fail-refunds", 100)?),
             "slow" => ("slow_answer_ms", number("slow", 120_000)?),
             "pending" => ("max_pending_per_shopper", number("pending", 1000)?),
             other => {
                 return Err(format!(
-                    "unknown provider fault `{other}` (duplicate, reorder, drop, reject-risk, delay=MS, system-errors=N, fail-collections=N, slow=MS, pending=N)"
+                    "unknown provider fault `{other}` (duplicate, reorder, drop, reject-risk, delay=MS, system-errors=N, fail-collections=N, fail-refunds=N, slow=MS, pending=N)"
                 ))
             }
         };

@@ -17,6 +17,10 @@ pub struct Behaviour {
     pub reject_risk: bool,
     /// Deductions that fail (insufficient funds) before one succeeds, per order.
     pub fail_collections: u32,
+    /// Refunds that fail for good before one goes through, across the sandbox (WeChat:
+    /// `CLOSED` after `PROCESSING`, notified as `REFUND.CLOSED`; Alipay: refused with
+    /// `ACQ.SELLER_BALANCE_NOT_ENOUGH`). Counted down as they fail.
+    pub fail_refunds: u32,
     /// Calls answered with a system error (WeChat 500 `SYSTEM_ERROR`, Alipay `20000`)
     /// before the real answer, per order: the adapter must query or retry.
     pub system_errors: u32,
@@ -52,6 +56,7 @@ impl Default for Behaviour {
             max_pending_per_shopper: 3,
             reject_risk: false,
             fail_collections: 0,
+            fail_refunds: 0,
             system_errors: 0,
             slow_answers: Duration::ZERO,
             notifications: NotificationFaults::default(),

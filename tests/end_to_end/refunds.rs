@@ -254,3 +254,65 @@ async fn a_dead_charge_is_listed_retried_and_settled_by_hand(kind: Store) {
 }
 
 on_both_stores!(dead_letters, a_dead_charge_is_listed_retried_and_settled_by_hand);
+
+async fn a_refused_refund_gives_its_amount_back_to_refund(kind: Store) {
+    let store = TestStore::new(kind).await;
+    let app = App::start(config(&store)).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1,
+        pk: "rff".into(),
+        ..FleetSpec::default()
+    };
+    let fleet = Arc::new(Fleet::provision(&app, &spec).await.unwrap());
+    for (provider, phone, door) in [(ProviderKind::Wechat, "13900000031", 1), (ProviderKind::Alipay, "13900000032", 2)] {
+        let what = provider.as_str();
+        let shopper = fleet.new_shopper(phone, what, "once").await.unwrap();
+        let p = fleet.purchase(&shopper, 0, DoorNo::of(door), &[(LaneNo::of(1), 2)]).await.unwrap();
+        assert_eq!(p.order["state"], "paid", "{what}: {}", p.order);
+        let total = p.order["total_cents"].as_i64().unwrap();
+        let id = p.order_id.clone();
+        // The provider refuses the first refund for good (WeChat closes it after
+        // PROCESSING; Alipay refuses it at once).
+        app.sandboxes[&provider].set_behaviour(SandboxBehaviour {
+            fail_refunds: 1,
+            ..SandboxBehaviour::default()
+        });
+        let (st, r1) = refund(&fleet, &id, total).await;
+        assert_eq!(st, StatusCode::CREATED, "{what}: {r1}");
+        let o = eventually(20, "the refund refused", || async {
+            let o = order(&fleet, &id).await;
+            (o["refunds"][0]["state"] == "failed").then_some(o)
+        })
+        .await;
+        assert_eq!(o["state"], "paid", "{what}: a refused refund leaves the order paid: {o}");
+        assert_eq!(o["refunded_cents"], json!(0), "{what}: {o}");
+        // Its amount is refundable again; this time the money goes back.
+        let (st, r2) = refund(&fleet, &id, total).await;
+        assert_eq!(st, StatusCode::CREATED, "{what}: {r2}");
+        assert_ne!(r2["refund_id"], r1["refund_id"]);
+        let o = eventually(20, "the second refund through", || async {
+            let o = order(&fleet, &id).await;
+            (o["state"] == "refunded").then_some(o)
+        })
+        .await;
+        assert_eq!(o["refunded_cents"], json!(total), "{what}: {o}");
+        let back: Vec<_> = app.sandboxes[&provider]
+            .refunds()
+            .into_iter()
+            .filter(|r| r.order_id == id && r.succeeded)
+            .collect();
+        assert_eq!(back.len(), 1, "{what}: {back:?}");
+        assert_eq!(back[0].amount.get(), total, "{what}");
+        // Nothing more to give back.
+        let (st, e) = refund(&fleet, &id, 1).await;
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("refund_exceeds_charge")),
+            "{what}"
+        );
+    }
+    app.stop().await;
+    store.cleanup().await;
+}
+
+on_both_stores!(refused_refund, a_refused_refund_gives_its_amount_back_to_refund);

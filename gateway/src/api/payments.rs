@@ -105,6 +105,10 @@ pub(super) struct SandboxBehaviourDto {
     #[schema(maximum = 100)]
     #[serde(default)]
     fail_collections: u32,
+    /// Refunds that fail for good before one goes through.
+    #[schema(maximum = 100)]
+    #[serde(default)]
+    fail_refunds: u32,
     /// Calls answered with a system error before the real answer, per order.
     #[schema(maximum = 100)]
     #[serde(default)]
@@ -137,6 +141,7 @@ impl SandboxBehaviourDto {
         }
         for (field, v, max) in [
             ("fail_collections", self.fail_collections, 100),
+            ("fail_refunds", self.fail_refunds, 100),
             ("system_errors", self.system_errors, 100),
             ("slow_answer_ms", self.slow_answer_ms, 120_000),
             ("delay_notifications_ms", self.delay_notifications_ms, 600_000),
@@ -149,6 +154,7 @@ impl SandboxBehaviourDto {
             max_pending_per_shopper: pending as usize,
             reject_risk: self.reject_risk,
             fail_collections: self.fail_collections,
+            fail_refunds: self.fail_refunds,
             system_errors: self.system_errors,
             slow_answers: Duration::from_millis(self.slow_answer_ms.into()),
             notifications: NotificationFaults {

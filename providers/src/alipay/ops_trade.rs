@@ -180,6 +180,10 @@ impl Store {
             if explicit.is_none() && amount != t.total {
                 return Err(business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额与交易金额不一致"));
             }
+            if self.behaviour.fail_refunds > 0 {
+                self.behaviour.fail_refunds -= 1;
+                return Err(business("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足"));
+            }
             if t.refunded + amount > t.total {
                 return Err(business("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限"));
             }

@@ -109,7 +109,7 @@ pub struct WechatSandbox {
     pub(super) keys: WechatKeys,
     pub(super) platform_key: PrivateKey,
     pub(super) book: Mutex<Book>,
-    behaviour: Mutex<Behaviour>,
+    pub(super) behaviour: Mutex<Behaviour>,
     notify_base: Mutex<String>,
     pub(super) http: reqwest::Client,
     /// Where notifications go when their `notify_url` does not answer.

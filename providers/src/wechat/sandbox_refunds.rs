@@ -7,7 +7,7 @@
 use super::bill::{render_bill, sha1_hex};
 use super::clock::rfc3339_china;
 use super::notifier::Event;
-use super::sandbox::{Fault, RefundRecord, WechatSandbox};
+use super::sandbox::{lock, Fault, RefundRecord, WechatSandbox};
 use super::wire::{BillRef, CreateRefund, RefundAmount, RefundObject, RefundResource};
 use crate::sandbox::{china_date, now_ms, Sandbox};
 use axum::http::StatusCode;
@@ -107,8 +107,16 @@ impl WechatSandbox {
         });
     }
 
-    /// PROCESSING → SUCCESS, notified as `REFUND.SUCCESS`.
+    /// PROCESSING → SUCCESS, notified as `REFUND.SUCCESS` (or → CLOSED, notified as
+    /// `REFUND.CLOSED`, while the behaviour says refunds fail).
     fn finish_refund(&self, out_refund_no: &str) {
+        let fails = {
+            let mut b = lock(&self.behaviour);
+            let fails = b.fail_refunds > 0;
+            b.fail_refunds = b.fail_refunds.saturating_sub(1);
+            fails
+        };
+        let status = if fails { "CLOSED" } else { "SUCCESS" };
         let (resource, url) = {
             let mut book = self.book();
             let Some(r) = book.refunds.get_mut(out_refund_no) else {
@@ -117,8 +125,10 @@ impl WechatSandbox {
             if r.view.status != "PROCESSING" {
                 return;
             }
-            r.view.status = "SUCCESS".into();
-            r.view.success_time = Some(rfc3339_china(now_ms()));
+            r.view.status = status.into();
+            if !fails {
+                r.view.success_time = Some(rfc3339_china(now_ms()));
+            }
             let v = &r.view;
             let resource = RefundResource {
                 mchid: self.keys.merchant.mchid.clone(),
@@ -126,7 +136,7 @@ impl WechatSandbox {
                 transaction_id: v.transaction_id.clone(),
                 out_refund_no: v.out_refund_no.clone(),
                 refund_id: v.refund_id.clone(),
-                refund_status: "SUCCESS".into(),
+                refund_status: status.into(),
                 success_time: v.success_time.clone(),
                 user_received_account: v.user_received_account.clone(),
                 amount: RefundAmount {
@@ -139,8 +149,8 @@ impl WechatSandbox {
         self.notify(
             &url,
             Event {
-                event_type: "REFUND.SUCCESS",
-                summary: "退款成功",
+                event_type: if fails { "REFUND.CLOSED" } else { "REFUND.SUCCESS" },
+                summary: if fails { "退款关闭" } else { "退款成功" },
                 original_type: "refund",
                 resource: serde_json::to_vec(&resource).unwrap_or_default(),
             },
