@@ -148,8 +148,17 @@ pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
 /// `tare bench …` arguments.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `purchase`, `gateway` or `store`.
+    /// What to measure: `purchase`, `gateway`, `store`, `callbacks` or `providers`.
     pub what: String,
+    /// `callbacks`: genuine notifications sent per provider.
+    #[arg(long, default_value_t = 2_000)]
+    pub notifications: usize,
+    /// `callbacks`: concurrent HTTP clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// `providers`: adapter calls of each kind per provider.
+    #[arg(long, default_value_t = 300)]
+    pub calls: usize,
     /// `gateway`: idle cabinets to connect (each costs two file descriptors here, the
     /// endpoint's and the benchmark client's).
     #[arg(long, default_value_t = 5_000)]
@@ -236,7 +245,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             })
             .await
         }
-        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store)"),
+        "callbacks" => {
+            crate::bench_callbacks::run(crate::bench_callbacks::CallbacksBench {
+                notifications: a.notifications,
+                concurrency: a.concurrency,
+            })
+            .await
+        }
+        "providers" => crate::bench_providers::run(crate::bench_providers::ProvidersBench { calls: a.calls }).await,
+        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store, callbacks, providers)"),
     }
 }
 
