@@ -202,7 +202,12 @@ struct Row {
 
 async fn measure(app: &App, b: &ProvidersBench) -> anyhow::Result<Vec<Row>> {
     let (sink, sink_task) = notification_sink().await?;
-    let providers = adapters(&app.provider_keys, &ProviderEndpoints::sandboxes_at(&app.base_url), &sink);
+    let providers = adapters(
+        &app.provider_keys,
+        &ProviderEndpoints::sandboxes_at(&app.base_url),
+        &sink,
+        crate::app::PROVIDER_TIMEOUT,
+    );
     let http = reqwest::Client::new();
     let floor_url = format!("{}/providers-bench/no-such-endpoint", app.base_url);
     // Warm up (connections, caches): not measured.

@@ -339,10 +339,11 @@ fn refuse(s: &ApiState, provider: ProviderKind, e: &CallbackError) {
     tracing::warn!(provider = provider.as_str(), reason = e.reason(), "provider notification refused");
 }
 
-/// Acts on a verified notification as its provider documents it. A notification that
-/// names an order we do not know, or that the order's state makes moot, is genuine all
-/// the same: it is acknowledged (the provider would otherwise send it for a day) and
-/// counted. `Err` only when the store failed, so the provider sends it again.
+/// Acts on a verified notification as its provider documents it. One that the order's
+/// state makes moot, or that names another provider's payment, is genuine all the same:
+/// it is acknowledged and counted. `Err` (the provider sends it again) when the store
+/// failed, or when the payment it names is not opened here yet (the provider notified
+/// before we recorded its answer to our create).
 async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result<(), ()> {
     let p = &s.platform;
     let id = n.id.as_str();
@@ -350,6 +351,16 @@ async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result
         // A provider speaks only for its own payments: a genuine notification naming an
         // order paid through the other provider changes nothing.
         match p.payment(order_id).await {
+            Ok(payment) if payment.state == tare_domain::payment::PaymentState::New => {
+                // Not opened here yet: the provider answered our create and notified
+                // before we recorded its answer. Not acknowledged, so the provider sends
+                // it again once we know the payment.
+                tracing::info!(
+                    provider = provider.as_str(),
+                    "notification for a payment not opened yet; the provider will resend"
+                );
+                return Err(());
+            }
             Ok(payment) if payment.provider.is_some_and(|k| k != provider) => {
                 s.counters.callbacks_moot.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
