@@ -526,3 +526,49 @@ async fn a_refund_goes_to_the_provider_with_its_id_and_its_outcome_is_recorded()
         assert_eq!(last.as_deref(), expect_last.or(Some("RefundRequested")));
     }
 }
+
+#[tokio::test]
+async fn an_unconfirmed_authorization_is_asked_about_until_the_provider_has_it() {
+    let awaiting = PaymentEvent::PaymentOpened {
+        order_id: ORDER.into(),
+        provider: ProviderKind::Alipay,
+        confirm_mode: ConfirmMode::EachTime,
+        provider_order_ref: "ref-1".into(),
+        confirm_url: Some("https://confirm".into()),
+        at: NOW,
+    };
+    let check = Effect::CheckAuthorization { order_id: ORDER.into() };
+    let cfg = SagaConfig::default();
+
+    // The shopper has not confirmed yet: ask again after `auth_check_ms`, change nothing.
+    let not_yet = ScriptedProvider {
+        query: Mutex::new(Some(ProviderOrderStatus::AwaitingConfirmation)),
+        ..ScriptedProvider::default()
+    };
+    let w = world(vec![created()], vec![awaiting.clone()], not_yet, RecordingDevices::default());
+    assert_eq!(run(&w, check.clone()).await, EffectOutcome::Defer(NOW + cfg.auth_check_ms));
+    assert_eq!(*w.provider.calls.lock().unwrap(), ["query"]);
+    assert_eq!(w.payments.events_of(ORDER).len(), 1);
+
+    // The provider has it (its notification was lost): the payment is authorized, once.
+    let given = ScriptedProvider {
+        query: Mutex::new(Some(ProviderOrderStatus::Authorized)),
+        ..ScriptedProvider::default()
+    };
+    let w = world(vec![created()], vec![awaiting.clone()], given, RecordingDevices::default());
+    assert_eq!(run(&w, check.clone()).await, EffectOutcome::Done);
+    assert!(matches!(
+        w.payments.events_of(ORDER).last(),
+        Some(PaymentEvent::PaymentAuthorized { notification_id: None, .. })
+    ));
+    // Already authorized (the notification came after all): nothing asked, nothing added.
+    let before = w.payments.events_of(ORDER).len();
+    assert_eq!(run(&w, check.clone()).await, EffectOutcome::Done);
+    assert_eq!(w.payments.events_of(ORDER).len(), before);
+    assert_eq!(*w.provider.calls.lock().unwrap(), ["query"]);
+
+    // Not created at the provider yet: ask again later, without a query.
+    let w = world(vec![created()], vec![], ScriptedProvider::default(), RecordingDevices::default());
+    assert_eq!(run(&w, check).await, EffectOutcome::Defer(NOW + cfg.auth_check_ms));
+    assert!(w.provider.calls.lock().unwrap().is_empty());
+}
