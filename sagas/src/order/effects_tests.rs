@@ -522,7 +522,7 @@ async fn a_refund_goes_to_the_provider_with_its_id_and_its_outcome_is_recorded()
         let outcome = run(&w, send.clone()).await;
         assert_eq!(matches!(outcome, EffectOutcome::Defer(_)), expect_defer, "{outcome:?}");
         assert_eq!(*w.provider.calls.lock().unwrap(), ["refund rf-1 200 of 500"]);
-        let last = w.payments.events_of(ORDER).last().map(|e| cqrs_es::DomainEvent::event_type(e));
+        let last = w.payments.events_of(ORDER).last().map(cqrs_es::DomainEvent::event_type);
         assert_eq!(last.as_deref(), expect_last.or(Some("RefundRequested")));
     }
 }
