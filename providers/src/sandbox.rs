@@ -188,24 +188,7 @@ pub fn now_ms() -> UnixMs {
 /// The provider's local date (China, UTC+8) of `at`, `YYYY-MM-DD`: the day a bill puts
 /// a payment in.
 pub fn china_date(at: UnixMs) -> String {
-    let days = (at + 8 * 3_600_000).div_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    tare_domain::reconciliation::dates::china_date(at)
 }
 
 #[cfg(test)]

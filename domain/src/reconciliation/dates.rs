@@ -60,8 +60,9 @@ pub fn nightly_due(date: &str, minute: i64) -> Option<UnixMs> {
     Some(day_start(date)? + DAY_MS + minute.clamp(0, 1439) * 60_000)
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant):
+/// the one calendar every China-time format of the platform and the providers uses.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -75,7 +76,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// (year, month, day) → days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

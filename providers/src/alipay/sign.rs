@@ -180,19 +180,8 @@ pub fn parse_china_datetime(s: &str) -> Option<UnixMs> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    let days = days_from_civil(y, m, day);
+    let days = tare_domain::reconciliation::dates::days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(day).ok()?);
     Some(((days * 86_400 + h * 3600 + mi * 60 + sec) - 8 * 3600) * 1000)
-}
-
-/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The times WeChat writes, all in China time (UTC+8): RFC 3339 with `+08:00`
 //! (notifications, refunds), `yyyyMMddHHmmss` (time ranges) and `yyyy-MM-dd HH:mm:ss`
-//! (bills). Hand-written because the crate carries no date library.
+//! (bills). Hand-written because the crate carries no date library; the calendar is the domain's.
 
+use tare_domain::reconciliation::dates::{civil_from_days, days_from_civil};
 use tare_domain::UnixMs;
 
 const DAY_MS: i64 = 86_400_000;
@@ -77,33 +78,8 @@ pub fn parse_bill_time(s: &str) -> Option<UnixMs> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?);
     Some(days * DAY_MS + (h * 3600 + mi * 60 + se) * 1000 - CHINA_OFFSET_MS)
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01 (Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
