@@ -1,6 +1,7 @@
 //! One readable line per saga step, from the global feed [E3]: what `serve --demo` logs
 //! and what operators tail.
 
+use tare_domain::anomaly::{AnomalyAction, AnomalyEvent};
 use tare_domain::cabinet::{CabinetEvent, Holder};
 use tare_domain::command::CommandEvent;
 use tare_domain::order::{HandSettlement, OrderEvent};
@@ -21,7 +22,19 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
         AnyEvent::Command(e) => command_line(id, e),
         AnyEvent::Payment(e) => payment_line(short(id), e),
         AnyEvent::Cabinet(e) => cabinet_line(id, e),
+        AnyEvent::Anomaly(e) => Some(anomaly_line(id, e)),
         _ => None,
+    }
+}
+
+/// A step of anomaly `a` in the queue [M3].
+fn anomaly_line(a: &str, e: AnomalyEvent) -> String {
+    match e {
+        AnomalyEvent::AnomalyOpened { facts } => format!("anomaly {a}: opened ({}): {}", facts.kind, facts.detail),
+        AnomalyEvent::AnomalyClosed { action, by, note, .. } => match action {
+            AnomalyAction::Refund { amount, .. } => format!("anomaly {a}: refunded {amount} by {by}: {note}"),
+            other => format!("anomaly {a}: {} by {by}: {note}", other.as_str()),
+        },
     }
 }
 

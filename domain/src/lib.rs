@@ -6,6 +6,7 @@
 //! Architecture Invariant: nothing here performs I/O, spawns tasks or reads a clock. Time
 //! (`at`, Unix ms) and ids arrive inside commands, so every decision can be replayed.
 
+pub mod anomaly;
 pub mod cabinet;
 pub mod command;
 pub mod coupon;
@@ -44,6 +45,8 @@ pub enum AnyEvent {
     Command(command::CommandEvent),
     /// A reconciliation event [R3].
     Reconciliation(reconciliation::ReconciliationEvent),
+    /// An anomaly-queue event [M3, R4].
+    Anomaly(anomaly::AnomalyEvent),
 }
 
 impl AnyEvent {
@@ -59,6 +62,7 @@ impl AnyEvent {
             t if t == payment::Payment::TYPE => serde_json::from_value(payload).map(Self::Payment),
             t if t == command::DeviceCommand::TYPE => serde_json::from_value(payload).map(Self::Command),
             t if t == reconciliation::Reconciliation::TYPE => serde_json::from_value(payload).map(Self::Reconciliation),
+            t if t == anomaly::AnomalyCase::TYPE => serde_json::from_value(payload).map(Self::Anomaly),
             _ => return None,
         })
     }

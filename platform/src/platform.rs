@@ -100,6 +100,7 @@ impl Platform {
                 cabinets: aggregates.cabinets.clone(),
                 shoppers: aggregates.shoppers.clone(),
                 commands: aggregates.commands.clone(),
+                anomalies: aggregates.anomalies.clone(),
                 providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
                 devices,
                 telemetry,

@@ -193,6 +193,8 @@ pub struct Aggregates {
     pub commands: Arc<AggregateStore<tare_domain::command::DeviceCommand>>,
     /// Bill reconciliations, one per provider day [R3].
     pub reconciliations: Arc<AggregateStore<tare_domain::reconciliation::Reconciliation>>,
+    /// The anomaly queue, one aggregate per anomaly [M3, R4].
+    pub anomalies: Arc<AggregateStore<tare_domain::anomaly::AnomalyCase>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -208,6 +210,7 @@ impl Aggregates {
             payments: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commands: Arc::new(AggregateStore::new(db, false, commits.clone())),
             reconciliations: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            anomalies: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

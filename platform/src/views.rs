@@ -40,6 +40,25 @@ impl Views {
         rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
     }
 
+    /// Documents of `view` whose owner starts with `prefix`, by owner then id (a range
+    /// on the owner index, not a scan).
+    pub async fn by_owner_prefix(&self, view: &str, prefix: &str, limit: i64) -> Result<Vec<Value>, DbError> {
+        // Every owner with the prefix sorts at or after it and before the prefix with its
+        // last byte raised by one (prefixes here end in ASCII).
+        let mut end = prefix.to_string();
+        let last = end.pop().map_or('\u{1}', |c| char::from_u32(c as u32 + 1).unwrap_or(char::MAX));
+        end.push(last);
+        // Byte order on both stores (PostgreSQL's locale collations skip punctuation).
+        let sql = if self.db.is_postgres() {
+            r#"SELECT doc FROM views WHERE view = $1 AND owner COLLATE "C" >= $2 AND owner COLLATE "C" < $3 ORDER BY owner COLLATE "C", id LIMIT $4"#
+        } else {
+            "SELECT doc FROM views WHERE view = $1 AND owner >= $2 AND owner < $3 ORDER BY owner, id LIMIT $4"
+        };
+        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql)
+            .bind(view).bind(prefix).bind(&end).bind(limit).fetch_all(pool).await?);
+        rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
+    }
+
     /// Every document of `view`, by id.
     pub async fn all(&self, view: &str) -> Result<Vec<Value>, DbError> {
         let sql = "SELECT doc FROM views WHERE view = $1 ORDER BY id";

@@ -6,9 +6,11 @@
 //! Architecture Invariant: a projection only reads its own documents and the event in
 //! hand, so dropping its documents and replaying the feed rebuilds it byte for byte.
 
+mod anomalies;
 mod dead_letters;
 mod money_movements;
 
+pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
 
@@ -48,6 +50,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(DevicePresence),
         Box::new(DeadLetters),
         Box::new(MoneyMovements),
+        Box::new(Anomalies),
     ]
 }
 

@@ -174,6 +174,14 @@ pub enum Effect {
         /// The provider's local date reconciled.
         date: String,
     },
+    /// Open an anomaly in the queue [M3] (with its order's cabinet and door, read when
+    /// the effect runs).
+    RaiseAnomaly {
+        /// The anomaly's stable id.
+        anomaly_id: String,
+        /// What was found.
+        facts: tare_domain::anomaly::AnomalyFacts,
+    },
 }
 
 impl Effect {
@@ -183,6 +191,7 @@ impl Effect {
         match self {
             Self::DeliverCommand { cmd_id, .. } => cmd_id,
             Self::ReconcileBills { date } => date,
+            Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
             Self::OpenPayment { order_id }
             | Self::CancelPayment { order_id, .. }
             | Self::AuthorizeOrder { order_id }

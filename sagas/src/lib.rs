@@ -8,6 +8,7 @@
 //!
 //! - [`order`]: the purchase saga [O3–O8];
 //! - [`device_command`]: delivery and resend of device commands [D7];
+//! - [`anomaly`]: filling the anomaly queue from what orders and bills find [M3];
 //! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
 //! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
 //!
@@ -18,6 +19,7 @@
 //! domain's (`tare_domain::order::rules`, the aggregates), an effect only loads, calls
 //! and commits.
 
+pub mod anomaly;
 mod config;
 pub mod device_command;
 pub mod effect;
@@ -34,7 +36,11 @@ use tare_domain::AnyEvent;
 pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
     match event {
         AnyEvent::Command(e) => device_command::decide(aggregate_id, e, cfg),
-        other => order::decide(aggregate_id, other, cfg),
+        other => {
+            let mut out = order::decide(aggregate_id, other, cfg);
+            out.extend(anomaly::decide(aggregate_id, other));
+            out
+        }
     }
 }
 
@@ -42,6 +48,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
 pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &str) -> EffectOutcome {
     let outcome = match effect {
         Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
+        Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         other => order::run(ports, cfg, other, key).await,
     };
     outcome.into()

@@ -9,6 +9,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tare_domain::anomaly::AnomalyCase;
 use tare_domain::cabinet::Cabinet;
 use tare_domain::command::DeviceCommand;
 use tare_domain::coupon::CouponPolicy;
@@ -337,6 +338,8 @@ pub struct EffectPorts {
     pub shoppers: Arc<dyn AggregatePort<Shopper>>,
     /// Device commands [D7].
     pub commands: Arc<dyn AggregatePort<DeviceCommand>>,
+    /// The anomaly queue [M3].
+    pub anomalies: Arc<dyn AggregatePort<AnomalyCase>>,
     /// Payment providers by kind.
     pub providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
     /// The device link.

@@ -2,8 +2,9 @@
 //! reconcile against the provider's bill of today with nothing to report and no
 //! anomaly; a provider that lost our charges (a fresh provider after a restart) shows
 //! them missing at the provider, each raised once as an anomaly however often the day
-//! is run again; bad input is refused with the field. Only the provider's bill port and
-//! the platform's API are relied on.
+//! is run again, and queued once for an operator at its order's cabinet; bad input is
+//! refused with the field. Only the provider's bill port and the platform's API are
+//! relied on.
 
 use crate::common::{config, eventually, Store, TestStore};
 use reqwest::StatusCode;
@@ -67,7 +68,12 @@ async fn bills_reconcile_with_the_providers_bill(kind: Store) {
     );
     let (_, again) = fleet.client.get(&path, &fleet.client.admin).await.unwrap();
     assert_eq!(again, r);
-    let events = reconciliation_events(&fleet.client).await;
+    // The global feed numbers events after they commit (on PostgreSQL, a moment later).
+    let events = eventually(10, "the run in the feed", || async {
+        let ev = reconciliation_events(&fleet.client).await;
+        (!ev.is_empty()).then_some(ev)
+    })
+    .await;
     let kinds: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(kinds, ["BillsReconciled"], "one run, no anomaly");
     // The other provider had nothing today, on either side.
@@ -159,6 +165,27 @@ async fn bills_reconcile_with_the_providers_bill(kind: Store) {
         .collect();
     raised.sort();
     assert_eq!(raised, want.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
+    // Each is in the operators' queue once, at the cabinet of its order.
+    let queue = eventually(20, "the anomalies in the queue", || async {
+        let (_, b) = client.get("/api/v1/anomalies?state=open", &client.admin).await.unwrap();
+        let items = b["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2).then_some(items)
+    })
+    .await;
+    let cab = fleet.cabinets[0].id().to_string();
+    let mut queued: Vec<String> = queue
+        .iter()
+        .map(|a| {
+            assert_eq!(
+                (&a["kind"], &a["cabinet"]),
+                (&json!("bill_missing_at_provider"), &json!(cab)),
+                "{a}"
+            );
+            a["order_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    queued.sort();
+    assert_eq!(queued, raised);
     app.stop().await;
     store.cleanup().await;
 }

@@ -11,6 +11,7 @@
 #[macro_use]
 mod common;
 
+mod anomalies;
 mod bad_input;
 mod bills;
 mod cluster;

@@ -122,6 +122,27 @@ impl Anomaly {
     pub fn blocks_charge(&self) -> bool {
         !matches!(self, Self::LaneHeavier { .. })
     }
+
+    /// Its code, as serialized (`no_stable_weight`, `lane_heavier`, …): the kind of the
+    /// anomaly it opens in the queue.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnexpectedClose => "unexpected_close",
+            Self::LaneHeavier { .. } => "lane_heavier",
+            Self::LowConfidence { .. } => "low_confidence",
+            Self::DoorNeverOpened => "door_never_opened",
+            Self::NoStableWeight => "no_stable_weight",
+            Self::NoWeightBefore => "no_weight_before",
+        }
+    }
+
+    /// The lane it is about, if one.
+    pub fn lane(&self) -> Option<LaneNo> {
+        match self {
+            Self::LaneHeavier { lane, .. } | Self::LowConfidence { lane, .. } => Some(*lane),
+            _ => None,
+        }
+    }
 }
 
 /// How an operator settled a charge that kept failing [O8].

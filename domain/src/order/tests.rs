@@ -1004,6 +1004,35 @@ fn every_anomaly_but_a_heavier_lane_blocks_the_charge() {
 }
 
 #[test]
+fn an_anomalys_code_is_its_serialized_tag() {
+    for a in [
+        Anomaly::UnexpectedClose,
+        Anomaly::LaneHeavier {
+            lane: LaneNo::of(2),
+            items: 1,
+        },
+        Anomaly::LowConfidence {
+            lane: LaneNo::of(3),
+            confidence: 0.1,
+        },
+        Anomaly::DoorNeverOpened,
+        Anomaly::NoStableWeight,
+        Anomaly::NoWeightBefore,
+    ] {
+        assert_eq!(serde_json::to_value(&a).unwrap()["code"], a.code(), "{a:?}");
+    }
+    assert_eq!(Anomaly::NoStableWeight.lane(), None);
+    assert_eq!(
+        Anomaly::LowConfidence {
+            lane: LaneNo::of(3),
+            confidence: 0.1
+        }
+        .lane(),
+        Some(LaneNo::of(3))
+    );
+}
+
+#[test]
 fn errors_map_to_rejection_kinds_and_codes() {
     let cases = [
         (OrderError::AlreadyExists, RejectionKind::Conflict, "order_exists"),

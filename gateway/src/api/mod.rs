@@ -3,6 +3,7 @@
 //! Handlers parse the outside world into domain values (`Sku`, `Cents`, `CabinetId`, …)
 //! at the door and talk to the platform only through `tare_platform::Platform`.
 
+mod anomalies;
 mod audit;
 mod cabinets;
 mod catalogue;
@@ -128,6 +129,8 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(money::settle_dead_charge))
             .routes(routes!(money::retry_dead_effect))
             .routes(routes!(reconciliation::get_bills, reconciliation::run_bills))
+            .routes(routes!(anomalies::list))
+            .routes(routes!(anomalies::act))
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
             .routes(routes!(payments::set_sandbox_behaviour))

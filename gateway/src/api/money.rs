@@ -264,7 +264,7 @@ pub(super) enum Settlement {
 }
 
 /// `value` trimmed, if it is not blank and at most `max` characters (as sent).
-fn not_blank(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
+pub(super) fn not_blank(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() || value.chars().count() > max {
         return Err(ApiError::invalid(field, format!("must be at most {max} characters and not blank")));

@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
         (name = "orders", description = "Purchases and receipts."),
         (name = "payments", description = "Provider sandboxes and signed provider callbacks."),
         (name = "audit", description = "The global event feed."),
-        (name = "reconciliation", description = "Providers' bills against our charges and refunds (operator)."),
+        (name = "reconciliation", description = "Providers' bills against our charges and refunds, and the anomaly queue (operator)."),
         (name = "operations", description = "Metrics and this document."),
         (name = "device", description = "The HTTP device API (PROTOCOL.md) for cabinets without MQTT."),
     ),
@@ -51,7 +51,7 @@ pub struct ApiDoc;
 pub(super) struct ClosedVariants;
 
 /// The request bodies that are `oneOf` tagged variants.
-const TAGGED_BODIES: &[&str] = &["Settlement"];
+const TAGGED_BODIES: &[&str] = &["Settlement", "AnomalyActionBody"];
 
 impl Modify for ClosedVariants {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -238,6 +238,8 @@ mod tests {
             "GET /api/v1/events",
             "GET /api/v1/reconciliation/bills",
             "POST /api/v1/reconciliation/bills",
+            "GET /api/v1/anomalies",
+            "POST /api/v1/anomalies/{id}/actions",
             "POST /sandbox/{provider}/authorizations/{reference}/confirm",
             "PUT /sandbox/{provider}/behaviour",
             "POST /callbacks/wechat",

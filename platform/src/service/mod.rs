@@ -1,5 +1,5 @@
 //! The operations the public API calls, one module per resource: [`catalogue`]
-//! (products, coupon rule), [`refunds`], [`dead_letters`], [`cabinets`] (registration, state, presence, device access,
+//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`cabinets`] (registration, state, presence, device access,
 //! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
 //! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
 //! Each is an `impl Platform` block over the platform's private subsystems, and every one
@@ -10,6 +10,7 @@
 //! commits; a rule that needs more than one aggregate's state is a pure function in
 //! `tare_domain` that this layer calls.
 
+pub mod anomalies;
 pub mod audit;
 pub mod bills;
 pub mod cabinets;
@@ -22,6 +23,7 @@ pub mod payments;
 pub mod refunds;
 pub mod shoppers;
 
+pub use anomalies::{AnomalyRequest, AnomalyState};
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
 pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
 pub use dead_letters::DeadLetterList;

@@ -23,8 +23,23 @@ impl Platform {
     /// `order_not_refundable` unless the order was paid through its provider, 409
     /// `refund_exceeds_charge` beyond what is still refundable.
     pub async fn refund_order(&self, order_id: &str, amount: Cents, reason: String, by: &str) -> Result<RefundView, ServiceError> {
-        self.order(order_id).await?;
         let refund_id = format!("rf{}", uuid::Uuid::now_v7().simple());
+        self.refund_order_as(order_id, refund_id, amount, reason, by).await
+    }
+
+    /// [`Platform::refund_order`] under a refund id the caller chose: asking again with
+    /// the same id and amount changes nothing (the first request stands), so a caller
+    /// that derives the id from its own request can retry safely; another amount under
+    /// the same id is 409 `refund_id_taken`.
+    pub async fn refund_order_as(
+        &self,
+        order_id: &str,
+        refund_id: String,
+        amount: Cents,
+        reason: String,
+        by: &str,
+    ) -> Result<RefundView, ServiceError> {
+        self.order(order_id).await?;
         let cmd = PaymentCommand::RequestRefund {
             refund_id: refund_id.clone(),
             amount,

@@ -204,6 +204,7 @@ fn world(orders: Vec<OrderEvent>, payments: Vec<PaymentEvent>, provider: Scripte
         cabinets: cabinets.clone(),
         shoppers: Memory::<Shopper>::with(&[]),
         commands: commands.clone(),
+        anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         providers: HashMap::from([(ProviderKind::Alipay, provider.clone() as Arc<dyn PaymentProvider>)]),
         devices: devices.clone(),
         telemetry: Arc::new(NoTelemetry),
@@ -420,6 +421,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
     let commands = Memory::<DeviceCommand>::with(&[("c-1", vec![issued.clone()])]);
     let ports = EffectPorts {
         commands: commands.clone(),
+        anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         ..away.ports.clone()
     };
     let deliver = Effect::DeliverCommand {
@@ -449,6 +451,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
     let commands = Memory::<DeviceCommand>::with(&[("c-1", vec![expired])]);
     let ports = EffectPorts {
         commands: commands.clone(),
+        anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         ..here.ports.clone()
     };
     let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;

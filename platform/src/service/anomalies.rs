@@ -1,0 +1,162 @@
+//! The anomaly queue [M3, R4]: what orders and bill reconciliations found, listed for
+//! operators and auditors by state and cabinet, and closed by an operator with one
+//! action — a refund of the order concerned, a write-off, or a plain resolution —
+//! recorded with who, when and why.
+
+use super::ServiceError;
+use crate::store::CommandError;
+use crate::Platform;
+use sha2::{Digest, Sha256};
+use tare_domain::anomaly::{AnomalyAction, AnomalyCommand, AnomalyError};
+use tare_domain::{CabinetId, Cents};
+use tare_projections::{Anomalies, AnomalyDoc};
+
+/// Which anomalies to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyState {
+    /// Waiting for someone.
+    Open,
+    /// Acted on.
+    Closed,
+}
+
+impl AnomalyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// What an operator asks to do with an anomaly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnomalyRequest {
+    /// Give `amount` back on the anomaly's order.
+    Refund {
+        /// How much.
+        amount: Cents,
+    },
+    /// Accept the loss (of this much money, when known).
+    WriteOff {
+        /// How much.
+        amount: Option<Cents>,
+    },
+    /// Nothing to give back or write off.
+    Resolve,
+}
+
+/// At most this many anomalies per listing and state.
+const LIST_LIMIT: i64 = 1_000;
+
+impl Platform {
+    /// The anomalies in `state` (both when `None`) at `cabinet` (all when `None`), oldest
+    /// first.
+    pub async fn anomalies(&self, state: Option<AnomalyState>, cabinet: Option<&CabinetId>) -> Result<Vec<AnomalyDoc>, ServiceError> {
+        let states = match state {
+            Some(s) => vec![s],
+            None => vec![AnomalyState::Open, AnomalyState::Closed],
+        };
+        let mut docs = Vec::new();
+        for s in states {
+            let found = match cabinet {
+                Some(c) => {
+                    self.views
+                        .by_owner(Anomalies::VIEW, &format!("{}:{c}", s.as_str()), LIST_LIMIT)
+                        .await?
+                }
+                None => {
+                    self.views
+                        .by_owner_prefix(Anomalies::VIEW, &format!("{}:", s.as_str()), LIST_LIMIT)
+                        .await?
+                }
+            };
+            docs.extend(found.into_iter().filter_map(|d| serde_json::from_value::<AnomalyDoc>(d).ok()));
+        }
+        docs.sort_by(|a, b| (a.detected_at, &a.anomaly_id).cmp(&(b.detected_at, &b.anomaly_id)));
+        Ok(docs)
+    }
+
+    /// Closes anomaly `anomaly_id` as `request` says, by `by` for `note`. A refund is
+    /// made on the anomaly's order under a refund id derived from the anomaly, so a
+    /// retried request never refunds twice; the anomaly closes only once the refund was
+    /// accepted (409 `refund_exceeds_charge`, `order_not_refundable` otherwise, and it
+    /// stays open). 404 `anomaly_not_found`; 409 `anomaly_closed` when it was closed
+    /// another way, `anomaly_without_order` for a refund of an anomaly about no order.
+    pub async fn act_on_anomaly(
+        &self,
+        anomaly_id: &str,
+        request: AnomalyRequest,
+        note: String,
+        by: &str,
+    ) -> Result<AnomalyDoc, ServiceError> {
+        let case = self
+            .aggregates
+            .anomalies
+            .load(anomaly_id)
+            .await
+            .map_err(ServiceError::from_command)?;
+        let facts = case.facts.as_ref().ok_or_else(|| rejected(AnomalyError::NotFound))?;
+        let action = match request {
+            AnomalyRequest::Refund { amount } => {
+                let order_id = facts.order_id.as_deref().ok_or_else(|| rejected(AnomalyError::NoOrder))?;
+                if let Some(c) = &case.closing {
+                    if !matches!(c.action, AnomalyAction::Refund { amount: a, .. } if a == amount) {
+                        return Err(rejected(AnomalyError::AlreadyClosed(c.action.as_str())));
+                    }
+                }
+                let refund_id = anomaly_refund_id(anomaly_id);
+                let reason: String = note.chars().take(80).collect();
+                self.refund_order_as(order_id, refund_id.clone(), amount, reason, by).await?;
+                AnomalyAction::Refund { refund_id, amount }
+            }
+            AnomalyRequest::WriteOff { amount } => AnomalyAction::WriteOff { amount },
+            AnomalyRequest::Resolve => AnomalyAction::Resolve,
+        };
+        let correlation = facts.order_id.clone().unwrap_or_else(|| anomaly_id.to_string());
+        let cmd = AnomalyCommand::Act {
+            action,
+            by: by.to_string(),
+            note,
+            at: self.clock.now_ms(),
+        };
+        let meta = self.meta(&correlation, &format!("operator:{by}:anomaly"));
+        self.aggregates
+            .anomalies
+            .execute(anomaly_id, cmd, meta)
+            .await
+            .map_err(ServiceError::from_command)?;
+        let case = self
+            .aggregates
+            .anomalies
+            .load(anomaly_id)
+            .await
+            .map_err(ServiceError::from_command)?;
+        AnomalyDoc::of_case(anomaly_id, &case).ok_or_else(|| ServiceError::Internal("the anomaly just closed is missing".into()))
+    }
+}
+
+/// The refund id of an anomaly's refund: the same for every request about it (the
+/// providers' idempotency key), 34 characters of `[0-9a-z]`, within both providers' 64.
+pub fn anomaly_refund_id(anomaly_id: &str) -> String {
+    let digest = Sha256::digest(anomaly_id.as_bytes());
+    format!("rfa{}", &hex::encode(digest)[..31])
+}
+
+fn rejected(e: AnomalyError) -> ServiceError {
+    ServiceError::from_command(CommandError::Rejected(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anomalys_refund_id_is_stable_and_fits_both_providers() {
+        let a = anomaly_refund_id("bills:alipay:2026-12-01:missing_here:o1");
+        assert_eq!(a, anomaly_refund_id("bills:alipay:2026-12-01:missing_here:o1"));
+        assert_ne!(a, anomaly_refund_id("order:o1"));
+        assert_eq!(a.len(), 34);
+        assert!(a.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+    }
+}

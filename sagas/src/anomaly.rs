@@ -1,0 +1,194 @@
+//! Filling the anomaly queue [M3, R4]: whatever finds something an operator must look at
+//! — an order sent to review, an item put back in the wrong lane, a bill line that
+//! disagrees with ours — has it raised once in the queue, under an id derived from what
+//! found it, so a redelivered event or a re-run raises nothing new.
+
+use crate::effect::{Effect, EffectError, EffectOutcome, Scheduled};
+use crate::ports::{CommandMeta, EffectPorts};
+use tare_domain::anomaly::{AnomalyCommand, AnomalyFacts};
+use tare_domain::order::{Anomaly, OrderEvent};
+use tare_domain::reconciliation::ReconciliationEvent;
+use tare_domain::AnyEvent;
+
+/// The anomalies one event of aggregate `aggregate_id` raises.
+pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
+    let raised: Vec<(String, AnomalyFacts)> = match event {
+        AnyEvent::Order(OrderEvent::OrderMarkedAbnormal { anomalies, at }) => {
+            let Some(first) = anomalies.iter().find(|a| a.blocks_charge()).or(anomalies.first()) else {
+                return vec![];
+            };
+            let codes: Vec<&str> = anomalies.iter().map(Anomaly::code).collect();
+            let facts = AnomalyFacts {
+                kind: first.code().to_string(),
+                cabinet: None,
+                door: None,
+                lane: first.lane(),
+                order_id: Some(aggregate_id.to_string()),
+                detail: format!("order sent to review, nothing charged: {}", codes.join(", ")),
+                detected_at: *at,
+            };
+            vec![(format!("order:{aggregate_id}"), facts)]
+        }
+        AnyEvent::Order(OrderEvent::WeightsSettled { anomalies, at, .. }) => anomalies
+            .iter()
+            .filter_map(|a| match a {
+                Anomaly::LaneHeavier { lane, items } => Some((
+                    format!("order:{aggregate_id}:lane_heavier:{}", lane.get()),
+                    AnomalyFacts {
+                        kind: a.code().to_string(),
+                        cabinet: None,
+                        door: None,
+                        lane: Some(*lane),
+                        order_id: Some(aggregate_id.to_string()),
+                        detail: format!(
+                            "lane {} got heavier by about {items} item(s): something was put back in the wrong lane",
+                            lane.get()
+                        ),
+                        detected_at: *at,
+                    },
+                )),
+                _ => None,
+            })
+            .collect(),
+        AnyEvent::Reconciliation(ReconciliationEvent::AnomalyRaised {
+            anomaly_id,
+            kind,
+            order_id,
+            detail,
+            at,
+            ..
+        }) => vec![(
+            anomaly_id.clone(),
+            AnomalyFacts {
+                kind: kind.as_str().to_string(),
+                cabinet: None,
+                door: None,
+                lane: None,
+                order_id: Some(order_id.clone()),
+                detail: detail.clone(),
+                detected_at: *at,
+            },
+        )],
+        _ => vec![],
+    };
+    raised
+        .into_iter()
+        .map(|(anomaly_id, facts)| {
+            let due = facts.detected_at;
+            Scheduled::at(
+                format!("anomaly:{anomaly_id}:raise"),
+                due,
+                Effect::RaiseAnomaly { anomaly_id, facts },
+            )
+        })
+        .collect()
+}
+
+/// Raises anomaly `anomaly_id`, with the cabinet and door of its order when it concerns
+/// one of ours (a bill line may name an order this platform never had).
+pub async fn raise(ports: &EffectPorts, anomaly_id: &str, facts: &AnomalyFacts, key: &str) -> Result<EffectOutcome, EffectError> {
+    let mut facts = facts.clone();
+    if let (Some(order_id), None) = (&facts.order_id, &facts.cabinet) {
+        let order = ports.orders.load(order_id).await?;
+        facts.cabinet = order.cabinet;
+        facts.door = order.door;
+    }
+    let correlation = facts.order_id.clone().unwrap_or_else(|| anomaly_id.to_string());
+    let meta = CommandMeta::new(ports.clock.now_ms(), correlation, format!("job:{key}"));
+    ports.anomalies.execute(anomaly_id, AnomalyCommand::Raise { facts }, meta).await?;
+    Ok(EffectOutcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tare_domain::reconciliation::AnomalyKind;
+    use tare_domain::weight::{StableReading, WeightSample};
+    use tare_domain::{LaneNo, ProviderKind};
+
+    fn raised(s: &[Scheduled]) -> Vec<(&str, &str, Option<u8>)> {
+        s.iter()
+            .map(|s| match &s.effect {
+                Effect::RaiseAnomaly { anomaly_id, facts } => (anomaly_id.as_str(), facts.kind.as_str(), facts.lane.map(|l| l.get())),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_order_in_review_raises_one_anomaly_named_by_its_first_blocking_cause() {
+        let e = AnyEvent::Order(OrderEvent::OrderMarkedAbnormal {
+            anomalies: vec![
+                Anomaly::LaneHeavier {
+                    lane: LaneNo::of(1),
+                    items: 1,
+                },
+                Anomaly::LowConfidence {
+                    lane: LaneNo::of(2),
+                    confidence: 0.2,
+                },
+            ],
+            at: 50,
+        });
+        let s = decide("o1", &e);
+        assert_eq!(raised(&s), [("order:o1", "low_confidence", Some(2))]);
+        assert_eq!((s[0].key.as_str(), s[0].due_at), ("anomaly:order:o1:raise", 50));
+        let Effect::RaiseAnomaly { facts, .. } = &s[0].effect else {
+            unreachable!()
+        };
+        assert_eq!(facts.order_id.as_deref(), Some("o1"));
+        assert!(facts.detail.contains("lane_heavier, low_confidence"), "{}", facts.detail);
+    }
+
+    #[test]
+    fn a_heavier_lane_on_a_charged_order_raises_one_per_lane_and_bills_raise_theirs() {
+        let settled = |anomalies| {
+            AnyEvent::Order(OrderEvent::WeightsSettled {
+                after: StableReading::from_sample(WeightSample {
+                    msg_id: "m1".into(),
+                    device_ts: 1,
+                    received_at: 1,
+                    stable: true,
+                    lanes: vec![],
+                })
+                .unwrap(),
+                inference: vec![],
+                lines: vec![],
+                subtotal: tare_domain::Cents::ZERO,
+                coupon: None,
+                total: tare_domain::Cents::ZERO,
+                anomalies,
+                at: 9,
+            })
+        };
+        let heavier = |lane| Anomaly::LaneHeavier {
+            lane: LaneNo::of(lane),
+            items: 1,
+        };
+        let s = decide("o2", &settled(vec![heavier(1), Anomaly::UnexpectedClose, heavier(3)]));
+        assert_eq!(
+            raised(&s),
+            [
+                ("order:o2:lane_heavier:1", "lane_heavier", Some(1)),
+                ("order:o2:lane_heavier:3", "lane_heavier", Some(3))
+            ]
+        );
+        assert!(decide("o2", &settled(vec![])).is_empty());
+
+        let bill = AnyEvent::Reconciliation(ReconciliationEvent::AnomalyRaised {
+            anomaly_id: "bills:alipay:2026-12-01:missing_here:o3".into(),
+            kind: AnomalyKind::BillMissingHere,
+            order_id: "o3".into(),
+            provider: ProviderKind::Alipay,
+            date: "2026-12-01".into(),
+            detail: "on the bill, not ours".into(),
+            ours: None,
+            theirs: None,
+            at: 7,
+        });
+        assert_eq!(
+            raised(&decide("bills:alipay:2026-12-01", &bill)),
+            [("bills:alipay:2026-12-01:missing_here:o3", "bill_missing_here", None)]
+        );
+    }
+}
