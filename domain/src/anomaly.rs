@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct AnomalyFacts {
     /// What kind of thing: an order anomaly's code (`no_stable_weight`,
     /// `low_confidence`, `door_never_opened`, `unexpected_close`, `no_weight_before`,
-    /// `lane_heavier`) or a bill finding (`bill_missing_at_provider`, `bill_missing_here`,
-    /// `bill_amount_mismatch`, `bill_status_mismatch`).
+    /// `lane_heavier`), a bill finding (`bill_missing_at_provider`, `bill_missing_here`,
+    /// `bill_amount_mismatch`, `bill_status_mismatch`) or a restock's
+    /// (`restock_over_capacity`, `restock_uncertain_count`, `restock_not_counted`).
     pub kind: String,
     /// The cabinet, when it happened at one.
     pub cabinet: Option<CabinetId>,
@@ -27,6 +28,9 @@ pub struct AnomalyFacts {
     pub lane: Option<LaneNo>,
     /// The order concerned.
     pub order_id: Option<String>,
+    /// The restock session concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restock_id: Option<String>,
     /// A readable sentence.
     pub detail: String,
     /// When it was found.
@@ -232,6 +236,7 @@ mod tests {
             door: Some(DoorNo::of(1)),
             lane: None,
             order_id: order.map(str::to_string),
+            restock_id: None,
             detail: "no stable weight after the close".into(),
             detected_at: 10,
         }

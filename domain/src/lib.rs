@@ -14,6 +14,7 @@ pub mod order;
 pub mod payment;
 pub mod product;
 pub mod reconciliation;
+pub mod restock;
 pub mod settlement;
 pub mod shopper;
 pub mod values;
@@ -47,6 +48,8 @@ pub enum AnyEvent {
     Reconciliation(reconciliation::ReconciliationEvent),
     /// An anomaly-queue event [M3, R4].
     Anomaly(anomaly::AnomalyEvent),
+    /// A restock session's event [O10].
+    Restock(restock::RestockEvent),
 }
 
 impl AnyEvent {
@@ -63,6 +66,7 @@ impl AnyEvent {
             t if t == command::DeviceCommand::TYPE => serde_json::from_value(payload).map(Self::Command),
             t if t == reconciliation::Reconciliation::TYPE => serde_json::from_value(payload).map(Self::Reconciliation),
             t if t == anomaly::AnomalyCase::TYPE => serde_json::from_value(payload).map(Self::Anomaly),
+            t if t == restock::Restock::TYPE => serde_json::from_value(payload).map(Self::Restock),
             _ => return None,
         })
     }

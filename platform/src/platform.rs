@@ -101,6 +101,7 @@ impl Platform {
                 shoppers: aggregates.shoppers.clone(),
                 commands: aggregates.commands.clone(),
                 anomalies: aggregates.anomalies.clone(),
+                restocks: aggregates.restocks.clone(),
                 providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
                 devices,
                 telemetry,

@@ -195,6 +195,8 @@ pub struct Aggregates {
     pub reconciliations: Arc<AggregateStore<tare_domain::reconciliation::Reconciliation>>,
     /// The anomaly queue, one aggregate per anomaly [M3, R4].
     pub anomalies: Arc<AggregateStore<tare_domain::anomaly::AnomalyCase>>,
+    /// Restock sessions [O10].
+    pub restocks: Arc<AggregateStore<tare_domain::restock::Restock>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -211,6 +213,7 @@ impl Aggregates {
             commands: Arc::new(AggregateStore::new(db, false, commits.clone())),
             reconciliations: Arc::new(AggregateStore::new(db, false, commits.clone())),
             anomalies: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            restocks: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

@@ -176,6 +176,7 @@ mod tests {
                 door: Some(DoorNo::of(2)),
                 lane: Some(LaneNo::of(3)),
                 order_id: Some("o1".into()),
+                restock_id: None,
                 detail: "put back".into(),
                 detected_at: 5,
             },

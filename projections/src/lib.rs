@@ -9,10 +9,12 @@
 mod anomalies;
 mod dead_letters;
 mod money_movements;
+mod restock_tasks;
 
 pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
+pub use restock_tasks::{RestockTaskDoc, RestockTasks, TaskLane};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +53,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(DeadLetters),
         Box::new(MoneyMovements),
         Box::new(Anomalies),
+        Box::new(RestockTasks),
     ]
 }
 

@@ -8,7 +8,8 @@ use crate::ports::{CommandMeta, EffectPorts};
 use tare_domain::anomaly::{AnomalyCommand, AnomalyFacts};
 use tare_domain::order::{Anomaly, OrderEvent};
 use tare_domain::reconciliation::ReconciliationEvent;
-use tare_domain::AnyEvent;
+use tare_domain::restock::RestockEvent;
+use tare_domain::{AnyEvent, LaneNo, UnixMs};
 
 /// The anomalies one event of aggregate `aggregate_id` raises.
 pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
@@ -24,6 +25,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
                 door: None,
                 lane: first.lane(),
                 order_id: Some(aggregate_id.to_string()),
+                restock_id: None,
                 detail: format!("order sent to review, nothing charged: {}", codes.join(", ")),
                 detected_at: *at,
             };
@@ -40,6 +42,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
                         door: None,
                         lane: Some(*lane),
                         order_id: Some(aggregate_id.to_string()),
+                        restock_id: None,
                         detail: format!(
                             "lane {} got heavier by about {items} item(s): something was put back in the wrong lane",
                             lane.get()
@@ -65,10 +68,12 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
                 door: None,
                 lane: None,
                 order_id: Some(order_id.clone()),
+                restock_id: None,
                 detail: detail.clone(),
                 detected_at: *at,
             },
         )],
+        AnyEvent::Restock(e) => restock_anomalies(aggregate_id, e),
         _ => vec![],
     };
     raised
@@ -84,6 +89,55 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
         .collect()
 }
 
+/// A restock's findings: lanes the weights say were filled beyond capacity (not booked),
+/// counts outside the tolerance, and a session that could not be counted at all.
+fn restock_anomalies(restock_id: &str, e: &RestockEvent) -> Vec<(String, AnomalyFacts)> {
+    let facts = |kind: &str, lane: Option<LaneNo>, detail: String, at: UnixMs| AnomalyFacts {
+        kind: kind.to_string(),
+        cabinet: None,
+        door: None,
+        lane,
+        order_id: None,
+        restock_id: Some(restock_id.to_string()),
+        detail,
+        detected_at: at,
+    };
+    match e {
+        RestockEvent::RestockCounted { lines, at, .. } => {
+            let mut out = Vec::new();
+            for l in lines {
+                let n = l.lane.get();
+                if l.excess > 0 {
+                    let detail = format!(
+                        "lane {n} ({}) was filled with {} but had room for {}: {} beyond capacity, not booked",
+                        l.sku, l.counted, l.added, l.excess
+                    );
+                    out.push((
+                        format!("restock:{restock_id}:over_capacity:{n}"),
+                        facts("restock_over_capacity", Some(l.lane), detail, *at),
+                    ));
+                }
+                if !l.within_tolerance {
+                    let detail = format!(
+                        "lane {n} ({}) counted {} with confidence {:.2}: outside tolerance",
+                        l.sku, l.counted, l.confidence
+                    );
+                    out.push((
+                        format!("restock:{restock_id}:uncertain:{n}"),
+                        facts("restock_uncertain_count", Some(l.lane), detail, *at),
+                    ));
+                }
+            }
+            out
+        }
+        RestockEvent::RestockFailed { reason, at } if reason == "no_stable_weight" || reason == "no_weight_before" => {
+            let detail = format!("the restock could not be counted ({reason}): nothing was booked");
+            vec![(format!("restock:{restock_id}"), facts("restock_not_counted", None, detail, *at))]
+        }
+        _ => vec![],
+    }
+}
+
 /// Raises anomaly `anomaly_id`, with the cabinet and door of its order when it concerns
 /// one of ours (a bill line may name an order this platform never had).
 pub async fn raise(ports: &EffectPorts, anomaly_id: &str, facts: &AnomalyFacts, key: &str) -> Result<EffectOutcome, EffectError> {
@@ -93,7 +147,16 @@ pub async fn raise(ports: &EffectPorts, anomaly_id: &str, facts: &AnomalyFacts, 
         facts.cabinet = order.cabinet;
         facts.door = order.door;
     }
-    let correlation = facts.order_id.clone().unwrap_or_else(|| anomaly_id.to_string());
+    if let (Some(restock_id), None) = (&facts.restock_id, &facts.cabinet) {
+        let restock = ports.restocks.load(restock_id).await?;
+        facts.cabinet = restock.cabinet;
+        facts.door = restock.door;
+    }
+    let correlation = facts
+        .order_id
+        .clone()
+        .or_else(|| facts.restock_id.clone())
+        .unwrap_or_else(|| anomaly_id.to_string());
     let meta = CommandMeta::new(ports.clock.now_ms(), correlation, format!("job:{key}"));
     ports.anomalies.execute(anomaly_id, AnomalyCommand::Raise { facts }, meta).await?;
     Ok(EffectOutcome::Done)
@@ -104,7 +167,7 @@ mod tests {
     use super::*;
     use tare_domain::reconciliation::AnomalyKind;
     use tare_domain::weight::{StableReading, WeightSample};
-    use tare_domain::{LaneNo, ProviderKind};
+    use tare_domain::ProviderKind;
 
     fn raised(s: &[Scheduled]) -> Vec<(&str, &str, Option<u8>)> {
         s.iter()

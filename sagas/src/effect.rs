@@ -182,6 +182,44 @@ pub enum Effect {
         /// What was found.
         facts: tare_domain::anomaly::AnomalyFacts,
     },
+    /// Take the door for a restock session and send the door command [O10].
+    OpenRestockDoor {
+        /// The session.
+        restock_id: String,
+    },
+    /// Timer: a restock whose door has not opened by now fails.
+    ExpireRestockOpening {
+        /// The session.
+        restock_id: String,
+    },
+    /// The door of a restock session opened or closed: record it with the reading
+    /// before.
+    RecordRestockDoor {
+        /// The session.
+        restock_id: String,
+        /// Cabinet.
+        cabinet: CabinetId,
+        /// Door.
+        door: DoorNo,
+        /// Device clock of the open or close.
+        device_ts: UnixMs,
+        /// A close (else an open).
+        closed: bool,
+    },
+    /// Timer: count a closed restock from a stable reading; re-arms until `give_up_at`.
+    CountRestock {
+        /// The session.
+        restock_id: String,
+        /// Look again every this many ms.
+        poll_ms: i64,
+        /// Then fail.
+        give_up_at: UnixMs,
+    },
+    /// Book a restock's counts on the cabinet and free the door (or just free it).
+    FinishRestock {
+        /// The session.
+        restock_id: String,
+    },
 }
 
 impl Effect {
@@ -192,6 +230,11 @@ impl Effect {
             Self::DeliverCommand { cmd_id, .. } => cmd_id,
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
+            Self::OpenRestockDoor { restock_id }
+            | Self::ExpireRestockOpening { restock_id }
+            | Self::RecordRestockDoor { restock_id, .. }
+            | Self::CountRestock { restock_id, .. }
+            | Self::FinishRestock { restock_id } => restock_id,
             Self::OpenPayment { order_id }
             | Self::CancelPayment { order_id, .. }
             | Self::AuthorizeOrder { order_id }

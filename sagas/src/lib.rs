@@ -9,6 +9,7 @@
 //! - [`order`]: the purchase saga [O3–O8];
 //! - [`device_command`]: delivery and resend of device commands [D7];
 //! - [`anomaly`]: filling the anomaly queue from what orders and bills find [M3];
+//! - [`restock`]: an operator's restock session, from the door to the booked counts [O10];
 //! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
 //! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
 //!
@@ -25,6 +26,7 @@ pub mod device_command;
 pub mod effect;
 pub mod order;
 pub mod ports;
+pub mod restock;
 
 pub use config::SagaConfig;
 pub use effect::{Effect, EffectError, EffectOutcome, Scheduled};
@@ -38,6 +40,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
         AnyEvent::Command(e) => device_command::decide(aggregate_id, e, cfg),
         other => {
             let mut out = order::decide(aggregate_id, other, cfg);
+            out.extend(restock::decide(aggregate_id, other, cfg));
             out.extend(anomaly::decide(aggregate_id, other));
             out
         }
@@ -49,6 +52,11 @@ pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, 
     let outcome = match effect {
         Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
+        Effect::OpenRestockDoor { .. }
+        | Effect::ExpireRestockOpening { .. }
+        | Effect::RecordRestockDoor { .. }
+        | Effect::CountRestock { .. }
+        | Effect::FinishRestock { .. } => restock::run(ports, cfg, effect, key).await,
         other => order::run(ports, cfg, other, key).await,
     };
     outcome.into()

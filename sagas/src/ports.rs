@@ -340,6 +340,8 @@ pub struct EffectPorts {
     pub commands: Arc<dyn AggregatePort<DeviceCommand>>,
     /// The anomaly queue [M3].
     pub anomalies: Arc<dyn AggregatePort<AnomalyCase>>,
+    /// Restock sessions [O10].
+    pub restocks: Arc<dyn AggregatePort<tare_domain::restock::Restock>>,
     /// Payment providers by kind.
     pub providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
     /// The device link.

@@ -29,6 +29,7 @@ mod provider_behaviours;
 mod purchase_e2e;
 mod recovery;
 mod refunds;
+mod restocks;
 mod roles;
 mod saga_clock;
 mod shutdown;

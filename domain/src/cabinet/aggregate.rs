@@ -215,6 +215,12 @@ impl Cabinet {
                 charged,
                 at,
             } => self.finish_sale(door, order_id, &sold, charged, at),
+            C::FinishRestock {
+                door,
+                restock_id,
+                added,
+                at,
+            } => self.finish_restock(door, restock_id, &added, at),
         }
     }
 
@@ -429,6 +435,47 @@ impl Cabinet {
             door,
             session_id: order_id,
             reason: "sale_finished".into(),
+            at,
+        });
+        Ok(events)
+    }
+}
+
+impl Cabinet {
+    /// A restock session on `door` ended with its counts: each lane's change is a stock
+    /// movement (reason `restock`), never above the capacity nor below zero, and the door
+    /// is freed — once: a second finish, or one by a session not holding the door,
+    /// decides nothing.
+    fn finish_restock(&self, door: DoorNo, restock_id: String, added: &[(LaneNo, i64)], at: UnixMs) -> Decision {
+        let d = self.door(door)?;
+        if d.holder.as_ref().map(Holder::session_id) != Some(restock_id.as_str()) {
+            return Ok(vec![]);
+        }
+        let mut events = Vec::new();
+        for (lane_no, change) in added.iter().copied() {
+            let Some(lane) = d.lanes.get(&lane_no) else { continue };
+            let before = lane.stock;
+            let after = (before + change).clamp(0, i64::from(lane.plan.capacity).max(before));
+            if after == before {
+                continue;
+            }
+            events.push(CabinetEvent::LaneStockChanged {
+                door,
+                lane: lane_no,
+                sku: lane.plan.sku.clone(),
+                before,
+                change: after - before,
+                after,
+                reason: StockReason::Restock {
+                    session_id: restock_id.clone(),
+                },
+                at,
+            });
+        }
+        events.push(CabinetEvent::DoorReleased {
+            door,
+            session_id: restock_id,
+            reason: "restock_finished".into(),
             at,
         });
         Ok(events)

@@ -143,4 +143,16 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// A restock session on `door` was counted: each lane's change is booked (bounded by
+    /// the lane's capacity and stock), and the door freed [O10, M2].
+    FinishRestock {
+        /// Door.
+        door: DoorNo,
+        /// The restock session.
+        restock_id: String,
+        /// Items added per lane (negative: taken out).
+        added: Vec<(LaneNo, i64)>,
+        /// When.
+        at: UnixMs,
+    },
 }

@@ -18,6 +18,7 @@ mod orders;
 mod payments;
 mod receipt;
 mod reconciliation;
+mod restocks;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -116,6 +117,9 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(cabinets::get_cabinet))
             .routes(routes!(cabinets::get_ledger))
             .routes(routes!(cabinets::put_device_access))
+            .routes(routes!(restocks::start))
+            .routes(routes!(restocks::get))
+            .routes(routes!(restocks::tasks))
             .routes(routes!(commands::issue))
             .routes(routes!(commands::get))
             .routes(routes!(orders::create_shopper))

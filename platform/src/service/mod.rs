@@ -1,5 +1,5 @@
 //! The operations the public API calls, one module per resource: [`catalogue`]
-//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`cabinets`] (registration, state, presence, device access,
+//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`restocks`] (tasks and sessions), [`cabinets`] (registration, state, presence, device access,
 //! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
 //! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
 //! Each is an `impl Platform` block over the platform's private subsystems, and every one
@@ -21,6 +21,7 @@ mod error;
 pub mod orders;
 pub mod payments;
 pub mod refunds;
+pub mod restocks;
 pub mod shoppers;
 
 pub use anomalies::{AnomalyRequest, AnomalyState};

@@ -133,9 +133,14 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         Effect::SendRefund { order_id, refund_id } => send_refund(&s, order_id, refund_id).await,
         Effect::MarkOrderRefunded { order_id } => mark_order_refunded(&s, order_id).await,
         Effect::AbandonPayment { order_id, reason } => abandon_payment(&s, order_id, reason).await,
-        Effect::DeliverCommand { .. } | Effect::ReconcileBills { .. } | Effect::RaiseAnomaly { .. } => {
-            Err(EffectError::Permanent("not a purchase effect".into()))
-        }
+        Effect::DeliverCommand { .. }
+        | Effect::ReconcileBills { .. }
+        | Effect::RaiseAnomaly { .. }
+        | Effect::OpenRestockDoor { .. }
+        | Effect::ExpireRestockOpening { .. }
+        | Effect::RecordRestockDoor { .. }
+        | Effect::CountRestock { .. }
+        | Effect::FinishRestock { .. } => Err(EffectError::Permanent("not a purchase effect".into())),
     }
 }
 

@@ -205,6 +205,7 @@ fn world(orders: Vec<OrderEvent>, payments: Vec<PaymentEvent>, provider: Scripte
         shoppers: Memory::<Shopper>::with(&[]),
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
+        restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         providers: HashMap::from([(ProviderKind::Alipay, provider.clone() as Arc<dyn PaymentProvider>)]),
         devices: devices.clone(),
         telemetry: Arc::new(NoTelemetry),
@@ -422,6 +423,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
     let ports = EffectPorts {
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
+        restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         ..away.ports.clone()
     };
     let deliver = Effect::DeliverCommand {
@@ -452,6 +454,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
     let ports = EffectPorts {
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
+        restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         ..here.ports.clone()
     };
     let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;

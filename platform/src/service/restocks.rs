@@ -1,0 +1,94 @@
+//! Restocking [O10, M2]: the tasks (one per cabinet, what to bring) and the sessions an
+//! operator starts at a door — no charge, exclusive with purchases — whose counts come
+//! from the weights and are booked on the lane ledger with reason `restock`.
+
+use super::ServiceError;
+use crate::Platform;
+use tare_domain::cabinet::CabinetError;
+use tare_domain::restock::{Restock, RestockCommand, RestockLane};
+use tare_domain::{CabinetId, DomainError, DoorNo};
+use tare_projections::{RestockTaskDoc, RestockTasks};
+
+/// At most this many tasks per listing.
+const TASK_LIMIT: i64 = 1_000;
+
+impl Platform {
+    /// Starts a restock session at `door` of `cabinet` for operator `by`: the door is
+    /// taken for it and opened. 404 `cabinet_not_found` / `door_not_found`; 422 `door`
+    /// for a door without lanes (a locker's); 409 `cabinet_unavailable` unless online,
+    /// `cabinet_busy` while anyone holds the door (a shopper's purchase, another session).
+    /// A race with a scan that takes the door first ends the session as `failed`
+    /// (`door_busy`).
+    pub async fn start_restock(&self, cabinet: &CabinetId, door: DoorNo, by: &str) -> Result<(String, Restock), ServiceError> {
+        let c = self.cabinet(cabinet).await?;
+        let d = c.door(door).map_err(cabinet_refusal)?;
+        c.check_available().map_err(cabinet_refusal)?;
+        if d.holder.is_some() {
+            return Err(cabinet_refusal(CabinetError::DoorBusy));
+        }
+        let lanes: Vec<RestockLane> = d
+            .lanes
+            .values()
+            .map(|l| RestockLane {
+                plan: l.plan.clone(),
+                stock: l.stock,
+            })
+            .collect();
+        let restock_id = format!("rs{}", uuid::Uuid::now_v7().simple());
+        let cmd = RestockCommand::Start {
+            cabinet: cabinet.clone(),
+            door,
+            lanes,
+            by: by.to_string(),
+            open_cmd_id: format!("cmd-{restock_id}-open"),
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .restocks
+            .execute(&restock_id, cmd, self.meta(&restock_id, &format!("operator:{by}:restock")))
+            .await
+            .map_err(ServiceError::from_command)?;
+        let r = self.restock(&restock_id).await?;
+        Ok((restock_id, r))
+    }
+
+    /// A restock session (404 `restock_not_found`).
+    pub async fn restock(&self, restock_id: &str) -> Result<Restock, ServiceError> {
+        let r = self
+            .aggregates
+            .restocks
+            .load(restock_id)
+            .await
+            .map_err(ServiceError::from_command)?;
+        if r.cabinet.is_none() {
+            return Err(ServiceError::NotFound {
+                code: "restock_not_found",
+                message: format!("restock {restock_id} not found"),
+            });
+        }
+        Ok(r)
+    }
+
+    /// The open restock tasks (every cabinet with a lane at or below its threshold), or
+    /// `cabinet`'s picture whether or not it needs anything; oldest task first.
+    pub async fn restock_tasks(&self, cabinet: Option<&CabinetId>) -> Result<Vec<RestockTaskDoc>, ServiceError> {
+        let docs = match cabinet {
+            Some(c) => self.views.get(RestockTasks::VIEW, &c.to_string()).await?.into_iter().collect(),
+            None => self.views.by_owner(RestockTasks::VIEW, "needed", TASK_LIMIT).await?,
+        };
+        let mut tasks: Vec<RestockTaskDoc> = docs.into_iter().filter_map(|d| serde_json::from_value(d).ok()).collect();
+        tasks.sort_by(|a, b| (a.since, &a.cabinet).cmp(&(b.since, &b.cabinet)));
+        Ok(tasks)
+    }
+}
+
+fn cabinet_refusal(e: CabinetError) -> ServiceError {
+    let message = e.to_string();
+    match e {
+        CabinetError::UnknownDoor(_) => ServiceError::NotFound { code: e.code(), message },
+        other => ServiceError::Conflict {
+            code: other.code(),
+            message,
+        },
+    }
+}
