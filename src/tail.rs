@@ -6,6 +6,7 @@ use tare_domain::cabinet::{CabinetEvent, Holder};
 use tare_domain::command::CommandEvent;
 use tare_domain::order::{HandSettlement, OrderEvent};
 use tare_domain::payment::PaymentEvent;
+use tare_domain::restock::RestockEvent;
 use tare_domain::AnyEvent;
 use tare_platform::feed::FeedEvent;
 use tare_platform::runner::decode;
@@ -23,7 +24,38 @@ pub fn describe(ev: &FeedEvent) -> Option<String> {
         AnyEvent::Payment(e) => payment_line(short(id), e),
         AnyEvent::Cabinet(e) => cabinet_line(id, e),
         AnyEvent::Anomaly(e) => Some(anomaly_line(id, e)),
+        AnyEvent::Restock(e) => Some(restock_line(short(id), e)),
         _ => None,
+    }
+}
+
+/// A step of restock session `r` [O10].
+fn restock_line(r: &str, e: RestockEvent) -> String {
+    match e {
+        RestockEvent::RestockStarted { cabinet, door, by, .. } => format!("restock {r}: {cabinet} door {} by {by}", door.get()),
+        RestockEvent::RestockDoorOpened { .. } => format!("restock {r}: door open"),
+        RestockEvent::RestockDoorClosed { .. } => format!("restock {r}: door closed, counting"),
+        RestockEvent::RestockCounted { lines, .. } => {
+            let added: Vec<String> = lines
+                .iter()
+                .filter(|l| l.counted != 0)
+                .map(|l| {
+                    let over = if l.excess > 0 {
+                        format!(", {} over capacity", l.excess)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:+}x{} (lane {}){over}", l.added, l.sku, l.lane.get())
+                })
+                .collect();
+            let what = if added.is_empty() {
+                "nothing".to_string()
+            } else {
+                added.join(", ")
+            };
+            format!("restock {r}: counted {what}")
+        }
+        RestockEvent::RestockFailed { reason, .. } => format!("restock {r}: failed ({reason})"),
     }
 }
 

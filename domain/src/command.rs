@@ -7,7 +7,7 @@
 //! that arrives after `unknown` still lands and settles the outcome: an operator would
 //! rather know.
 
-use crate::{CabinetId, DomainError, Grams, RejectionKind, UnixMs, EVENT_VERSION};
+use crate::{CabinetId, DomainError, DoorNo, Grams, RejectionKind, UnixMs, EVENT_VERSION};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,17 @@ impl CommandSpec {
             .unwrap_or_default()
     }
 
+    /// The door a command opens or weighs, which an operator's command takes like a
+    /// purchase does [O2] (`query_door` only reads it).
+    pub fn door_held(&self) -> Option<DoorNo> {
+        match self {
+            Self::OpenDoor { door } | Self::Tare { door, .. } | Self::Calibrate { door, .. } => {
+                DoorNo::parse("door", i64::from(*door)).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// Checks the arguments' ranges (the shapes are checked by parsing).
     pub fn validate(&self) -> Result<(), CommandError> {
         let invalid = |field: &'static str, reason: &str| {
@@ -215,6 +226,10 @@ pub enum CommandStep {
         expires_at: UnixMs,
         /// Who asked (`order:{id}`, `operator`, …).
         issued_by: String,
+        /// Whether the command holds its door (an operator's `open_door`, `tare` or
+        /// `calibrate` took it like a purchase does [O2]); it frees it when it ends.
+        #[serde(default)]
+        holds_door: bool,
         /// When.
         at: UnixMs,
     },
@@ -256,6 +271,9 @@ pub enum CommandEvent {
         expires_at: UnixMs,
         /// Who asked.
         issued_by: String,
+        /// Whether it holds its door [O2].
+        #[serde(default)]
+        holds_door: bool,
         /// When.
         at: UnixMs,
     },
@@ -276,6 +294,10 @@ pub enum CommandEvent {
         result: Option<serde_json::Value>,
         /// Whether it came after the command was given up as `unknown`.
         late: bool,
+        /// The door the command held and frees now (an `open_door` done frees its door
+        /// when it closes instead) [O2].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frees_door: Option<DoorNo>,
         /// When.
         at: UnixMs,
     },
@@ -283,6 +305,9 @@ pub enum CommandEvent {
     CommandExpired {
         /// Deliveries made.
         attempts: u32,
+        /// The door the command held and frees now [O2].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frees_door: Option<DoorNo>,
         /// When.
         at: UnixMs,
     },
@@ -368,6 +393,9 @@ pub struct DeviceCommand {
     pub result: Option<serde_json::Value>,
     /// When it reached its final state.
     pub finished_at: Option<UnixMs>,
+    /// Whether it holds its door [O2].
+    #[serde(default)]
+    pub holds_door: bool,
 }
 
 impl DeviceCommand {
@@ -375,6 +403,25 @@ impl DeviceCommand {
     /// ended, and not again for an attempt already made (a redelivered effect).
     pub fn needs_delivery(&self, attempt: u32) -> bool {
         !self.state.is_final() && self.attempts < attempt
+    }
+
+    /// The door this command holds, if it took one [O2].
+    pub fn held_door(&self) -> Option<DoorNo> {
+        if !self.holds_door {
+            return None;
+        }
+        self.spec.as_ref().and_then(CommandSpec::door_held)
+    }
+
+    /// Whether the door this command held may be taken by someone else now: the command
+    /// ended (an `open_door` done holds the door until it closes, which frees it on the
+    /// cabinet), or it never existed (its issue failed after the door was taken).
+    pub fn door_is_free(&self) -> bool {
+        match self.state {
+            CommandState::None | CommandState::Failed | CommandState::Unknown => true,
+            CommandState::Done => !matches!(self.spec, Some(CommandSpec::OpenDoor { .. })),
+            CommandState::Issued | CommandState::Sent => false,
+        }
     }
 
     /// Whether the command's expiry has passed at `now`: it must never reach the device
@@ -398,6 +445,7 @@ impl Aggregate for DeviceCommand {
                 spec,
                 expires_at,
                 issued_by,
+                holds_door,
                 at,
             } => {
                 if let Some(existing) = &self.spec {
@@ -409,6 +457,7 @@ impl Aggregate for DeviceCommand {
                     };
                 }
                 spec.validate()?;
+                let holds_door = holds_door && spec.door_held().is_some();
                 if expires_at <= at {
                     return Err(CommandError::Invalid {
                         field: "expires_at",
@@ -421,6 +470,7 @@ impl Aggregate for DeviceCommand {
                         spec,
                         expires_at,
                         issued_by,
+                        holds_door,
                         at,
                     },
                     self,
@@ -445,12 +495,17 @@ impl Aggregate for DeviceCommand {
                     return Ok(());
                 }
                 let late = self.state == CommandState::Unknown;
+                // A door opened stays held until it closes; anything else ends here. A
+                // late ack after the expiry freed it already.
+                let opened = ok && matches!(self.spec, Some(CommandSpec::OpenDoor { .. }));
+                let frees_door = self.held_door().filter(|_| !opened && !late);
                 sink.write(
                     CommandEvent::CommandAcknowledged {
                         ok,
                         detail,
                         result,
                         late,
+                        frees_door,
                         at,
                     },
                     self,
@@ -465,6 +520,7 @@ impl Aggregate for DeviceCommand {
                     sink.write(
                         CommandEvent::CommandExpired {
                             attempts: self.attempts,
+                            frees_door: self.held_door(),
                             at,
                         },
                         self,
@@ -483,8 +539,10 @@ impl Aggregate for DeviceCommand {
                 spec,
                 expires_at,
                 issued_by,
+                holds_door,
                 at,
             } => {
+                self.holds_door = holds_door;
                 self.cabinet = Some(cabinet);
                 self.spec = Some(spec);
                 self.expires_at = expires_at;
@@ -529,6 +587,7 @@ mod tests {
             spec: CommandSpec::Tare { door: 1, lane: 2 },
             expires_at: 10_000,
             issued_by: "operator".into(),
+            holds_door: false,
             at: 1_000,
         }
     }
@@ -539,6 +598,7 @@ mod tests {
             spec,
             expires_at: 10_000,
             issued_by: "operator".into(),
+            holds_door: false,
             at: 1_000,
         }
     }
@@ -605,6 +665,7 @@ mod tests {
             detail: None,
             result: Some(serde_json::json!({"grams": 0.0})),
             late: false,
+            frees_door: None,
             at: 1_500,
         };
         T::with(())
@@ -628,13 +689,95 @@ mod tests {
     }
 
     #[test]
+    fn a_command_that_holds_its_door_frees_it_when_it_ends_except_an_open_door_done() {
+        let held = |spec: CommandSpec| CommandEvent::CommandIssued {
+            cabinet: cab(),
+            spec,
+            expires_at: 10_000,
+            issued_by: "operator".into(),
+            holds_door: true,
+            at: 1_000,
+        };
+        let ack = |ok| CommandStep::RecordAck {
+            ok,
+            detail: None,
+            result: None,
+            at: 1_500,
+        };
+        let acked = |ok, frees: Option<u8>| CommandEvent::CommandAcknowledged {
+            ok,
+            detail: None,
+            result: None,
+            late: false,
+            frees_door: frees.map(DoorNo::of),
+            at: 1_500,
+        };
+        let tare = CommandSpec::Tare { door: 2, lane: 1 };
+        T::with(())
+            .given(vec![held(tare.clone())])
+            .when(ack(true))
+            .then_expect_events(vec![acked(true, Some(2))]);
+        let open = CommandSpec::OpenDoor { door: 3 };
+        T::with(())
+            .given(vec![held(open.clone())])
+            .when(ack(true))
+            .then_expect_events(vec![acked(true, None)]);
+        T::with(())
+            .given(vec![held(open.clone())])
+            .when(ack(false))
+            .then_expect_events(vec![acked(false, Some(3))]);
+        T::with(())
+            .given(vec![held(open.clone())])
+            .when(CommandStep::Expire { at: 10_000 })
+            .then_expect_events(vec![CommandEvent::CommandExpired {
+                attempts: 0,
+                frees_door: Some(DoorNo::of(3)),
+                at: 10_000,
+            }]);
+        // Only door commands hold a door.
+        T::with(())
+            .given_no_previous_events()
+            .when(CommandStep::Issue {
+                cabinet: cab(),
+                spec: CommandSpec::Lights { on: true },
+                expires_at: 10_000,
+                issued_by: "operator".into(),
+                holds_door: true,
+                at: 1_000,
+            })
+            .then_expect_events(vec![CommandEvent::CommandIssued {
+                cabinet: cab(),
+                spec: CommandSpec::Lights { on: true },
+                expires_at: 10_000,
+                issued_by: "operator".into(),
+                holds_door: false,
+                at: 1_000,
+            }]);
+        let mut c = DeviceCommand::default();
+        assert!(c.door_is_free(), "a command that was never issued holds nothing");
+        c.apply(held(open));
+        assert!(!c.door_is_free());
+        c.apply(acked(true, None));
+        assert!(!c.door_is_free(), "an open door stays held until it closes");
+        let mut t = DeviceCommand::default();
+        t.apply(held(tare));
+        t.apply(acked(true, Some(2)));
+        assert!(t.door_is_free());
+        assert_eq!(t.held_door(), Some(DoorNo::of(2)));
+    }
+
+    #[test]
     fn no_ack_by_the_expiry_is_unknown_and_a_late_ack_still_settles_it() {
         let delivered = CommandEvent::CommandDelivered { attempt: 3, at: 5_000 };
         T::with(())
             .given(vec![issued(), delivered.clone()])
             .when(CommandStep::Expire { at: 9_999 })
             .then_expect_events(vec![]);
-        let expired = CommandEvent::CommandExpired { attempts: 3, at: 10_000 };
+        let expired = CommandEvent::CommandExpired {
+            attempts: 3,
+            frees_door: None,
+            at: 10_000,
+        };
         T::with(())
             .given(vec![issued(), delivered.clone()])
             .when(CommandStep::Expire { at: 10_000 })
@@ -656,6 +799,7 @@ mod tests {
                 detail: Some("expired".into()),
                 result: None,
                 late: true,
+                frees_door: None,
                 at: 12_000,
             }]);
         T::with(())

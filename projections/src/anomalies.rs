@@ -40,6 +40,9 @@ pub struct AnomalyDoc {
     pub lane: Option<u8>,
     /// The order concerned.
     pub order_id: Option<String>,
+    /// The restock session concerned.
+    #[serde(default)]
+    pub restock_id: Option<String>,
     /// When it was found (Unix ms).
     pub detected_at: UnixMs,
     /// `open` or `closed`.
@@ -65,6 +68,7 @@ impl AnomalyDoc {
             door: facts.door.map(|d| d.get()),
             lane: facts.lane.map(|l| l.get()),
             order_id: facts.order_id.clone(),
+            restock_id: facts.restock_id.clone(),
             detected_at: facts.detected_at,
             state: "open".into(),
             detail: facts.detail.clone(),

@@ -5,8 +5,9 @@
 use crate::effect::{Effect, EffectError, EffectOutcome, Scheduled};
 use crate::ports::{CommandMeta, EffectPorts};
 use crate::SagaConfig;
+use tare_domain::cabinet::CabinetCommand;
 use tare_domain::command::{CommandEvent, CommandStep};
-use tare_domain::UnixMs;
+use tare_domain::{DoorNo, UnixMs};
 
 /// Device commands [D7]: deliver at issue; after each delivery, resend (same id, which
 /// the device executes at most once and answers with its ack again) until an ack or the
@@ -24,6 +25,24 @@ pub fn decide(cmd_id: &str, e: &CommandEvent, cfg: &SagaConfig) -> Vec<Scheduled
     match e {
         CommandEvent::CommandIssued { at, .. } => vec![deliver(1, *at)],
         CommandEvent::CommandDelivered { attempt, at } => vec![deliver(attempt + 1, at + cfg.command_resend_ms)],
+        // A command that held its door frees it when it ends [O2].
+        CommandEvent::CommandAcknowledged {
+            frees_door: Some(door),
+            at,
+            ..
+        }
+        | CommandEvent::CommandExpired {
+            frees_door: Some(door),
+            at,
+            ..
+        } => vec![Scheduled {
+            key: format!("command:{cmd_id}:free-door"),
+            due_at: *at,
+            effect: Effect::FreeCommandDoor {
+                cmd_id: cmd_id.to_string(),
+                door: *door,
+            },
+        }],
         CommandEvent::CommandAcknowledged { .. } | CommandEvent::CommandExpired { .. } => vec![],
     }
 }
@@ -57,4 +76,23 @@ pub async fn deliver(ports: &EffectPorts, cmd_id: &str, attempt: u32, key: &str)
         // Not connected: look again shortly, until the expiry.
         Err(_) => Ok(EffectOutcome::Defer((now + 1_000).min(command.expires_at))),
     }
+}
+
+/// Frees `door` of the command's cabinet, which command `cmd_id` held [O2]; a door
+/// someone else holds by now is left alone.
+pub async fn free_door(ports: &EffectPorts, cmd_id: &str, door: DoorNo, key: &str) -> Result<EffectOutcome, EffectError> {
+    let now = ports.clock.now_ms();
+    let command = ports.commands.load(cmd_id).await?;
+    let Some(cabinet) = &command.cabinet else {
+        return Err(EffectError::Permanent("no such command".into()));
+    };
+    let release = CabinetCommand::ReleaseDoor {
+        door,
+        session_id: cmd_id.to_string(),
+        reason: "command_ended".into(),
+        at: now,
+    };
+    let meta = CommandMeta::new(now, command.issued_by.as_str(), format!("job:{key}"));
+    ports.cabinets.execute(&cabinet.to_string(), release, meta).await?;
+    Ok(EffectOutcome::Done)
 }

@@ -182,6 +182,13 @@ pub enum Effect {
         /// What was found.
         facts: tare_domain::anomaly::AnomalyFacts,
     },
+    /// A device command that held its door ended: free the door [O2].
+    FreeCommandDoor {
+        /// Command id.
+        cmd_id: String,
+        /// The door.
+        door: DoorNo,
+    },
     /// Take the door for a restock session and send the door command [O10].
     OpenRestockDoor {
         /// The session.
@@ -227,7 +234,7 @@ impl Effect {
     /// run one at a time, in the order their causes were committed.
     pub fn serial_key(&self) -> &str {
         match self {
-            Self::DeliverCommand { cmd_id, .. } => cmd_id,
+            Self::DeliverCommand { cmd_id, .. } | Self::FreeCommandDoor { cmd_id, .. } => cmd_id,
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
             Self::OpenRestockDoor { restock_id }

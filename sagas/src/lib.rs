@@ -51,6 +51,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
 pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &str) -> EffectOutcome {
     let outcome = match effect {
         Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
+        Effect::FreeCommandDoor { cmd_id, door } => device_command::free_door(ports, cmd_id, *door, key).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         Effect::OpenRestockDoor { .. }
         | Effect::ExpireRestockOpening { .. }

@@ -212,6 +212,7 @@ async fn open_door(s: &Step<'_>, cfg: &SagaConfig) -> Outcome {
         spec: CommandSpec::OpenDoor { door: door.get() },
         expires_at: s.now + cfg.command_ttl_ms,
         issued_by: format!("restock:{}", s.restock_id),
+        holds_door: false, // the session holds it
         at: s.now,
     };
     s.ports.commands.execute(&r.open_cmd_id, step, s.meta()).await?;

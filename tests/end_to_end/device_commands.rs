@@ -213,3 +213,88 @@ async fn bad_commands_are_refused_with_the_field() {
     app.stop().await;
     store.cleanup().await;
 }
+
+/// One door, one holder [O2]: an operator's `open_door`, `tare` and `calibrate` take the
+/// door like a purchase, so they are refused while a shopper holds it, a shopper cannot
+/// scan a door an operator opened until it closes, and a finished `tare` gives the door
+/// back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_door_commands_take_the_door_like_a_purchase() {
+    use tare_domain::DoorNo;
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, fleet) = fleet(&store, 3_000).await;
+    let vc = &fleet.cabinets[0];
+    let cab = vc.id().to_string();
+    let door = DoorNo::of(1);
+    let s = fleet.new_shopper("13800000051", "alipay", "once").await.unwrap();
+    let scan = || async {
+        fleet
+            .client
+            .post("/api/v1/orders", &s.token, &json!({"cabinet": cab, "door": 1}))
+            .await
+            .unwrap()
+    };
+
+    // A shopper holds door 1: what opens or weighs it is refused, what only reads it is not.
+    let (st, o) = scan().await;
+    assert_eq!(st, 201, "{o}");
+    let order_id = o["order_id"].as_str().unwrap().to_string();
+    assert!(vc.wait_open(door, std::time::Duration::from_secs(10)).await);
+    for body in [
+        json!({"type": "open_door", "args": {"door": 1}}),
+        json!({"type": "tare", "args": {"door": 1, "lane": 1}}),
+        json!({"type": "calibrate", "args": {"door": 1, "lane": 1, "standard_grams": 500.0}}),
+    ] {
+        let (st, v) = issue(&fleet, &cab, body.clone()).await;
+        assert_eq!((st, &v["error"]["code"]), (409, &json!("cabinet_busy")), "{body}: {v}");
+    }
+    let (st, v) = issue(&fleet, &cab, json!({"type": "query_door", "args": {"door": 1}})).await;
+    assert_eq!(st, 202, "{v}");
+    let (st, v) = issue(&fleet, &cab, json!({"type": "tare", "args": {"door": 2, "lane": 1}})).await;
+    assert_eq!(st, 202, "another door is free: {v}");
+    vc.take(door, tare_domain::LaneNo::of(1), 1).await.unwrap();
+    vc.close(door).await.unwrap();
+    let o = fleet
+        .wait_terminal(&order_id, &s.token, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(o["state"], "paid", "{o}");
+
+    // The operator opens door 1: it is theirs until it closes.
+    let (st, v) = crate::common::eventually(10, "door 1 free for the operator", || async {
+        let (st, v) = issue(&fleet, &cab, json!({"type": "open_door", "args": {"door": 1}})).await;
+        (st == 202).then_some((st, v))
+    })
+    .await;
+    assert_eq!(st, 202);
+    assert_eq!(final_state(&fleet, v["cmd_id"].as_str().unwrap(), 10).await["state"], "done");
+    assert!(vc.wait_open(door, std::time::Duration::from_secs(10)).await);
+    let (st, e) = scan().await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (reqwest::StatusCode::CONFLICT, &json!("cabinet_busy")),
+        "{e}"
+    );
+    let (st, _) = issue(&fleet, &cab, json!({"type": "tare", "args": {"door": 1, "lane": 1}})).await;
+    assert_eq!(st, 409, "the open door is still the operator's first command's");
+    vc.close(door).await.unwrap();
+    let c = crate::common::eventually(10, "the door freed by its close", || async {
+        let (_, c) = fleet
+            .client
+            .get(&format!("/api/v1/cabinets/{cab}"), &fleet.client.admin)
+            .await
+            .ok()?;
+        c["doors"][0]["held_by"].is_null().then_some(c)
+    })
+    .await;
+    assert_eq!(c["doors"][0]["state"], "closed", "{c}");
+
+    // A tare takes the door and gives it back as soon as it is done.
+    let (st, v) = issue(&fleet, &cab, json!({"type": "tare", "args": {"door": 1, "lane": 1}})).await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(final_state(&fleet, v["cmd_id"].as_str().unwrap(), 10).await["state"], "done");
+    let (st, o) = scan().await;
+    assert_eq!(st, 201, "a finished tare holds nothing: {o}");
+    app.stop().await;
+    store.cleanup().await;
+}

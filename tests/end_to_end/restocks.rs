@@ -159,6 +159,7 @@ async fn a_restock_fills_the_lanes_by_weight_and_closes_the_task(kind: Store) {
             &json!(2)
         )
     );
+    assert_eq!(queue[0]["restock_id"], json!(restock_id));
 
     // The door serves shoppers again.
     let p = fleet.purchase(&s, 0, door, &[(LaneNo::of(2), 1)]).await.unwrap();

@@ -321,7 +321,11 @@ impl Cabinet {
         if d.holder.as_ref() == Some(&holder) {
             return Ok(vec![]);
         }
-        self.check_available()?;
+        // An operator may address an absent device's door (the command expires unheard
+        // [B7]); shoppers and sessions need it online.
+        if !matches!(holder, Holder::Command { .. }) {
+            self.check_available()?;
+        }
         if d.holder.is_some() {
             return Err(CabinetError::DoorBusy);
         }
@@ -368,15 +372,30 @@ impl Cabinet {
                 cmd_id,
                 at,
             },
-            DoorPosition::Closed => CabinetEvent::DoorClosed {
-                door,
-                holder,
-                unexpected: d.position != DoorPosition::Open,
-                msg_id,
-                seq,
-                device_ts,
-                at,
-            },
+            DoorPosition::Closed => {
+                let closed = CabinetEvent::DoorClosed {
+                    door,
+                    holder: holder.clone(),
+                    unexpected: d.position != DoorPosition::Open,
+                    msg_id,
+                    seq,
+                    device_ts,
+                    at,
+                };
+                // An operator's open door is theirs until it closes [O2].
+                if let Some(Holder::Command { cmd_id }) = holder {
+                    return Ok(vec![
+                        closed,
+                        CabinetEvent::DoorReleased {
+                            door,
+                            session_id: cmd_id,
+                            reason: "operator_door_closed".into(),
+                            at,
+                        },
+                    ]);
+                }
+                closed
+            }
             DoorPosition::Unknown => {
                 return Err(CabinetError::Invalid {
                     field: "state".into(),

@@ -72,6 +72,13 @@ pub enum Holder {
         /// The calibration id.
         calibration_id: String,
     },
+    /// An operator's device command that opens or weighs the door (`open_door`,
+    /// `tare`, `calibrate`) [O2]: held until the command ends, an opened door until it
+    /// closes.
+    Command {
+        /// The command's id.
+        cmd_id: String,
+    },
 }
 
 impl Holder {
@@ -81,6 +88,7 @@ impl Holder {
             Self::Order { order_id, .. } => order_id,
             Self::Restock { session_id } => session_id,
             Self::Calibration { calibration_id } => calibration_id,
+            Self::Command { cmd_id } => cmd_id,
         }
     }
 }

@@ -56,9 +56,10 @@ pub(super) struct AnomalyDto {
     #[schema(example = "order:01931c5e7a")]
     anomaly_id: String,
     /// What was found: an order's (`no_stable_weight`, `low_confidence`,
-    /// `door_never_opened`, `unexpected_close`, `no_weight_before`, `lane_heavier`) or a
+    /// `door_never_opened`, `unexpected_close`, `no_weight_before`, `lane_heavier`), a
     /// bill's (`bill_missing_at_provider`, `bill_missing_here`, `bill_amount_mismatch`,
-    /// `bill_status_mismatch`).
+    /// `bill_status_mismatch`) or a restock's (`restock_over_capacity`,
+    /// `restock_uncertain_count`, `restock_not_counted`).
     #[schema(example = "no_stable_weight")]
     kind: String,
     /// The cabinet (`pk.dn`), when it happened at one of ours.
@@ -73,6 +74,9 @@ pub(super) struct AnomalyDto {
     /// The order concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<String>,
+    /// The restock session concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restock_id: Option<String>,
     /// When it was found, Unix ms.
     detected_at: i64,
     /// `open` or `closed`.
@@ -94,6 +98,7 @@ impl From<AnomalyDoc> for AnomalyDto {
             door: d.door,
             lane: d.lane,
             order_id: d.order_id,
+            restock_id: d.restock_id,
             detected_at: d.detected_at,
             state: d.state,
             detail: d.detail,

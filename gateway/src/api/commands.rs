@@ -265,7 +265,10 @@ pub struct CommandIssued {
 /// Send a command to a cabinet.
 ///
 /// Issues any command of PROTOCOL.md to a cabinet; it is delivered (and resent with the
-/// same id) until the device acknowledges it or it expires [D7].
+/// same id) until the device acknowledges it or it expires [D7]. A command that opens or
+/// weighs a door (`open_door`, `tare`, `calibrate`) takes the door like a purchase does
+/// [O2]: refused while a shopper (or a restock, or another such command) holds it; it
+/// gives the door back when it ends — an `open_door` done, when the door closes.
 #[utoipa::path(
     post,
     path = "/api/v1/cabinets/{id}/commands",
@@ -279,8 +282,8 @@ pub struct CommandIssued {
         (status = 400, response = MalformedJson),
         (status = 401, response = Unauthorized),
         (status = 403, response = OperatorOnly),
-        (status = 404, description = "`cabinet_not_found`.", body = ErrorBody),
-        (status = 409, description = "`command_id_taken` or `concurrent_update`.", body = ErrorBody),
+        (status = 404, description = "`cabinet_not_found`, or `door_not_found` for a door command to a door the cabinet lacks.", body = ErrorBody),
+        (status = 409, description = "`cabinet_busy` (the door of an `open_door`, `tare` or `calibrate` is held by a purchase, a restock or another such command), `command_id_taken` or `concurrent_update`.", body = ErrorBody),
         (status = 413, response = TooLarge),
         (status = 422, description = "`invalid_field`: `cabinet` (the id is not `pk.dn`), `body` (not an object), `type` (not a command type), `ttl_s`, `args` (missing, wrong or unknown field), or one argument, e.g. `args.door`, `args.sha256`.", body = ErrorBody),
         (status = 500, response = Internal),

@@ -47,6 +47,7 @@ impl DeviceHub {
                     },
                     expires_at: at + LABEL_TTL_MS,
                     issued_by: format!("init:{cabinet}"),
+                    holds_door: false,
                     at,
                 };
                 let meta = Meta::new(at, cabinet.to_string(), format!("device:{}", up.envelope.id));

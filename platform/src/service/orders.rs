@@ -34,6 +34,7 @@ impl Platform {
                     let prev = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
                     prev.state.holds_door()
                 }
+                Holder::Command { cmd_id } => !self.command_door_is_free(cmd_id).await?,
                 _ => true,
             };
             if still_busy {
@@ -125,11 +126,11 @@ impl Platform {
             .ok()
             .and_then(|d| d.holder.clone())
             .or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
-        if let Some(Holder::Order { order_id: previous, .. }) = held_by {
+        if let Some(Holder::Order { order_id: previous, .. }) = &held_by {
             let prev = self
                 .aggregates
                 .orders
-                .load(&previous)
+                .load(previous)
                 .await
                 .map_err(|e| CommandError::Store(e.to_string()))?;
             if !prev.state.holds_door() {
@@ -142,6 +143,21 @@ impl Platform {
                         at,
                     )
                     .await;
+                return self
+                    .aggregates
+                    .cabinets
+                    .execute(&cabinet_id.to_string(), acquire(), self.meta(order_id, "api:create_order"))
+                    .await;
+            }
+        }
+        // An operator's command that ended still holding the door (its release effect
+        // has not run yet) gives it up now.
+        if let Some(Holder::Command { cmd_id }) = held_by {
+            let free = self
+                .command_door_is_free(&cmd_id)
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?;
+            if free && self.release_command_door(cabinet_id, door, &cmd_id, "command_ended").await.is_ok() {
                 return self
                     .aggregates
                     .cabinets

@@ -4,7 +4,7 @@
 
 use super::ServiceError;
 use crate::Platform;
-use tare_domain::cabinet::CabinetError;
+use tare_domain::cabinet::{CabinetError, Holder};
 use tare_domain::restock::{Restock, RestockCommand, RestockLane};
 use tare_domain::{CabinetId, DomainError, DoorNo};
 use tare_projections::{RestockTaskDoc, RestockTasks};
@@ -23,8 +23,13 @@ impl Platform {
         let c = self.cabinet(cabinet).await?;
         let d = c.door(door).map_err(cabinet_refusal)?;
         c.check_available().map_err(cabinet_refusal)?;
-        if d.holder.is_some() {
-            return Err(cabinet_refusal(CabinetError::DoorBusy));
+        match &d.holder {
+            None => {}
+            // An operator's command that ended gives the door up now.
+            Some(Holder::Command { cmd_id }) if self.command_door_is_free(cmd_id).await? => {
+                self.release_command_door(cabinet, door, cmd_id, "command_ended").await?;
+            }
+            Some(_) => return Err(cabinet_refusal(CabinetError::DoorBusy)),
         }
         let lanes: Vec<RestockLane> = d
             .lanes

@@ -819,6 +819,8 @@ fn door_closed_held_by_an_order_records_the_close_on_that_order() {
 
 #[test]
 fn door_events_without_an_order_holder_schedule_nothing() {
+    // The purchase saga's part (a restock's door is `crate::restock`'s).
+    use super::decide;
     let cfg = SagaConfig::default();
     for holder in [None, restock_holder(), calibration_holder()] {
         let opened = cab_opened(holder.clone(), AT - 1, AT);
@@ -1140,6 +1142,7 @@ fn a_command_is_delivered_at_issue_and_resent_after_each_delivery_until_settled(
         spec: CommandSpec::Lights { on: true },
         expires_at: 60_000,
         issued_by: "operator".into(),
+        holds_door: false,
         at: 1_000,
     });
     let d = decide("cmd-1", &issued, &cfg);
@@ -1161,10 +1164,15 @@ fn a_command_is_delivered_at_issue_and_resent_after_each_delivery_until_settled(
         detail: None,
         result: None,
         late: false,
+        frees_door: None,
         at: 5_500,
     });
     assert!(decide("cmd-1", &acked, &cfg).is_empty());
-    let expired = AnyEvent::Command(CommandEvent::CommandExpired { attempts: 3, at: 60_000 });
+    let expired = AnyEvent::Command(CommandEvent::CommandExpired {
+        attempts: 3,
+        frees_door: None,
+        at: 60_000,
+    });
     assert!(decide("cmd-1", &expired, &cfg).is_empty());
 }
 

@@ -134,6 +134,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         Effect::MarkOrderRefunded { order_id } => mark_order_refunded(&s, order_id).await,
         Effect::AbandonPayment { order_id, reason } => abandon_payment(&s, order_id, reason).await,
         Effect::DeliverCommand { .. }
+        | Effect::FreeCommandDoor { .. }
         | Effect::ReconcileBills { .. }
         | Effect::RaiseAnomaly { .. }
         | Effect::OpenRestockDoor { .. }
@@ -229,6 +230,7 @@ async fn send_door_command(s: &Step<'_>, order_id: &str, kind: DoorCommandKind, 
         spec,
         expires_at,
         issued_by: format!("order:{order_id}"),
+        holds_door: false, // the order holds it
         at: s.now,
     };
     s.ports.commands.execute(cmd_id, step, s.meta(order_id)).await?;

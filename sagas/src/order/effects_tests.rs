@@ -416,6 +416,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         spec: CommandSpec::OpenDoor { door: 1 },
         expires_at: NOW + 5_000,
         issued_by: "test".into(),
+        holds_door: false,
         at: NOW,
     };
     let away = world(vec![], vec![], ScriptedProvider::default(), RecordingDevices::default());
@@ -448,6 +449,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         spec: CommandSpec::OpenDoor { door: 1 },
         expires_at: NOW,
         issued_by: "test".into(),
+        holds_door: false,
         at: NOW - 1,
     };
     let commands = Memory::<DeviceCommand>::with(&[("c-1", vec![expired])]);
