@@ -74,6 +74,11 @@ impl ApiClient {
         self.send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
     }
 
+    /// PATCH JSON with a bearer token.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.send(self.http.patch(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
     /// POST raw bytes (for malformed-input tests).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<(StatusCode, Value)> {
         self.send(

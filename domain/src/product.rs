@@ -28,6 +28,16 @@ pub enum ProductCommand {
         /// When.
         at: UnixMs,
     },
+    /// Changes the price and/or the name; each change is a new label version, pushed to
+    /// every lane that holds the product [C2].
+    Update {
+        /// The new price, if it changes.
+        price: Option<Cents>,
+        /// The new name (1–64 characters), if it changes.
+        name: Option<String>,
+        /// When.
+        at: UnixMs,
+    },
 }
 
 /// Facts about a product.
@@ -52,6 +62,20 @@ pub enum ProductEvent {
         from: Cents,
         /// New price.
         to: Cents,
+        /// The label version it starts (1 at registration).
+        #[serde(default)]
+        version: u32,
+        /// When.
+        at: UnixMs,
+    },
+    /// Its name changed.
+    ProductRenamed {
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+        /// The label version it starts.
+        version: u32,
         /// When.
         at: UnixMs,
     },
@@ -62,6 +86,7 @@ impl DomainEvent for ProductEvent {
         match self {
             Self::ProductRegistered { .. } => "ProductRegistered",
             Self::ProductPriceChanged { .. } => "ProductPriceChanged",
+            Self::ProductRenamed { .. } => "ProductRenamed",
         }
         .into()
     }
@@ -123,12 +148,57 @@ pub struct Product {
     pub unit_grams: Grams,
     /// Current price.
     pub price: Cents,
+    /// The version of what its labels show (price and name): 1 at registration, one up
+    /// per change [C2].
+    #[serde(default)]
+    pub label_version: u32,
 }
 
 impl Product {
     /// Whether the product exists.
     pub fn exists(&self) -> bool {
         self.sku.is_some()
+    }
+}
+
+fn valid_name(name: &str) -> Result<String, ProductError> {
+    let name = name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ProductError::Invalid {
+            field: "name",
+            reason: "must be 1-64 characters".into(),
+        });
+    }
+    Ok(name)
+}
+
+impl Product {
+    /// What changing the price and/or name makes happen: one event per real change,
+    /// both in one label version (a change to the same value is none).
+    pub fn update(&self, price: Option<Cents>, name: Option<String>, at: UnixMs) -> Result<Vec<ProductEvent>, ProductError> {
+        if !self.exists() {
+            return Err(ProductError::NotFound);
+        }
+        let name = name.map(|n| valid_name(&n)).transpose()?;
+        let version = self.label_version + 1;
+        let mut events = Vec::new();
+        if let Some(to) = price.filter(|p| *p != self.price) {
+            events.push(ProductEvent::ProductPriceChanged {
+                from: self.price,
+                to,
+                version,
+                at,
+            });
+        }
+        if let Some(to) = name.filter(|n| *n != self.name) {
+            events.push(ProductEvent::ProductRenamed {
+                from: self.name.clone(),
+                to,
+                version,
+                at,
+            });
+        }
+        Ok(events)
     }
 }
 
@@ -151,13 +221,7 @@ impl Aggregate for Product {
                 if self.exists() {
                     return Err(ProductError::AlreadyExists);
                 }
-                let name = name.trim().to_string();
-                if name.is_empty() || name.chars().count() > 64 {
-                    return Err(ProductError::Invalid {
-                        field: "name",
-                        reason: "must be 1-64 characters".into(),
-                    });
-                }
+                let name = valid_name(&name)?;
                 if unit_grams <= Grams::ZERO || unit_grams > Grams::of(50_000.0) {
                     return Err(ProductError::Invalid {
                         field: "unit_grams",
@@ -177,19 +241,13 @@ impl Aggregate for Product {
                 .await;
             }
             ProductCommand::ChangePrice { price, at } => {
-                if !self.exists() {
-                    return Err(ProductError::NotFound);
+                for e in self.update(Some(price), None, at)? {
+                    sink.write(e, self).await;
                 }
-                if price != self.price {
-                    sink.write(
-                        ProductEvent::ProductPriceChanged {
-                            from: self.price,
-                            to: price,
-                            at,
-                        },
-                        self,
-                    )
-                    .await;
+            }
+            ProductCommand::Update { price, name, at } => {
+                for e in self.update(price, name, at)? {
+                    sink.write(e, self).await;
                 }
             }
         }
@@ -209,8 +267,16 @@ impl Aggregate for Product {
                 self.name = name;
                 self.unit_grams = unit_grams;
                 self.price = price;
+                self.label_version = 1;
             }
-            ProductEvent::ProductPriceChanged { to, .. } => self.price = to,
+            ProductEvent::ProductPriceChanged { to, version, .. } => {
+                self.price = to;
+                self.label_version = if version > 0 { version } else { self.label_version + 1 };
+            }
+            ProductEvent::ProductRenamed { to, version, .. } => {
+                self.name = to;
+                self.label_version = if version > 0 { version } else { self.label_version + 1 };
+            }
         }
     }
 }
@@ -287,6 +353,7 @@ mod tests {
             .then_expect_events(vec![ProductEvent::ProductPriceChanged {
                 from: Cents::new(300),
                 to: Cents::new(350),
+                version: 2,
                 at: 2,
             }]);
         TestFramework::<Product>::with(())
@@ -303,5 +370,51 @@ mod tests {
                 at: 2,
             })
             .then_expect_error(ProductError::NotFound);
+    }
+
+    #[test]
+    fn price_and_name_change_together_as_one_label_version() {
+        let mut p = Product::default();
+        p.apply(registered());
+        assert_eq!(p.label_version, 1);
+        let events = p.update(Some(Cents::new(280)), Some(" Cola Zero ".into()), 5).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProductEvent::ProductPriceChanged {
+                    from: Cents::new(300),
+                    to: Cents::new(280),
+                    version: 2,
+                    at: 5
+                },
+                ProductEvent::ProductRenamed {
+                    from: "Cola".into(),
+                    to: "Cola Zero".into(),
+                    version: 2,
+                    at: 5
+                },
+            ]
+        );
+        for e in events {
+            p.apply(e);
+        }
+        assert_eq!((p.price, p.name.as_str(), p.label_version), (Cents::new(280), "Cola Zero", 2));
+        assert_eq!(
+            p.update(Some(Cents::new(280)), Some("Cola Zero".into()), 6),
+            Ok(vec![]),
+            "no change, no version"
+        );
+        assert!(matches!(
+            p.update(None, Some(" ".into()), 6),
+            Err(ProductError::Invalid { field: "name", .. })
+        ));
+        // An event from before versions were recorded still counts one up.
+        p.apply(ProductEvent::ProductPriceChanged {
+            from: Cents::new(280),
+            to: Cents::new(290),
+            version: 0,
+            at: 7,
+        });
+        assert_eq!(p.label_version, 3);
     }
 }

@@ -15,6 +15,8 @@ fn lane(n: u8, unit_grams: f64, capacity: u32, stock: i64) -> RestockLane {
             capacity,
             restock_threshold: 2,
             tolerance: Tolerance::default(),
+            price_version: 1,
+            calibration_version: 0,
         },
         stock,
     }

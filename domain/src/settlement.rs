@@ -190,6 +190,8 @@ mod tests {
             capacity,
             restock_threshold: 0,
             tolerance: Tolerance::default(),
+            price_version: 1,
+            calibration_version: 0,
         }
     }
 

@@ -102,6 +102,8 @@ impl Platform {
                 commands: aggregates.commands.clone(),
                 anomalies: aggregates.anomalies.clone(),
                 restocks: aggregates.restocks.clone(),
+                products: aggregates.products.clone(),
+                planograms: Arc::new(crate::views::ViewPlanograms(Views::new(db.clone()))),
                 providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
                 devices,
                 telemetry,

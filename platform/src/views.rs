@@ -79,6 +79,38 @@ impl Views {
     }
 }
 
+/// The planogram index the pricing saga reads [C2]: the lanes of each product, from the
+/// `product_lanes` view.
+pub struct ViewPlanograms(pub Views);
+
+#[async_trait::async_trait]
+impl tare_sagas::ports::PlanogramIndex for ViewPlanograms {
+    async fn lanes_holding(
+        &self,
+        sku: &tare_domain::Sku,
+    ) -> Result<Vec<(tare_domain::CabinetId, tare_domain::DoorNo, tare_domain::LaneNo)>, String> {
+        let Some(doc) = self
+            .0
+            .get(tare_projections::ProductLanes::VIEW, sku.as_str())
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(vec![]);
+        };
+        let doc: tare_projections::ProductLanesDoc = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+        Ok(doc
+            .lanes
+            .into_iter()
+            .filter_map(|(c, d, l)| {
+                let cabinet = tare_domain::CabinetId::parse(&c).ok()?;
+                let door = tare_domain::DoorNo::parse("door", i64::from(d)).ok()?;
+                let lane = tare_domain::LaneNo::parse("lane", i64::from(l)).ok()?;
+                Some((cabinet, door, lane))
+            })
+            .collect())
+    }
+}
+
 /// A document's key within a batch: (view, id).
 type DocKey = (&'static str, String);
 

@@ -9,11 +9,13 @@
 mod anomalies;
 mod dead_letters;
 mod money_movements;
+mod product_lanes;
 mod restock_tasks;
 
 pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
+pub use product_lanes::{ProductLanes, ProductLanesDoc};
 pub use restock_tasks::{RestockTaskDoc, RestockTasks, TaskLane};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(MoneyMovements),
         Box::new(Anomalies),
         Box::new(RestockTasks),
+        Box::new(ProductLanes),
     ]
 }
 

@@ -178,6 +178,8 @@ mod tests {
             capacity,
             restock_threshold: threshold,
             tolerance: Tolerance::default(),
+            price_version: 1,
+            calibration_version: 0,
         };
         CabinetEvent::CabinetRegistered {
             id: CabinetId::parse("pk.c1").unwrap(),

@@ -6,10 +6,11 @@
 use crate::effect::{Effect, EffectError, EffectOutcome, Scheduled};
 use crate::ports::{CommandMeta, EffectPorts};
 use tare_domain::anomaly::{AnomalyCommand, AnomalyFacts};
+use tare_domain::cabinet::CabinetEvent;
 use tare_domain::order::{Anomaly, OrderEvent};
 use tare_domain::reconciliation::ReconciliationEvent;
 use tare_domain::restock::RestockEvent;
-use tare_domain::{AnyEvent, LaneNo, UnixMs};
+use tare_domain::{AnyEvent, CabinetId, LaneNo, UnixMs};
 
 /// The anomalies one event of aggregate `aggregate_id` raises.
 pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
@@ -74,6 +75,33 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
             },
         )],
         AnyEvent::Restock(e) => restock_anomalies(aggregate_id, e),
+        AnyEvent::Cabinet(CabinetEvent::LaneCalibrated {
+            door,
+            lane,
+            standard_grams,
+            measured_grams,
+            within_limit: false,
+            cmd_id,
+            at,
+            ..
+        }) => vec![(
+            format!("calibration:{cmd_id}"),
+            AnomalyFacts {
+                kind: "calibration_out_of_limit".into(),
+                cabinet: CabinetId::parse(aggregate_id).ok(),
+                door: Some(*door),
+                lane: Some(*lane),
+                order_id: None,
+                restock_id: None,
+                detail: format!(
+                    "lane {} measured {:.1} g under a {:.1} g standard: beyond its tolerance; the door stays blocked until it calibrates within it",
+                    lane.get(),
+                    measured_grams.get(),
+                    standard_grams.get()
+                ),
+                detected_at: *at,
+            },
+        )],
         _ => vec![],
     };
     raised

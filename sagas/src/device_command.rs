@@ -6,8 +6,8 @@ use crate::effect::{Effect, EffectError, EffectOutcome, Scheduled};
 use crate::ports::{CommandMeta, EffectPorts};
 use crate::SagaConfig;
 use tare_domain::cabinet::CabinetCommand;
-use tare_domain::command::{CommandEvent, CommandStep};
-use tare_domain::{DoorNo, UnixMs};
+use tare_domain::command::{CommandEvent, CommandSpec, CommandState, CommandStep};
+use tare_domain::{DoorNo, Grams, LaneNo, UnixMs};
 
 /// Device commands [D7]: deliver at issue; after each delivery, resend (same id, which
 /// the device executes at most once and answers with its ack again) until an ack or the
@@ -86,13 +86,35 @@ pub async fn free_door(ports: &EffectPorts, cmd_id: &str, door: DoorNo, key: &st
     let Some(cabinet) = &command.cabinet else {
         return Err(EffectError::Permanent("no such command".into()));
     };
+    let meta = CommandMeta::new(now, command.issued_by.as_str(), format!("job:{key}"));
+    // A calibration that came back is recorded on its lane before the door is free [M1].
+    if let (Some(CommandSpec::Calibrate { lane, standard_grams, .. }), CommandState::Done) = (&command.spec, command.state) {
+        let measured = command
+            .result
+            .as_ref()
+            .and_then(|r| r.get("measured_grams"))
+            .and_then(serde_json::Value::as_f64);
+        if let (Some(measured), Ok(lane)) = (
+            measured.and_then(|m| Grams::new("measured_grams", m).ok()),
+            LaneNo::parse("lane", i64::from(*lane)),
+        ) {
+            let record = CabinetCommand::RecordCalibration {
+                door,
+                lane,
+                standard_grams: *standard_grams,
+                measured_grams: measured,
+                cmd_id: cmd_id.to_string(),
+                at: now,
+            };
+            ports.cabinets.execute(&cabinet.to_string(), record, meta.clone()).await?;
+        }
+    }
     let release = CabinetCommand::ReleaseDoor {
         door,
         session_id: cmd_id.to_string(),
         reason: "command_ended".into(),
         at: now,
     };
-    let meta = CommandMeta::new(now, command.issued_by.as_str(), format!("job:{key}"));
     ports.cabinets.execute(&cabinet.to_string(), release, meta).await?;
     Ok(EffectOutcome::Done)
 }

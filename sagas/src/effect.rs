@@ -182,6 +182,13 @@ pub enum Effect {
         /// What was found.
         facts: tare_domain::anomaly::AnomalyFacts,
     },
+    /// A product's price or name changed: send its label to every lane holding it [C2].
+    PushPriceLabels {
+        /// The product.
+        sku: String,
+        /// The label version to show.
+        version: u32,
+    },
     /// A device command that held its door ended: free the door [O2].
     FreeCommandDoor {
         /// Command id.
@@ -237,6 +244,7 @@ impl Effect {
             Self::DeliverCommand { cmd_id, .. } | Self::FreeCommandDoor { cmd_id, .. } => cmd_id,
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
+            Self::PushPriceLabels { sku, .. } => sku,
             Self::OpenRestockDoor { restock_id }
             | Self::ExpireRestockOpening { restock_id }
             | Self::RecordRestockDoor { restock_id, .. }

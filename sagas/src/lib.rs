@@ -10,6 +10,7 @@
 //! - [`device_command`]: delivery and resend of device commands [D7];
 //! - [`anomaly`]: filling the anomaly queue from what orders and bills find [M3];
 //! - [`restock`]: an operator's restock session, from the door to the booked counts [O10];
+//! - [`pricing`]: a price or name change sent to every label that shows it [C2];
 //! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
 //! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
 //!
@@ -26,6 +27,7 @@ pub mod device_command;
 pub mod effect;
 pub mod order;
 pub mod ports;
+pub mod pricing;
 pub mod restock;
 
 pub use config::SagaConfig;
@@ -41,6 +43,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
         other => {
             let mut out = order::decide(aggregate_id, other, cfg);
             out.extend(restock::decide(aggregate_id, other, cfg));
+            out.extend(pricing::decide(aggregate_id, other));
             out.extend(anomaly::decide(aggregate_id, other));
             out
         }
@@ -52,6 +55,7 @@ pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, 
     let outcome = match effect {
         Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
         Effect::FreeCommandDoor { cmd_id, door } => device_command::free_door(ports, cmd_id, *door, key).await,
+        Effect::PushPriceLabels { sku, version } => pricing::push_labels(ports, sku, *version, key).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         Effect::OpenRestockDoor { .. }
         | Effect::ExpireRestockOpening { .. }

@@ -316,6 +316,13 @@ pub trait DeviceLink: Send + Sync {
     }
 }
 
+/// Where products are on the shelves [C2]: every lane whose planogram holds a SKU.
+#[async_trait]
+pub trait PlanogramIndex: Send + Sync {
+    /// The lanes holding `sku`, as `(cabinet, door, lane)`.
+    async fn lanes_holding(&self, sku: &tare_domain::Sku) -> Result<Vec<(CabinetId, DoorNo, tare_domain::LaneNo)>, String>;
+}
+
 /// Recent weight samples per door, as received from devices [D6].
 pub trait TelemetryView: Send + Sync {
     /// The newest stable reading of `door` taken at or before `device_ts`.
@@ -342,6 +349,10 @@ pub struct EffectPorts {
     pub anomalies: Arc<dyn AggregatePort<AnomalyCase>>,
     /// Restock sessions [O10].
     pub restocks: Arc<dyn AggregatePort<tare_domain::restock::Restock>>,
+    /// Products [C1].
+    pub products: Arc<dyn AggregatePort<tare_domain::product::Product>>,
+    /// Which lanes hold each product [C2].
+    pub planograms: Arc<dyn PlanogramIndex>,
     /// Payment providers by kind.
     pub providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
     /// The device link.

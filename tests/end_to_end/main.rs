@@ -25,6 +25,7 @@ mod liveness;
 mod lockers;
 mod mqtt_conformance;
 mod openapi;
+mod planogram_changes;
 mod provider_behaviours;
 mod purchase_e2e;
 mod recovery;

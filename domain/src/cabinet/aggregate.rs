@@ -12,7 +12,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-type Decision = Result<Vec<CabinetEvent>, CabinetError>;
+pub(super) type Decision = Result<Vec<CabinetEvent>, CabinetError>;
 
 /// A lane's live state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,19 @@ pub struct LaneState {
     pub plan: LanePlan,
     /// Items on the lane by the ledger.
     pub stock: i64,
+    /// When the label the lane charges by was issued [C2].
+    #[serde(default)]
+    pub label_issued_at: UnixMs,
+    /// A product of another unit weight was swapped in: the door does not sell until the
+    /// lane is calibrated [M1].
+    #[serde(default)]
+    pub needs_calibration: bool,
+    /// The lane's calibration version (0: never calibrated here) [M1].
+    #[serde(default)]
+    pub calibration_version: u32,
+    /// The command of the last calibration (a repeat of it records nothing).
+    #[serde(default)]
+    pub calibration_cmd: Option<String>,
 }
 
 /// A door's live state.
@@ -221,6 +234,24 @@ impl Cabinet {
                 added,
                 at,
             } => self.finish_restock(door, restock_id, &added, at),
+            C::ApplyPriceLabel {
+                door,
+                lane,
+                sku,
+                price,
+                name,
+                issued_at,
+                at,
+            } => self.apply_price_label(door, lane, sku, price, name, issued_at, at),
+            C::SwapLane { door, plan, at } => self.swap_lane(door, plan, at),
+            C::RecordCalibration {
+                door,
+                lane,
+                standard_grams,
+                measured_grams,
+                cmd_id,
+                at,
+            } => self.record_calibration(door, lane, standard_grams, measured_grams, cmd_id, at),
         }
     }
 
@@ -460,49 +491,8 @@ impl Cabinet {
     }
 }
 
-impl Cabinet {
-    /// A restock session on `door` ended with its counts: each lane's change is a stock
-    /// movement (reason `restock`), never above the capacity nor below zero, and the door
-    /// is freed — once: a second finish, or one by a session not holding the door,
-    /// decides nothing.
-    fn finish_restock(&self, door: DoorNo, restock_id: String, added: &[(LaneNo, i64)], at: UnixMs) -> Decision {
-        let d = self.door(door)?;
-        if d.holder.as_ref().map(Holder::session_id) != Some(restock_id.as_str()) {
-            return Ok(vec![]);
-        }
-        let mut events = Vec::new();
-        for (lane_no, change) in added.iter().copied() {
-            let Some(lane) = d.lanes.get(&lane_no) else { continue };
-            let before = lane.stock;
-            let after = (before + change).clamp(0, i64::from(lane.plan.capacity).max(before));
-            if after == before {
-                continue;
-            }
-            events.push(CabinetEvent::LaneStockChanged {
-                door,
-                lane: lane_no,
-                sku: lane.plan.sku.clone(),
-                before,
-                change: after - before,
-                after,
-                reason: StockReason::Restock {
-                    session_id: restock_id.clone(),
-                },
-                at,
-            });
-        }
-        events.push(CabinetEvent::DoorReleased {
-            door,
-            session_id: restock_id,
-            reason: "restock_finished".into(),
-            at,
-        });
-        Ok(events)
-    }
-}
-
 /// One event when `condition` holds, none otherwise.
-fn when(condition: bool, event: impl FnOnce() -> CabinetEvent) -> Vec<CabinetEvent> {
+pub(super) fn when(condition: bool, event: impl FnOnce() -> CabinetEvent) -> Vec<CabinetEvent> {
     if condition {
         vec![event()]
     } else {
@@ -536,7 +526,21 @@ impl Aggregate for Cabinet {
                 self.doors = doors
                     .into_iter()
                     .map(|d| {
-                        let lanes = d.lanes.into_iter().map(|l| (l.lane, LaneState { plan: l, stock: 0 })).collect();
+                        let lanes = d
+                            .lanes
+                            .into_iter()
+                            .map(|l| {
+                                let state = LaneState {
+                                    plan: l,
+                                    stock: 0,
+                                    label_issued_at: 0,
+                                    needs_calibration: false,
+                                    calibration_version: 0,
+                                    calibration_cmd: None,
+                                };
+                                (state.plan.lane, state)
+                            })
+                            .collect();
                         (
                             d.door,
                             DoorState {
@@ -593,6 +597,9 @@ impl Aggregate for Cabinet {
                 }
             }
             CabinetEvent::RestockNeeded { .. } => {}
+            e @ (CabinetEvent::LanePriceChanged { .. } | CabinetEvent::LaneCalibrated { .. } | CabinetEvent::LaneProductSwapped { .. }) => {
+                self.apply_lane_change(e)
+            }
             CabinetEvent::DoorAcquired { door, holder, .. } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.holder = Some(holder);

@@ -1,9 +1,9 @@
 //! What can be asked of a cabinet: registration, the device's connection and reports,
 //! and the door sessions (purchases, restocks, calibrations) that take and free its doors.
 
-use super::{CompartmentChange, DoorPlan, DoorPosition, Holder};
+use super::{CompartmentChange, DoorPlan, DoorPosition, Holder, LanePlan};
 use crate::weight::StableReading;
-use crate::{CabinetId, CabinetKind, DoorNo, GeoPoint, LaneNo, UnixMs};
+use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku, UnixMs};
 use serde::{Deserialize, Serialize};
 
 /// Commands a cabinet accepts.
@@ -152,6 +152,51 @@ pub enum CabinetCommand {
         restock_id: String,
         /// Items added per lane (negative: taken out).
         added: Vec<(LaneNo, i64)>,
+        /// When.
+        at: UnixMs,
+    },
+    /// A price label was acknowledged by the device: the lane charges what it shows
+    /// from now on [C2]. A label older than the lane's last applied one, or for another
+    /// product, changes nothing.
+    ApplyPriceLabel {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The product the label was for.
+        sku: Sku,
+        /// Its price.
+        price: Cents,
+        /// Its name.
+        name: String,
+        /// When the label command was issued (orders the labels of one lane).
+        issued_at: UnixMs,
+        /// When.
+        at: UnixMs,
+    },
+    /// Puts another product on a lane: a planogram version change [C2]. The lane must
+    /// be empty and its door free.
+    SwapLane {
+        /// Door.
+        door: DoorNo,
+        /// The new plan of the lane (its number is the lane's).
+        plan: LanePlan,
+        /// When.
+        at: UnixMs,
+    },
+    /// A `calibrate` command came back: the lane's measured error under a standard
+    /// weight becomes its next calibration version [M1].
+    RecordCalibration {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The standard weight placed.
+        standard_grams: Grams,
+        /// What the lane measured.
+        measured_grams: Grams,
+        /// The command.
+        cmd_id: String,
         /// When.
         at: UnixMs,
     },

@@ -1,8 +1,8 @@
 //! The facts of a cabinet, as the log keeps them forever: the lane ledger [R2] and the
 //! door sessions are read from these as they are.
 
-use super::{CompartmentChange, DeviceStatus, DoorPlan, DoorPosition, Holder, StockReason};
-use crate::{CabinetId, CabinetKind, DoorNo, GeoPoint, LaneNo, Sku, UnixMs, EVENT_VERSION};
+use super::{CompartmentChange, DeviceStatus, DoorPlan, DoorPosition, Holder, LanePlan, StockReason};
+use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku, UnixMs, EVENT_VERSION};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,66 @@ pub enum CabinetEvent {
         after: i64,
         /// Why.
         reason: StockReason,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane's label was acknowledged with a new price or name: it charges that now
+    /// [C2].
+    LanePriceChanged {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// Product.
+        sku: Sku,
+        /// Price before.
+        from: Cents,
+        /// Price now.
+        to: Cents,
+        /// Name now.
+        name: String,
+        /// The lane's price version now.
+        price_version: u32,
+        /// When the label was issued.
+        issued_at: UnixMs,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane got another product: planogram version + 1 [C2].
+    LaneProductSwapped {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The product it held.
+        from: Sku,
+        /// Its plan now.
+        plan: LanePlan,
+        /// The cabinet's planogram version now.
+        planogram_version: u32,
+        /// Whether the new unit weight differs, so the lane must be calibrated before
+        /// the door sells again [M1].
+        needs_calibration: bool,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane was calibrated with a standard weight [M1].
+    LaneCalibrated {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The lane's calibration version now (orders weighed after it record it).
+        version: u32,
+        /// The standard weight.
+        standard_grams: Grams,
+        /// What the lane measured.
+        measured_grams: Grams,
+        /// Whether the error is within the lane's tolerance at that load; if not, the
+        /// lane still needs calibrating (and an anomaly says so).
+        within_limit: bool,
+        /// The command.
+        cmd_id: String,
         /// When.
         at: UnixMs,
     },
@@ -210,6 +270,9 @@ impl DomainEvent for CabinetEvent {
             Self::CabinetInitialized { .. } => "CabinetInitialized",
             Self::LaneStockChanged { .. } => "LaneStockChanged",
             Self::RestockNeeded { .. } => "RestockNeeded",
+            Self::LanePriceChanged { .. } => "LanePriceChanged",
+            Self::LaneCalibrated { .. } => "LaneCalibrated",
+            Self::LaneProductSwapped { .. } => "LaneProductSwapped",
             Self::DoorAcquired { .. } => "DoorAcquired",
             Self::DoorReleased { .. } => "DoorReleased",
             Self::DoorOpened { .. } => "DoorOpened",

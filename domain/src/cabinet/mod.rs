@@ -12,6 +12,7 @@
 mod aggregate;
 mod commands;
 mod events;
+mod lanes;
 mod planogram;
 
 pub use aggregate::{Cabinet, DoorState, LaneState};
@@ -147,6 +148,17 @@ pub enum CabinetError {
     /// The door is held by someone else.
     #[error("door is busy")]
     DoorBusy,
+    /// No such lane on the door.
+    #[error("door has no lane {0}")]
+    UnknownLane(crate::LaneNo),
+    /// A lane still holds items (empty it, or count it in a restock, first).
+    #[error("lane {lane} still holds {stock} item(s)")]
+    LaneNotEmpty {
+        /// The lane.
+        lane: crate::LaneNo,
+        /// Its stock by the ledger.
+        stock: i64,
+    },
     /// The planogram is invalid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -160,8 +172,8 @@ pub enum CabinetError {
 impl DomainError for CabinetError {
     fn kind(&self) -> RejectionKind {
         match self {
-            Self::AlreadyExists | Self::NotAvailable(_) | Self::DoorBusy => RejectionKind::Conflict,
-            Self::NotFound | Self::UnknownDoor(_) => RejectionKind::NotFound,
+            Self::AlreadyExists | Self::NotAvailable(_) | Self::DoorBusy | Self::LaneNotEmpty { .. } => RejectionKind::Conflict,
+            Self::NotFound | Self::UnknownDoor(_) | Self::UnknownLane(_) => RejectionKind::NotFound,
             Self::Invalid { .. } => RejectionKind::Invalid,
         }
     }
@@ -172,6 +184,8 @@ impl DomainError for CabinetError {
             Self::UnknownDoor(_) => "door_not_found",
             Self::NotAvailable(_) => "cabinet_unavailable",
             Self::DoorBusy => "cabinet_busy",
+            Self::UnknownLane(_) => "lane_not_found",
+            Self::LaneNotEmpty { .. } => "lane_not_empty",
             Self::Invalid { .. } => "invalid_field",
         }
     }

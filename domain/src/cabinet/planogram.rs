@@ -26,6 +26,19 @@ pub struct LanePlan {
     pub restock_threshold: u32,
     /// The scale tolerance.
     pub tolerance: Tolerance,
+    /// The version of the price and name its label shows: 1 as registered, one up each
+    /// time an acknowledged label changes them [C2]. An order records the versions it
+    /// was charged with (its frozen lanes).
+    #[serde(default = "first_version")]
+    pub price_version: u32,
+    /// The lane's calibration version when frozen into an order (0: never calibrated
+    /// here) [M1]; the cabinet keeps the live one.
+    #[serde(default)]
+    pub calibration_version: u32,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl LanePlan {
@@ -73,6 +86,32 @@ pub(super) fn validate_locker(doors: &[DoorPlan]) -> Result<(), CabinetError> {
         }
     }
     Ok(())
+}
+
+/// A single lane's plan on its own, as a swap brings it: fields named as the swap's body
+/// names them (`capacity`, `restock_threshold`, `sku`, `tolerance`).
+pub(super) fn validate_lane(l: &LanePlan) -> Result<(), CabinetError> {
+    let invalid = |field: &str, reason: &str| CabinetError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    };
+    if l.unit_grams <= Grams::ZERO {
+        return Err(invalid("sku", "the product's unit weight must be positive"));
+    }
+    if l.capacity == 0 || l.capacity > 1000 {
+        return Err(invalid("capacity", "must be between 1 and 1000"));
+    }
+    if l.restock_threshold > l.capacity {
+        return Err(invalid("restock_threshold", "must not exceed capacity"));
+    }
+    check_lane_resolvable(l.unit_grams, l.capacity, &l.tolerance).map_err(|e| CabinetError::Invalid {
+        field: if e.field == "tolerance" {
+            "capacity".into()
+        } else {
+            e.field.to_string()
+        },
+        reason: e.reason,
+    })
 }
 
 pub(super) fn validate_plan(doors: &[DoorPlan]) -> Result<(), CabinetError> {

@@ -32,6 +32,8 @@ fn lane(n: u8, sku: &str, unit_grams: f64, capacity: u32, restock_threshold: u32
         capacity,
         restock_threshold,
         tolerance: Tolerance::default(),
+        price_version: 1,
+        calibration_version: 0,
     }
 }
 
@@ -1195,5 +1197,172 @@ fn a_boot_must_describe_the_planogram() {
     for (doors, lanes) in [(1, vec![2]), (2, vec![2, 2]), (3, vec![2, 1, 0]), (2, vec![1, 2])] {
         let err = cabinet.check_boot(doors, &lanes).unwrap_err();
         assert!(err.contains("the planogram has 2 doors with lanes [2, 1]"), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Labels, swaps and calibration [C2, M1]
+// ---------------------------------------------------------------------------------------
+
+fn label(price: i64, issued_at: UnixMs) -> CabinetCommand {
+    CabinetCommand::ApplyPriceLabel {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        price: Cents::new(price),
+        name: "COLA".into(),
+        issued_at,
+        at: AT + 100,
+    }
+}
+
+fn relabelled(price: i64, issued_at: UnixMs) -> CabinetEvent {
+    CabinetEvent::LanePriceChanged {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        from: Cents::new(300),
+        to: Cents::new(price),
+        name: "COLA".into(),
+        price_version: 2,
+        issued_at,
+        at: AT + 100,
+    }
+}
+
+#[test]
+fn an_acknowledged_label_sets_the_lanes_price_once_and_an_older_one_never() {
+    TestFramework::<Cabinet>::with(())
+        .given(online())
+        .when(label(350, AT + 50))
+        .then_expect_events(vec![relabelled(350, AT + 50)]);
+    // The same price and name again: nothing.
+    TestFramework::<Cabinet>::with(())
+        .given(online())
+        .when(label(300, AT + 50))
+        .then_expect_events(vec![]);
+    // A label issued before the one applied arrives late: nothing.
+    TestFramework::<Cabinet>::with(())
+        .given(with(online(), [relabelled(350, AT + 50)]))
+        .when(label(320, AT + 40))
+        .then_expect_events(vec![]);
+    // A label for a product the lane no longer holds: nothing.
+    let mut other = label(350, AT + 60);
+    if let CabinetCommand::ApplyPriceLabel { sku, .. } = &mut other {
+        *sku = Sku::of("gum");
+    }
+    TestFramework::<Cabinet>::with(())
+        .given(online())
+        .when(other)
+        .then_expect_events(vec![]);
+    let mut c = Cabinet::default();
+    for e in with(online(), [relabelled(350, AT + 50)]) {
+        c.apply(e);
+    }
+    let l = &c.doors[&DoorNo::of(1)].lanes[&LaneNo::of(1)];
+    assert_eq!(
+        (l.plan.price, l.plan.price_version, l.label_issued_at),
+        (Cents::new(350), 2, AT + 50)
+    );
+}
+
+#[test]
+fn a_lane_swaps_product_only_when_empty_and_a_new_weight_needs_calibration() {
+    let melon = LanePlan {
+        unit_grams: Grams::of(900.0),
+        ..lane(2, "melon", 900.0, 5, 1)
+    };
+    let swap = |plan: LanePlan| CabinetCommand::SwapLane {
+        door: DoorNo::of(1),
+        plan,
+        at: AT + 200,
+    };
+    TestFramework::<Cabinet>::with(())
+        .given(online())
+        .when(swap(melon.clone()))
+        .then_expect_error(CabinetError::LaneNotEmpty {
+            lane: LaneNo::of(2),
+            stock: 10,
+        });
+    let sold_out = with(online(), [stock_changed(1, 2, "gum", 10, 0, StockReason::Opening, AT + 40)]);
+    let swapped = CabinetEvent::LaneProductSwapped {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(2),
+        from: Sku::of("gum"),
+        plan: melon.clone(),
+        planogram_version: 2,
+        needs_calibration: true,
+        at: AT + 200,
+    };
+    TestFramework::<Cabinet>::with(())
+        .given(sold_out.clone())
+        .when(swap(melon.clone()))
+        .then_expect_events(vec![swapped.clone()]);
+    let bad = LanePlan {
+        restock_threshold: 9,
+        ..melon.clone()
+    };
+    let e = Cabinet::default_with(&sold_out).decide(swap(bad)).unwrap_err();
+    assert_eq!((e.code(), e.field().as_deref()), ("invalid_field", Some("restock_threshold")));
+    let held = with(
+        sold_out.clone(),
+        [CabinetEvent::DoorAcquired {
+            door: DoorNo::of(1),
+            holder: Holder::Restock { session_id: "rs".into() },
+            at: AT + 150,
+        }],
+    );
+    TestFramework::<Cabinet>::with(())
+        .given(held)
+        .when(swap(melon.clone()))
+        .then_expect_error(CabinetError::DoorBusy);
+
+    // Calibrated within tolerance: the lane sells again, once per command.
+    let after_swap = with(sold_out, [swapped]);
+    let calibrate = |measured: f64, cmd: &str| CabinetCommand::RecordCalibration {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(2),
+        standard_grams: Grams::of(500.0),
+        measured_grams: Grams::of(measured),
+        cmd_id: cmd.into(),
+        at: AT + 300,
+    };
+    let mut c = Cabinet::default_with(&after_swap);
+    assert!(c.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)].needs_calibration);
+    let off = c.decide(calibrate(530.0, "c1")).unwrap();
+    assert!(matches!(
+        off[..],
+        [CabinetEvent::LaneCalibrated {
+            version: 1,
+            within_limit: false,
+            ..
+        }]
+    ));
+    for e in off {
+        c.apply(e);
+    }
+    assert!(
+        c.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)].needs_calibration,
+        "still off: still blocked"
+    );
+    assert_eq!(
+        c.decide(calibrate(530.0, "c1")),
+        Ok(vec![]),
+        "the same command again records nothing"
+    );
+    for e in c.decide(calibrate(500.5, "c2")).unwrap() {
+        c.apply(e);
+    }
+    let l = &c.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)];
+    assert_eq!((l.needs_calibration, l.calibration_version), (false, 2));
+}
+
+impl Cabinet {
+    fn default_with(events: &[CabinetEvent]) -> Self {
+        let mut c = Self::default();
+        for e in events {
+            c.apply(e.clone());
+        }
+        c
     }
 }

@@ -88,6 +88,8 @@ mod tests {
             capacity,
             restock_threshold: 0,
             tolerance: Tolerance::default(),
+            price_version: 1,
+            calibration_version: 0,
         }
     }
 

@@ -31,6 +31,8 @@ fn lane(n: u8, sku: &str, unit_grams: f64, price: i64, capacity: u32) -> LanePla
         capacity,
         restock_threshold: 2,
         tolerance: Tolerance::default(),
+        price_version: 1,
+        calibration_version: 0,
     }
 }
 

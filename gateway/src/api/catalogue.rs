@@ -124,6 +124,68 @@ pub async fn get_product(_: Operator, State(s): State<Arc<ApiState>>, Path(sku):
     }))
 }
 
+/// What to change of a product: its price, its name, or both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChange {
+    /// The new unit price in cents (0..=100000000).
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    price_cents: Option<i64>,
+    /// The new name: 1-64 characters once leading and trailing whitespace is trimmed.
+    #[schema(
+        pattern = r"^[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([\s\S]{0,62}[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "Cola Zero 330ml"
+    )]
+    name: Option<String>,
+}
+
+/// Change a product's price or name.
+///
+/// A new price or name is a new label version, sent as `set_price_label` to every lane
+/// that holds the product [C2]. Each lane charges the new price from the moment its
+/// device acknowledges the label: a scan before that is charged the old price, one after
+/// it the new, so a shopper always pays what the label showed. Orders record the price
+/// version they were charged with (`evidence.lanes[].price_version`).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{sku}",
+    tag = "catalogue",
+    operation_id = "updateProduct",
+    security(("operatorBearer" = [])),
+    params(("sku" = String, Path, description = "The product's SKU.", example = "cola-330")),
+    request_body = ProductChange,
+    responses(
+        (status = 200, description = "The product as changed.", body = ProductDto),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`product_not_found`.", body = ErrorBody),
+        (status = 409, description = "`concurrent_update`.", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: `price_cents`, `name` or an unknown field.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub async fn update_product(
+    _: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path(sku): Path<String>,
+    ApiJson(b): ApiJson<ProductChange>,
+) -> Result<Json<ProductDto>, ApiError> {
+    let sku = Sku::parse("sku", &sku).map_err(|_| ApiError::NotFound {
+        code: "product_not_found",
+        message: format!("product {sku} not found"),
+    })?;
+    let price = b.price_cents.map(|p| Cents::parse("price_cents", p)).transpose()?;
+    let p = s.platform.update_product(&sku, price, b.name).await?;
+    Ok(Json(ProductDto {
+        sku: sku.to_string(),
+        name: p.name,
+        unit_grams: p.unit_grams.get(),
+        price_cents: p.price.get(),
+    }))
+}
+
 /// The operator's rule for automatic coupon use, as sent and as shown [O7].
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

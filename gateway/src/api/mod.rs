@@ -111,7 +111,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
     if roles.api {
         r = r
             .routes(routes!(catalogue::create_product))
-            .routes(routes!(catalogue::get_product))
+            .routes(routes!(catalogue::get_product, catalogue::update_product))
             .routes(routes!(catalogue::put_coupon_policy, catalogue::get_coupon_policy))
             .routes(routes!(cabinets::create_cabinet))
             .routes(routes!(cabinets::get_cabinet))
@@ -120,6 +120,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(restocks::start))
             .routes(routes!(restocks::get))
             .routes(routes!(restocks::tasks))
+            .routes(routes!(restocks::swap_lane))
             .routes(routes!(commands::issue))
             .routes(routes!(commands::get))
             .routes(routes!(orders::create_shopper))

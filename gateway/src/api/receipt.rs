@@ -209,6 +209,12 @@ struct EvidenceLaneDto {
     lane: u8,
     /// Unit price.
     price_cents: i64,
+    /// The version of the price label the lane charged by (1 as registered, one up per
+    /// acknowledged change) [C2].
+    price_version: u32,
+    /// The lane's calibration version it was weighed with (0: never calibrated here)
+    /// [M1].
+    calibration_version: u32,
     /// Product.
     sku: String,
     /// Its scale's tolerance.
@@ -422,6 +428,8 @@ impl ReceiptDto {
                     .map(|l| EvidenceLaneDto {
                         lane: l.lane.get(),
                         price_cents: l.price.get(),
+                        price_version: l.price_version,
+                        calibration_version: l.calibration_version,
                         sku: l.sku.to_string(),
                         tolerance: ToleranceDto {
                             abs_grams: l.tolerance.abs_grams.get(),

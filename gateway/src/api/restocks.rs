@@ -12,7 +12,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tare_domain::restock::Restock;
-use tare_domain::{CabinetId, DoorNo};
+use tare_domain::{CabinetId, DoorNo, LaneNo, Sku};
+use tare_platform::service::LaneProduct;
 use tare_projections::RestockTaskDoc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -152,6 +153,102 @@ pub(super) async fn start(
 pub(super) async fn get(_: Operator, State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<RestockDto>, ApiError> {
     let r = s.platform.restock(&id).await?;
     Ok(Json(RestockDto::new(id, &r)))
+}
+
+/// A lane's new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LaneSwapBody {
+    /// The product to put on the lane (a registered SKU).
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$", example = "water-550")]
+    sku: String,
+    /// Most items the lane holds (1–1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    capacity: i64,
+    /// At or below this stock a restock task is raised; at most `capacity`.
+    #[schema(minimum = 0, maximum = 1000)]
+    restock_threshold: i64,
+}
+
+/// A swap as done.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct LaneSwapDto {
+    /// The cabinet's planogram version now.
+    planogram_version: u32,
+    /// Whether the door is blocked from sale until the lane is calibrated (the unit
+    /// weight changed): send a `calibrate` command for the lane.
+    needs_calibration: bool,
+}
+
+/// The `{id}`, `{door}` and `{lane}` of a lane's path.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Parameter docs only: the handler parses each part itself.
+pub(super) struct LanePath {
+    /// The cabinet id `pk.dn`.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$", example = "wc1.SN001")]
+    id: String,
+    /// The door (1–16).
+    #[param(minimum = 1, maximum = 16)]
+    door: i64,
+    /// The lane (1–32).
+    #[param(minimum = 1, maximum = 32)]
+    lane: i64,
+}
+
+/// Swap a lane's product.
+///
+/// Puts another product on a lane: a planogram version change [C2]. The lane must be
+/// empty (sold out, or counted out in a restock) and its door free. The lane's label is
+/// sent the new product; if its unit weight differs, the door does not sell (409
+/// `lane_needs_calibration` on a scan) until a `calibrate` command for the lane comes
+/// back within tolerance [M1].
+#[utoipa::path(
+    put,
+    path = "/api/v1/cabinets/{id}/doors/{door}/lanes/{lane}",
+    tag = "cabinets",
+    operation_id = "swapLane",
+    security(("operatorBearer" = [])),
+    params(LanePath),
+    request_body = LaneSwapBody,
+    responses(
+        (status = 202, description = "Swapped; the label is on its way.", body = LaneSwapDto),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`cabinet_not_found`, `door_not_found`, `lane_not_found` or `product_not_found` (the `sku`).", body = ErrorBody),
+        (status = 409, description = "`lane_not_empty`, `cabinet_busy` or `concurrent_update`.", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`invalid_field`: `cabinet`, `door`, `lane`, `sku` (not a SKU), `capacity`, `restock_threshold` (above capacity) or an unknown field.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn swap_lane(
+    op: Operator,
+    State(s): State<Arc<ApiState>>,
+    Path((id, door, lane)): Path<(String, String, String)>,
+    ApiJson(b): ApiJson<LaneSwapBody>,
+) -> Result<(StatusCode, Json<LaneSwapDto>), ApiError> {
+    let cabinet = CabinetId::parse(&id)?;
+    let number = |field: &'static str, v: &str| v.parse::<i64>().map_err(|_| ApiError::invalid(field, "must be a number"));
+    let door = DoorNo::parse("door", number("door", &door)?)?;
+    let lane = LaneNo::parse("lane", number("lane", &lane)?)?;
+    let sku = Sku::parse("sku", &b.sku)?;
+    let capacity = u32::try_from(b.capacity).map_err(|_| ApiError::invalid("capacity", "must be between 1 and 1000"))?;
+    let threshold = u32::try_from(b.restock_threshold).map_err(|_| ApiError::invalid("restock_threshold", "must not be negative"))?;
+    let new = LaneProduct {
+        sku,
+        capacity,
+        restock_threshold: threshold,
+    };
+    let swap = s.platform.swap_lane(&cabinet, door, lane, &new, op.name()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(LaneSwapDto {
+            planogram_version: swap.planogram_version,
+            needs_calibration: swap.needs_calibration,
+        }),
+    ))
 }
 
 /// Which tasks (query of `GET /api/v1/restock-tasks`).

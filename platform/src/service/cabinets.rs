@@ -88,6 +88,8 @@ impl Platform {
                     capacity: l.capacity,
                     restock_threshold: l.restock_threshold,
                     tolerance: l.tolerance.unwrap_or_default(),
+                    price_version: 1,
+                    calibration_version: 0,
                 });
             }
             plans.push(DoorPlan { door: d.door, lanes });

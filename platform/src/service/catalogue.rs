@@ -46,6 +46,22 @@ impl Platform {
             .map_err(ServiceError::from_command)
     }
 
+    /// Changes a product's price and/or name [C2]; each lane that holds it is sent the
+    /// new label, and charges the new price once its device acknowledges it.
+    pub async fn update_product(&self, sku: &Sku, price: Option<Cents>, name: Option<String>) -> Result<Product, ServiceError> {
+        let cmd = ProductCommand::Update {
+            price,
+            name,
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .products
+            .execute(sku.as_str(), cmd, self.meta(sku.as_str(), "api:update_product"))
+            .await
+            .map_err(ServiceError::from_command)?;
+        self.product(sku).await
+    }
+
     /// A product (404 if unknown).
     pub async fn product(&self, sku: &Sku) -> Result<Product, ServiceError> {
         let p = self

@@ -30,3 +30,4 @@ pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
 pub use dead_letters::DeadLetterList;
 pub use error::ServiceError;
 pub use refunds::RefundView;
+pub use restocks::{LaneProduct, LaneSwap};

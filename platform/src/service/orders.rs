@@ -24,10 +24,24 @@ impl Platform {
             code: "door_not_found",
             message: e.to_string(),
         })?;
-        let lanes: Vec<LanePlan> = door_state.lanes.values().map(|l| l.plan.clone()).collect();
+        // Frozen with the price and calibration versions they are charged and weighed by.
+        let lanes: Vec<LanePlan> = door_state
+            .lanes
+            .values()
+            .map(|l| LanePlan {
+                calibration_version: l.calibration_version,
+                ..l.plan.clone()
+            })
+            .collect();
         // Refuse an unavailable cabinet or a busy door before touching the shopper (the
         // door is checked again, atomically, when it is taken).
         cabinet.check_available().map_err(reject)?;
+        if let Some(l) = door_state.lanes.values().find(|l| l.needs_calibration) {
+            return Err(ServiceError::Conflict {
+                code: "lane_needs_calibration",
+                message: format!("lane {} must be calibrated before this door sells again", l.plan.lane),
+            });
+        }
         if let Some(holder) = &door_state.holder {
             let still_busy = match holder {
                 Holder::Order { order_id, .. } => {

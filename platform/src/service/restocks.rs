@@ -4,9 +4,10 @@
 
 use super::ServiceError;
 use crate::Platform;
-use tare_domain::cabinet::{CabinetError, Holder};
+use tare_domain::cabinet::{CabinetCommand, CabinetError, Holder, LanePlan};
+use tare_domain::command::CommandSpec;
 use tare_domain::restock::{Restock, RestockCommand, RestockLane};
-use tare_domain::{CabinetId, DomainError, DoorNo};
+use tare_domain::{CabinetId, DomainError, DoorNo, LaneNo, Sku};
 use tare_projections::{RestockTaskDoc, RestockTasks};
 
 /// At most this many tasks per listing.
@@ -87,10 +88,99 @@ impl Platform {
     }
 }
 
+/// What a swapped lane is to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneProduct {
+    /// The product.
+    pub sku: Sku,
+    /// Most items.
+    pub capacity: u32,
+    /// Its restock threshold.
+    pub restock_threshold: u32,
+}
+
+/// A lane swap as done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneSwap {
+    /// The cabinet's planogram version now.
+    pub planogram_version: u32,
+    /// Whether the lane must be calibrated before its door sells again.
+    pub needs_calibration: bool,
+}
+
+impl Platform {
+    /// Puts product `sku` on lane `lane` of `door` [C2]: a planogram version change,
+    /// only for an empty lane of a free door (409 `lane_not_empty`, `cabinet_busy`); the
+    /// lane's label is sent the product's name and price; a different unit weight
+    /// blocks the door until the lane is calibrated (`calibrate`). 404 for an unknown
+    /// cabinet, door, lane or product; 422 `capacity` / `restock_threshold` out of
+    /// range.
+    pub async fn swap_lane(
+        &self,
+        cabinet: &CabinetId,
+        door: DoorNo,
+        lane: LaneNo,
+        new: &LaneProduct,
+        by: &str,
+    ) -> Result<LaneSwap, ServiceError> {
+        let LaneProduct {
+            sku,
+            capacity,
+            restock_threshold,
+        } = new;
+        let product = self.product(sku).await?;
+        let c = self.cabinet(cabinet).await?;
+        let current = c
+            .door(door)
+            .map_err(cabinet_refusal)?
+            .lanes
+            .get(&lane)
+            .ok_or_else(|| cabinet_refusal(CabinetError::UnknownLane(lane)))?;
+        let plan = LanePlan {
+            lane,
+            sku: sku.clone(),
+            name: product.name.clone(),
+            unit_grams: product.unit_grams,
+            price: product.price,
+            capacity: *capacity,
+            restock_threshold: *restock_threshold,
+            tolerance: current.plan.tolerance,
+            price_version: product.label_version.max(1),
+            calibration_version: 0, // the cabinet keeps the live one
+        };
+        let at = self.clock.now_ms();
+        let cmd = CabinetCommand::SwapLane { door, plan, at };
+        self.aggregates
+            .cabinets
+            .execute(
+                &cabinet.to_string(),
+                cmd,
+                self.meta(&cabinet.to_string(), &format!("operator:{by}:swap")),
+            )
+            .await
+            .map_err(ServiceError::from_command)?;
+        let c = self.cabinet(cabinet).await?;
+        let l = &c.door(door).map_err(cabinet_refusal)?.lanes[&lane];
+        // The shelf's label shows the new product.
+        let label = CommandSpec::SetPriceLabel {
+            door: door.get(),
+            lane: lane.get(),
+            price_cents: l.plan.price.get(),
+            name: l.plan.name.clone(),
+        };
+        self.issue_command(cabinet, label, tare_sagas::pricing::PRICE_LABEL_TTL_MS, &format!("swap:{by}"))
+            .await?;
+        Ok(LaneSwap {
+            planogram_version: c.planogram_version,
+            needs_calibration: l.needs_calibration,
+        })
+    }
+}
+
 fn cabinet_refusal(e: CabinetError) -> ServiceError {
     let message = e.to_string();
     match e {
-        CabinetError::UnknownDoor(_) => ServiceError::NotFound { code: e.code(), message },
+        CabinetError::UnknownDoor(_) | CabinetError::UnknownLane(_) => ServiceError::NotFound { code: e.code(), message },
         other => ServiceError::Conflict {
             code: other.code(),
             message,

@@ -51,6 +51,8 @@ fn lane() -> LanePlan {
         capacity: 10,
         restock_threshold: 2,
         tolerance: Tolerance::default(),
+        price_version: 1,
+        calibration_version: 0,
     }
 }
 
@@ -880,6 +882,8 @@ fn other_cabinet_events_schedule_nothing() {
 
 #[test]
 fn product_and_shopper_events_schedule_nothing() {
+    // For the purchase saga (a price change is `crate::pricing`'s).
+    use super::decide;
     let cfg = SagaConfig::default();
     let events = [
         AnyEvent::Product(ProductEvent::ProductRegistered {
@@ -892,6 +896,7 @@ fn product_and_shopper_events_schedule_nothing() {
         AnyEvent::Product(ProductEvent::ProductPriceChanged {
             from: Cents::new(300),
             to: Cents::new(350),
+            version: 2,
             at: AT,
         }),
         AnyEvent::Shopper(ShopperEvent::ShopperCreated {

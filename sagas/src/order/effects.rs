@@ -135,6 +135,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         Effect::AbandonPayment { order_id, reason } => abandon_payment(&s, order_id, reason).await,
         Effect::DeliverCommand { .. }
         | Effect::FreeCommandDoor { .. }
+        | Effect::PushPriceLabels { .. }
         | Effect::ReconcileBills { .. }
         | Effect::RaiseAnomaly { .. }
         | Effect::OpenRestockDoor { .. }

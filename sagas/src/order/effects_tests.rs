@@ -158,6 +158,15 @@ impl DeviceLink for RecordingDevices {
 
 struct NoTelemetry;
 
+struct NoPlanograms;
+
+#[async_trait::async_trait]
+impl crate::ports::PlanogramIndex for NoPlanograms {
+    async fn lanes_holding(&self, _sku: &tare_domain::Sku) -> Result<Vec<(CabinetId, DoorNo, tare_domain::LaneNo)>, String> {
+        Ok(vec![])
+    }
+}
+
 impl TelemetryView for NoTelemetry {
     fn stable_at_or_before(&self, _: &CabinetId, _: DoorNo, _: UnixMs) -> Option<StableReading> {
         None
@@ -206,6 +215,8 @@ fn world(orders: Vec<OrderEvent>, payments: Vec<PaymentEvent>, provider: Scripte
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
+        products: Memory::<tare_domain::product::Product>::with(&[]),
+        planograms: Arc::new(NoPlanograms),
         providers: HashMap::from([(ProviderKind::Alipay, provider.clone() as Arc<dyn PaymentProvider>)]),
         devices: devices.clone(),
         telemetry: Arc::new(NoTelemetry),
@@ -233,6 +244,8 @@ fn lane(n: u8, price: i64, capacity: u32) -> LanePlan {
         capacity,
         restock_threshold: 1,
         tolerance: Tolerance::default(),
+        price_version: 1,
+        calibration_version: 0,
     }
 }
 
@@ -425,6 +438,8 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
+        products: Memory::<tare_domain::product::Product>::with(&[]),
+        planograms: Arc::new(NoPlanograms),
         ..away.ports.clone()
     };
     let deliver = Effect::DeliverCommand {
@@ -457,6 +472,8 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         commands: commands.clone(),
         anomalies: Memory::<tare_domain::anomaly::AnomalyCase>::with(&[]),
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
+        products: Memory::<tare_domain::product::Product>::with(&[]),
+        planograms: Arc::new(NoPlanograms),
         ..here.ports.clone()
     };
     let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;

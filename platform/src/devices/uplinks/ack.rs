@@ -1,6 +1,7 @@
-//! `up/ack` [D7]: settles the device command; an initialization label ticks off [D1]; and
-//! a `query_door` answered "open" is as good as the door's own open event, which may have
-//! been lost [O4].
+//! `up/ack` [D7]: settles the device command; an initialization label ticks off [D1]; a
+//! price-change label acknowledged makes its lane charge the new price from now [C2];
+//! and a `query_door` answered "open" is as good as the door's own open event, which may
+//! have been lost [O4].
 
 use crate::devices::{DeviceHub, IngestError};
 use crate::store::{CommandError, Meta};
@@ -38,10 +39,57 @@ impl DeviceHub {
             Err(e) => return Err(IngestError::Store(e.to_string())),
         }
         self.label_acked(cabinet, cmd_id, ok, up, at).await?;
+        if ok && cmd_id.starts_with(tare_sagas::pricing::PRICE_LABEL_PREFIX) {
+            self.price_label_acked(cabinet, cmd_id, up, at).await?;
+        }
         if ok && open {
             self.queried_door_is_open(cabinet, cmd_id, up, at).await?;
         }
         Ok(())
+    }
+
+    /// A price-change label was acknowledged: its lane charges what it shows now.
+    async fn price_label_acked(&self, cabinet: &CabinetId, cmd_id: &str, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+        let command = self
+            .aggregates
+            .commands
+            .load(cmd_id)
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))?;
+        let (
+            Some(CommandSpec::SetPriceLabel {
+                door,
+                lane,
+                price_cents,
+                name,
+            }),
+            Some(sku),
+        ) = (&command.spec, tare_sagas::pricing::label_sku(&command.issued_by))
+        else {
+            return Ok(());
+        };
+        let (Ok(door), Ok(lane), Ok(sku), Ok(price)) = (
+            DoorNo::parse("door", i64::from(*door)),
+            tare_domain::LaneNo::parse("lane", i64::from(*lane)),
+            tare_domain::Sku::parse("sku", sku),
+            tare_domain::Cents::parse("price_cents", *price_cents),
+        ) else {
+            return Ok(());
+        };
+        let apply = CabinetCommand::ApplyPriceLabel {
+            door,
+            lane,
+            sku,
+            price,
+            name: name.clone(),
+            issued_at: command.issued_at,
+            at,
+        };
+        let meta = Meta::new(at, cmd_id, format!("device:{}", up.envelope.id));
+        match self.aggregates.cabinets.execute(&cabinet.to_string(), apply, meta).await {
+            Ok(()) | Err(CommandError::Rejected(_)) => Ok(()),
+            Err(e) => Err(IngestError::Store(e.to_string())),
+        }
     }
 
     /// The device said the door `cmd_id` queried is open: record the open.
