@@ -10,6 +10,7 @@ pub mod anomaly;
 pub mod cabinet;
 pub mod command;
 pub mod coupon;
+pub mod emergency;
 pub mod order;
 pub mod payment;
 pub mod product;
@@ -50,6 +51,8 @@ pub enum AnyEvent {
     Anomaly(anomaly::AnomalyEvent),
     /// A restock session's event [O10].
     Restock(restock::RestockEvent),
+    /// The emergency switch's event [B8].
+    Emergency(emergency::EmergencyEvent),
 }
 
 impl AnyEvent {
@@ -67,6 +70,7 @@ impl AnyEvent {
             t if t == reconciliation::Reconciliation::TYPE => serde_json::from_value(payload).map(Self::Reconciliation),
             t if t == anomaly::AnomalyCase::TYPE => serde_json::from_value(payload).map(Self::Anomaly),
             t if t == restock::Restock::TYPE => serde_json::from_value(payload).map(Self::Restock),
+            t if t == emergency::EmergencyStop::TYPE => serde_json::from_value(payload).map(Self::Emergency),
             _ => return None,
         })
     }

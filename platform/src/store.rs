@@ -197,6 +197,8 @@ pub struct Aggregates {
     pub anomalies: Arc<AggregateStore<tare_domain::anomaly::AnomalyCase>>,
     /// Restock sessions [O10].
     pub restocks: Arc<AggregateStore<tare_domain::restock::Restock>>,
+    /// The emergency switch [B8].
+    pub emergency: Arc<AggregateStore<tare_domain::emergency::EmergencyStop>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -214,6 +216,7 @@ impl Aggregates {
             reconciliations: Arc::new(AggregateStore::new(db, false, commits.clone())),
             anomalies: Arc::new(AggregateStore::new(db, false, commits.clone())),
             restocks: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            emergency: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

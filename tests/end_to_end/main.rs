@@ -18,6 +18,7 @@ mod cluster;
 mod code_size;
 mod coupons;
 mod device_commands;
+mod emergency;
 mod fleet_scale;
 mod global_feed;
 mod http_device;

@@ -4,7 +4,7 @@ use super::ValueError;
 use serde::{Deserialize, Serialize};
 
 /// Which payment provider a shopper pays with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// WeChat Pay Score (integer fen; deducts asynchronously and retries by itself).

@@ -10,6 +10,7 @@ mod catalogue;
 mod commands;
 pub mod device;
 mod device_schema;
+mod emergency;
 mod error;
 mod extract;
 mod money;
@@ -129,6 +130,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(orders::create_order))
             .routes(routes!(orders::get_order))
             .routes(routes!(money::refund_order))
+            .routes(routes!(emergency::get, emergency::set))
             .routes(routes!(money::dead_letters))
             .routes(routes!(money::retry_dead_charge))
             .routes(routes!(money::settle_dead_charge))

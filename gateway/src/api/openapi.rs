@@ -236,6 +236,8 @@ mod tests {
             "POST /api/v1/orders",
             "GET /api/v1/orders/{id}",
             "POST /api/v1/orders/{id}/refunds",
+            "GET /api/v1/emergency-stop",
+            "PUT /api/v1/emergency-stop",
             "GET /api/v1/dead-letters",
             "POST /api/v1/dead-letters/charges/{order_id}/retry",
             "POST /api/v1/dead-letters/charges/{order_id}/settle",

@@ -17,6 +17,7 @@ pub mod cabinets;
 pub mod catalogue;
 pub mod commands;
 pub mod dead_letters;
+pub mod emergency;
 mod error;
 pub mod orders;
 pub mod payments;

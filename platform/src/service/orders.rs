@@ -58,6 +58,7 @@ impl Platform {
         let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
             return Err(ServiceError::Internal("shopper without provider".into()));
         };
+        self.check_payments_open(provider).await?;
         let order_id = uuid::Uuid::now_v7().to_string();
         let at = self.clock.now_ms();
         let meta = || self.meta(&order_id, "api:create_order");
