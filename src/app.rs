@@ -59,6 +59,11 @@ pub struct AppConfig {
     pub public_url: Option<String>,
     /// How long an adapter waits for a provider's answer ([`PROVIDER_TIMEOUT`]).
     pub provider_timeout: std::time::Duration,
+    /// Where alerts go: an operator's webhook (`serve --alert-webhook`), or `None` for
+    /// the recording sandbox (`GET /sandbox/alerts`).
+    pub alert_webhook: Option<String>,
+    /// At most this many alerts a minute.
+    pub alerts_per_minute: u32,
 }
 
 /// Where a node's adapters find the providers.
@@ -117,6 +122,8 @@ impl AppConfig {
             payments: None,
             public_url: None,
             provider_timeout: PROVIDER_TIMEOUT,
+            alert_webhook: None,
+            alerts_per_minute: tare_platform::config::ALERTS_PER_MINUTE,
         }
     }
 
@@ -258,6 +265,8 @@ impl App {
             liveness: cfg.liveness,
             nats: cfg.nats.clone(),
             roles: cfg.roles,
+            alert_webhook: cfg.alert_webhook.clone(),
+            alerts_per_minute: cfg.alerts_per_minute,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         // Only a gateway node holds device connections.

@@ -175,6 +175,13 @@ struct ServeArgs {
     /// default: this node's own HTTP address.
     #[arg(long, env = "TARE_PUBLIC_URL", value_parser = parse_http_url)]
     public_url: Option<String>,
+    /// Where alerts go: each is POSTed as JSON (the alert id in `Idempotency-Key`) and
+    /// retried until answered 2xx; default: the recording sandbox (`GET /sandbox/alerts`).
+    #[arg(long, env = "TARE_ALERT_WEBHOOK", value_parser = parse_http_url)]
+    alert_webhook: Option<String>,
+    /// At most this many alerts a minute leave this node (the rest wait).
+    #[arg(long, default_value_t = tare_platform::config::ALERTS_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    alerts_per_minute: u32,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -326,6 +333,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     cfg.public_url = a.public_url.clone();
+    cfg.alert_webhook = a.alert_webhook.clone();
+    cfg.alerts_per_minute = a.alerts_per_minute;
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }

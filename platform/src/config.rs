@@ -35,7 +35,14 @@ pub struct PlatformConfig {
     pub nats: Option<crate::cluster::NatsConfig>,
     /// What this node does.
     pub roles: Roles,
+    /// Where alerts go: an operator's webhook, or `None` for the recording sandbox.
+    pub alert_webhook: Option<String>,
+    /// At most this many alerts a minute leave this node; the rest wait.
+    pub alerts_per_minute: u32,
 }
+
+/// Alerts a minute by default: enough for a fleet's bad hour, few enough for a pager.
+pub const ALERTS_PER_MINUTE: u32 = 60;
 
 /// What a node does (`--roles gateway,sagas,projections,api`; all by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +117,8 @@ impl PlatformConfig {
             liveness: crate::devices::liveness::LivenessConfig::default(),
             nats: None,
             roles: Roles::ALL,
+            alert_webhook: None,
+            alerts_per_minute: ALERTS_PER_MINUTE,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! through the traits of `tare_sagas::ports` and speak the device contract of
 //! `tare_protocol`.
 
+pub mod alerts;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -46,6 +46,8 @@ pub struct Platform {
     pub(crate) clock: PlatformClock,
     /// Saga timings.
     pub(crate) saga: SagaConfig,
+    /// The recording alert sandbox, when no webhook is configured.
+    alert_outbox: Option<Arc<crate::alerts::AlertOutbox>>,
     /// NATS, when scaled out.
     pub(crate) nats: Option<Arc<crate::cluster::Nats>>,
     /// The feed relay to JetStream, when scaled out.
@@ -93,6 +95,19 @@ impl Platform {
             Some(n) => Arc::new(crate::cluster::RoutedDevices::new(hub.clone(), aggregates.clone(), n.clone())),
             None => hub.clone(),
         };
+        // Alerts go to the operator's webhook, or to the recording sandbox.
+        let outbox = Arc::new(crate::alerts::AlertOutbox::default());
+        let alerts: Arc<dyn tare_sagas::ports::AlertSink> = match &cfg.alert_webhook {
+            Some(url) => Arc::new(crate::alerts::RateLimited::new(
+                crate::alerts::WebhookSink::new(url.clone(), std::time::Duration::from_secs(5)),
+                cfg.alerts_per_minute,
+            )),
+            None => Arc::new(crate::alerts::RateLimited::new(
+                crate::alerts::SharedOutbox(outbox.clone()),
+                cfg.alerts_per_minute,
+            )),
+        };
+        let alert_outbox = cfg.alert_webhook.is_none().then_some(outbox);
         let effects = Arc::new(Effects {
             ports: EffectPorts {
                 orders: aggregates.orders.clone(),
@@ -104,6 +119,7 @@ impl Platform {
                 restocks: aggregates.restocks.clone(),
                 products: aggregates.products.clone(),
                 planograms: Arc::new(crate::views::ViewPlanograms(Views::new(db.clone()))),
+                alerts,
                 providers: providers.into_iter().map(|p| (p.kind(), p)).collect::<HashMap<_, _>>(),
                 devices,
                 telemetry,
@@ -127,6 +143,7 @@ impl Platform {
             effects,
             clock: cfg.clock.clone(),
             saga: cfg.saga,
+            alert_outbox,
             coupon_policy,
             shutdown: watch::channel(false).0,
             tasks: std::sync::Mutex::new(Vec::new()),
@@ -330,6 +347,11 @@ impl Platform {
     /// in-process devices) attaches connections to and hands uplinks to.
     pub fn devices(&self) -> &Arc<DeviceHub> {
         &self.hub
+    }
+
+    /// What the recording alert sandbox holds (`None` when alerts go to a webhook).
+    pub fn sent_alerts(&self) -> Option<Vec<tare_sagas::alerts::Alert>> {
+        self.alert_outbox.as_ref().map(|o| o.sent())
     }
 
     /// The platform's clock (a test clock in tests).

@@ -182,6 +182,11 @@ pub enum Effect {
         /// What was found.
         facts: tare_domain::anomaly::AnomalyFacts,
     },
+    /// Tell an operator [alerts].
+    SendAlert {
+        /// The alert.
+        alert: crate::alerts::Alert,
+    },
     /// A product's price or name changed: send its label to every lane holding it [C2].
     PushPriceLabels {
         /// The product.
@@ -245,6 +250,7 @@ impl Effect {
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
             Self::PushPriceLabels { sku, .. } => sku,
+            Self::SendAlert { alert } => &alert.alert_id,
             Self::OpenRestockDoor { restock_id }
             | Self::ExpireRestockOpening { restock_id }
             | Self::RecordRestockDoor { restock_id, .. }

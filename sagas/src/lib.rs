@@ -11,6 +11,7 @@
 //! - [`anomaly`]: filling the anomaly queue from what orders and bills find [M3];
 //! - [`restock`]: an operator's restock session, from the door to the booked counts [O10];
 //! - [`pricing`]: a price or name change sent to every label that shows it [C2];
+//! - [`alerts`]: what an operator must hear about, sent once through the alert sink;
 //! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
 //! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
 //!
@@ -21,6 +22,7 @@
 //! domain's (`tare_domain::order::rules`, the aggregates), an effect only loads, calls
 //! and commits.
 
+pub mod alerts;
 pub mod anomaly;
 mod config;
 pub mod device_command;
@@ -44,6 +46,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             let mut out = order::decide(aggregate_id, other, cfg);
             out.extend(restock::decide(aggregate_id, other, cfg));
             out.extend(pricing::decide(aggregate_id, other));
+            out.extend(alerts::decide(aggregate_id, other));
             out.extend(anomaly::decide(aggregate_id, other));
             out
         }
@@ -56,6 +59,7 @@ pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, 
         Effect::DeliverCommand { cmd_id, attempt } => device_command::deliver(ports, cmd_id, *attempt, key).await,
         Effect::FreeCommandDoor { cmd_id, door } => device_command::free_door(ports, cmd_id, *door, key).await,
         Effect::PushPriceLabels { sku, version } => pricing::push_labels(ports, sku, *version, key).await,
+        Effect::SendAlert { alert } => alerts::send(ports, alert).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         Effect::OpenRestockDoor { .. }
         | Effect::ExpireRestockOpening { .. }

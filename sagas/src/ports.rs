@@ -316,6 +316,24 @@ pub trait DeviceLink: Send + Sync {
     }
 }
 
+/// Why an alert was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    /// Over the sink's rate: try again at this time.
+    #[error("over the alert rate until {0}")]
+    RateLimited(UnixMs),
+    /// The receiver did not take it.
+    #[error("alert not delivered: {0}")]
+    Failed(String),
+}
+
+/// Where alerts go: sends one alert (at `now`), idempotently by its id at the receiver.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Sends `alert`.
+    async fn send(&self, alert: &crate::alerts::Alert, now: UnixMs) -> Result<(), AlertError>;
+}
+
 /// Where products are on the shelves [C2]: every lane whose planogram holds a SKU.
 #[async_trait]
 pub trait PlanogramIndex: Send + Sync {
@@ -353,6 +371,8 @@ pub struct EffectPorts {
     pub products: Arc<dyn AggregatePort<tare_domain::product::Product>>,
     /// Which lanes hold each product [C2].
     pub planograms: Arc<dyn PlanogramIndex>,
+    /// Where alerts go (a webhook, or the recording sandbox).
+    pub alerts: Arc<dyn AlertSink>,
     /// Payment providers by kind.
     pub providers: HashMap<ProviderKind, Arc<dyn PaymentProvider>>,
     /// The device link.

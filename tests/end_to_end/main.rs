@@ -11,6 +11,7 @@
 #[macro_use]
 mod common;
 
+mod alerts;
 mod anomalies;
 mod bad_input;
 mod bills;

@@ -141,6 +141,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(audit::events))
             .routes(routes!(payments::sandbox_confirm))
             .routes(routes!(payments::set_sandbox_behaviour))
+            .routes(routes!(payments::sandbox_alerts))
             .routes(routes!(payments::wechat_callback))
             .routes(routes!(payments::alipay_callback));
     }

@@ -249,6 +249,7 @@ mod tests {
             "POST /api/v1/anomalies/{id}/actions",
             "POST /sandbox/{provider}/authorizations/{reference}/confirm",
             "PUT /sandbox/{provider}/behaviour",
+            "GET /sandbox/alerts",
             "POST /callbacks/wechat",
             "POST /callbacks/alipay",
             "POST /device/v1/up/{kind}",

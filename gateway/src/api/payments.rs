@@ -168,6 +168,70 @@ impl SandboxBehaviourDto {
     }
 }
 
+/// An alert as sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SentAlertDto {
+    /// Its id (the receiver's idempotency key).
+    alert_id: String,
+    /// `device_offline`, `restock_needed`, `anomaly`, `charge_dead_lettered`.
+    kind: String,
+    /// The cabinet, when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cabinet: Option<String>,
+    /// What it is about.
+    subject: String,
+    /// The sentence sent.
+    text: String,
+    /// When it happened, Unix ms.
+    at: i64,
+}
+
+/// Alerts sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SentAlertsDto {
+    /// Oldest first.
+    items: Vec<SentAlertDto>,
+}
+
+/// Alerts the sandbox received.
+///
+/// The recording alert sandbox (an SMS-style outbox used when no `--alert-webhook` is
+/// set): every alert this node sent, once each — devices offline, restock needs, new
+/// anomalies, charges given up.
+#[utoipa::path(
+    get,
+    path = "/sandbox/alerts",
+    tag = "payments",
+    operation_id = "getSandboxAlerts",
+    security(("operatorBearer" = [])),
+    responses(
+        (status = 200, description = "What was sent.", body = SentAlertsDto),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
+        (status = 404, description = "`sandbox_not_found`: alerts go to a webhook.", body = ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(super) async fn sandbox_alerts(_: Operator, State(s): State<Arc<ApiState>>) -> Result<Json<SentAlertsDto>, ApiError> {
+    let sent = s.platform.sent_alerts().ok_or_else(|| ApiError::NotFound {
+        code: "sandbox_not_found",
+        message: "alerts go to a webhook on this node".into(),
+    })?;
+    Ok(Json(SentAlertsDto {
+        items: sent
+            .into_iter()
+            .map(|a| SentAlertDto {
+                alert_id: a.alert_id,
+                kind: a.kind,
+                cabinet: a.cabinet,
+                subject: a.subject,
+                text: a.text,
+                at: a.at,
+            })
+            .collect(),
+    }))
+}
+
 /// Set a sandbox's behaviour.
 ///
 /// Makes the provider sandbox on this node misbehave on demand: risk refusals, failing

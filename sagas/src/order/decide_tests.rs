@@ -540,7 +540,8 @@ fn charge_failed_retry_time_comes_from_the_event_not_the_config() {
 
 #[test]
 fn charge_failed_without_a_retry_schedules_nothing() {
-    let out = decide(ORDER, &charge_failed(24, None, AT), &SagaConfig::default());
+    // For the purchase saga (the alert to an operator is `crate::alerts`').
+    let out = super::decide(ORDER, &charge_failed(24, None, AT), &SagaConfig::default());
     assert!(out.is_empty(), "{out:?}");
 }
 
@@ -843,6 +844,8 @@ fn door_events_of_an_unparsable_cabinet_id_schedule_nothing() {
 
 #[test]
 fn other_cabinet_events_schedule_nothing() {
+    // For the purchase saga (alerts about them are `crate::alerts`').
+    use super::decide;
     let cfg = SagaConfig::default();
     let events = [
         AnyEvent::Cabinet(CabinetEvent::DeviceDisconnected { at: AT }),

@@ -136,6 +136,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         Effect::DeliverCommand { .. }
         | Effect::FreeCommandDoor { .. }
         | Effect::PushPriceLabels { .. }
+        | Effect::SendAlert { .. }
         | Effect::ReconcileBills { .. }
         | Effect::RaiseAnomaly { .. }
         | Effect::OpenRestockDoor { .. }

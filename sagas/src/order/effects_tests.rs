@@ -160,6 +160,15 @@ struct NoTelemetry;
 
 struct NoPlanograms;
 
+struct NoAlerts;
+
+#[async_trait::async_trait]
+impl crate::ports::AlertSink for NoAlerts {
+    async fn send(&self, _alert: &crate::alerts::Alert, _now: UnixMs) -> Result<(), crate::ports::AlertError> {
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::ports::PlanogramIndex for NoPlanograms {
     async fn lanes_holding(&self, _sku: &tare_domain::Sku) -> Result<Vec<(CabinetId, DoorNo, tare_domain::LaneNo)>, String> {
@@ -217,6 +226,7 @@ fn world(orders: Vec<OrderEvent>, payments: Vec<PaymentEvent>, provider: Scripte
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         products: Memory::<tare_domain::product::Product>::with(&[]),
         planograms: Arc::new(NoPlanograms),
+        alerts: Arc::new(NoAlerts),
         providers: HashMap::from([(ProviderKind::Alipay, provider.clone() as Arc<dyn PaymentProvider>)]),
         devices: devices.clone(),
         telemetry: Arc::new(NoTelemetry),
@@ -440,6 +450,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         products: Memory::<tare_domain::product::Product>::with(&[]),
         planograms: Arc::new(NoPlanograms),
+        alerts: Arc::new(NoAlerts),
         ..away.ports.clone()
     };
     let deliver = Effect::DeliverCommand {
@@ -474,6 +485,7 @@ async fn a_command_is_never_sent_after_its_expiry_nor_queued_for_an_absent_devic
         restocks: Memory::<tare_domain::restock::Restock>::with(&[]),
         products: Memory::<tare_domain::product::Product>::with(&[]),
         planograms: Arc::new(NoPlanograms),
+        alerts: Arc::new(NoAlerts),
         ..here.ports.clone()
     };
     let outcome = run_effect(&ports, &SagaConfig::default(), &deliver, "job-1").await;
