@@ -207,6 +207,47 @@ async fn price_changes_and_swaps_reach_the_shelf(kind: Store) {
         (&json!("melon-900"), &json!(1), &json!(1200))
     );
     assert_eq!(calibrated.order["evidence"]["planogram_version"], 2);
+
+    // Look-alikes on one door [B3]: one for one refused, combinations warned.
+    let door_of = |a: &str, b: &str| {
+        json!({"pk": "pln", "dn": format!("la-{a}-{b}"), "kind": "weight", "location": {"lat": 31.2, "lng": 121.4},
+            "doors": [{"door": 1, "lanes": [
+                {"lane": 1, "sku": a, "capacity": 10, "restock_threshold": 2},
+                {"lane": 2, "sku": b, "capacity": 10, "restock_threshold": 2}]}]})
+    };
+    let (st, r) = client
+        .post("/api/v1/cabinets", &client.admin, &door_of("gum-25", "chips-70"))
+        .await
+        .unwrap();
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let warnings = r["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{r}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("3 x gum-25 (lane 1) and 1 x chips-70 (lane 2)"),
+        "{r}"
+    );
+    let (st, _) = client
+        .post(
+            "/api/v1/products",
+            &client.admin,
+            &json!({"sku": "soda-330", "name": "Soda", "unit_grams": 347.0, "price_cents": 250}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, e) = client
+        .post("/api/v1/cabinets", &client.admin, &door_of("cola-330", "soda-330"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (st, &e["error"]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("doors[0].lanes[1].sku")),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("cannot be told apart"), "{e}");
     app.stop().await;
     store.cleanup().await;
 }

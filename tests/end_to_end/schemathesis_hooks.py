@@ -3,13 +3,14 @@
 `POST /api/v1/cabinets` refuses with 422 some bodies that its schema allows, for rules
 JSON Schema cannot state and the document states in words (`NewLane`, and the 422
 response): door and lane numbers are unique, a lane's `restock_threshold` is at most its
-`capacity`, a lane's product must be registered, and its tolerance at full capacity must
-stay below half the product's unit weight. A schema cannot compare two fields, look a
+`capacity`, a lane's product must be registered and must not weigh like another product
+on its door, and its tolerance at full capacity must stay below half the product's unit
+weight. A schema cannot compare two fields, look a
 product up, or count duplicates by key.
 
 `PUT /api/v1/cabinets/{id}/doors/{door}/lanes/{lane}` (a lane swap) refuses the same
-two lane rules for its body: `restock_threshold` above `capacity`, and a `capacity` at
-which the product's items cannot be told apart.
+lane rules for its body: `restock_threshold` above `capacity`, a `capacity` at which the
+product's items cannot be told apart, and a product that weighs like another on the door.
 
 `/api/v1/reconciliation/bills` refuses a `date` in the future (the providers' today):
 a schema cannot compare with the clock.
@@ -30,7 +31,7 @@ CROSS_FIELD_RULES = [
     (re.compile(r"^doors\[\d+\]\.door$"), ("duplicate door", "duplicate compartment")),
     (re.compile(LANE + r"lane$"), ("duplicate lane",)),
     (re.compile(LANE + r"restock_threshold$"), ("must not exceed capacity",)),
-    (re.compile(LANE + r"sku$"), ("unknown product",)),
+    (re.compile(LANE + r"sku$"), ("unknown product", "cannot be told apart")),
     (re.compile(LANE + r"tolerance$"), ("cannot separate items",)),
 ]
 
@@ -38,6 +39,7 @@ SWAP_PATH = "/api/v1/cabinets/{id}/doors/{door}/lanes/{lane}"
 SWAP_RULES = [
     (re.compile(r"^restock_threshold$"), ("must not exceed capacity",)),
     (re.compile(r"^capacity$"), ("cannot separate items",)),
+    (re.compile(r"^sku$"), ("cannot be told apart",)),
 ]
 
 

@@ -3,7 +3,7 @@
 //! the aggregate.
 
 use super::aggregate::{when, Decision, LaneState};
-use super::planogram::validate_lane;
+use super::planogram::{check_door_after_swap, validate_lane};
 use super::{Cabinet, CabinetError, CabinetEvent, Holder, LanePlan, StockReason};
 use crate::{DoorNo, LaneNo, UnixMs};
 
@@ -136,6 +136,8 @@ impl Cabinet {
             return Ok(vec![]);
         }
         validate_lane(&plan)?;
+        let others: Vec<LanePlan> = d.lanes.values().map(|l| l.plan.clone()).collect();
+        check_door_after_swap(&others, &plan)?;
         if d.holder.is_some() {
             return Err(CabinetError::DoorBusy);
         }

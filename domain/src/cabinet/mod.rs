@@ -18,7 +18,7 @@ mod planogram;
 pub use aggregate::{Cabinet, DoorState, LaneState};
 pub use commands::CabinetCommand;
 pub use events::CabinetEvent;
-pub use planogram::{DoorPlan, LanePlan};
+pub use planogram::{door_ambiguities, Ambiguity, DoorPlan, LanePlan, AMBIGUITY_MAX_ITEMS};
 
 use crate::{DomainError, RejectionKind};
 use serde::{Deserialize, Serialize};

@@ -88,6 +88,104 @@ pub(super) fn validate_locker(doors: &[DoorPlan]) -> Result<(), CabinetError> {
     Ok(())
 }
 
+/// Items of a lane counted when looking for look-alike combinations [B3]: a shopper
+/// moves a few items, not a shelf.
+pub const AMBIGUITY_MAX_ITEMS: u32 = 3;
+
+/// Two things on one door whose weights the scales cannot tell apart [B3]: `a_items` of
+/// lane `a` against `b_items` of lane `b` (another product).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ambiguity {
+    /// One lane.
+    pub a: crate::LaneNo,
+    /// How many of its items.
+    pub a_items: u32,
+    /// The other lane.
+    pub b: crate::LaneNo,
+    /// How many of its items.
+    pub b_items: u32,
+    /// How far apart the two weigh.
+    pub diff_grams: Grams,
+    /// The tolerance they fall within.
+    pub tolerance_grams: Grams,
+}
+
+impl Ambiguity {
+    /// One item for one item: a swap of the two products would go unseen, so such a
+    /// planogram is refused; larger combinations are warned about.
+    pub fn refuses(&self) -> bool {
+        self.a_items == 1 && self.b_items == 1
+    }
+
+    /// A sentence for the operator.
+    pub fn describe(&self, lanes: &[LanePlan]) -> String {
+        let sku = |n: crate::LaneNo| lanes.iter().find(|l| l.lane == n).map(|l| l.sku.to_string()).unwrap_or_default();
+        format!(
+            "{} x {} (lane {}) and {} x {} (lane {}) weigh {:.1} g apart, within the {:.1} g tolerance",
+            self.a_items,
+            sku(self.a),
+            self.a,
+            self.b_items,
+            sku(self.b),
+            self.b,
+            self.diff_grams.get(),
+            self.tolerance_grams.get()
+        )
+    }
+}
+
+/// The look-alikes of one door's lanes [B3]: for each two lanes of different products,
+/// every count of up to [`AMBIGUITY_MAX_ITEMS`] items of one against up to as many of the
+/// other whose weights differ by no more than the larger lane's tolerance at that load.
+pub fn door_ambiguities(lanes: &[LanePlan]) -> Vec<Ambiguity> {
+    let mut out = Vec::new();
+    for (i, a) in lanes.iter().enumerate() {
+        for b in lanes.iter().skip(i + 1).filter(|b| b.sku != a.sku) {
+            for a_items in 1..=AMBIGUITY_MAX_ITEMS {
+                for b_items in 1..=AMBIGUITY_MAX_ITEMS {
+                    let wa = a.unit_grams * f64::from(a_items);
+                    let wb = b.unit_grams * f64::from(b_items);
+                    let load = wa.max(wb);
+                    let tolerance = a.tolerance.allowed(load).max(b.tolerance.allowed(load));
+                    let diff = (wa - wb).abs();
+                    if diff <= tolerance {
+                        out.push(Ambiguity {
+                            a: a.lane,
+                            a_items,
+                            b: b.lane,
+                            b_items,
+                            diff_grams: diff,
+                            tolerance_grams: tolerance,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The first one-for-one look-alike of a door, as a refusal naming the later lane's
+/// product (`sku` at `field_of(lane index)`).
+fn refuse_look_alikes(lanes: &[LanePlan], field_of: impl Fn(usize) -> String) -> Result<(), CabinetError> {
+    if let Some(a) = door_ambiguities(lanes).into_iter().find(Ambiguity::refuses) {
+        let index = lanes.iter().position(|l| l.lane == a.b).unwrap_or(0);
+        return Err(CabinetError::Invalid {
+            field: field_of(index),
+            reason: format!("cannot be told apart on the same door: {}", a.describe(lanes)),
+        });
+    }
+    Ok(())
+}
+
+/// A door's plan after a swap puts `plan` on its lane: refused if the new product cannot
+/// be told apart from another one on the door, one for one [B3].
+pub(super) fn check_door_after_swap(others: &[LanePlan], plan: &LanePlan) -> Result<(), CabinetError> {
+    let mut lanes: Vec<LanePlan> = others.iter().filter(|l| l.lane != plan.lane).cloned().collect();
+    lanes.push(plan.clone());
+    refuse_look_alikes(&lanes, |_| "sku".into())
+}
+
 /// A single lane's plan on its own, as a swap brings it: fields named as the swap's body
 /// names them (`capacity`, `restock_threshold`, `sku`, `tolerance`).
 pub(super) fn validate_lane(l: &LanePlan) -> Result<(), CabinetError> {
@@ -151,6 +249,7 @@ pub(super) fn validate_plan(doors: &[DoorPlan]) -> Result<(), CabinetError> {
                 });
             }
         }
+        refuse_look_alikes(&d.lanes, |j| format!("doors[{i}].lanes[{j}].sku"))?;
     }
     Ok(())
 }

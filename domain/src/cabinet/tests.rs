@@ -1366,3 +1366,57 @@ impl Cabinet {
         c
     }
 }
+
+#[test]
+fn look_alike_products_on_one_door_are_refused_one_for_one_and_warned_in_combinations() {
+    // 3 gum (3 x 27.5 = 82.5 g) weigh like 1 bag of chips (82 g): warned.
+    let gum = lane(1, "gum", 27.5, 20, 2);
+    let chips = lane(2, "chips", 82.0, 20, 2);
+    let found = door_ambiguities(&[gum.clone(), chips.clone()]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].a_items, found[0].b_items, found[0].refuses()), (3, 1, false));
+    assert!(found[0]
+        .describe(&[gum.clone(), chips.clone()])
+        .contains("3 x gum (lane 1) and 1 x chips (lane 2)"));
+    let warned = vec![DoorPlan {
+        door: DoorNo::of(1),
+        lanes: vec![gum.clone(), chips],
+    }];
+    TestFramework::<Cabinet>::with(())
+        .given_no_previous_events()
+        .when(register(CabinetKind::Weight, warned))
+        .then_expect_events(vec![CabinetEvent::CabinetRegistered {
+            id: cabinet_id(),
+            kind: CabinetKind::Weight,
+            location: location(),
+            doors: vec![DoorPlan {
+                door: DoorNo::of(1),
+                lanes: vec![gum, lane(2, "chips", 82.0, 20, 2)],
+            }],
+            at: AT,
+        }]);
+    // Two products a gram apart: a swap of one for the other goes unseen — refused.
+    let cola = lane(1, "cola", 348.0, 10, 2);
+    let lookalike = lane(2, "soda", 347.0, 10, 2);
+    let refused = vec![DoorPlan {
+        door: DoorNo::of(1),
+        lanes: vec![cola.clone(), lookalike.clone()],
+    }];
+    let e = Cabinet::default().decide(register(CabinetKind::Weight, refused)).unwrap_err();
+    assert_eq!(e.field().as_deref(), Some("doors[0].lanes[1].sku"), "{e}");
+    assert!(e.to_string().contains("cannot be told apart"), "{e}");
+    // On different doors they are no trouble.
+    let apart = vec![
+        DoorPlan {
+            door: DoorNo::of(1),
+            lanes: vec![cola],
+        },
+        DoorPlan {
+            door: DoorNo::of(2),
+            lanes: vec![lookalike],
+        },
+    ];
+    assert!(Cabinet::default().decide(register(CabinetKind::Weight, apart)).is_ok());
+    // The same product on two lanes is not a look-alike.
+    assert!(door_ambiguities(&[lane(1, "cola", 348.0, 10, 2), lane(2, "cola", 348.0, 10, 2)]).is_empty());
+}

@@ -208,6 +208,11 @@ pub struct CabinetCreated {
     device_secret: String,
     /// The cabinet id `pk.dn`.
     id: String,
+    /// Look-alike combinations on a door the scales cannot tell apart (e.g. 3 gum vs 1
+    /// chips), for the operator to reconsider; one item for one item is refused instead
+    /// [B3].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// Register a cabinet.
@@ -228,7 +233,7 @@ pub struct CabinetCreated {
         (status = 403, response = OperatorOnly),
         (status = 409, description = "`cabinet_exists`, or `concurrent_update`.", body = ErrorBody),
         (status = 413, response = TooLarge),
-        (status = 422, description = "`invalid_field`, with the field's path: `pk`, `dn`, `kind`, `location.lat`, `doors`, `doors[0].door` (also a duplicate door), `doors[0].lanes` (lanes on a locker compartment), `doors[0].lanes[1].lane` (also a duplicate lane), `doors[0].lanes[1].capacity`, `doors[0].lanes[1].restock_threshold` (above capacity), `doors[0].lanes[0].sku` (also an unknown product), `doors[0].lanes[0].tolerance` (items cannot be told apart at capacity), `doors[0].lanes[0].tolerance.rel`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, with the field's path: `pk`, `dn`, `kind`, `location.lat`, `doors`, `doors[0].door` (also a duplicate door), `doors[0].lanes` (lanes on a locker compartment), `doors[0].lanes[1].lane` (also a duplicate lane), `doors[0].lanes[1].capacity`, `doors[0].lanes[1].restock_threshold` (above capacity), `doors[0].lanes[0].sku` (also an unknown product, or one that weighs like another product on its door, one item for one), `doors[0].lanes[0].tolerance` (items cannot be told apart at capacity), `doors[0].lanes[0].tolerance.rel`.", body = ErrorBody),
         (status = 500, response = Internal),
     )
 )]
@@ -268,12 +273,23 @@ pub(super) async fn create_cabinet(
         let mut rng = rand::rng();
         (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
     };
-    s.platform.register_cabinet(id.clone(), b.kind, location, doors, &secret).await?;
+    let cabinet = s.platform.register_cabinet(id.clone(), b.kind, location, doors, &secret).await?;
+    let warnings = cabinet
+        .doors
+        .values()
+        .flat_map(|d| {
+            let lanes: Vec<_> = d.lanes.values().map(|l| l.plan.clone()).collect();
+            tare_domain::cabinet::door_ambiguities(&lanes)
+                .into_iter()
+                .map(move |a| format!("door {}: {}", d.door, a.describe(&lanes)))
+        })
+        .collect();
     Ok((
         StatusCode::CREATED,
         Json(CabinetCreated {
             device_secret: secret,
             id: id.to_string(),
+            warnings,
         }),
     ))
 }

@@ -219,7 +219,7 @@ pub(super) struct LanePath {
         (status = 404, description = "`cabinet_not_found`, `door_not_found`, `lane_not_found` or `product_not_found` (the `sku`).", body = ErrorBody),
         (status = 409, description = "`lane_not_empty`, `cabinet_busy` or `concurrent_update`.", body = ErrorBody),
         (status = 413, response = TooLarge),
-        (status = 422, description = "`invalid_field`: `cabinet`, `door`, `lane`, `sku` (not a SKU), `capacity`, `restock_threshold` (above capacity) or an unknown field.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `cabinet`, `door`, `lane`, `sku` (not a SKU, or a product that weighs like another one on the door, one for one), `capacity`, `restock_threshold` (above capacity) or an unknown field.", body = ErrorBody),
         (status = 500, response = Internal),
     )
 )]
