@@ -12,8 +12,18 @@ use tare_domain::reconciliation::ReconciliationEvent;
 use tare_domain::restock::RestockEvent;
 use tare_domain::{AnyEvent, CabinetId, LaneNo, UnixMs};
 
-/// The anomalies one event of aggregate `aggregate_id` raises.
-pub fn decide(aggregate_id: &str, event: &AnyEvent) -> Vec<Scheduled> {
+/// The anomalies one event of aggregate `aggregate_id` raises (and the timer that
+/// watches a purchase's open door).
+pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &crate::SagaConfig) -> Vec<Scheduled> {
+    if let AnyEvent::Order(OrderEvent::OrderDoorOpened { at, .. }) = event {
+        return vec![Scheduled::at(
+            format!("order:{aggregate_id}:door-left-open"),
+            at + cfg.door_open_limit_ms,
+            Effect::CheckDoorLeftOpen {
+                order_id: aggregate_id.to_string(),
+            },
+        )];
+    }
     let raised: Vec<(String, AnomalyFacts)> = match event {
         AnyEvent::Order(OrderEvent::OrderMarkedAbnormal { anomalies, at }) => {
             let Some(first) = anomalies.iter().find(|a| a.blocks_charge()).or(anomalies.first()) else {
@@ -166,6 +176,30 @@ fn restock_anomalies(restock_id: &str, e: &RestockEvent) -> Vec<(String, Anomaly
     }
 }
 
+/// Timer: if the purchase's door is still open, raise `door_left_open` for an operator
+/// (the order settles as usual once the door closes).
+pub async fn door_left_open(ports: &EffectPorts, order_id: &str, key: &str) -> Result<EffectOutcome, EffectError> {
+    let order = ports.orders.load(order_id).await?;
+    if order.state != tare_domain::order::OrderState::Open {
+        return Ok(EffectOutcome::Done);
+    }
+    let now = ports.clock.now_ms();
+    let facts = AnomalyFacts {
+        kind: "door_left_open".into(),
+        cabinet: order.cabinet.clone(),
+        door: order.door,
+        lane: None,
+        order_id: Some(order_id.to_string()),
+        restock_id: None,
+        detail: format!(
+            "the door of order {order_id} is still open {} s after it opened",
+            (now - order.created_at) / 1000
+        ),
+        detected_at: now,
+    };
+    raise(ports, &format!("order:{order_id}:door_left_open"), &facts, key).await
+}
+
 /// Raises anomaly `anomaly_id`, with the cabinet and door of its order when it concerns
 /// one of ours (a bill line may name an order this platform never had).
 pub async fn raise(ports: &EffectPorts, anomaly_id: &str, facts: &AnomalyFacts, key: &str) -> Result<EffectOutcome, EffectError> {
@@ -221,7 +255,7 @@ mod tests {
             ],
             at: 50,
         });
-        let s = decide("o1", &e);
+        let s = decide("o1", &e, &crate::SagaConfig::default());
         assert_eq!(raised(&s), [("order:o1", "low_confidence", Some(2))]);
         assert_eq!((s[0].key.as_str(), s[0].due_at), ("anomaly:order:o1:raise", 50));
         let Effect::RaiseAnomaly { facts, .. } = &s[0].effect else {
@@ -256,7 +290,11 @@ mod tests {
             lane: LaneNo::of(lane),
             items: 1,
         };
-        let s = decide("o2", &settled(vec![heavier(1), Anomaly::UnexpectedClose, heavier(3)]));
+        let s = decide(
+            "o2",
+            &settled(vec![heavier(1), Anomaly::UnexpectedClose, heavier(3)]),
+            &crate::SagaConfig::default(),
+        );
         assert_eq!(
             raised(&s),
             [
@@ -264,7 +302,7 @@ mod tests {
                 ("order:o2:lane_heavier:3", "lane_heavier", Some(3))
             ]
         );
-        assert!(decide("o2", &settled(vec![])).is_empty());
+        assert!(decide("o2", &settled(vec![]), &crate::SagaConfig::default()).is_empty());
 
         let bill = AnyEvent::Reconciliation(ReconciliationEvent::AnomalyRaised {
             anomaly_id: "bills:alipay:2026-12-01:missing_here:o3".into(),
@@ -278,7 +316,7 @@ mod tests {
             at: 7,
         });
         assert_eq!(
-            raised(&decide("bills:alipay:2026-12-01", &bill)),
+            raised(&decide("bills:alipay:2026-12-01", &bill, &crate::SagaConfig::default())),
             [("bills:alipay:2026-12-01:missing_here:o3", "bill_missing_here", None)]
         );
     }

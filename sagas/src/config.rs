@@ -37,6 +37,14 @@ pub struct SagaConfig {
     /// midnight: the previous day's bills are ready from 10:00 [R3] (default 600).
     #[serde(default = "default_bills_at_minute")]
     pub bills_at_minute: i64,
+    /// A purchase's door open longer than this raises a `door_left_open` anomaly (and
+    /// its alert) [B7] (default 5 min).
+    #[serde(default = "default_door_open_limit_ms")]
+    pub door_open_limit_ms: i64,
+}
+
+fn default_door_open_limit_ms() -> i64 {
+    300_000
 }
 
 fn default_bills_at_minute() -> i64 {
@@ -66,6 +74,7 @@ impl Default for SagaConfig {
             refund_poll_ms: default_refund_poll_ms(),
             auth_check_ms: default_auth_check_ms(),
             bills_at_minute: default_bills_at_minute(),
+            door_open_limit_ms: default_door_open_limit_ms(),
         }
     }
 }

@@ -182,6 +182,11 @@ pub enum Effect {
         /// What was found.
         facts: tare_domain::anomaly::AnomalyFacts,
     },
+    /// Timer: a purchase's door still open after the limit raises an anomaly [B7].
+    CheckDoorLeftOpen {
+        /// Order.
+        order_id: String,
+    },
     /// Tell an operator [alerts].
     SendAlert {
         /// The alert.
@@ -250,6 +255,7 @@ impl Effect {
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
             Self::PushPriceLabels { sku, .. } => sku,
+            Self::CheckDoorLeftOpen { order_id } => order_id,
             Self::SendAlert { alert } => &alert.alert_id,
             Self::OpenRestockDoor { restock_id }
             | Self::ExpireRestockOpening { restock_id }

@@ -47,7 +47,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             out.extend(restock::decide(aggregate_id, other, cfg));
             out.extend(pricing::decide(aggregate_id, other));
             out.extend(alerts::decide(aggregate_id, other));
-            out.extend(anomaly::decide(aggregate_id, other));
+            out.extend(anomaly::decide(aggregate_id, other, cfg));
             out
         }
     }
@@ -60,6 +60,7 @@ pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, 
         Effect::FreeCommandDoor { cmd_id, door } => device_command::free_door(ports, cmd_id, *door, key).await,
         Effect::PushPriceLabels { sku, version } => pricing::push_labels(ports, sku, *version, key).await,
         Effect::SendAlert { alert } => alerts::send(ports, alert).await,
+        Effect::CheckDoorLeftOpen { order_id } => anomaly::door_left_open(ports, order_id, key).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         Effect::OpenRestockDoor { .. }
         | Effect::ExpireRestockOpening { .. }

@@ -2,7 +2,7 @@
 //! lands in the queue once, at its cabinet, door and lane; an operator refunds an upheld
 //! one (once, however often or concurrently asked), writes off or resolves the others,
 //! each kept with who, when and why; a refund the order cannot take leaves the anomaly
-//! open; bad input names the field. Only the API and the sandbox's charges are relied on.
+//! open; a door left open past the limit is raised; bad input names the field. Only the API and the sandbox's charges are relied on.
 
 use crate::common::{config, eventually, Store, TestStore};
 use reqwest::StatusCode;
@@ -59,7 +59,8 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     let store = TestStore::new(kind).await;
     let mut cfg = config(&store);
     // A driven clock: no door check fires before the shopper closes.
-    cfg.clock = PlatformClock::Manual(ManualClock::new(1_800_000_000_000));
+    let clock = ManualClock::new(1_800_000_000_000);
+    cfg.clock = PlatformClock::Manual(clock.clone());
     cfg.saga.stable_wait_ms = 0;
     let app = App::start(cfg).await.expect("app");
     let spec = FleetSpec {
@@ -235,6 +236,27 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     let actions: Vec<&Value> = closed.iter().map(|a| &a["closing"]["action"]).collect();
     assert_eq!(actions, [&json!("refund"), &json!("write_off")]);
     listed(client, "", 2).await;
+
+    // A door left open past the limit is raised for an operator [B7]; the order still
+    // settles when it closes.
+    vc.set_faults(Faults::default());
+    let lingering = scan(&fleet, &s).await;
+    assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
+    wait_state(client, &lingering, "open").await;
+    clock.advance(300_001);
+    let left = listed(client, "state=open", 1).await;
+    assert_eq!(
+        (&left[0]["anomaly_id"], &left[0]["kind"], &left[0]["cabinet"], &left[0]["door"]),
+        (
+            &json!(format!("order:{lingering}:door_left_open")),
+            &json!("door_left_open"),
+            &json!(cab),
+            &json!(1)
+        )
+    );
+    vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
+    vc.close(DoorNo::of(1)).await.unwrap();
+    wait_state(client, &lingering, "paid").await;
     app.stop().await;
     store.cleanup().await;
 }

@@ -38,6 +38,7 @@ fn custom() -> SagaConfig {
         refund_poll_ms: 2_222,
         auth_check_ms: 3_333,
         bills_at_minute: 600,
+        door_open_limit_ms: 44_444,
     }
 }
 
@@ -643,8 +644,15 @@ fn order_events_that_need_nothing_schedule_nothing() {
         }),
     ];
     for e in &events {
-        assert!(decide(ORDER, e, &cfg).is_empty(), "{e:?}");
+        assert!(super::decide(ORDER, e, &cfg).is_empty(), "{e:?}");
     }
+    // The open door is watched for being left open (by the anomaly saga).
+    let watched = decide(ORDER, &events[1], &cfg);
+    assert_eq!(watched.len(), 1);
+    assert_eq!(
+        (watched[0].key.as_str(), watched[0].due_at),
+        (format!("order:{ORDER}:door-left-open").as_str(), AT + cfg.door_open_limit_ms)
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         | Effect::FreeCommandDoor { .. }
         | Effect::PushPriceLabels { .. }
         | Effect::SendAlert { .. }
+        | Effect::CheckDoorLeftOpen { .. }
         | Effect::ReconcileBills { .. }
         | Effect::RaiseAnomaly { .. }
         | Effect::OpenRestockDoor { .. }
