@@ -64,6 +64,8 @@ pub struct AppConfig {
     pub alert_webhook: Option<String>,
     /// At most this many alerts a minute.
     pub alerts_per_minute: u32,
+    /// At most this many orders a shopper may begin in an hour (`None`: no limit) [B8].
+    pub max_opens_per_hour: Option<u32>,
 }
 
 /// Where a node's adapters find the providers.
@@ -124,6 +126,7 @@ impl AppConfig {
             provider_timeout: PROVIDER_TIMEOUT,
             alert_webhook: None,
             alerts_per_minute: tare_platform::config::ALERTS_PER_MINUTE,
+            max_opens_per_hour: None,
         }
     }
 
@@ -267,6 +270,7 @@ impl App {
             roles: cfg.roles,
             alert_webhook: cfg.alert_webhook.clone(),
             alerts_per_minute: cfg.alerts_per_minute,
+            max_opens_per_hour: cfg.max_opens_per_hour,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         // Only a gateway node holds device connections.

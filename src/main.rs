@@ -182,6 +182,10 @@ struct ServeArgs {
     /// At most this many alerts a minute leave this node (the rest wait).
     #[arg(long, default_value_t = tare_platform::config::ALERTS_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     alerts_per_minute: u32,
+    /// The open-frequency risk rule: at most this many orders a shopper may begin in an
+    /// hour (409 `too_many_opens` beyond); 0 (the default) turns it off.
+    #[arg(long, env = "TARE_MAX_OPENS_PER_HOUR", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    max_opens_per_hour: u32,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -335,6 +339,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.public_url = a.public_url.clone();
     cfg.alert_webhook = a.alert_webhook.clone();
     cfg.alerts_per_minute = a.alerts_per_minute;
+    cfg.max_opens_per_hour = (a.max_opens_per_hour > 0).then_some(a.max_opens_per_hour);
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }

@@ -31,6 +31,10 @@ pub enum ShopperCommand {
     BeginOrder {
         /// The order.
         order_id: String,
+        /// The risk rule on opens [B8]: at most this many orders begun in the last hour
+        /// (`None`: no limit).
+        #[serde(default)]
+        max_opens_per_hour: Option<u32>,
         /// When.
         at: UnixMs,
     },
@@ -152,6 +156,9 @@ pub enum ShopperError {
     /// No such coupon, or spent on another order.
     #[error("coupon {0} is not available")]
     CouponUnavailable(String),
+    /// More doors opened in the last hour than the risk rule allows [B8].
+    #[error("at most {0} orders an hour")]
+    TooManyOpens(u32),
     /// A field was invalid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -165,7 +172,7 @@ pub enum ShopperError {
 impl DomainError for ShopperError {
     fn kind(&self) -> RejectionKind {
         match self {
-            Self::AlreadyExists | Self::UnpaidOrder(_) | Self::CouponUnavailable(_) => RejectionKind::Conflict,
+            Self::AlreadyExists | Self::UnpaidOrder(_) | Self::CouponUnavailable(_) | Self::TooManyOpens(_) => RejectionKind::Conflict,
             Self::NotFound => RejectionKind::NotFound,
             Self::Invalid { .. } => RejectionKind::Invalid,
         }
@@ -176,6 +183,7 @@ impl DomainError for ShopperError {
             Self::NotFound => "shopper_not_found",
             Self::UnpaidOrder(_) => "unpaid_order",
             Self::CouponUnavailable(_) => "coupon_unavailable",
+            Self::TooManyOpens(_) => "too_many_opens",
             Self::Invalid { .. } => "invalid_field",
         }
     }
@@ -217,6 +225,19 @@ pub struct Shopper {
     pub open_order: Option<String>,
     /// Wallet.
     pub coupons: BTreeMap<String, WalletCoupon>,
+    /// When the latest orders were begun (the newest [`RECENT_OPENS`]) [B8].
+    #[serde(default)]
+    pub recent_opens: std::collections::VecDeque<UnixMs>,
+}
+
+/// How many begin times a shopper remembers for the open-frequency rule.
+pub const RECENT_OPENS: usize = 200;
+
+impl Shopper {
+    /// Orders begun within the hour before `at`.
+    pub fn opens_in_last_hour(&self, at: UnixMs) -> usize {
+        self.recent_opens.iter().filter(|t| at - **t < 3_600_000).count()
+    }
 }
 
 impl Shopper {
@@ -285,10 +306,19 @@ impl Aggregate for Shopper {
                 )
                 .await;
             }
-            ShopperCommand::BeginOrder { order_id, at } => match &self.open_order {
+            ShopperCommand::BeginOrder {
+                order_id,
+                max_opens_per_hour,
+                at,
+            } => match &self.open_order {
                 Some(open) if *open == order_id => {}
                 Some(open) => return Err(ShopperError::UnpaidOrder(open.clone())),
-                None => sink.write(ShopperEvent::OrderBegun { order_id, at }, self).await,
+                None => {
+                    if let Some(max) = max_opens_per_hour.filter(|m| self.opens_in_last_hour(at) >= *m as usize) {
+                        return Err(ShopperError::TooManyOpens(max));
+                    }
+                    sink.write(ShopperEvent::OrderBegun { order_id, at }, self).await
+                }
             },
             ShopperCommand::EndOrder { order_id, outcome, at } => {
                 if self.open_order.as_deref() == Some(order_id.as_str()) {
@@ -332,7 +362,13 @@ impl Aggregate for Shopper {
                 self.account_open = true;
                 self.balance = balance;
             }
-            ShopperEvent::OrderBegun { order_id, .. } => self.open_order = Some(order_id),
+            ShopperEvent::OrderBegun { order_id, at } => {
+                self.open_order = Some(order_id);
+                self.recent_opens.push_back(at);
+                while self.recent_opens.len() > RECENT_OPENS {
+                    self.recent_opens.pop_front();
+                }
+            }
             ShopperEvent::OrderEnded { .. } => self.open_order = None,
             ShopperEvent::CouponGranted { coupon, .. } => {
                 self.coupons.insert(coupon.id.clone(), WalletCoupon { coupon, redeemed_by: None });

@@ -54,6 +54,7 @@ fn with(mut events: Vec<ShopperEvent>, more: impl IntoIterator<Item = ShopperEve
 fn begin(order_id: &str) -> ShopperCommand {
     ShopperCommand::BeginOrder {
         order_id: order_id.into(),
+        max_opens_per_hour: None,
         at: AT + 10,
     }
 }
@@ -364,4 +365,60 @@ fn errors_map_to_rejection_kinds_and_codes() {
         ShopperError::UnpaidOrder("order-1".into()).to_string(),
         "shopper has an unpaid order order-1"
     );
+}
+
+#[test]
+fn the_open_frequency_rule_refuses_a_shopper_opening_too_often_in_an_hour() {
+    let mut s = Shopper::default();
+    let begin_at = |n: u32, at: UnixMs| ShopperCommand::BeginOrder {
+        order_id: format!("o{n}"),
+        max_opens_per_hour: Some(2),
+        at,
+    };
+    for (n, at) in [(1, AT), (2, AT + 60_000)] {
+        s.apply(ShopperEvent::OrderBegun {
+            order_id: format!("o{n}"),
+            at,
+        });
+        s.apply(ShopperEvent::OrderEnded {
+            order_id: format!("o{n}"),
+            outcome: "paid".into(),
+            at,
+        });
+    }
+    assert_eq!(s.opens_in_last_hour(AT + 120_000), 2);
+    assert_eq!(s.opens_in_last_hour(AT + 3_600_000 + 1), 1, "the first has aged out");
+    let mut history = existing();
+    history.extend([
+        ShopperEvent::OrderBegun {
+            order_id: "o1".into(),
+            at: AT,
+        },
+        ShopperEvent::OrderEnded {
+            order_id: "o1".into(),
+            outcome: "paid".into(),
+            at: AT,
+        },
+        ShopperEvent::OrderBegun {
+            order_id: "o2".into(),
+            at: AT + 60_000,
+        },
+        ShopperEvent::OrderEnded {
+            order_id: "o2".into(),
+            outcome: "paid".into(),
+            at: AT + 60_000,
+        },
+    ]);
+    TestFramework::<Shopper>::with(())
+        .given(history.clone())
+        .when(begin_at(3, AT + 120_000))
+        .then_expect_error(ShopperError::TooManyOpens(2));
+    TestFramework::<Shopper>::with(())
+        .given(history)
+        .when(begin_at(3, AT + 3_600_001))
+        .then_expect_events(vec![ShopperEvent::OrderBegun {
+            order_id: "o3".into(),
+            at: AT + 3_600_001,
+        }]);
+    assert_eq!(ShopperError::TooManyOpens(2).code(), "too_many_opens");
 }

@@ -39,6 +39,9 @@ pub struct PlatformConfig {
     pub alert_webhook: Option<String>,
     /// At most this many alerts a minute leave this node; the rest wait.
     pub alerts_per_minute: u32,
+    /// The open-frequency risk rule [B8]: at most this many orders a shopper may begin
+    /// in an hour (`None`: no limit).
+    pub max_opens_per_hour: Option<u32>,
 }
 
 /// Alerts a minute by default: enough for a fleet's bad hour, few enough for a pager.
@@ -119,6 +122,7 @@ impl PlatformConfig {
             roles: Roles::ALL,
             alert_webhook: None,
             alerts_per_minute: ALERTS_PER_MINUTE,
+            max_opens_per_hour: None,
         }
     }
 }

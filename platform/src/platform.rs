@@ -46,6 +46,8 @@ pub struct Platform {
     pub(crate) clock: PlatformClock,
     /// Saga timings.
     pub(crate) saga: SagaConfig,
+    /// The open-frequency risk rule [B8].
+    pub(crate) max_opens_per_hour: Option<u32>,
     /// The recording alert sandbox, when no webhook is configured.
     alert_outbox: Option<Arc<crate::alerts::AlertOutbox>>,
     /// NATS, when scaled out.
@@ -144,6 +146,7 @@ impl Platform {
             clock: cfg.clock.clone(),
             saga: cfg.saga,
             alert_outbox,
+            max_opens_per_hour: cfg.max_opens_per_hour,
             coupon_policy,
             shutdown: watch::channel(false).0,
             tasks: std::sync::Mutex::new(Vec::new()),

@@ -105,3 +105,42 @@ async fn the_switch_stops_new_orders_and_open_ones_settle(kind: Store) {
     store.cleanup().await;
 }
 on_both_stores!(emergency_stop, the_switch_stops_new_orders_and_open_ones_settle);
+
+/// The open-frequency rule [B8]: a shopper who begins more orders in an hour than the
+/// rule allows is turned away at the scan, with nothing begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shopper_opening_too_often_is_turned_away() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let mut cfg = config(&store);
+    cfg.max_opens_per_hour = Some(2);
+    let app = App::start(cfg).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1,
+        doors: 1,
+        pk: "rsk".into(),
+        transport: FleetTransport::InProcess,
+        ..FleetSpec::default()
+    };
+    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
+    let s = fleet.new_shopper("13800000091", "alipay", "once").await.unwrap();
+    for _ in 0..2 {
+        let p = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
+        assert_eq!(p.order["state"], "paid", "{}", p.order);
+    }
+    let cab = fleet.cabinets[0].id().to_string();
+    let (st, e) = crate::common::eventually(10, "the third scan refused", || async {
+        let (st, e) = fleet
+            .client
+            .post("/api/v1/orders", &s.token, &json!({"cabinet": cab, "door": 1}))
+            .await
+            .unwrap();
+        (e["error"]["code"] != "unpaid_order").then_some((st, e))
+    })
+    .await;
+    assert_eq!((st, &e["error"]["code"]), (StatusCode::CONFLICT, &json!("too_many_opens")), "{e}");
+    let other = fleet.new_shopper("13800000092", "alipay", "once").await.unwrap();
+    let p = fleet.purchase(&other, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
+    assert_eq!(p.order["state"], "paid", "another shopper is not limited by the first");
+    app.stop().await;
+    store.cleanup().await;
+}

@@ -192,6 +192,7 @@ impl Platform {
         let meta = || self.meta(order_id, "api:create_order");
         let begin = || ShopperCommand::BeginOrder {
             order_id: order_id.to_string(),
+            max_opens_per_hour: self.max_opens_per_hour,
             at,
         };
         match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
