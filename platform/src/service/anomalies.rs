@@ -4,7 +4,6 @@
 //! recorded with who, when and why.
 
 use super::ServiceError;
-use crate::store::CommandError;
 use crate::Platform;
 use sha2::{Digest, Sha256};
 use tare_domain::anomaly::{AnomalyAction, AnomalyCommand, AnomalyError};
@@ -96,13 +95,16 @@ impl Platform {
             .load(anomaly_id)
             .await
             .map_err(ServiceError::from_command)?;
-        let facts = case.facts.as_ref().ok_or_else(|| rejected(AnomalyError::NotFound))?;
+        let facts = case.facts.as_ref().ok_or_else(|| ServiceError::refused(AnomalyError::NotFound))?;
         let action = match request {
             AnomalyRequest::Refund { amount } => {
-                let order_id = facts.order_id.as_deref().ok_or_else(|| rejected(AnomalyError::NoOrder))?;
+                let order_id = facts
+                    .order_id
+                    .as_deref()
+                    .ok_or_else(|| ServiceError::refused(AnomalyError::NoOrder))?;
                 if let Some(c) = &case.closing {
                     if !matches!(c.action, AnomalyAction::Refund { amount: a, .. } if a == amount) {
-                        return Err(rejected(AnomalyError::AlreadyClosed(c.action.as_str())));
+                        return Err(ServiceError::refused(AnomalyError::AlreadyClosed(c.action.as_str())));
                     }
                 }
                 let refund_id = anomaly_refund_id(anomaly_id);
@@ -141,10 +143,6 @@ impl Platform {
 pub fn anomaly_refund_id(anomaly_id: &str) -> String {
     let digest = Sha256::digest(anomaly_id.as_bytes());
     format!("rfa{}", &hex::encode(digest)[..31])
-}
-
-fn rejected(e: AnomalyError) -> ServiceError {
-    ServiceError::from_command(CommandError::Rejected(e))
 }
 
 #[cfg(test)]

@@ -38,6 +38,11 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Classifies a domain refusal decided without a command (a check before one).
+    pub(crate) fn refused<E: DomainError>(e: E) -> Self {
+        Self::from_command(CommandError::Rejected(e))
+    }
+
     /// Classifies a refused or failed command.
     pub(crate) fn from_command<E: DomainError>(e: CommandError<E>) -> Self {
         match e {

@@ -35,7 +35,7 @@ impl Platform {
             .collect();
         // Refuse an unavailable cabinet or a busy door before touching the shopper (the
         // door is checked again, atomically, when it is taken).
-        cabinet.check_available().map_err(reject)?;
+        cabinet.check_available().map_err(ServiceError::refused)?;
         if let Some(l) = door_state.lanes.values().find(|l| l.needs_calibration) {
             return Err(ServiceError::Conflict {
                 code: "lane_needs_calibration",
@@ -52,7 +52,7 @@ impl Platform {
                 _ => true,
             };
             if still_busy {
-                return Err(reject(CabinetError::DoorBusy));
+                return Err(ServiceError::refused(CabinetError::DoorBusy));
             }
         }
         let (Some(provider), Some(confirm_mode)) = (shopper.provider, shopper.confirm_mode) else {
@@ -262,9 +262,4 @@ impl Platform {
     pub async fn payment(&self, order_id: &str) -> Result<Payment, ServiceError> {
         self.aggregates.payments.load(order_id).await.map_err(ServiceError::from_command)
     }
-}
-
-/// A cabinet's refusal, as the API reports it.
-fn reject(e: CabinetError) -> ServiceError {
-    ServiceError::from_command(CommandError::Rejected(e))
 }

@@ -7,7 +7,7 @@ use crate::Platform;
 use tare_domain::cabinet::{CabinetCommand, CabinetError, Holder, LanePlan};
 use tare_domain::command::CommandSpec;
 use tare_domain::restock::{Restock, RestockCommand, RestockLane};
-use tare_domain::{CabinetId, DomainError, DoorNo, LaneNo, Sku};
+use tare_domain::{CabinetId, DoorNo, LaneNo, Sku};
 use tare_projections::{RestockTaskDoc, RestockTasks};
 
 /// At most this many tasks per listing.
@@ -22,15 +22,15 @@ impl Platform {
     /// (`door_busy`).
     pub async fn start_restock(&self, cabinet: &CabinetId, door: DoorNo, by: &str) -> Result<(String, Restock), ServiceError> {
         let c = self.cabinet(cabinet).await?;
-        let d = c.door(door).map_err(cabinet_refusal)?;
-        c.check_available().map_err(cabinet_refusal)?;
+        let d = c.door(door).map_err(ServiceError::refused)?;
+        c.check_available().map_err(ServiceError::refused)?;
         match &d.holder {
             None => {}
             // An operator's command that ended gives the door up now.
             Some(Holder::Command { cmd_id }) if self.command_door_is_free(cmd_id).await? => {
                 self.release_command_door(cabinet, door, cmd_id, "command_ended").await?;
             }
-            Some(_) => return Err(cabinet_refusal(CabinetError::DoorBusy)),
+            Some(_) => return Err(ServiceError::refused(CabinetError::DoorBusy)),
         }
         let lanes: Vec<RestockLane> = d
             .lanes
@@ -132,10 +132,10 @@ impl Platform {
         let c = self.cabinet(cabinet).await?;
         let current = c
             .door(door)
-            .map_err(cabinet_refusal)?
+            .map_err(ServiceError::refused)?
             .lanes
             .get(&lane)
-            .ok_or_else(|| cabinet_refusal(CabinetError::UnknownLane(lane)))?;
+            .ok_or_else(|| ServiceError::refused(CabinetError::UnknownLane(lane)))?;
         let plan = LanePlan {
             lane,
             sku: sku.clone(),
@@ -160,7 +160,7 @@ impl Platform {
             .await
             .map_err(ServiceError::from_command)?;
         let c = self.cabinet(cabinet).await?;
-        let l = &c.door(door).map_err(cabinet_refusal)?.lanes[&lane];
+        let l = &c.door(door).map_err(ServiceError::refused)?.lanes[&lane];
         // The shelf's label shows the new product.
         let label = CommandSpec::SetPriceLabel {
             door: door.get(),
@@ -174,16 +174,5 @@ impl Platform {
             planogram_version: c.planogram_version,
             needs_calibration: l.needs_calibration,
         })
-    }
-}
-
-fn cabinet_refusal(e: CabinetError) -> ServiceError {
-    let message = e.to_string();
-    match e {
-        CabinetError::UnknownDoor(_) | CabinetError::UnknownLane(_) => ServiceError::NotFound { code: e.code(), message },
-        other => ServiceError::Conflict {
-            code: other.code(),
-            message,
-        },
     }
 }
