@@ -91,6 +91,7 @@ fn order_line(o: &str, e: OrderEvent) -> String {
         OrderEvent::DoorOpenRequested { cmd_id, .. } => format!("order {o}: open_door sent ({cmd_id})"),
         OrderEvent::DoorQueryRequested { attempt, .. } => format!("order {o}: door not open yet, query_door #{attempt}"),
         OrderEvent::OrderDoorOpened { .. } => format!("order {o}: door open"),
+        OrderEvent::OrderDoorLeftOpen { .. } => format!("order {o}: door left open past the limit (goes to an operator)"),
         OrderEvent::OrderDoorClosed { unexpected, .. } => {
             format!("order {o}: door closed{}", if unexpected { " (unexpected)" } else { "" })
         }

@@ -112,6 +112,46 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &crate::SagaConfig) -> 
                 detected_at: *at,
             },
         )],
+        AnyEvent::Cabinet(CabinetEvent::LaneDriftBlocked {
+            door,
+            lane,
+            zero_grams,
+            limit_grams,
+            at,
+            ..
+        }) => vec![(
+            format!("drift:{aggregate_id}:{}:{}:{at}", door.get(), lane.get()),
+            AnomalyFacts {
+                kind: "lane_drift_blocked".into(),
+                cabinet: CabinetId::parse(aggregate_id).ok(),
+                door: Some(*door),
+                lane: Some(*lane),
+                order_id: None,
+                restock_id: None,
+                detail: format!(
+                    "lane {} reads {:.1} g with nothing on it, beyond its drift limit of {:.1} g: the door is blocked from sale until the lane is emptied, tared and calibrated",
+                    lane.get(),
+                    zero_grams.get(),
+                    limit_grams.get()
+                ),
+                detected_at: *at,
+            },
+        )],
+        AnyEvent::Cabinet(CabinetEvent::TemperatureLockedOut { temp_c, max_c, at }) => vec![(
+            format!("temperature:{aggregate_id}:{at}"),
+            AnomalyFacts {
+                kind: "temperature_lockout".into(),
+                cabinet: CabinetId::parse(aggregate_id).ok(),
+                door: None,
+                lane: None,
+                order_id: None,
+                restock_id: None,
+                detail: format!(
+                    "the cabinet reported {temp_c:.1} °C, above its limit of {max_c:.1} °C: shoppers are locked out until an operator checks the goods and resets it"
+                ),
+                detected_at: *at,
+            },
+        )],
         _ => vec![],
     };
     raised
@@ -176,14 +216,21 @@ fn restock_anomalies(restock_id: &str, e: &RestockEvent) -> Vec<(String, Anomaly
     }
 }
 
-/// Timer: if the purchase's door is still open, raise `door_left_open` for an operator
-/// (the order settles as usual once the door closes).
+/// Timer: if the purchase's door is still open, its session ends safely [B8]: the order
+/// is flagged so that, when the door finally closes, what the weights show is counted
+/// and booked but not charged to the shopper without an operator (anyone could have
+/// reached in); and `door_left_open` is raised for an operator now.
 pub async fn door_left_open(ports: &EffectPorts, order_id: &str, key: &str) -> Result<EffectOutcome, EffectError> {
     let order = ports.orders.load(order_id).await?;
     if order.state != tare_domain::order::OrderState::Open {
         return Ok(EffectOutcome::Done);
     }
     let now = ports.clock.now_ms();
+    let meta = CommandMeta::new(now, order_id, format!("job:{key}"));
+    ports
+        .orders
+        .execute(order_id, tare_domain::order::OrderCommand::FlagDoorLeftOpen { at: now }, meta)
+        .await?;
     let facts = AnomalyFacts {
         kind: "door_left_open".into(),
         cabinet: order.cabinet.clone(),

@@ -109,6 +109,18 @@ pub async fn free_door(ports: &EffectPorts, cmd_id: &str, door: DoorNo, key: &st
             ports.cabinets.execute(&cabinet.to_string(), record, meta.clone()).await?;
         }
     }
+    // A tare that came back zeroed its (empty) lane [M1].
+    if let (Some(CommandSpec::Tare { lane, .. }), CommandState::Done) = (&command.spec, command.state) {
+        if let Ok(lane) = LaneNo::parse("lane", i64::from(*lane)) {
+            let record = CabinetCommand::RecordTare {
+                door,
+                lane,
+                cmd_id: cmd_id.to_string(),
+                at: now,
+            };
+            ports.cabinets.execute(&cabinet.to_string(), record, meta.clone()).await?;
+        }
+    }
     let release = CabinetCommand::ReleaseDoor {
         door,
         session_id: cmd_id.to_string(),

@@ -78,6 +78,10 @@ struct State {
     held: Option<(UplinkKind, Vec<u8>)>,
     /// Locker compartments: occupied?
     compartments: BTreeMap<DoorNo, bool>,
+    /// Each lane's load-cell drift: what it reads with nothing on it, until a `tare`.
+    drift: BTreeMap<(DoorNo, LaneNo), f64>,
+    /// What its heartbeats report, °C.
+    temp_c: f64,
 }
 
 /// A running virtual cabinet.
@@ -125,6 +129,8 @@ impl VirtualCabinet {
                 faults: spec.faults,
                 held: None,
                 compartments: spec.compartments.into_iter().collect(),
+                drift: BTreeMap::new(),
+                temp_c: 4.0,
             })),
             door_moved: Notify::new(),
         })
@@ -154,6 +160,8 @@ impl VirtualCabinet {
                 faults: st.faults.clone(),
                 held: None,
                 compartments: st.compartments.clone(),
+                drift: st.drift.clone(),
+                temp_c: st.temp_c,
             })),
             door_moved: Notify::new(),
         })
@@ -204,6 +212,28 @@ impl VirtualCabinet {
             }
         });
         Ok(())
+    }
+
+    /// Sets a lane's load-cell drift: it reads `grams` more than its goods weigh, until a
+    /// `tare` zeroes it [B4].
+    pub fn set_drift(&self, door: DoorNo, lane: LaneNo, grams: f64) {
+        lock(&self.state).drift.insert((door, lane), grams);
+    }
+
+    /// Sets the temperature its heartbeats report [B8].
+    pub fn set_temperature(&self, temp_c: f64) {
+        lock(&self.state).temp_c = temp_c;
+    }
+
+    /// Power-cycles the device [B7]: the connection drops, every door is found closed
+    /// (the shopper pushed it shut while the power was out, no `door` message sent), then
+    /// it boots again, reports its weights and heartbeats with its doors' states.
+    pub async fn reboot(self: &Arc<Self>) -> Result<(), TransportError> {
+        self.disconnect().await?;
+        lock(&self.state).open.clear();
+        self.door_moved.notify_waiters();
+        self.connect().await?;
+        self.heartbeat().await
     }
 
     /// Disconnects (the platform marks the cabinet offline).
@@ -298,9 +328,10 @@ impl VirtualCabinet {
             .into_iter()
             .map(|d| json!({"door": d.get(), "state": if self.is_open(d) {"open"} else {"closed"}}))
             .collect();
+        let temp_c = lock(&self.state).temp_c;
         self.send(
             UplinkKind::Heartbeat,
-            json!({"temp_c": 4.0, "battery": 100, "net": 80, "heating": false, "doors": doors}),
+            json!({"temp_c": temp_c, "battery": 100, "net": 80, "heating": false, "doors": doors}),
         )
         .await
     }
@@ -456,9 +487,12 @@ impl VirtualCabinet {
             return self.ack(&Ack { drop: false, ..*ack }, Err("unknown lane")).await;
         };
         let result = match standard {
-            // The virtual scale reads net of its tray already: zeroing leaves the goods'
-            // weight.
-            None => json!({"grams": self.lane_grams(door, lane)}),
+            // Zeroing takes away the cell's drift; the virtual scale reads net of its tray
+            // already, so what is left is the goods' weight.
+            None => {
+                lock(&self.state).drift.remove(&(door, lane));
+                json!({"grams": self.lane_grams(door, lane)})
+            }
             Some(grams) => json!({"measured_grams": grams}),
         };
         // Scale answers always go out (an operator waits for the number).
@@ -513,7 +547,7 @@ impl VirtualCabinet {
                 .lanes
                 .iter()
                 .filter(|((d, _), _)| *d == door)
-                .map(|((_, l), (unit, count))| (*l, unit * f64::from(*count)))
+                .map(|((d, l), (unit, count))| (*l, unit * f64::from(*count) + st.drift.get(&(*d, *l)).copied().unwrap_or(0.0)))
                 .collect();
             readings
                 .into_iter()

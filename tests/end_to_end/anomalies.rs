@@ -237,8 +237,9 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     assert_eq!(actions, [&json!("refund"), &json!("write_off")]);
     listed(client, "", 2).await;
 
-    // A door left open past the limit is raised for an operator [B7]; the order still
-    // settles when it closes.
+    // A door left open past the limit is raised for an operator [B8]; its session ends
+    // safely: when it closes, what was taken is counted and booked, but not charged to
+    // the shopper without an operator (anyone could have reached in).
     vc.set_faults(Faults::default());
     let lingering = scan(&fleet, &s).await;
     assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
@@ -256,7 +257,21 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     );
     vc.take(DoorNo::of(1), LaneNo::of(1), 1).await.unwrap();
     vc.close(DoorNo::of(1)).await.unwrap();
-    wait_state(client, &lingering, "paid").await;
+    let o = wait_state(client, &lingering, "abnormal").await;
+    assert_eq!(o["anomalies"][0]["code"], "door_left_open", "{o}");
+    assert_eq!(o["lines"].as_array().map(Vec::len), Some(1), "counted: {o}");
+    let review = listed(client, "state=open", 2).await;
+    assert!(
+        review.iter().any(|a| a["anomaly_id"] == json!(format!("order:{lingering}")) && a["kind"] == "door_left_open"),
+        "{review:?}"
+    );
+    let charged: usize = app
+        .sandboxes
+        .values()
+        .flat_map(|s| s.charges())
+        .filter(|c| c.order_id == lingering)
+        .count();
+    assert_eq!(charged, 0, "nothing charged without an operator");
     app.stop().await;
     store.cleanup().await;
 }

@@ -53,12 +53,6 @@ async fn every_command_type_reaches_its_final_state() {
             "done",
             Some(json!({"state": "closed"})),
         ),
-        (json!({"type": "tare", "args": {"door": 1, "lane": 1}}), "done", None),
-        (
-            json!({"type": "calibrate", "args": {"door": 1, "lane": 2, "standard_grams": 500.0}}),
-            "done",
-            Some(json!({"measured_grams": 500.0})),
-        ),
         (
             json!({"type": "set_price_label", "args": {"door": 1, "lane": 1, "price_cents": 450, "name": "Cola"}}),
             "done",
@@ -91,10 +85,33 @@ async fn every_command_type_reaches_its_final_state() {
         if let Some(r) = result {
             assert_eq!(c["result"], r, "{c}");
         }
-        if want == "done" && body["type"] == "tare" {
-            assert!(c["result"]["grams"].as_f64().is_some(), "{c}");
-        }
     }
+    // The scale commands [M1]: a tare only of an empty lane, a standard weight only
+    // after a tare.
+    for body in [
+        json!({"type": "tare", "args": {"door": 1, "lane": 1}}),
+        json!({"type": "calibrate", "args": {"door": 1, "lane": 2, "standard_grams": 500.0}}),
+    ] {
+        let (st, v) = issue(&fleet, &cab, body.clone()).await;
+        assert_eq!((st, &v["error"]["code"]), (409, &json!("lane_not_empty")), "{body}: {v}");
+    }
+    crate::common::empty_lane(&fleet, 0, 1, 1).await;
+    let (st, v) = issue(
+        &fleet,
+        &cab,
+        json!({"type": "calibrate", "args": {"door": 1, "lane": 1, "standard_grams": 500.0}}),
+    )
+    .await;
+    assert_eq!((st, &v["error"]["code"]), (409, &json!("tare_first")), "{v}");
+    let tare = crate::common::run_command(&fleet.client, &cab, json!({"type": "tare", "args": {"door": 1, "lane": 1}})).await;
+    assert_eq!((&tare["state"], tare["attempts"].as_i64()), (&json!("done"), Some(1)), "{tare}");
+    assert!(tare["result"]["grams"].as_f64().is_some(), "{tare}");
+    let calibrated = crate::common::calibrate_lane(&fleet.client, &cab, 1, 1, 500.0).await;
+    assert_eq!(
+        (&calibrated["state"], &calibrated["result"]),
+        (&json!("done"), &json!({"measured_grams": 500.0})),
+        "{calibrated}"
+    );
     // The command's life is in the event log, in order.
     let (_, feed) = fleet
         .client
@@ -114,8 +131,9 @@ async fn every_command_type_reaches_its_final_state() {
         .filter(|e| operators.contains(&e["aggregate_id"].as_str().unwrap_or_default()))
         .filter_map(|e| e["event_type"].as_str())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "CommandIssued").count(), 10, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "CommandAcknowledged").count(), 10, "{kinds:?}");
+    // 8 in the loop, then two tares and a calibration (refused ones are never issued).
+    assert_eq!(kinds.iter().filter(|k| **k == "CommandIssued").count(), 11, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "CommandAcknowledged").count(), 11, "{kinds:?}");
     app.stop().await;
     store.cleanup().await;
 }
@@ -251,7 +269,11 @@ async fn operator_door_commands_take_the_door_like_a_purchase() {
     let (st, v) = issue(&fleet, &cab, json!({"type": "query_door", "args": {"door": 1}})).await;
     assert_eq!(st, 202, "{v}");
     let (st, v) = issue(&fleet, &cab, json!({"type": "tare", "args": {"door": 2, "lane": 1}})).await;
-    assert_eq!(st, 202, "another door is free: {v}");
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (409, &json!("lane_not_empty")),
+        "another door is free, its lane only not empty: {v}"
+    );
     vc.take(door, tare_domain::LaneNo::of(1), 1).await.unwrap();
     vc.close(door).await.unwrap();
     let o = fleet
@@ -289,12 +311,11 @@ async fn operator_door_commands_take_the_door_like_a_purchase() {
     .await;
     assert_eq!(c["doors"][0]["state"], "closed", "{c}");
 
-    // A tare takes the door and gives it back as soon as it is done.
+    // A tare refused (its lane holds stock) gives the door straight back.
     let (st, v) = issue(&fleet, &cab, json!({"type": "tare", "args": {"door": 1, "lane": 1}})).await;
-    assert_eq!(st, 202, "{v}");
-    assert_eq!(final_state(&fleet, v["cmd_id"].as_str().unwrap(), 10).await["state"], "done");
+    assert_eq!((st, &v["error"]["code"]), (409, &json!("lane_not_empty")), "{v}");
     let (st, o) = scan().await;
-    assert_eq!(st, 201, "a finished tare holds nothing: {o}");
+    assert_eq!(st, 201, "a refused tare holds nothing: {o}");
     app.stop().await;
     store.cleanup().await;
 }

@@ -20,6 +20,7 @@ mod code_size;
 mod coupons;
 mod device_commands;
 mod emergency;
+mod field_safety;
 mod fleet_scale;
 mod global_feed;
 mod http_device;

@@ -34,6 +34,18 @@ pub struct LaneState {
     /// The command of the last calibration (a repeat of it records nothing).
     #[serde(default)]
     pub calibration_cmd: Option<String>,
+    /// What the lane reads with nothing on it, as drift and creep moved it since its
+    /// last tare [B4]: the weight of its stock is `zero_grams + stock × unit`.
+    #[serde(default)]
+    pub zero_grams: crate::Grams,
+    /// Tared while empty, with no stock movement since: ready for its standard weight
+    /// [M1].
+    #[serde(default)]
+    pub tared: bool,
+    /// The last calibration's error as a share of what its tolerance allowed (0: exact,
+    /// 1: at the limit) [B4].
+    #[serde(default)]
+    pub calibration_error_ratio: f64,
 }
 
 /// A door's live state.
@@ -53,6 +65,10 @@ pub struct DoorState {
     /// the device says).
     #[serde(default)]
     pub occupied: Option<bool>,
+    /// When the door was last freed (or the cabinet counted): only closed-door weights
+    /// received after it say anything about drift [B4].
+    #[serde(default)]
+    pub free_since: UnixMs,
 }
 
 /// How many recent door-message ids a cabinet remembers to drop duplicates [D8].
@@ -82,6 +98,9 @@ pub struct Cabinet {
     /// An operator shut the device out [D2].
     #[serde(default)]
     pub device_disabled: bool,
+    /// The temperature limit and lockout [B8].
+    #[serde(default)]
+    pub temperature: super::safety::TemperatureGuard,
 }
 
 impl Cabinet {
@@ -252,6 +271,11 @@ impl Cabinet {
                 cmd_id,
                 at,
             } => self.record_calibration(door, lane, standard_grams, measured_grams, cmd_id, at),
+            C::ObserveClosedWeight { door, reading, at } => self.observe_closed_weight(door, &reading, at),
+            C::RecordTare { door, lane, cmd_id, at } => self.record_tare(door, lane, cmd_id, at),
+            C::SetTemperatureLimit { max_c, by, at } => self.temperature.set_limit(max_c, by, at),
+            C::ObserveTemperature { temp_c, at } => Ok(self.temperature.observe(temp_c, at)),
+            C::ResetTemperatureLockout { by, reason, at } => self.temperature.reset(by, reason, at),
         }
     }
 
@@ -537,6 +561,9 @@ impl Aggregate for Cabinet {
                                     needs_calibration: false,
                                     calibration_version: 0,
                                     calibration_cmd: None,
+                                    zero_grams: crate::Grams::ZERO,
+                                    tared: false,
+                                    calibration_error_ratio: 0.0,
                                 };
                                 (state.plan.lane, state)
                             })
@@ -550,6 +577,7 @@ impl Aggregate for Cabinet {
                                 position: DoorPosition::Unknown,
                                 last_seq: None,
                                 occupied: None,
+                                free_since: 0,
                             },
                         )
                     })
@@ -587,27 +615,38 @@ impl Aggregate for Cabinet {
             }
             CabinetEvent::AdPlayed { msg_id, .. } => self.remember(msg_id),
             CabinetEvent::DeviceAccessChanged { enabled, .. } => self.device_disabled = !enabled,
-            CabinetEvent::CabinetInitialized { .. } => {
+            CabinetEvent::CabinetInitialized { at, .. } => {
+                for d in self.doors.values_mut() {
+                    d.free_since = at;
+                }
                 self.initialized = true;
                 self.status = DeviceStatus::Online;
             }
             CabinetEvent::LaneStockChanged { door, lane, after, .. } => {
                 if let Some(l) = self.doors.get_mut(&door).and_then(|d| d.lanes.get_mut(&lane)) {
                     l.stock = after;
+                    l.tared = false;
                 }
             }
             CabinetEvent::RestockNeeded { .. } => {}
             e @ (CabinetEvent::LanePriceChanged { .. } | CabinetEvent::LaneCalibrated { .. } | CabinetEvent::LaneProductSwapped { .. }) => {
                 self.apply_lane_change(e)
             }
+            e @ (CabinetEvent::LaneRezeroed { .. } | CabinetEvent::LaneDriftBlocked { .. } | CabinetEvent::LaneTared { .. }) => {
+                self.apply_drift(e)
+            }
+            e @ (CabinetEvent::TemperatureLimitSet { .. }
+            | CabinetEvent::TemperatureLockedOut { .. }
+            | CabinetEvent::TemperatureLockoutReset { .. }) => self.temperature.apply(e),
             CabinetEvent::DoorAcquired { door, holder, .. } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.holder = Some(holder);
                 }
             }
-            CabinetEvent::DoorReleased { door, .. } => {
+            CabinetEvent::DoorReleased { door, at, .. } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.holder = None;
+                    d.free_since = at;
                 }
             }
             CabinetEvent::DoorOpened { door, seq, msg_id, .. } => {

@@ -200,4 +200,51 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// A closed, free door's stable weight, some time after its last session: each
+    /// lane is weighed against its ledger stock and its zero follows small drift, or the
+    /// lane is blocked when the drift is too large [B4].
+    ObserveClosedWeight {
+        /// Door.
+        door: DoorNo,
+        /// The stable reading.
+        reading: StableReading,
+        /// When.
+        at: UnixMs,
+    },
+    /// A `tare` command came back: the empty lane reads zero again [M1].
+    RecordTare {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The command.
+        cmd_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// An operator sets (or clears, with `None`) the cabinet's temperature limit [B8].
+    SetTemperatureLimit {
+        /// Highest temperature, °C (−40 to 80).
+        max_c: Option<f64>,
+        /// Who.
+        by: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A heartbeat's temperature, when it is above the cabinet's limit [B8].
+    ObserveTemperature {
+        /// °C.
+        temp_c: f64,
+        /// When.
+        at: UnixMs,
+    },
+    /// An operator lifts a temperature lockout [B8].
+    ResetTemperatureLockout {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: UnixMs,
+    },
 }

@@ -167,6 +167,85 @@ pub enum CabinetEvent {
         /// When.
         at: UnixMs,
     },
+    /// A closed door's stable weight showed a lane's empty-scale reading had wandered
+    /// (drift, or creep after a load) by less than an item: the lane's zero follows it,
+    /// so its weight keeps counting the ledger's stock [B4]. No stock moves.
+    LaneRezeroed {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The zero before.
+        zero_before: Grams,
+        /// The zero now (what the lane reads with nothing on it).
+        zero_after: Grams,
+        /// The stable reading that moved it.
+        reading_grams: Grams,
+        /// The ledger's stock the reading was weighed against.
+        stock: i64,
+        /// The lane's calibration health now (0–100).
+        health: u8,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane's zero wandered past its drift limit: it no longer counts by weight
+    /// reliably, and its door is blocked from sale until the lane is calibrated [B4].
+    LaneDriftBlocked {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// Where its zero would be.
+        zero_grams: Grams,
+        /// How far a zero may wander.
+        limit_grams: Grams,
+        /// The stable reading that showed it.
+        reading_grams: Grams,
+        /// When.
+        at: UnixMs,
+    },
+    /// An empty lane was tared (zeroed by the device): the first step of a calibration
+    /// [M1]; its zero is 0 again.
+    LaneTared {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// The zero it had wandered to.
+        zero_before: Grams,
+        /// The `tare` command.
+        cmd_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The cabinet's temperature limit changed (`None`: no limit) [B8].
+    TemperatureLimitSet {
+        /// Highest temperature the goods may stand, °C.
+        max_c: Option<f64>,
+        /// Who.
+        by: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The cabinet reported a temperature above its limit: shoppers are turned away
+    /// until an operator resets the lockout (the goods may have spoiled) [B8].
+    TemperatureLockedOut {
+        /// The temperature reported.
+        temp_c: f64,
+        /// The limit.
+        max_c: f64,
+        /// When.
+        at: UnixMs,
+    },
+    /// An operator lifted a temperature lockout [B8].
+    TemperatureLockoutReset {
+        /// Who.
+        by: String,
+        /// Why (what was checked).
+        reason: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A lane fell to its restock threshold [O10].
     RestockNeeded {
         /// Door.
@@ -273,6 +352,12 @@ impl DomainEvent for CabinetEvent {
             Self::LanePriceChanged { .. } => "LanePriceChanged",
             Self::LaneCalibrated { .. } => "LaneCalibrated",
             Self::LaneProductSwapped { .. } => "LaneProductSwapped",
+            Self::LaneRezeroed { .. } => "LaneRezeroed",
+            Self::LaneDriftBlocked { .. } => "LaneDriftBlocked",
+            Self::LaneTared { .. } => "LaneTared",
+            Self::TemperatureLimitSet { .. } => "TemperatureLimitSet",
+            Self::TemperatureLockedOut { .. } => "TemperatureLockedOut",
+            Self::TemperatureLockoutReset { .. } => "TemperatureLockoutReset",
             Self::DoorAcquired { .. } => "DoorAcquired",
             Self::DoorReleased { .. } => "DoorReleased",
             Self::DoorOpened { .. } => "DoorOpened",

@@ -88,14 +88,19 @@ impl Cabinet {
                 door,
                 lane,
                 version,
+                standard_grams,
+                measured_grams,
                 within_limit,
                 cmd_id,
                 ..
             } => {
                 if let Some(l) = self.lane_mut(door, lane) {
+                    let allowed = l.plan.tolerance.allowed(standard_grams).max(crate::Grams::of(0.001));
                     l.calibration_cmd = Some(cmd_id);
                     l.calibration_version = version;
                     l.needs_calibration = !within_limit;
+                    l.calibration_error_ratio = (measured_grams - standard_grams).abs() / allowed;
+                    l.tared = false;
                 }
             }
             CabinetEvent::LaneProductSwapped {
@@ -116,7 +121,7 @@ impl Cabinet {
         }
     }
 
-    fn lane_mut(&mut self, door: DoorNo, lane: LaneNo) -> Option<&mut LaneState> {
+    pub(super) fn lane_mut(&mut self, door: DoorNo, lane: LaneNo) -> Option<&mut LaneState> {
         self.doors.get_mut(&door).and_then(|d| d.lanes.get_mut(&lane))
     }
 

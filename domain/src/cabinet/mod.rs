@@ -11,13 +11,17 @@
 
 mod aggregate;
 mod commands;
+mod drift;
 mod events;
 mod lanes;
 mod planogram;
+mod safety;
 
 pub use aggregate::{Cabinet, DoorState, LaneState};
 pub use commands::CabinetCommand;
+pub use drift::{DRIFT_LIMIT_UNITS, REZERO_MAX_STEP_UNITS};
 pub use events::CabinetEvent;
+pub use safety::TemperatureGuard;
 pub use planogram::{door_ambiguities, Ambiguity, DoorPlan, LanePlan, AMBIGUITY_MAX_ITEMS};
 
 use crate::{DomainError, RejectionKind};
@@ -131,7 +135,7 @@ pub enum StockReason {
 }
 
 /// Why a cabinet command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CabinetError {
     /// Already registered.
     #[error("cabinet already exists")]
@@ -159,6 +163,23 @@ pub enum CabinetError {
         /// Its stock by the ledger.
         stock: i64,
     },
+    /// A calibration needs the lane tared (zeroed, empty) first [M1].
+    #[error("lane {0} must be tared (empty) before its standard weight")]
+    TareFirst(crate::LaneNo),
+    /// A lane of the door must be calibrated before the door sells [M1, B4].
+    #[error("lane {0} must be calibrated before this door sells again")]
+    LaneNeedsCalibration(crate::LaneNo),
+    /// Too warm: locked out until an operator resets it [B8].
+    #[error("the cabinet reported {temp_c} °C, above its limit of {max_c} °C: locked out until an operator resets it")]
+    TemperatureLockout {
+        /// The temperature that locked it.
+        temp_c: f64,
+        /// The limit.
+        max_c: f64,
+    },
+    /// A reset of a lockout that is not there.
+    #[error("the cabinet is not locked out")]
+    NotLockedOut,
     /// The planogram is invalid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -172,7 +193,14 @@ pub enum CabinetError {
 impl DomainError for CabinetError {
     fn kind(&self) -> RejectionKind {
         match self {
-            Self::AlreadyExists | Self::NotAvailable(_) | Self::DoorBusy | Self::LaneNotEmpty { .. } => RejectionKind::Conflict,
+            Self::AlreadyExists
+            | Self::NotAvailable(_)
+            | Self::DoorBusy
+            | Self::LaneNotEmpty { .. }
+            | Self::TareFirst(_)
+            | Self::LaneNeedsCalibration(_)
+            | Self::TemperatureLockout { .. }
+            | Self::NotLockedOut => RejectionKind::Conflict,
             Self::NotFound | Self::UnknownDoor(_) | Self::UnknownLane(_) => RejectionKind::NotFound,
             Self::Invalid { .. } => RejectionKind::Invalid,
         }
@@ -186,6 +214,10 @@ impl DomainError for CabinetError {
             Self::DoorBusy => "cabinet_busy",
             Self::UnknownLane(_) => "lane_not_found",
             Self::LaneNotEmpty { .. } => "lane_not_empty",
+            Self::TareFirst(_) => "tare_first",
+            Self::LaneNeedsCalibration(_) => "lane_needs_calibration",
+            Self::TemperatureLockout { .. } => "temperature_lockout",
+            Self::NotLockedOut => "not_locked_out",
             Self::Invalid { .. } => "invalid_field",
         }
     }

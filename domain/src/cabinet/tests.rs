@@ -1420,3 +1420,5 @@ fn look_alike_products_on_one_door_are_refused_one_for_one_and_warned_in_combina
     // The same product on two lanes is not a look-alike.
     assert!(door_ambiguities(&[lane(1, "cola", 348.0, 10, 2), lane(2, "cola", 348.0, 10, 2)]).is_empty());
 }
+
+mod drift_tests;

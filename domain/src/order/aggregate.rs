@@ -206,6 +206,13 @@ impl Order {
                 vec![]
             }),
             OrderCommand::CheckDoor { attempt, at } => Ok(self.check_door(attempt, at)),
+            OrderCommand::FlagDoorLeftOpen { at } => Ok(
+                if self.state == S::Open && !self.anomalies.contains(&Anomaly::DoorLeftOpen) {
+                    vec![OrderEvent::OrderDoorLeftOpen { at }]
+                } else {
+                    vec![]
+                },
+            ),
             // A repeat, or an open after the order moved on, decides nothing.
             OrderCommand::MarkDoorOpened { device_ts, before, at } => Ok(if self.state == S::Opening {
                 vec![OrderEvent::OrderDoorOpened { device_ts, before, at }]
@@ -454,6 +461,10 @@ impl Aggregate for Order {
                     self.before = before;
                 }
                 self.state = S::Open;
+                self.updated_at = at;
+            }
+            OrderEvent::OrderDoorLeftOpen { at } => {
+                self.anomalies.push(Anomaly::DoorLeftOpen);
                 self.updated_at = at;
             }
             OrderEvent::OrderDoorClosed {

@@ -54,6 +54,12 @@ pub enum OrderCommand {
         /// When.
         at: UnixMs,
     },
+    /// Timer: the door is still open past the limit [B8]: the order will go to an
+    /// operator instead of charging.
+    FlagDoorLeftOpen {
+        /// When.
+        at: UnixMs,
+    },
     /// The door opened.
     MarkDoorOpened {
         /// Device clock of the open.

@@ -64,6 +64,12 @@ pub enum OrderEvent {
         /// When.
         at: UnixMs,
     },
+    /// The door stayed open past the limit: the purchase will not be charged without an
+    /// operator [B8].
+    OrderDoorLeftOpen {
+        /// When.
+        at: UnixMs,
+    },
     /// The door closed.
     OrderDoorClosed {
         /// Device clock.
@@ -165,6 +171,7 @@ impl DomainEvent for OrderEvent {
             Self::DoorOpenRequested { .. } => "DoorOpenRequested",
             Self::DoorQueryRequested { .. } => "DoorQueryRequested",
             Self::OrderDoorOpened { .. } => "OrderDoorOpened",
+            Self::OrderDoorLeftOpen { .. } => "OrderDoorLeftOpen",
             Self::OrderDoorClosed { .. } => "OrderDoorClosed",
             Self::WeightsSettled { .. } => "WeightsSettled",
             Self::ChargeRequested { .. } => "ChargeRequested",

@@ -115,6 +115,9 @@ pub enum Anomaly {
     NoStableWeight,
     /// No stable weight was known from before the door opened.
     NoWeightBefore,
+    /// The door stayed open past the limit: anyone could have reached in, so what the
+    /// weights show is not charged to the shopper without an operator [B8].
+    DoorLeftOpen,
 }
 
 impl Anomaly {
@@ -133,6 +136,7 @@ impl Anomaly {
             Self::DoorNeverOpened => "door_never_opened",
             Self::NoStableWeight => "no_stable_weight",
             Self::NoWeightBefore => "no_weight_before",
+            Self::DoorLeftOpen => "door_left_open",
         }
     }
 

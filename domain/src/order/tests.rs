@@ -1169,3 +1169,28 @@ fn a_dead_lettered_charge_is_settled_by_hand_once() {
         .when(settle(HandSettlement::WrittenOff))
         .then_expect_error(OrderError::WrongState(OrderState::Paid));
 }
+
+#[test]
+fn a_door_left_open_past_the_limit_settles_for_an_operator_not_a_charge() {
+    let left = OrderEvent::OrderDoorLeftOpen { at: AT + 300_000 };
+    given(open())
+        .when(OrderCommand::FlagDoorLeftOpen { at: AT + 300_000 })
+        .then_expect_events(vec![left.clone()]);
+    // Once; and never for an order no longer open.
+    given(with(open(), [left.clone()]))
+        .when(OrderCommand::FlagDoorLeftOpen { at: AT + 400_000 })
+        .then_expect_events(vec![]);
+    given(settling())
+        .when(OrderCommand::FlagDoorLeftOpen { at: AT + 400_000 })
+        .then_expect_events(vec![]);
+    let history = with(open(), [left, door_closed(false, None)]);
+    given(history)
+        .when(settle(after_two_colas(), vec![], CouponPolicy::default()))
+        .then_expect_events(vec![
+            weights_settled(after_two_colas(), vec![line(1, 2)], 600, None, 600, vec![Anomaly::DoorLeftOpen]),
+            OrderEvent::OrderMarkedAbnormal {
+                anomalies: vec![Anomaly::DoorLeftOpen],
+                at: SETTLED_AT,
+            },
+        ]);
+}

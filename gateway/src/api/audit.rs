@@ -238,6 +238,11 @@ impl Exposition {
             d.duplicates,
         );
         self.counter("tare_device_downlinks_total", "Commands and replies sent to devices.", d.downlinks);
+        self.counter(
+            "tare_device_reboots_reconciled_total",
+            "Doors closed for their session from a rebooted device's heartbeat [B7].",
+            d.reboots_reconciled,
+        );
         let _ = writeln!(
             self.0,
             "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"

@@ -5,6 +5,8 @@
 
 mod anomalies;
 mod audit;
+mod cabinet_safety;
+mod cabinet_view;
 mod cabinets;
 mod catalogue;
 mod commands;
@@ -115,9 +117,11 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(catalogue::get_product, catalogue::update_product))
             .routes(routes!(catalogue::put_coupon_policy, catalogue::get_coupon_policy))
             .routes(routes!(cabinets::create_cabinet))
-            .routes(routes!(cabinets::get_cabinet))
+            .routes(routes!(cabinet_view::get_cabinet))
             .routes(routes!(cabinets::get_ledger))
             .routes(routes!(cabinets::put_device_access))
+            .routes(routes!(cabinet_safety::put_temperature_limit))
+            .routes(routes!(cabinet_safety::reset_temperature_lockout))
             .routes(routes!(restocks::start))
             .routes(routes!(restocks::get))
             .routes(routes!(restocks::tasks))

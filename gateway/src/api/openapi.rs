@@ -224,6 +224,8 @@ mod tests {
             "GET /api/v1/cabinets/{id}",
             "GET /api/v1/cabinets/{id}/ledger",
             "PUT /api/v1/cabinets/{id}/device",
+            "PUT /api/v1/cabinets/{id}/temperature-limit",
+            "POST /api/v1/cabinets/{id}/temperature-lockout/reset",
             "POST /api/v1/cabinets/{id}/restocks",
             "GET /api/v1/restocks/{id}",
             "GET /api/v1/restock-tasks",

@@ -127,6 +127,8 @@ enum AnomalyDto {
     NoStableWeight,
     /// No stable weight was known from before the door opened.
     NoWeightBefore,
+    /// The door stayed open past the limit: not charged without an operator [B8].
+    DoorLeftOpen,
 }
 
 impl From<&Anomaly> for AnomalyDto {
@@ -144,6 +146,7 @@ impl From<&Anomaly> for AnomalyDto {
             Anomaly::DoorNeverOpened => Self::DoorNeverOpened,
             Anomaly::NoStableWeight => Self::NoStableWeight,
             Anomaly::NoWeightBefore => Self::NoWeightBefore,
+            Anomaly::DoorLeftOpen => Self::DoorLeftOpen,
         }
     }
 }

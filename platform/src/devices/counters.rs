@@ -17,9 +17,16 @@ pub struct DeviceCounters {
     pub sent: AtomicU64,
     /// Devices recorded offline for silence (operator alerts) [D5].
     pub silent_alerts: AtomicU64,
+    /// Doors closed for their session after a reboot, from the device's snapshot [B7].
+    pub reboots_reconciled: AtomicU64,
 }
 
 impl DeviceCounters {
+    /// Counts one door closed by a reboot's reconciliation [B7].
+    pub fn reboot_reconciled(&self) {
+        self.reboots_reconciled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Counts one refusal for `reason`.
     pub fn reject(&self, reason: &'static str) {
         *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;

@@ -24,6 +24,7 @@ mod judge;
 pub mod liveness;
 pub mod telemetry;
 mod uplinks;
+pub mod watch;
 
 pub use counters::DeviceCounters;
 pub use dedupe::SEQ_WINDOW;
@@ -63,6 +64,7 @@ pub struct DeviceHub {
     pending_init: Mutex<HashMap<CabinetId, initialization::PendingInit>>,
     last_seen: Mutex<HashMap<CabinetId, UnixMs>>,
     last_heartbeat: Mutex<HashMap<CabinetId, bus::HeartbeatInfo>>,
+    watches: Mutex<HashMap<CabinetId, watch::CabinetWatch>>,
     bus: Arc<bus::InProcessBus>,
     counters: DeviceCounters,
     liveness: liveness::Liveness,
@@ -88,6 +90,7 @@ impl DeviceHub {
             pending_init: Mutex::default(),
             last_seen: Mutex::default(),
             last_heartbeat: Mutex::default(),
+            watches: Mutex::default(),
             bus: Arc::new(bus::InProcessBus::new(4096)),
             counters: DeviceCounters::default(),
             liveness: liveness::Liveness::new(liveness),
@@ -170,6 +173,7 @@ impl DeviceHub {
         if !was_current || !record {
             return Ok(());
         }
+        self.forget_watch(cabinet);
         self.liveness.disconnected(cabinet);
         let at = self.clock.now_ms();
         let meta = crate::store::Meta::new(at, cabinet.to_string(), "transport:disconnect");

@@ -48,6 +48,8 @@ pub struct DeviceMetrics {
     pub downlinks: u64,
     /// Devices recorded offline for silence (operator alerts).
     pub silent_alerts: u64,
+    /// Doors closed for their session from a rebooted device's snapshot [B7].
+    pub reboots_reconciled: u64,
     /// Weight samples and heartbeats published as telemetry.
     pub telemetry_published: u64,
     /// Device connections this node holds.
@@ -158,6 +160,7 @@ impl Platform {
                 rejected: d.rejected.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 downlinks: read(&d.sent),
                 silent_alerts: read(&d.silent_alerts),
+                reboots_reconciled: read(&d.reboots_reconciled),
                 telemetry_published: read(&self.hub.bus().published),
                 connections: self.hub.connection_count(),
             },

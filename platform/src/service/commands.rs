@@ -12,7 +12,9 @@ impl Platform {
     /// device acknowledges it or it expires (`ttl_ms` from now). Returns its id. A
     /// command that opens or weighs a door (`open_door`, `tare`, `calibrate`) takes the
     /// door first, like a purchase [O2]: 409 `cabinet_busy` while anyone holds it, 404
-    /// `door_not_found` for a door the cabinet lacks.
+    /// `door_not_found` for a door the cabinet lacks. A `tare` of a lane holding stock
+    /// is 409 `lane_not_empty`, a `calibrate` not preceded by a tare 409 `tare_first`
+    /// [M1].
     pub async fn issue_command(
         &self,
         cabinet: &CabinetId,
@@ -27,6 +29,14 @@ impl Platform {
         let door = spec.door_held();
         if let Some(door) = door {
             self.take_door_for_command(&c, cabinet, door, &cmd_id, at).await?;
+        }
+        // A tare only of an empty lane, a standard weight only after a tare [M1] (a
+        // held door answers `cabinet_busy` first).
+        if let Err(refused) = c.check_scale_command(&spec) {
+            if let Some(door) = door {
+                self.release_command_door(cabinet, door, &cmd_id, "command_refused").await?;
+            }
+            return Err(ServiceError::refused(refused));
         }
         let step = CommandStep::Issue {
             cabinet: cabinet.clone(),

@@ -23,6 +23,7 @@ pub mod orders;
 pub mod payments;
 pub mod refunds;
 pub mod restocks;
+pub mod safety;
 pub mod shoppers;
 
 pub use anomalies::{AnomalyRequest, AnomalyState};

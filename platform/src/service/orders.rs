@@ -33,15 +33,9 @@ impl Platform {
                 ..l.plan.clone()
             })
             .collect();
-        // Refuse an unavailable cabinet or a busy door before touching the shopper (the
+        // Refuse an unavailable, locked-out or uncalibrated cabinet, or a busy door before touching the shopper (the
         // door is checked again, atomically, when it is taken).
-        cabinet.check_available().map_err(ServiceError::refused)?;
-        if let Some(l) = door_state.lanes.values().find(|l| l.needs_calibration) {
-            return Err(ServiceError::Conflict {
-                code: "lane_needs_calibration",
-                message: format!("lane {} must be calibrated before this door sells again", l.plan.lane),
-            });
-        }
+        cabinet.check_door_sellable(door).map_err(ServiceError::refused)?;
         if let Some(holder) = &door_state.holder {
             let still_busy = match holder {
                 Holder::Order { order_id, .. } => {

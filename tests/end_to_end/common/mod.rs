@@ -152,3 +152,81 @@ impl Harness {
         self.store.cleanup().await;
     }
 }
+
+/// Empties `lane` of `door` the way an operator does: a restock session in which every
+/// item of the lane is taken out, counted by the weights and booked. Returns the
+/// restock's record once it is done.
+pub async fn empty_lane(fleet: &tare::fleet::Fleet, cabinet: usize, door: u8, lane: u8) -> serde_json::Value {
+    let client = &fleet.client;
+    let vc = &fleet.cabinets[cabinet];
+    let cab = vc.id().to_string();
+    let (d, l) = (tare_domain::DoorNo::of(door), tare_domain::LaneNo::of(lane));
+    let (st, r) = eventually(20, "the door free for a restock", || async {
+        let (st, r) = client
+            .post(
+                &format!("/api/v1/cabinets/{cab}/restocks"),
+                &client.admin,
+                &serde_json::json!({"door": door}),
+            )
+            .await
+            .ok()?;
+        (st != reqwest::StatusCode::CONFLICT).then_some((st, r))
+    })
+    .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{r}");
+    let restock_id = r["restock_id"].as_str().unwrap().to_string();
+    assert!(vc.wait_open(d, std::time::Duration::from_secs(10)).await, "the restock opened the door");
+    let on_lane = vc.counts()[&(d, l)];
+    vc.take(d, l, on_lane).await.unwrap();
+    vc.close(d).await.unwrap();
+    eventually(20, "the restock counted", || async {
+        let (_, r) = client.get(&format!("/api/v1/restocks/{restock_id}"), &client.admin).await.ok()?;
+        (r["state"] == "done").then_some(r)
+    })
+    .await
+}
+
+/// Runs device command `body` on cabinet `cab` to its end; returns the command's record.
+pub async fn run_command(client: &tare::fleet::ApiClient, cab: &str, body: serde_json::Value) -> serde_json::Value {
+    let (st, v) = eventually(20, "the door free for the command", || async {
+        let (st, v) = client
+            .post(&format!("/api/v1/cabinets/{cab}/commands"), &client.admin, &body)
+            .await
+            .ok()?;
+        (v["error"]["code"] != "cabinet_busy").then_some((st, v))
+    })
+    .await;
+    assert_eq!(st, reqwest::StatusCode::ACCEPTED, "{body}: {v}");
+    let cmd_id = v["cmd_id"].as_str().unwrap().to_string();
+    eventually(20, "the command done", || async {
+        let (_, c) = client.get(&format!("/api/v1/commands/{cmd_id}"), &client.admin).await.ok()?;
+        ["done", "failed", "unknown"].contains(&c["state"].as_str()?).then_some(c)
+    })
+    .await
+}
+
+/// Calibrates an empty lane as M1 says: tare, then the standard weight. Returns the
+/// calibrate command's record.
+pub async fn calibrate_lane(client: &tare::fleet::ApiClient, cab: &str, door: u8, lane: u8, standard_grams: f64) -> serde_json::Value {
+    let tare = run_command(client, cab, serde_json::json!({"type": "tare", "args": {"door": door, "lane": lane}})).await;
+    assert_eq!(tare["state"], "done", "{tare}");
+    // The tare is recorded on the lane when its door is freed.
+    let body = serde_json::json!({"type": "calibrate", "args": {"door": door, "lane": lane, "standard_grams": standard_grams}});
+    eventually(20, "the tare recorded", || async {
+        let (st, v) = client
+            .post(&format!("/api/v1/cabinets/{cab}/commands"), &client.admin, &body)
+            .await
+            .ok()?;
+        if st != reqwest::StatusCode::ACCEPTED {
+            return None;
+        }
+        let cmd_id = v["cmd_id"].as_str()?.to_string();
+        eventually(20, "the calibration done", || async {
+            let (_, c) = client.get(&format!("/api/v1/commands/{cmd_id}"), &client.admin).await.ok()?;
+            ["done", "failed", "unknown"].contains(&c["state"].as_str()?).then_some(c)
+        })
+        .await
+        .into()
+    })
+    .await
+}

@@ -33,6 +33,7 @@ impl DeviceHub {
         self.cabinet_cmd(cabinet, connect, up, at).await?;
         let state = self.load_cabinet(cabinet).await?;
         self.liveness.connected(cabinet, at);
+        self.watch_boot(cabinet, &state, up.envelope.ts, at);
         if state.status == DeviceStatus::PendingInit {
             self.begin_initialization(cabinet, &state, up, at).await?;
         }

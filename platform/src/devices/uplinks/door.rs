@@ -25,6 +25,7 @@ impl DeviceHub {
             cmd_id,
             at,
         };
+        self.watch_door_moved(cabinet, door, at);
         self.cabinet_cmd(cabinet, cmd, up, at).await
     }
 }

@@ -39,6 +39,6 @@ impl DeviceHub {
         if !self.liveness.heartbeat(cabinet, up.envelope.ts, at) {
             self.cabinet_cmd(cabinet, CabinetCommand::MarkAlive { at }, up, at).await?;
         }
-        Ok(())
+        self.watch_heartbeat(cabinet, up, hb, at).await
     }
 }

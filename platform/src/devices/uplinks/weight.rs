@@ -18,6 +18,7 @@ impl DeviceHub {
             door,
             sample: sample.clone(),
         });
+        self.watch_weight(cabinet, door, &sample, up, at).await?;
         self.maybe_initialize(cabinet, door, sample, up, at).await
     }
 }
