@@ -66,6 +66,8 @@ pub struct AppConfig {
     pub alerts_per_minute: u32,
     /// At most this many orders a shopper may begin in an hour (`None`: no limit) [B8].
     pub max_opens_per_hour: Option<u32>,
+    /// No new order for a shopper who disputed this many charges in 30 days [B8].
+    pub max_disputes_per_month: Option<u32>,
 }
 
 /// Where a node's adapters find the providers.
@@ -127,6 +129,7 @@ impl AppConfig {
             alert_webhook: None,
             alerts_per_minute: tare_platform::config::ALERTS_PER_MINUTE,
             max_opens_per_hour: None,
+            max_disputes_per_month: None,
         }
     }
 
@@ -271,6 +274,7 @@ impl App {
             alert_webhook: cfg.alert_webhook.clone(),
             alerts_per_minute: cfg.alerts_per_minute,
             max_opens_per_hour: cfg.max_opens_per_hour,
+            max_disputes_per_month: cfg.max_disputes_per_month,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
         // Only a gateway node holds device connections.

@@ -186,6 +186,11 @@ struct ServeArgs {
     /// hour (409 `too_many_opens` beyond); 0 (the default) turns it off.
     #[arg(long, env = "TARE_MAX_OPENS_PER_HOUR", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     max_opens_per_hour: u32,
+    /// The dispute-rate risk rule: a shopper refunded on this many disputed charges in
+    /// 30 days is turned away at the scan (409 `too_many_disputes`); 0 (the default)
+    /// turns it off.
+    #[arg(long, env = "TARE_MAX_DISPUTES_PER_MONTH", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    max_disputes_per_month: u32,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -340,6 +345,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.alert_webhook = a.alert_webhook.clone();
     cfg.alerts_per_minute = a.alerts_per_minute;
     cfg.max_opens_per_hour = (a.max_opens_per_hour > 0).then_some(a.max_opens_per_hour);
+    cfg.max_disputes_per_month = (a.max_disputes_per_month > 0).then_some(a.max_disputes_per_month);
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }

@@ -35,6 +35,10 @@ pub enum ShopperCommand {
         /// (`None`: no limit).
         #[serde(default)]
         max_opens_per_hour: Option<u32>,
+        /// The dispute-rate rule [B8]: no new order for a shopper who disputed this many
+        /// charges in the last 30 days (`None`: no limit).
+        #[serde(default)]
+        max_disputes_per_month: Option<u32>,
         /// When.
         at: UnixMs,
     },
@@ -51,6 +55,14 @@ pub enum ShopperCommand {
     GrantCoupon {
         /// The coupon.
         coupon: Coupon,
+        /// When.
+        at: UnixMs,
+    },
+    /// Counts a dispute of order `order_id`'s charge against the shopper [B8]
+    /// (idempotent per order: several refunds of one order are one dispute).
+    RecordDispute {
+        /// The disputed order.
+        order_id: String,
         /// When.
         at: UnixMs,
     },
@@ -113,6 +125,13 @@ pub enum ShopperEvent {
         /// When.
         at: UnixMs,
     },
+    /// The shopper disputed an order's charge and was refunded on it [B8].
+    DisputeRecorded {
+        /// The disputed order.
+        order_id: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A coupon was spent.
     CouponRedeemed {
         /// The coupon.
@@ -133,6 +152,7 @@ impl DomainEvent for ShopperEvent {
             Self::OrderEnded { .. } => "OrderEnded",
             Self::CouponGranted { .. } => "CouponGranted",
             Self::CouponRedeemed { .. } => "CouponRedeemed",
+            Self::DisputeRecorded { .. } => "DisputeRecorded",
         }
         .into()
     }
@@ -159,6 +179,9 @@ pub enum ShopperError {
     /// More doors opened in the last hour than the risk rule allows [B8].
     #[error("at most {0} orders an hour")]
     TooManyOpens(u32),
+    /// More charges disputed in the last 30 days than the risk rule allows [B8].
+    #[error("{0} or more disputed charges in 30 days: new orders need an operator's review")]
+    TooManyDisputes(u32),
     /// A field was invalid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -172,7 +195,9 @@ pub enum ShopperError {
 impl DomainError for ShopperError {
     fn kind(&self) -> RejectionKind {
         match self {
-            Self::AlreadyExists | Self::UnpaidOrder(_) | Self::CouponUnavailable(_) | Self::TooManyOpens(_) => RejectionKind::Conflict,
+            Self::AlreadyExists | Self::UnpaidOrder(_) | Self::CouponUnavailable(_) | Self::TooManyOpens(_) | Self::TooManyDisputes(_) => {
+                RejectionKind::Conflict
+            }
             Self::NotFound => RejectionKind::NotFound,
             Self::Invalid { .. } => RejectionKind::Invalid,
         }
@@ -184,6 +209,7 @@ impl DomainError for ShopperError {
             Self::UnpaidOrder(_) => "unpaid_order",
             Self::CouponUnavailable(_) => "coupon_unavailable",
             Self::TooManyOpens(_) => "too_many_opens",
+            Self::TooManyDisputes(_) => "too_many_disputes",
             Self::Invalid { .. } => "invalid_field",
         }
     }
@@ -228,7 +254,16 @@ pub struct Shopper {
     /// When the latest orders were begun (the newest [`RECENT_OPENS`]) [B8].
     #[serde(default)]
     pub recent_opens: std::collections::VecDeque<UnixMs>,
+    /// The latest disputed orders and when (the newest [`RECENT_DISPUTES`]) [B8].
+    #[serde(default)]
+    pub recent_disputes: std::collections::VecDeque<(String, UnixMs)>,
 }
+
+/// How many disputes a shopper remembers for the dispute-rate rule.
+pub const RECENT_DISPUTES: usize = 100;
+
+/// The dispute-rate rule's window: 30 days.
+pub const DISPUTE_WINDOW_MS: UnixMs = 30 * 24 * 3_600_000;
 
 /// How many begin times a shopper remembers for the open-frequency rule.
 pub const RECENT_OPENS: usize = 200;
@@ -237,6 +272,22 @@ impl Shopper {
     /// Orders begun within the hour before `at`.
     pub fn opens_in_last_hour(&self, at: UnixMs) -> usize {
         self.recent_opens.iter().filter(|t| at - **t < 3_600_000).count()
+    }
+
+    /// Charges disputed within the 30 days before `at`.
+    pub fn disputes_in_last_month(&self, at: UnixMs) -> usize {
+        self.recent_disputes.iter().filter(|(_, t)| at - *t < DISPUTE_WINDOW_MS).count()
+    }
+
+    /// The risk rules at a new order [B8]: the open-frequency and dispute-rate limits.
+    fn check_risk(&self, max_opens_per_hour: Option<u32>, max_disputes_per_month: Option<u32>, at: UnixMs) -> Result<(), ShopperError> {
+        if let Some(max) = max_opens_per_hour.filter(|m| self.opens_in_last_hour(at) >= *m as usize) {
+            return Err(ShopperError::TooManyOpens(max));
+        }
+        if let Some(max) = max_disputes_per_month.filter(|m| self.disputes_in_last_month(at) >= *m as usize) {
+            return Err(ShopperError::TooManyDisputes(max));
+        }
+        Ok(())
     }
 }
 
@@ -309,14 +360,13 @@ impl Aggregate for Shopper {
             ShopperCommand::BeginOrder {
                 order_id,
                 max_opens_per_hour,
+                max_disputes_per_month,
                 at,
             } => match &self.open_order {
                 Some(open) if *open == order_id => {}
                 Some(open) => return Err(ShopperError::UnpaidOrder(open.clone())),
                 None => {
-                    if let Some(max) = max_opens_per_hour.filter(|m| self.opens_in_last_hour(at) >= *m as usize) {
-                        return Err(ShopperError::TooManyOpens(max));
-                    }
+                    self.check_risk(max_opens_per_hour, max_disputes_per_month, at)?;
                     sink.write(ShopperEvent::OrderBegun { order_id, at }, self).await
                 }
             },
@@ -330,6 +380,11 @@ impl Aggregate for Shopper {
                     return Ok(()); // the same grant again
                 }
                 sink.write(ShopperEvent::CouponGranted { coupon, at }, self).await;
+            }
+            ShopperCommand::RecordDispute { order_id, at } => {
+                if !self.recent_disputes.iter().any(|(o, _)| *o == order_id) {
+                    sink.write(ShopperEvent::DisputeRecorded { order_id, at }, self).await;
+                }
             }
             ShopperCommand::RedeemCoupon { coupon_id, order_id, at } => match self.coupons.get(&coupon_id) {
                 Some(c) if c.redeemed_by.as_deref() == Some(order_id.as_str()) => {}
@@ -370,6 +425,12 @@ impl Aggregate for Shopper {
                 }
             }
             ShopperEvent::OrderEnded { .. } => self.open_order = None,
+            ShopperEvent::DisputeRecorded { order_id, at } => {
+                self.recent_disputes.push_back((order_id, at));
+                while self.recent_disputes.len() > RECENT_DISPUTES {
+                    self.recent_disputes.pop_front();
+                }
+            }
             ShopperEvent::CouponGranted { coupon, .. } => {
                 self.coupons.insert(coupon.id.clone(), WalletCoupon { coupon, redeemed_by: None });
             }

@@ -55,6 +55,7 @@ fn begin(order_id: &str) -> ShopperCommand {
     ShopperCommand::BeginOrder {
         order_id: order_id.into(),
         max_opens_per_hour: None,
+        max_disputes_per_month: None,
         at: AT + 10,
     }
 }
@@ -373,6 +374,7 @@ fn the_open_frequency_rule_refuses_a_shopper_opening_too_often_in_an_hour() {
     let begin_at = |n: u32, at: UnixMs| ShopperCommand::BeginOrder {
         order_id: format!("o{n}"),
         max_opens_per_hour: Some(2),
+        max_disputes_per_month: None,
         at,
     };
     for (n, at) in [(1, AT), (2, AT + 60_000)] {
@@ -421,4 +423,38 @@ fn the_open_frequency_rule_refuses_a_shopper_opening_too_often_in_an_hour() {
             at: AT + 3_600_001,
         }]);
     assert_eq!(ShopperError::TooManyOpens(2).code(), "too_many_opens");
+}
+
+#[test]
+fn the_dispute_rate_rule_refuses_a_shopper_who_disputed_too_often_in_30_days() {
+    let disputed = |o: &str, at: UnixMs| ShopperEvent::DisputeRecorded { order_id: o.into(), at };
+    let mut history = existing();
+    history.extend([disputed("o1", AT), disputed("o2", AT + 1_000)]);
+    // The same order disputed again (a second partial refund) is still one dispute.
+    TestFramework::<Shopper>::with(())
+        .given(history.clone())
+        .when(ShopperCommand::RecordDispute {
+            order_id: "o2".into(),
+            at: AT + 2_000,
+        })
+        .then_expect_events(vec![]);
+    let begin_at = |at: UnixMs| ShopperCommand::BeginOrder {
+        order_id: "o3".into(),
+        max_opens_per_hour: None,
+        max_disputes_per_month: Some(2),
+        at,
+    };
+    TestFramework::<Shopper>::with(())
+        .given(history.clone())
+        .when(begin_at(AT + 5_000))
+        .then_expect_error(ShopperError::TooManyDisputes(2));
+    let month_later = AT + DISPUTE_WINDOW_MS + 1;
+    TestFramework::<Shopper>::with(())
+        .given(history)
+        .when(begin_at(month_later))
+        .then_expect_events(vec![ShopperEvent::OrderBegun {
+            order_id: "o3".into(),
+            at: month_later,
+        }]);
+    assert_eq!(ShopperError::TooManyDisputes(2).code(), "too_many_disputes");
 }

@@ -42,6 +42,9 @@ pub struct PlatformConfig {
     /// The open-frequency risk rule [B8]: at most this many orders a shopper may begin
     /// in an hour (`None`: no limit).
     pub max_opens_per_hour: Option<u32>,
+    /// The dispute-rate risk rule [B8]: no new order for a shopper who disputed this many
+    /// charges in 30 days (`None`: no limit).
+    pub max_disputes_per_month: Option<u32>,
 }
 
 /// Alerts a minute by default: enough for a fleet's bad hour, few enough for a pager.
@@ -123,6 +126,7 @@ impl PlatformConfig {
             alert_webhook: None,
             alerts_per_minute: ALERTS_PER_MINUTE,
             max_opens_per_hour: None,
+            max_disputes_per_month: None,
         }
     }
 }

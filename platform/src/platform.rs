@@ -48,6 +48,8 @@ pub struct Platform {
     pub(crate) saga: SagaConfig,
     /// The open-frequency risk rule [B8].
     pub(crate) max_opens_per_hour: Option<u32>,
+    /// The dispute-rate risk rule [B8].
+    pub(crate) max_disputes_per_month: Option<u32>,
     /// The recording alert sandbox, when no webhook is configured.
     alert_outbox: Option<Arc<crate::alerts::AlertOutbox>>,
     /// NATS, when scaled out.
@@ -147,6 +149,7 @@ impl Platform {
             saga: cfg.saga,
             alert_outbox,
             max_opens_per_hour: cfg.max_opens_per_hour,
+            max_disputes_per_month: cfg.max_disputes_per_month,
             coupon_policy,
             shutdown: watch::channel(false).0,
             tasks: std::sync::Mutex::new(Vec::new()),

@@ -292,6 +292,7 @@ mod tests {
             amount: Cents::new(100),
             reason: "damaged".into(),
             requested_by: "op".into(),
+            dispute: false,
             at,
         };
         let day2 = T + 86_400_000;

@@ -146,6 +146,11 @@ pub enum Effect {
         /// Our refund id (the provider's idempotency key).
         refund_id: String,
     },
+    /// A refund answered a shopper's dispute: count it against the shopper [B8].
+    RecordDispute {
+        /// Order.
+        order_id: String,
+    },
     /// The payment's refunds grew: the order records its refunded total.
     MarkOrderRefunded {
         /// Order.
@@ -281,6 +286,7 @@ impl Effect {
             | Self::EndShopperOrder { order_id, .. }
             | Self::SendRefund { order_id, .. }
             | Self::MarkOrderRefunded { order_id }
+            | Self::RecordDispute { order_id }
             | Self::AbandonPayment { order_id, .. } => order_id,
         }
     }

@@ -144,3 +144,75 @@ async fn a_shopper_opening_too_often_is_turned_away() {
     app.stop().await;
     store.cleanup().await;
 }
+
+/// How many disputes the feed holds for shopper `shopper_id`.
+async fn disputes_of(fleet: &Fleet, shopper_id: &str) -> usize {
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let path = format!("/api/v1/events?after={after}&limit=1000");
+        let (_, page) = fleet.client.get(&path, &fleet.client.admin).await.unwrap();
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        n += events
+            .iter()
+            .filter(|e| e["event_type"] == "DisputeRecorded" && e["aggregate_id"] == shopper_id)
+            .count();
+        if events.is_empty() {
+            return n;
+        }
+        after = page["next"].as_i64().unwrap();
+    }
+}
+
+/// The dispute-rate rule [B8]: an operator's refund on a shopper's complaint counts as a
+/// dispute (several refunds of one order as one); a shopper with as many disputes in 30
+/// days as the rule allows is turned away at the scan; an anomaly's refund is not theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shopper_disputing_too_often_is_turned_away() {
+    let store = TestStore::new(Store::Sqlite).await;
+    let mut cfg = config(&store);
+    cfg.max_disputes_per_month = Some(2);
+    let app = App::start(cfg).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1,
+        doors: 1,
+        pk: "dsp".into(),
+        transport: FleetTransport::InProcess,
+        ..FleetSpec::default()
+    };
+    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
+    let s = fleet.new_shopper("13800000093", "alipay", "once").await.unwrap();
+    let refund = |id: String| {
+        let client = &fleet.client;
+        async move {
+            let body = json!({"amount_cents": 1, "reason": "said the can was empty"});
+            let (st, r) = client.post(&format!("/api/v1/orders/{id}/refunds"), &client.admin, &body).await.unwrap();
+            assert_eq!(st, StatusCode::CREATED, "{r}");
+        }
+    };
+    let first = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
+    refund(first.order_id.clone()).await;
+    refund(first.order_id.clone()).await;
+    crate::common::eventually(10, "one dispute counted", || async { (disputes_of(&fleet, &s.id).await == 1).then_some(()) }).await;
+    // One dispute (two refunds of one order) is below the limit.
+    let second = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
+    assert_eq!(second.order["state"], "paid", "{}", second.order);
+    refund(second.order_id.clone()).await;
+    crate::common::eventually(10, "two disputes counted", || async { (disputes_of(&fleet, &s.id).await == 2).then_some(()) }).await;
+    let cab = fleet.cabinets[0].id().to_string();
+    let (st, e) = crate::common::eventually(10, "the scan refused", || async {
+        let (st, e) = fleet
+            .client
+            .post("/api/v1/orders", &s.token, &json!({"cabinet": cab, "door": 1}))
+            .await
+            .unwrap();
+        (e["error"]["code"] != "unpaid_order").then_some((st, e))
+    })
+    .await;
+    assert_eq!((st, &e["error"]["code"]), (StatusCode::CONFLICT, &json!("too_many_disputes")), "{e}");
+    let other = fleet.new_shopper("13800000094", "alipay", "once").await.unwrap();
+    let p = fleet.purchase(&other, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
+    assert_eq!(p.order["state"], "paid", "another shopper is not limited by the first");
+    app.stop().await;
+    store.cleanup().await;
+}

@@ -116,6 +116,11 @@ pub enum PaymentCommand {
         reason: String,
         /// Who asked (an operator, or an upheld anomaly).
         requested_by: String,
+        /// A shopper's dispute of the charge (an operator's refund on a complaint),
+        /// counted by the dispute-rate rule [B8]; an anomaly's refund is our error, not
+        /// the shopper's dispute.
+        #[serde(default)]
+        dispute: bool,
         /// When.
         at: UnixMs,
     },
@@ -227,6 +232,9 @@ pub enum PaymentEvent {
         reason: String,
         /// Who asked.
         requested_by: String,
+        /// A shopper's dispute of the charge, counted by the dispute-rate rule [B8].
+        #[serde(default)]
+        dispute: bool,
         /// When.
         at: UnixMs,
     },
@@ -450,8 +458,9 @@ impl Payment {
                 amount,
                 reason,
                 requested_by,
+                dispute,
                 at,
-            } => self.request_refund(refund_id, amount, reason, requested_by, at)?,
+            } => self.request_refund(refund_id, amount, reason, (requested_by, dispute), at)?,
             PaymentCommand::RecordRefundSucceeded {
                 refund_id,
                 provider_refund_id,
@@ -558,6 +567,7 @@ impl Aggregate for Payment {
                 reason,
                 requested_by,
                 at,
+                ..
             } => {
                 let refund = PaymentRefund {
                     amount,

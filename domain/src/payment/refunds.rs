@@ -67,7 +67,7 @@ impl Payment {
         refund_id: String,
         amount: Cents,
         reason: String,
-        requested_by: String,
+        (requested_by, dispute): (String, bool),
         at: UnixMs,
     ) -> Result<Vec<PaymentEvent>, PaymentError> {
         if let Some(existing) = self.refunds.get(&refund_id) {
@@ -92,6 +92,7 @@ impl Payment {
             amount,
             reason,
             requested_by,
+            dispute,
             at,
         }])
     }

@@ -393,6 +393,7 @@ fn refund(id: &str, amount: i64) -> PaymentCommand {
         amount: Cents::new(amount),
         reason: "damaged".into(),
         requested_by: "operator".into(),
+        dispute: true,
         at: AT + 300,
     }
 }
@@ -403,6 +404,7 @@ fn refund_requested(id: &str, amount: i64) -> PaymentEvent {
         amount: Cents::new(amount),
         reason: "damaged".into(),
         requested_by: "operator".into(),
+        dispute: true,
         at: AT + 300,
     }
 }

@@ -361,7 +361,7 @@ pub(super) struct OrderCreated {
         (status = 401, response = Unauthorized),
         (status = 403, response = ShopperOnly),
         (status = 404, description = "`cabinet_not_found`, `door_not_found` or `shopper_not_found`.", body = ErrorBody),
-        (status = 409, description = "The cabinet is busy or offline, the shopper has an unpaid order, or a rule stops the order: `cabinet_busy`, `cabinet_unavailable`, `unpaid_order`, `payments_stopped` (the emergency switch), `too_many_opens` (the open-frequency rule), `lane_needs_calibration` (a swapped lane not calibrated yet).", body = ErrorBody),
+        (status = 409, description = "The cabinet is busy or offline, the shopper has an unpaid order, or a rule stops the order: `cabinet_busy`, `cabinet_unavailable`, `unpaid_order`, `payments_stopped` (the emergency switch), `too_many_opens` (the open-frequency rule), `too_many_disputes` (the dispute-rate rule), `lane_needs_calibration` (a swapped lane not calibrated yet).", body = ErrorBody),
         (status = 413, response = TooLarge),
         (status = 422, description = "`invalid_field`: `cabinet`, `door` or an unknown field.", body = ErrorBody),
         (status = 500, response = Internal),

@@ -109,7 +109,7 @@ impl Platform {
                 }
                 let refund_id = anomaly_refund_id(anomaly_id);
                 let reason: String = note.chars().take(80).collect();
-                self.refund_order_as(order_id, refund_id.clone(), amount, reason, by).await?;
+                self.refund_order_as(order_id, refund_id.clone(), amount, reason, by, false).await?;
                 AnomalyAction::Refund { refund_id, amount }
             }
             AnomalyRequest::WriteOff { amount } => AnomalyAction::WriteOff { amount },

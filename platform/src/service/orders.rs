@@ -187,6 +187,7 @@ impl Platform {
         let begin = || ShopperCommand::BeginOrder {
             order_id: order_id.to_string(),
             max_opens_per_hour: self.max_opens_per_hour,
+            max_disputes_per_month: self.max_disputes_per_month,
             at,
         };
         match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {

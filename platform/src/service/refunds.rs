@@ -19,18 +19,20 @@ pub struct RefundView {
 }
 
 impl Platform {
-    /// Asks for a refund of `amount` on order `order_id`, by `by` for `reason`: 409
+    /// Asks for a refund of `amount` on order `order_id`, by `by` for `reason` — a
+    /// shopper's dispute of the charge, counted by the dispute-rate rule [B8]: 409
     /// `order_not_refundable` unless the order was paid through its provider, 409
     /// `refund_exceeds_charge` beyond what is still refundable.
     pub async fn refund_order(&self, order_id: &str, amount: Cents, reason: String, by: &str) -> Result<RefundView, ServiceError> {
         let refund_id = format!("rf{}", uuid::Uuid::now_v7().simple());
-        self.refund_order_as(order_id, refund_id, amount, reason, by).await
+        self.refund_order_as(order_id, refund_id, amount, reason, by, true).await
     }
 
     /// [`Platform::refund_order`] under a refund id the caller chose: asking again with
     /// the same id and amount changes nothing (the first request stands), so a caller
     /// that derives the id from its own request can retry safely; another amount under
-    /// the same id is 409 `refund_id_taken`.
+    /// the same id is 409 `refund_id_taken`. `dispute`: whether the shopper disputed the
+    /// charge (an anomaly's refund is our error, not a dispute).
     pub async fn refund_order_as(
         &self,
         order_id: &str,
@@ -38,6 +40,7 @@ impl Platform {
         amount: Cents,
         reason: String,
         by: &str,
+        dispute: bool,
     ) -> Result<RefundView, ServiceError> {
         self.order(order_id).await?;
         let cmd = PaymentCommand::RequestRefund {
@@ -45,6 +48,7 @@ impl Platform {
             amount,
             reason,
             requested_by: by.to_string(),
+            dispute,
             at: self.clock.now_ms(),
         };
         let result = self

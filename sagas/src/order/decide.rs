@@ -150,14 +150,22 @@ fn payment_event(aggregate_id: &str, e: &PaymentEvent) -> Vec<Scheduled> {
                 amount: *amount,
             },
         )],
-        PaymentEvent::RefundRequested { refund_id, at, .. } => vec![Scheduled::at(
-            k(&format!("refund:{refund_id}")),
-            *at,
-            Effect::SendRefund {
-                order_id: id,
-                refund_id: refund_id.clone(),
-            },
-        )],
+        PaymentEvent::RefundRequested {
+            refund_id, at, dispute, ..
+        } => {
+            let mut out = vec![Scheduled::at(
+                k(&format!("refund:{refund_id}")),
+                *at,
+                Effect::SendRefund {
+                    order_id: id.clone(),
+                    refund_id: refund_id.clone(),
+                },
+            )];
+            if *dispute {
+                out.push(Scheduled::at(k("dispute"), *at, Effect::RecordDispute { order_id: id }));
+            }
+            out
+        }
         PaymentEvent::RefundSucceeded { refund_id, at, .. } => vec![Scheduled::at(
             k(&format!("refunded:{refund_id}")),
             *at,

@@ -1199,18 +1199,40 @@ fn a_refund_is_sent_once_and_its_success_reaches_the_order() {
         amount: Cents::new(200),
         reason: "damaged".into(),
         requested_by: "admin".into(),
+        dispute: false,
         at: AT,
     });
+    let send = Scheduled {
+        key: key(ORDER, "refund:rf-1"),
+        due_at: AT,
+        effect: Effect::SendRefund {
+            order_id: ORDER.into(),
+            refund_id: "rf-1".into(),
+        },
+    };
+    assert_eq!(decide(ORDER, &requested, &SagaConfig::default()), vec![send.clone()]);
+    // A refund on a shopper's dispute is also counted against the shopper [B8].
+    let AnyEvent::Payment(PaymentEvent::RefundRequested { refund_id, amount, reason, requested_by, at, .. }) = requested else {
+        unreachable!()
+    };
+    let disputed = AnyEvent::Payment(PaymentEvent::RefundRequested {
+        refund_id,
+        amount,
+        reason,
+        requested_by,
+        dispute: true,
+        at,
+    });
     assert_eq!(
-        decide(ORDER, &requested, &SagaConfig::default()),
-        vec![Scheduled {
-            key: key(ORDER, "refund:rf-1"),
-            due_at: AT,
-            effect: Effect::SendRefund {
-                order_id: ORDER.into(),
-                refund_id: "rf-1".into(),
-            },
-        }]
+        decide(ORDER, &disputed, &SagaConfig::default()),
+        vec![
+            send,
+            Scheduled {
+                key: key(ORDER, "dispute"),
+                due_at: AT,
+                effect: Effect::RecordDispute { order_id: ORDER.into() },
+            }
+        ]
     );
     let succeeded = AnyEvent::Payment(PaymentEvent::RefundSucceeded {
         refund_id: "rf-1".into(),

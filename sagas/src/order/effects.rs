@@ -132,6 +132,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         Effect::EndShopperOrder { order_id, outcome } => end_shopper_order(&s, order_id, outcome).await,
         Effect::SendRefund { order_id, refund_id } => send_refund(&s, order_id, refund_id).await,
         Effect::MarkOrderRefunded { order_id } => mark_order_refunded(&s, order_id).await,
+        Effect::RecordDispute { order_id } => record_dispute(&s, order_id).await,
         Effect::AbandonPayment { order_id, reason } => abandon_payment(&s, order_id, reason).await,
         Effect::DeliverCommand { .. }
         | Effect::FreeCommandDoor { .. }
@@ -306,6 +307,17 @@ async fn redeem_coupon(s: &Step<'_>, order_id: &str) -> Outcome {
     };
     let cmd = ShopperCommand::RedeemCoupon {
         coupon_id: coupon.coupon_id,
+        order_id: order_id.to_string(),
+        at: s.now,
+    };
+    s.ports.shoppers.execute(&order.shopper_id, cmd, s.meta(order_id)).await?;
+    Ok(EffectOutcome::Done)
+}
+
+/// Counts the order's dispute against its shopper [B8].
+async fn record_dispute(s: &Step<'_>, order_id: &str) -> Outcome {
+    let order = s.order(order_id).await?;
+    let cmd = ShopperCommand::RecordDispute {
         order_id: order_id.to_string(),
         at: s.now,
     };

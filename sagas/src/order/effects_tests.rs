@@ -505,6 +505,7 @@ async fn a_refund_goes_to_the_provider_with_its_id_and_its_outcome_is_recorded()
         amount: Cents::new(200),
         reason: "damaged".into(),
         requested_by: "admin".into(),
+        dispute: false,
         at: NOW,
     };
     let collected = PaymentEvent::PaymentCollected {
