@@ -8,6 +8,7 @@
 
 pub mod anomaly;
 pub mod cabinet;
+pub mod campaign;
 pub mod command;
 pub mod coupon;
 pub mod emergency;
@@ -53,6 +54,8 @@ pub enum AnyEvent {
     Restock(restock::RestockEvent),
     /// The emergency switch's event [B8].
     Emergency(emergency::EmergencyEvent),
+    /// An ad or upgrade campaign's event [M5].
+    Campaign(campaign::CampaignEvent),
 }
 
 impl AnyEvent {
@@ -71,6 +74,7 @@ impl AnyEvent {
             t if t == anomaly::AnomalyCase::TYPE => serde_json::from_value(payload).map(Self::Anomaly),
             t if t == restock::Restock::TYPE => serde_json::from_value(payload).map(Self::Restock),
             t if t == emergency::EmergencyStop::TYPE => serde_json::from_value(payload).map(Self::Emergency),
+            t if t == campaign::Campaign::TYPE => serde_json::from_value(payload).map(Self::Campaign),
             _ => return None,
         })
     }

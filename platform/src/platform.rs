@@ -121,6 +121,7 @@ impl Platform {
                 commands: aggregates.commands.clone(),
                 anomalies: aggregates.anomalies.clone(),
                 restocks: aggregates.restocks.clone(),
+                campaigns: aggregates.campaigns.clone(),
                 products: aggregates.products.clone(),
                 planograms: Arc::new(crate::views::ViewPlanograms(Views::new(db.clone()))),
                 alerts,

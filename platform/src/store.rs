@@ -199,6 +199,8 @@ pub struct Aggregates {
     pub restocks: Arc<AggregateStore<tare_domain::restock::Restock>>,
     /// The emergency switch [B8].
     pub emergency: Arc<AggregateStore<tare_domain::emergency::EmergencyStop>>,
+    /// Ad and upgrade campaigns [M5].
+    pub campaigns: Arc<AggregateStore<tare_domain::campaign::Campaign>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -217,6 +219,7 @@ impl Aggregates {
             anomalies: Arc::new(AggregateStore::new(db, false, commits.clone())),
             restocks: Arc::new(AggregateStore::new(db, false, commits.clone())),
             emergency: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            campaigns: Arc::new(AggregateStore::new(db, false, commits.clone())),
             commits,
         }
     }

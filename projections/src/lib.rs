@@ -1,4 +1,4 @@
-//! Tare's read models [R1, R2, R4], folded from the global feed. Each projection is a
+//! Tare's read models [R1, R2, R4, M5], folded from the global feed. Each projection is a
 //! pure function from (current document, event) to the new document; the platform's
 //! runner loads and stores the documents and commits them with the projection's feed
 //! checkpoint, so a view is never ahead of or behind what it says it applied.
@@ -6,12 +6,14 @@
 //! Architecture Invariant: a projection only reads its own documents and the event in
 //! hand, so dropping its documents and replaying the feed rebuilds it byte for byte.
 
+mod ad_plays;
 mod anomalies;
 mod dead_letters;
 mod money_movements;
 mod product_lanes;
 mod restock_tasks;
 
+pub use ad_plays::{AdPlays, AdPlaysDoc};
 pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
@@ -57,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(Anomalies),
         Box::new(RestockTasks),
         Box::new(ProductLanes),
+        Box::new(AdPlays),
     ]
 }
 

@@ -85,73 +85,7 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &crate::SagaConfig) -> 
             },
         )],
         AnyEvent::Restock(e) => restock_anomalies(aggregate_id, e),
-        AnyEvent::Cabinet(CabinetEvent::LaneCalibrated {
-            door,
-            lane,
-            standard_grams,
-            measured_grams,
-            within_limit: false,
-            cmd_id,
-            at,
-            ..
-        }) => vec![(
-            format!("calibration:{cmd_id}"),
-            AnomalyFacts {
-                kind: "calibration_out_of_limit".into(),
-                cabinet: CabinetId::parse(aggregate_id).ok(),
-                door: Some(*door),
-                lane: Some(*lane),
-                order_id: None,
-                restock_id: None,
-                detail: format!(
-                    "lane {} measured {:.1} g under a {:.1} g standard: beyond its tolerance; the door stays blocked until it calibrates within it",
-                    lane.get(),
-                    measured_grams.get(),
-                    standard_grams.get()
-                ),
-                detected_at: *at,
-            },
-        )],
-        AnyEvent::Cabinet(CabinetEvent::LaneDriftBlocked {
-            door,
-            lane,
-            zero_grams,
-            limit_grams,
-            at,
-            ..
-        }) => vec![(
-            format!("drift:{aggregate_id}:{}:{}:{at}", door.get(), lane.get()),
-            AnomalyFacts {
-                kind: "lane_drift_blocked".into(),
-                cabinet: CabinetId::parse(aggregate_id).ok(),
-                door: Some(*door),
-                lane: Some(*lane),
-                order_id: None,
-                restock_id: None,
-                detail: format!(
-                    "lane {} reads {:.1} g with nothing on it, beyond its drift limit of {:.1} g: the door is blocked from sale until the lane is emptied, tared and calibrated",
-                    lane.get(),
-                    zero_grams.get(),
-                    limit_grams.get()
-                ),
-                detected_at: *at,
-            },
-        )],
-        AnyEvent::Cabinet(CabinetEvent::TemperatureLockedOut { temp_c, max_c, at }) => vec![(
-            format!("temperature:{aggregate_id}:{at}"),
-            AnomalyFacts {
-                kind: "temperature_lockout".into(),
-                cabinet: CabinetId::parse(aggregate_id).ok(),
-                door: None,
-                lane: None,
-                order_id: None,
-                restock_id: None,
-                detail: format!(
-                    "the cabinet reported {temp_c:.1} °C, above its limit of {max_c:.1} °C: shoppers are locked out until an operator checks the goods and resets it"
-                ),
-                detected_at: *at,
-            },
-        )],
+        AnyEvent::Cabinet(e) => cabinet_anomalies(aggregate_id, e),
         _ => vec![],
     };
     raised
@@ -165,6 +99,81 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &crate::SagaConfig) -> 
             )
         })
         .collect()
+}
+
+/// A cabinet's findings: a calibration beyond its limit, a lane drifted too far, a
+/// temperature lockout [M1, B4, B8].
+fn cabinet_anomalies(aggregate_id: &str, e: &CabinetEvent) -> Vec<(String, AnomalyFacts)> {
+    match e {
+    CabinetEvent::LaneCalibrated {
+        door,
+        lane,
+        standard_grams,
+        measured_grams,
+        within_limit: false,
+        cmd_id,
+        at,
+        ..
+    } => vec![(
+        format!("calibration:{cmd_id}"),
+        AnomalyFacts {
+            kind: "calibration_out_of_limit".into(),
+            cabinet: CabinetId::parse(aggregate_id).ok(),
+            door: Some(*door),
+            lane: Some(*lane),
+            order_id: None,
+            restock_id: None,
+            detail: format!(
+                "lane {} measured {:.1} g under a {:.1} g standard: beyond its tolerance; the door stays blocked until it calibrates within it",
+                lane.get(),
+                measured_grams.get(),
+                standard_grams.get()
+            ),
+            detected_at: *at,
+        },
+    )],
+    CabinetEvent::LaneDriftBlocked {
+        door,
+        lane,
+        zero_grams,
+        limit_grams,
+        at,
+        ..
+    } => vec![(
+        format!("drift:{aggregate_id}:{}:{}:{at}", door.get(), lane.get()),
+        AnomalyFacts {
+            kind: "lane_drift_blocked".into(),
+            cabinet: CabinetId::parse(aggregate_id).ok(),
+            door: Some(*door),
+            lane: Some(*lane),
+            order_id: None,
+            restock_id: None,
+            detail: format!(
+                "lane {} reads {:.1} g with nothing on it, beyond its drift limit of {:.1} g: the door is blocked from sale until the lane is emptied, tared and calibrated",
+                lane.get(),
+                zero_grams.get(),
+                limit_grams.get()
+            ),
+            detected_at: *at,
+        },
+    )],
+    CabinetEvent::TemperatureLockedOut { temp_c, max_c, at } => vec![(
+        format!("temperature:{aggregate_id}:{at}"),
+        AnomalyFacts {
+            kind: "temperature_lockout".into(),
+            cabinet: CabinetId::parse(aggregate_id).ok(),
+            door: None,
+            lane: None,
+            order_id: None,
+            restock_id: None,
+            detail: format!(
+                "the cabinet reported {temp_c:.1} °C, above its limit of {max_c:.1} °C: shoppers are locked out until an operator checks the goods and resets it"
+            ),
+            detected_at: *at,
+        },
+    )],
+        _ => vec![],
+    }
 }
 
 /// A restock's findings: lanes the weights say were filled beyond capacity (not booked),

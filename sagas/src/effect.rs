@@ -204,6 +204,20 @@ pub enum Effect {
         /// The label version to show.
         version: u32,
     },
+    /// Issue a campaign's commands to one of its cabinets [M5].
+    IssueCampaignCommands {
+        /// The campaign.
+        campaign_id: String,
+        /// The cabinet.
+        cabinet: tare_domain::CabinetId,
+    },
+    /// A campaign's command reached a final state: record it on the campaign [M5].
+    RecordCampaignOutcome {
+        /// The campaign.
+        campaign_id: String,
+        /// Command id.
+        cmd_id: String,
+    },
     /// A device command that held its door ended: free the door [O2].
     FreeCommandDoor {
         /// Command id.
@@ -260,6 +274,8 @@ impl Effect {
             Self::ReconcileBills { date } => date,
             Self::RaiseAnomaly { anomaly_id, .. } => anomaly_id,
             Self::PushPriceLabels { sku, .. } => sku,
+            Self::IssueCampaignCommands { campaign_id, .. } => campaign_id,
+            Self::RecordCampaignOutcome { campaign_id, .. } => campaign_id,
             Self::CheckDoorLeftOpen { order_id } => order_id,
             Self::SendAlert { alert } => &alert.alert_id,
             Self::OpenRestockDoor { restock_id }

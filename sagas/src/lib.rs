@@ -11,6 +11,7 @@
 //! - [`anomaly`]: filling the anomaly queue from what orders and bills find [M3];
 //! - [`restock`]: an operator's restock session, from the door to the booked counts [O10];
 //! - [`pricing`]: a price or name change sent to every label that shows it [C2];
+//! - [`campaign`]: ad sets and upgrades pushed to many cabinets, their acks recorded [M5];
 //! - [`alerts`]: what an operator must hear about, sent once through the alert sink;
 //! - [`effect`]: the unit of work ([`Effect`], [`Scheduled`], [`EffectOutcome`]);
 //! - [`ports`]: what effects act on; [`SagaConfig`]: their timings.
@@ -24,6 +25,7 @@
 
 pub mod alerts;
 pub mod anomaly;
+pub mod campaign;
 mod config;
 pub mod device_command;
 pub mod effect;
@@ -41,13 +43,18 @@ use tare_domain::AnyEvent;
 /// Every saga's decision for one event of aggregate `aggregate_id`.
 pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Scheduled> {
     match event {
-        AnyEvent::Command(e) => device_command::decide(aggregate_id, e, cfg),
+        AnyEvent::Command(e) => {
+            let mut out = device_command::decide(aggregate_id, e, cfg);
+            out.extend(campaign::decide(aggregate_id, event));
+            out
+        }
         other => {
             let mut out = order::decide(aggregate_id, other, cfg);
             out.extend(restock::decide(aggregate_id, other, cfg));
             out.extend(pricing::decide(aggregate_id, other));
             out.extend(alerts::decide(aggregate_id, other));
             out.extend(anomaly::decide(aggregate_id, other, cfg));
+            out.extend(campaign::decide(aggregate_id, other));
             out
         }
     }
@@ -60,6 +67,8 @@ pub async fn run_effect(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, 
         Effect::FreeCommandDoor { cmd_id, door } => device_command::free_door(ports, cmd_id, *door, key).await,
         Effect::PushPriceLabels { sku, version } => pricing::push_labels(ports, sku, *version, key).await,
         Effect::SendAlert { alert } => alerts::send(ports, alert).await,
+        Effect::IssueCampaignCommands { campaign_id, cabinet } => campaign::issue(ports, campaign_id, cabinet, key).await,
+        Effect::RecordCampaignOutcome { cmd_id, .. } => campaign::record_outcome(ports, cmd_id, key).await,
         Effect::CheckDoorLeftOpen { order_id } => anomaly::door_left_open(ports, order_id, key).await,
         Effect::RaiseAnomaly { anomaly_id, facts } => anomaly::raise(ports, anomaly_id, facts, key).await,
         Effect::OpenRestockDoor { .. }

@@ -369,6 +369,8 @@ pub struct EffectPorts {
     pub restocks: Arc<dyn AggregatePort<tare_domain::restock::Restock>>,
     /// Products [C1].
     pub products: Arc<dyn AggregatePort<tare_domain::product::Product>>,
+    /// Ad and upgrade campaigns [M5].
+    pub campaigns: Arc<dyn AggregatePort<tare_domain::campaign::Campaign>>,
     /// Which lanes hold each product [C2].
     pub planograms: Arc<dyn PlanogramIndex>,
     /// Where alerts go (a webhook, or the recording sandbox).

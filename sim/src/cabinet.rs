@@ -82,6 +82,11 @@ struct State {
     drift: BTreeMap<(DoorNo, LaneNo), f64>,
     /// What its heartbeats report, °C.
     temp_c: f64,
+    /// The firmware it reports at boot (an `upgrade` of `fw` installs a new one, which
+    /// the next boot reports) [M5].
+    fw: String,
+    /// The ads in its screen's rotation [M5].
+    ads: std::collections::BTreeSet<String>,
 }
 
 /// A running virtual cabinet.
@@ -131,6 +136,8 @@ impl VirtualCabinet {
                 compartments: spec.compartments.into_iter().collect(),
                 drift: BTreeMap::new(),
                 temp_c: 4.0,
+                fw: "vc-1.0".into(),
+                ads: Default::default(),
             })),
             door_moved: Notify::new(),
         })
@@ -162,6 +169,8 @@ impl VirtualCabinet {
                 compartments: st.compartments.clone(),
                 drift: st.drift.clone(),
                 temp_c: st.temp_c,
+                fw: st.fw.clone(),
+                ads: st.ads.clone(),
             })),
             door_moved: Notify::new(),
         })
@@ -189,9 +198,10 @@ impl VirtualCabinet {
             }
             (per.len() as u8, per.values().copied().collect::<Vec<_>>())
         };
+        let fw = lock(&self.state).fw.clone();
         self.send(
             UplinkKind::Boot,
-            json!({"fw": "vc-1.0", "hw": "virtual", "doors": doors, "lanes": lanes_per_door}),
+            json!({"fw": fw, "hw": "virtual", "doors": doors, "lanes": lanes_per_door}),
         )
         .await?;
         for door in self.doors() {
@@ -218,6 +228,16 @@ impl VirtualCabinet {
     /// `tare` zeroes it [B4].
     pub fn set_drift(&self, door: DoorNo, lane: LaneNo, grams: f64) {
         lock(&self.state).drift.insert((door, lane), grams);
+    }
+
+    /// The ads in its screen's rotation [M5].
+    pub fn ads(&self) -> Vec<String> {
+        lock(&self.state).ads.iter().cloned().collect()
+    }
+
+    /// The firmware it reports at boot [M5].
+    pub fn fw(&self) -> String {
+        lock(&self.state).fw.clone()
     }
 
     /// Sets the temperature its heartbeats report [B8].
@@ -415,12 +435,22 @@ impl VirtualCabinet {
                 standard_grams,
             } => self.scale(&ack, door, lane, Some(standard_grams.get())).await,
             CommandSpec::Pop { compartment } => self.pop(&ack, compartment).await,
-            CommandSpec::SetPriceLabel { .. }
-            | CommandSpec::Lights { .. }
-            | CommandSpec::Heating { .. }
-            | CommandSpec::AdAdd { .. }
-            | CommandSpec::AdRemove { .. }
-            | CommandSpec::Upgrade { .. } => self.ack(&ack, Ok(None)).await,
+            CommandSpec::AdAdd { ad_id, .. } => {
+                lock(&self.state).ads.insert(ad_id);
+                self.ack(&ack, Ok(None)).await
+            }
+            CommandSpec::AdRemove { ad_id } => {
+                lock(&self.state).ads.remove(&ad_id);
+                self.ack(&ack, Ok(None)).await
+            }
+            // A firmware image is installed now and runs from the next boot.
+            CommandSpec::Upgrade { component, version, .. } => {
+                if component == "fw" {
+                    lock(&self.state).fw = version;
+                }
+                self.ack(&ack, Ok(None)).await
+            }
+            CommandSpec::SetPriceLabel { .. } | CommandSpec::Lights { .. } | CommandSpec::Heating { .. } => self.ack(&ack, Ok(None)).await,
         }
     }
 

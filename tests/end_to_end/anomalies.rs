@@ -262,7 +262,9 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     assert_eq!(o["lines"].as_array().map(Vec::len), Some(1), "counted: {o}");
     let review = listed(client, "state=open", 2).await;
     assert!(
-        review.iter().any(|a| a["anomaly_id"] == json!(format!("order:{lingering}")) && a["kind"] == "door_left_open"),
+        review
+            .iter()
+            .any(|a| a["anomaly_id"] == json!(format!("order:{lingering}")) && a["kind"] == "door_left_open"),
         "{review:?}"
     );
     let charged: usize = app

@@ -186,19 +186,28 @@ async fn a_shopper_disputing_too_often_is_turned_away() {
         let client = &fleet.client;
         async move {
             let body = json!({"amount_cents": 1, "reason": "said the can was empty"});
-            let (st, r) = client.post(&format!("/api/v1/orders/{id}/refunds"), &client.admin, &body).await.unwrap();
+            let (st, r) = client
+                .post(&format!("/api/v1/orders/{id}/refunds"), &client.admin, &body)
+                .await
+                .unwrap();
             assert_eq!(st, StatusCode::CREATED, "{r}");
         }
     };
     let first = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     refund(first.order_id.clone()).await;
     refund(first.order_id.clone()).await;
-    crate::common::eventually(10, "one dispute counted", || async { (disputes_of(&fleet, &s.id).await == 1).then_some(()) }).await;
+    crate::common::eventually(10, "one dispute counted", || async {
+        (disputes_of(&fleet, &s.id).await == 1).then_some(())
+    })
+    .await;
     // One dispute (two refunds of one order) is below the limit.
     let second = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     assert_eq!(second.order["state"], "paid", "{}", second.order);
     refund(second.order_id.clone()).await;
-    crate::common::eventually(10, "two disputes counted", || async { (disputes_of(&fleet, &s.id).await == 2).then_some(()) }).await;
+    crate::common::eventually(10, "two disputes counted", || async {
+        (disputes_of(&fleet, &s.id).await == 2).then_some(())
+    })
+    .await;
     let cab = fleet.cabinets[0].id().to_string();
     let (st, e) = crate::common::eventually(10, "the scan refused", || async {
         let (st, e) = fleet
@@ -209,7 +218,11 @@ async fn a_shopper_disputing_too_often_is_turned_away() {
         (e["error"]["code"] != "unpaid_order").then_some((st, e))
     })
     .await;
-    assert_eq!((st, &e["error"]["code"]), (StatusCode::CONFLICT, &json!("too_many_disputes")), "{e}");
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("too_many_disputes")),
+        "{e}"
+    );
     let other = fleet.new_shopper("13800000094", "alipay", "once").await.unwrap();
     let p = fleet.purchase(&other, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "another shopper is not limited by the first");

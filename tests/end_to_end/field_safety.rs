@@ -76,7 +76,10 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
         let zero = l["zero_grams"].as_f64().unwrap();
         // The zero follows within the lane's band (half its tolerance at its load).
         let band = (3.0 + 0.003 * unit * l["stock"].as_f64().unwrap()) / 2.0 + 0.6;
-        assert!((zero - drift).abs() <= band.max(1.6), "hour {hour}: zero {zero} vs drift {drift}: {l}");
+        assert!(
+            (zero - drift).abs() <= band.max(1.6),
+            "hour {hour}: zero {zero} vs drift {drift}: {l}"
+        );
         assert_eq!(l["needs_calibration"], false, "{l}");
     }
     // The weight alone still counts the shelf: without the zero it would be one off.
@@ -135,7 +138,10 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
         (l["needs_calibration"] == false).then_some(l)
     })
     .await;
-    assert_eq!((&l["zero_grams"], &l["health"], &l["calibration_version"], &l["stock"]), (&json!(0.0), &json!(100), &json!(1), &json!(0)));
+    assert_eq!(
+        (&l["zero_grams"], &l["health"], &l["calibration_version"], &l["stock"]),
+        (&json!(0.0), &json!(100), &json!(1), &json!(0))
+    );
     let p = fleet.purchase(&s, 0, door, &[(LaneNo::of(2), 1)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "{}", p.order);
     app.stop().await;
@@ -182,7 +188,11 @@ async fn a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat(kind: Stor
     assert_eq!((&o["lines"][0]["lane"], &o["lines"][0]["qty"]), (&json!(1), &json!(2)), "{o}");
     let (_, c) = client.get(&format!("/api/v1/cabinets/{cab}"), &client.admin).await.unwrap();
     assert_eq!(
-        (&c["doors"][0]["state"], &c["doors"][0]["held_by"], &c["doors"][0]["lanes"][0]["stock"]),
+        (
+            &c["doors"][0]["state"],
+            &c["doors"][0]["held_by"],
+            &c["doors"][0]["lanes"][0]["stock"]
+        ),
         (&json!("closed"), &Value::Null, &json!(8)),
         "{c}"
     );
@@ -238,7 +248,11 @@ async fn a_cabinet_too_warm_is_locked_out_until_an_operator_resets_it() {
             .unwrap()
     };
     let (st, e) = scan().await;
-    assert_eq!((st, &e["error"]["code"]), (StatusCode::CONFLICT, &json!("temperature_lockout")), "{e}");
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("temperature_lockout")),
+        "{e}"
+    );
     let a = open_anomaly(client, "temperature_lockout").await;
     assert!(a["detail"].as_str().unwrap().contains("9.5 °C"), "{a}");
     // Cooling down is not enough.
@@ -248,7 +262,11 @@ async fn a_cabinet_too_warm_is_locked_out_until_an_operator_resets_it() {
     assert_eq!(st, StatusCode::CONFLICT);
 
     let (st, e) = client.post(&reset, &client.admin, &json!({"reason": " "})).await.unwrap();
-    assert_eq!((st, &e["error"]["field"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("reason")), "{e}");
+    assert_eq!(
+        (st, &e["error"]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("reason")),
+        "{e}"
+    );
     let (st, t) = client
         .post(&reset, &client.admin, &json!({"reason": "goods checked, compressor restarted"}))
         .await
@@ -264,7 +282,11 @@ async fn a_cabinet_too_warm_is_locked_out_until_an_operator_resets_it() {
         (json!({"max_c": 8.0, "min_c": 0.0}), "min_c"),
     ] {
         let (st, e) = client.put(&limit, &client.admin, &body).await.unwrap();
-        assert_eq!((st, &e["error"]["field"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!(field)), "{body}: {e}");
+        assert_eq!(
+            (st, &e["error"]["field"]),
+            (StatusCode::UNPROCESSABLE_ENTITY, &json!(field)),
+            "{body}: {e}"
+        );
     }
     let (st, _) = client
         .put("/api/v1/cabinets/tmp.NOPE/temperature-limit", &client.admin, &json!({"max_c": 8.0}))

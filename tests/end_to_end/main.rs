@@ -15,6 +15,7 @@ mod alerts;
 mod anomalies;
 mod bad_input;
 mod bills;
+mod campaigns;
 mod cluster;
 mod code_size;
 mod coupons;

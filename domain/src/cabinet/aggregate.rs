@@ -101,9 +101,62 @@ pub struct Cabinet {
     /// The temperature limit and lockout [B8].
     #[serde(default)]
     pub temperature: super::safety::TemperatureGuard,
+    /// The firmware version the device reported at its last boot (how an upgrade
+    /// campaign sees that it took) [M5].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fw: Option<String>,
 }
 
 impl Cabinet {
+    /// The planogram at registration: every lane empty, uncalibrated, untared.
+    fn apply_registered(&mut self, e: CabinetEvent) {
+        let CabinetEvent::CabinetRegistered {
+            id, kind, location, doors, ..
+        } = e
+        else {
+            return;
+        };
+        self.id = Some(id);
+        self.kind = Some(kind);
+        self.location = Some(location);
+        self.planogram_version = 1;
+        self.doors = doors
+            .into_iter()
+            .map(|d| {
+                let lanes = d
+                    .lanes
+                    .into_iter()
+                    .map(|l| {
+                        let state = LaneState {
+                            plan: l,
+                            stock: 0,
+                            label_issued_at: 0,
+                            needs_calibration: false,
+                            calibration_version: 0,
+                            calibration_cmd: None,
+                            zero_grams: crate::Grams::ZERO,
+                            tared: false,
+                            calibration_error_ratio: 0.0,
+                        };
+                        (state.plan.lane, state)
+                    })
+                    .collect();
+                (
+                    d.door,
+                    DoorState {
+                        door: d.door,
+                        lanes,
+                        holder: None,
+                        position: DoorPosition::Unknown,
+                        last_seq: None,
+                        occupied: None,
+                        free_since: 0,
+                    },
+                )
+            })
+            .collect();
+    }
+
     /// A door's state, or `UnknownDoor`.
     pub fn door(&self, door: DoorNo) -> Result<&DoorState, CabinetError> {
         self.doors.get(&door).ok_or(CabinetError::UnknownDoor(door))
@@ -540,51 +593,10 @@ impl Aggregate for Cabinet {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            CabinetEvent::CabinetRegistered {
-                id, kind, location, doors, ..
-            } => {
-                self.id = Some(id);
-                self.kind = Some(kind);
-                self.location = Some(location);
-                self.planogram_version = 1;
-                self.doors = doors
-                    .into_iter()
-                    .map(|d| {
-                        let lanes = d
-                            .lanes
-                            .into_iter()
-                            .map(|l| {
-                                let state = LaneState {
-                                    plan: l,
-                                    stock: 0,
-                                    label_issued_at: 0,
-                                    needs_calibration: false,
-                                    calibration_version: 0,
-                                    calibration_cmd: None,
-                                    zero_grams: crate::Grams::ZERO,
-                                    tared: false,
-                                    calibration_error_ratio: 0.0,
-                                };
-                                (state.plan.lane, state)
-                            })
-                            .collect();
-                        (
-                            d.door,
-                            DoorState {
-                                door: d.door,
-                                lanes,
-                                holder: None,
-                                position: DoorPosition::Unknown,
-                                last_seq: None,
-                                occupied: None,
-                                free_since: 0,
-                            },
-                        )
-                    })
-                    .collect();
-            }
-            CabinetEvent::DeviceConnected { node, status, .. } => {
+            e @ CabinetEvent::CabinetRegistered { .. } => self.apply_registered(e),
+            CabinetEvent::DeviceConnected { node, status, fw, .. } => {
                 self.node = Some(node);
+                self.fw = Some(fw);
                 self.status = status;
                 // A (re)boot restarts the device's sequence numbers [PROTOCOL: seq].
                 for d in self.doors.values_mut() {

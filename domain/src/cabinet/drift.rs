@@ -107,10 +107,8 @@ impl Cabinet {
     /// (the ledger already holds that session's stock movement).
     pub(super) fn observe_closed_weight(&self, door: DoorNo, reading: &StableReading, at: UnixMs) -> Decision {
         let d = self.door(door)?;
-        let settled = self.initialized
-            && d.holder.is_none()
-            && d.position != DoorPosition::Open
-            && reading.sample().received_at > d.free_since;
+        let settled =
+            self.initialized && d.holder.is_none() && d.position != DoorPosition::Open && reading.sample().received_at > d.free_since;
         if !settled {
             return Ok(vec![]);
         }
@@ -123,12 +121,14 @@ impl Cabinet {
     /// A `tare` came back [M1]: the lane reads zero again (a repeat records nothing).
     pub(super) fn record_tare(&self, door: DoorNo, lane: LaneNo, cmd_id: String, at: UnixMs) -> Decision {
         let l = self.door(door)?.lanes.get(&lane).ok_or(CabinetError::UnknownLane(lane))?;
-        Ok(super::aggregate::when(!l.tared || l.zero_grams != Grams::ZERO, || CabinetEvent::LaneTared {
-            door,
-            lane,
-            zero_before: l.zero_grams,
-            cmd_id,
-            at,
+        Ok(super::aggregate::when(!l.tared || l.zero_grams != Grams::ZERO, || {
+            CabinetEvent::LaneTared {
+                door,
+                lane,
+                zero_before: l.zero_grams,
+                cmd_id,
+                at,
+            }
         }))
     }
 
@@ -178,7 +178,9 @@ impl Cabinet {
                     l.zero_grams = zero_after;
                 }
             }
-            CabinetEvent::LaneDriftBlocked { door, lane, zero_grams, .. } => {
+            CabinetEvent::LaneDriftBlocked {
+                door, lane, zero_grams, ..
+            } => {
                 if let Some(l) = self.lane_mut(door, lane) {
                     l.zero_grams = zero_grams;
                     l.needs_calibration = true;

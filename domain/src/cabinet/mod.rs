@@ -21,8 +21,8 @@ pub use aggregate::{Cabinet, DoorState, LaneState};
 pub use commands::CabinetCommand;
 pub use drift::{DRIFT_LIMIT_UNITS, REZERO_MAX_STEP_UNITS};
 pub use events::CabinetEvent;
-pub use safety::TemperatureGuard;
 pub use planogram::{door_ambiguities, Ambiguity, DoorPlan, LanePlan, AMBIGUITY_MAX_ITEMS};
+pub use safety::TemperatureGuard;
 
 use crate::{DomainError, RejectionKind};
 use serde::{Deserialize, Serialize};

@@ -206,13 +206,11 @@ impl Order {
                 vec![]
             }),
             OrderCommand::CheckDoor { attempt, at } => Ok(self.check_door(attempt, at)),
-            OrderCommand::FlagDoorLeftOpen { at } => Ok(
-                if self.state == S::Open && !self.anomalies.contains(&Anomaly::DoorLeftOpen) {
-                    vec![OrderEvent::OrderDoorLeftOpen { at }]
-                } else {
-                    vec![]
-                },
-            ),
+            OrderCommand::FlagDoorLeftOpen { at } => Ok(if self.state == S::Open && !self.anomalies.contains(&Anomaly::DoorLeftOpen) {
+                vec![OrderEvent::OrderDoorLeftOpen { at }]
+            } else {
+                vec![]
+            }),
             // A repeat, or an open after the order moved on, decides nothing.
             OrderCommand::MarkDoorOpened { device_ts, before, at } => Ok(if self.state == S::Opening {
                 vec![OrderEvent::OrderDoorOpened { device_ts, before, at }]

@@ -1,9 +1,10 @@
 //! A cabinet as operators watch it [D1, R1, R4, B4, B8]: status, last heartbeat, doors
 //! with each lane's stock, zero and calibration health, and the temperature guard.
 
-use super::openapi::{Internal, OperatorOnly, Unauthorized};
+use super::cabinets::CabinetPath;
 use super::error::ErrorBody;
 use super::extract::Operator;
+use super::openapi::{Internal, OperatorOnly, Unauthorized};
 use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -11,7 +12,6 @@ use serde::Serialize;
 use std::sync::Arc;
 use tare_domain::cabinet::{Cabinet, DeviceStatus, DoorPosition};
 use tare_domain::{CabinetId, CabinetKind};
-use super::cabinets::CabinetPath;
 use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
@@ -345,4 +345,3 @@ pub(super) async fn get_cabinet(_: Operator, State(s): State<Arc<ApiState>>, Pat
     let c = s.platform.cabinet(&id).await?;
     Ok(Json(CabinetDto::new(&c, s.platform.device_presence(&id))))
 }
-

@@ -8,6 +8,7 @@ mod audit;
 mod cabinet_safety;
 mod cabinet_view;
 mod cabinets;
+mod campaigns;
 mod catalogue;
 mod commands;
 pub mod device;
@@ -122,6 +123,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(cabinets::put_device_access))
             .routes(routes!(cabinet_safety::put_temperature_limit))
             .routes(routes!(cabinet_safety::reset_temperature_lockout))
+            .merge(campaigns::routes())
             .routes(routes!(restocks::start))
             .routes(routes!(restocks::get))
             .routes(routes!(restocks::tasks))

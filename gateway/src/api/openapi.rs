@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
     tags(
         (name = "catalogue", description = "Products and the coupon policy (operator)."),
         (name = "cabinets", description = "Cabinets, their planogram, ledger, device access and commands (operator)."),
+        (name = "campaigns", description = "Ads and upgrades pushed to many cabinets, and their progress (operator)."),
         (name = "shoppers", description = "Shoppers, their orders and coupons."),
         (name = "orders", description = "Purchases and receipts."),
         (name = "payments", description = "Provider sandboxes and signed provider callbacks."),
@@ -51,7 +52,7 @@ pub struct ApiDoc;
 pub(super) struct ClosedVariants;
 
 /// The request bodies that are `oneOf` tagged variants.
-const TAGGED_BODIES: &[&str] = &["Settlement", "AnomalyActionBody"];
+const TAGGED_BODIES: &[&str] = &["Settlement", "AnomalyActionBody", "CampaignActionBody"];
 
 impl Modify for ClosedVariants {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -226,6 +227,8 @@ mod tests {
             "PUT /api/v1/cabinets/{id}/device",
             "PUT /api/v1/cabinets/{id}/temperature-limit",
             "POST /api/v1/cabinets/{id}/temperature-lockout/reset",
+            "POST /api/v1/campaigns",
+            "GET /api/v1/campaigns/{id}",
             "POST /api/v1/cabinets/{id}/restocks",
             "GET /api/v1/restocks/{id}",
             "GET /api/v1/restock-tasks",

@@ -98,7 +98,14 @@ impl DeviceHub {
 
     /// A stable weight sample [B4]: a settled, closed door's reading that moved beyond
     /// its band since it was last weighed is weighed against the ledger.
-    pub(super) async fn watch_weight(&self, cabinet: &CabinetId, door: DoorNo, sample: &WeightSample, up: &Uplink, at: UnixMs) -> Result<(), IngestError> {
+    pub(super) async fn watch_weight(
+        &self,
+        cabinet: &CabinetId,
+        door: DoorNo,
+        sample: &WeightSample,
+        up: &Uplink,
+        at: UnixMs,
+    ) -> Result<(), IngestError> {
         if !sample.stable {
             return Ok(());
         }
@@ -165,7 +172,9 @@ impl DeviceHub {
 
     /// A heartbeat: the temperature limit [B8], and a reboot's reconciliation [B7].
     pub(super) async fn watch_heartbeat(&self, cabinet: &CabinetId, up: &Uplink, hb: &Heartbeat, at: UnixMs) -> Result<(), IngestError> {
-        let known = lock(&self.watches).get(cabinet).map(|w| (at - w.loaded_at > WATCH_TTL_MS, w.rebooted_at));
+        let known = lock(&self.watches)
+            .get(cabinet)
+            .map(|w| (at - w.loaded_at > WATCH_TTL_MS, w.rebooted_at));
         if known.is_none_or(|(stale, _)| stale) {
             let c = self.load_cabinet(cabinet).await?;
             let mut watches = lock(&self.watches);
@@ -201,7 +210,14 @@ impl DeviceHub {
     /// A door the cabinet thinks open (or in a session) that the rebooted device reports
     /// closed is closed now, as of the boot: the session that held it settles from the
     /// weights reported since [B7].
-    async fn reconcile_reboot(&self, cabinet: &CabinetId, up: &Uplink, hb: &Heartbeat, boot_ts: UnixMs, at: UnixMs) -> Result<(), IngestError> {
+    async fn reconcile_reboot(
+        &self,
+        cabinet: &CabinetId,
+        up: &Uplink,
+        hb: &Heartbeat,
+        boot_ts: UnixMs,
+        at: UnixMs,
+    ) -> Result<(), IngestError> {
         let c = self.load_cabinet(cabinet).await?;
         for (door, state) in &hb.doors {
             let Ok(d) = c.door(*door) else { continue };

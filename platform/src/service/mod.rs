@@ -1,5 +1,5 @@
 //! The operations the public API calls, one module per resource: [`catalogue`]
-//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`restocks`] (tasks and sessions), [`cabinets`] (registration, state, presence, device access,
+//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`restocks`] (tasks and sessions), [`campaigns`] (ads and upgrades), [`cabinets`] (registration, state, presence, device access,
 //! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
 //! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
 //! Each is an `impl Platform` block over the platform's private subsystems, and every one
@@ -14,6 +14,7 @@ pub mod anomalies;
 pub mod audit;
 pub mod bills;
 pub mod cabinets;
+pub mod campaigns;
 pub mod catalogue;
 pub mod commands;
 pub mod dead_letters;
@@ -29,6 +30,7 @@ pub mod shoppers;
 pub use anomalies::{AnomalyRequest, AnomalyState};
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
 pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
+pub use campaigns::{CampaignTarget, CampaignView};
 pub use dead_letters::DeadLetterList;
 pub use error::ServiceError;
 pub use refunds::RefundView;

@@ -1212,7 +1212,15 @@ fn a_refund_is_sent_once_and_its_success_reaches_the_order() {
     };
     assert_eq!(decide(ORDER, &requested, &SagaConfig::default()), vec![send.clone()]);
     // A refund on a shopper's dispute is also counted against the shopper [B8].
-    let AnyEvent::Payment(PaymentEvent::RefundRequested { refund_id, amount, reason, requested_by, at, .. }) = requested else {
+    let AnyEvent::Payment(PaymentEvent::RefundRequested {
+        refund_id,
+        amount,
+        reason,
+        requested_by,
+        at,
+        ..
+    }) = requested
+    else {
         unreachable!()
     };
     let disputed = AnyEvent::Payment(PaymentEvent::RefundRequested {

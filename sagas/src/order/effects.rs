@@ -138,6 +138,8 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         | Effect::FreeCommandDoor { .. }
         | Effect::PushPriceLabels { .. }
         | Effect::SendAlert { .. }
+        | Effect::IssueCampaignCommands { .. }
+        | Effect::RecordCampaignOutcome { .. }
         | Effect::CheckDoorLeftOpen { .. }
         | Effect::ReconcileBills { .. }
         | Effect::RaiseAnomaly { .. }

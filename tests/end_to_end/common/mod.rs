@@ -175,7 +175,10 @@ pub async fn empty_lane(fleet: &tare::fleet::Fleet, cabinet: usize, door: u8, la
     .await;
     assert_eq!(st, reqwest::StatusCode::CREATED, "{r}");
     let restock_id = r["restock_id"].as_str().unwrap().to_string();
-    assert!(vc.wait_open(d, std::time::Duration::from_secs(10)).await, "the restock opened the door");
+    assert!(
+        vc.wait_open(d, std::time::Duration::from_secs(10)).await,
+        "the restock opened the door"
+    );
     let on_lane = vc.counts()[&(d, l)];
     vc.take(d, l, on_lane).await.unwrap();
     vc.close(d).await.unwrap();
@@ -208,7 +211,12 @@ pub async fn run_command(client: &tare::fleet::ApiClient, cab: &str, body: serde
 /// Calibrates an empty lane as M1 says: tare, then the standard weight. Returns the
 /// calibrate command's record.
 pub async fn calibrate_lane(client: &tare::fleet::ApiClient, cab: &str, door: u8, lane: u8, standard_grams: f64) -> serde_json::Value {
-    let tare = run_command(client, cab, serde_json::json!({"type": "tare", "args": {"door": door, "lane": lane}})).await;
+    let tare = run_command(
+        client,
+        cab,
+        serde_json::json!({"type": "tare", "args": {"door": door, "lane": lane}}),
+    )
+    .await;
     assert_eq!(tare["state"], "done", "{tare}");
     // The tare is recorded on the lane when its door is freed.
     let body = serde_json::json!({"type": "calibrate", "args": {"door": door, "lane": lane, "standard_grams": standard_grams}});

@@ -47,7 +47,10 @@ fn drift_below_a_third_of_an_item_moves_the_zero_and_is_recorded() {
         .when(door1(1980.0, 506.0, 200))
         .then_expect_events(vec![]);
     let lane = &state_after(with(online(), [rezeroed(0.0, 5.0, 505.0, 88, 100)])).doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)];
-    assert_eq!((lane.zero_grams, lane.expected_grams(), lane.health()), (Grams::of(5.0), Grams::of(505.0), 88));
+    assert_eq!(
+        (lane.zero_grams, lane.expected_grams(), lane.health()),
+        (Grams::of(5.0), Grams::of(505.0), 88)
+    );
 }
 
 #[test]
@@ -81,7 +84,10 @@ fn a_zero_past_the_drift_limit_blocks_the_door_until_calibrated() {
         }],
     );
     let c = state_after(blocked.clone());
-    assert_eq!(c.check_door_sellable(DoorNo::of(1)), Err(CabinetError::LaneNeedsCalibration(LaneNo::of(2))));
+    assert_eq!(
+        c.check_door_sellable(DoorNo::of(1)),
+        Err(CabinetError::LaneNeedsCalibration(LaneNo::of(2)))
+    );
     assert_eq!(c.check_door_sellable(DoorNo::of(2)), Ok(()));
     assert_eq!(c.doors[&DoorNo::of(1)].lanes[&LaneNo::of(2)].health(), 0);
     // A blocked lane is not re-zeroed further.
@@ -178,8 +184,12 @@ fn a_cabinet_above_its_limit_locks_out_until_an_operator_resets_it() {
         at: AT + 40,
     };
     given(online()).when(set(Some(8.0))).then_expect_events(vec![limit.clone()]);
-    given(online()).when(set(Some(200.0))).then_expect_error_message("max_c: must be a temperature between -40 and 80");
-    given(with(online(), [limit.clone()])).when(set(Some(8.0))).then_expect_events(vec![]);
+    given(online())
+        .when(set(Some(200.0)))
+        .then_expect_error_message("max_c: must be a temperature between -40 and 80");
+    given(with(online(), [limit.clone()]))
+        .when(set(Some(8.0)))
+        .then_expect_events(vec![]);
     let observe = |temp_c| CabinetCommand::ObserveTemperature { temp_c, at: AT + 50 };
     given(with(online(), [limit.clone()])).when(observe(7.5)).then_expect_events(vec![]);
     let locked = CabinetEvent::TemperatureLockedOut {
@@ -187,26 +197,37 @@ fn a_cabinet_above_its_limit_locks_out_until_an_operator_resets_it() {
         max_c: 8.0,
         at: AT + 50,
     };
-    given(with(online(), [limit.clone()])).when(observe(9.0)).then_expect_events(vec![locked.clone()]);
+    given(with(online(), [limit.clone()]))
+        .when(observe(9.0))
+        .then_expect_events(vec![locked.clone()]);
     let locked_out = with(online(), [limit, locked]);
     given(locked_out.clone()).when(observe(12.0)).then_expect_events(vec![]);
     let c = state_after(locked_out.clone());
-    assert_eq!(c.check_door_sellable(DoorNo::of(2)).map_err(|e| e.code()), Err("temperature_lockout"));
+    assert_eq!(
+        c.check_door_sellable(DoorNo::of(2)).map_err(|e| e.code()),
+        Err("temperature_lockout")
+    );
     let reset = |reason: &str| CabinetCommand::ResetTemperatureLockout {
         by: "ops".into(),
         reason: reason.into(),
         at: AT + 60,
     };
-    given(locked_out.clone()).when(reset(" ")).then_expect_error_message("reason: must say what was checked (1-500 characters)");
+    given(locked_out.clone())
+        .when(reset(" "))
+        .then_expect_error_message("reason: must say what was checked (1-500 characters)");
     let lifted = CabinetEvent::TemperatureLockoutReset {
         by: "ops".into(),
         reason: "goods checked".into(),
         at: AT + 60,
     };
-    given(locked_out.clone()).when(reset("goods checked")).then_expect_events(vec![lifted.clone()]);
+    given(locked_out.clone())
+        .when(reset("goods checked"))
+        .then_expect_events(vec![lifted.clone()]);
     let c = state_after(with(locked_out.clone(), [lifted.clone()]));
     assert_eq!(c.check_door_sellable(DoorNo::of(2)), Ok(()));
-    given(with(locked_out, [lifted])).when(reset("again")).then_expect_error_message("the cabinet is not locked out");
+    given(with(locked_out, [lifted]))
+        .when(reset("again"))
+        .then_expect_error_message("the cabinet is not locked out");
     // No limit: nothing locks.
     given(online()).when(observe(40.0)).then_expect_events(vec![]);
 }
