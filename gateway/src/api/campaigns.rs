@@ -3,7 +3,7 @@
 //! firmware version the device reported since, and the ads' plays.
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, Operator};
+use super::extract::{Operator, TaggedJson};
 use super::money::not_blank;
 use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
 use super::{ApiError, ApiState};
@@ -104,10 +104,11 @@ pub(super) struct NewCampaign {
     #[schema(schema_with = cabinet_ids)]
     cabinets: Vec<String>,
     /// What each gets.
-    // Read in the handler: serde would take a number for the `kind` tag as a variant's
-    // index.
-    #[schema(value_type = CampaignActionBody)]
-    action: serde_json::Value,
+    action: CampaignActionBody,
+}
+
+impl super::extract::Tagged for NewCampaign {
+    const TAG: &'static str = "/action/kind";
 }
 
 /// Not blank, as `trim()` judges it.
@@ -310,7 +311,7 @@ pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<ApiState>> {
 pub(super) async fn create_campaign(
     op: Operator,
     State(s): State<Arc<ApiState>>,
-    ApiJson(b): ApiJson<NewCampaign>,
+    TaggedJson(b): TaggedJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<CampaignDto>), ApiError> {
     let name = not_blank("name", &b.name, 80)?;
     let cabinets = b
@@ -319,11 +320,7 @@ pub(super) async fn create_campaign(
         .enumerate()
         .map(|(i, c)| CabinetId::parse(c).map_err(|e| ApiError::invalid(format!("cabinets[{i}]"), e.reason)))
         .collect::<Result<Vec<_>, _>>()?;
-    if !b.action["kind"].is_string() {
-        return Err(ApiError::invalid("action.kind", "must be `ads` or `upgrade`"));
-    }
-    let action: CampaignActionBody = serde_json::from_value(b.action).map_err(|e| ApiError::invalid("action", e.to_string()))?;
-    let action = match action {
+    let action = match b.action {
         CampaignActionBody::Ads { add, remove } => CampaignAction::Ads {
             add: add
                 .into_iter()

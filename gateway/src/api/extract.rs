@@ -27,6 +27,31 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for ApiJson<T> {
     }
 }
 
+/// A body holding a serde-tagged enum, whose tag is at [`Tagged::TAG`].
+pub trait Tagged {
+    /// The tag's JSON pointer (`/resolution`, `/action/kind`).
+    const TAG: &'static str;
+}
+
+/// A JSON body as [`ApiJson`], whose enum tag must be a string: serde takes a number
+/// for an internally tagged enum's tag as a variant's index, which the document (an
+/// `enum` of strings) does not allow.
+pub struct TaggedJson<T>(pub T);
+
+impl<T: DeserializeOwned + Tagged> FromRequest<Arc<ApiState>> for TaggedJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
+        let ApiJson(value) = ApiJson::<serde_json::Value>::from_request(req, state).await?;
+        if value.pointer(T::TAG).is_some_and(|t| !t.is_string()) {
+            let field = T::TAG.trim_start_matches('/').replace('/', ".");
+            return Err(ApiError::invalid(field, "must be one of the names the document lists"));
+        }
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::Malformed(e.to_string()))?;
+        parse_json(&bytes).map(TaggedJson)
+    }
+}
+
 /// Parses `bytes` as `T`, naming the failing field.
 ///
 /// A number with a zero fraction (`3.0`) is taken for the integer it equals: JSON has one

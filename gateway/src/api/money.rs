@@ -3,7 +3,7 @@
 //! operator sees, retries now, or settles by hand [O8].
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, Operator};
+use super::extract::{ApiJson, Operator, TaggedJson};
 use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
 use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
@@ -263,6 +263,10 @@ pub(super) enum Settlement {
     },
 }
 
+impl super::extract::Tagged for Settlement {
+    const TAG: &'static str = "/resolution";
+}
+
 /// `value` trimmed, if it is not blank and at most `max` characters (as sent).
 pub(super) fn not_blank(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();
@@ -300,7 +304,7 @@ pub(super) async fn settle_dead_charge(
     op: Operator,
     State(s): State<Arc<ApiState>>,
     Path(order_id): Path<String>,
-    ApiJson(b): ApiJson<Settlement>,
+    TaggedJson(b): TaggedJson<Settlement>,
 ) -> Result<StatusCode, ApiError> {
     let (resolution, note) = match b {
         Settlement::WrittenOff { note } => (HandSettlement::WrittenOff, note),
