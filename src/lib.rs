@@ -1,6 +1,6 @@
 //! The `tare` binary's library: wiring the embedded platform with its sandboxes and HTTP
 //! API ([`app`]), the virtual fleet and the shoppers that drive it ([`fleet`]), and the
-//! benchmarks ([`bench`]), and the in-process device transport ([`in_process`]). The end-to-end tests in `tests/` use the same pieces.
+//! benchmarks ([`bench`]), the in-process device transport ([`in_process`]), and `tare replay` ([`replay`]). The end-to-end tests in `tests/` use the same pieces.
 
 pub mod app;
 pub mod bench;
@@ -12,4 +12,5 @@ pub mod fleet;
 pub mod in_process;
 pub mod provider_faults;
 pub mod reconcile;
+pub mod replay;
 pub mod tail;

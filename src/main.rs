@@ -42,6 +42,10 @@ enum Command {
     /// Reconcile through a running node (`reconcile bills --provider P --date D`); exit
     /// status 1 when discrepancies were found.
     Reconcile(tare::reconcile::ReconcileArgs),
+    /// Rebuild the read models from the log (`--only VIEW`), check them against it
+    /// (`--verify`: exit 1 with every difference), or audit one stream or time window
+    /// (`--stream order:ID`, `--from-ts`, `--to-ts`).
+    Replay(tare::replay::ReplayArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -270,6 +274,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Reconcile(a) => match tare::reconcile::run(a).await? {
             true => Ok(()),
             false => std::process::exit(1),
+        },
+        Command::Replay(a) => match tare::replay::run(a).await? {
+            0 => Ok(()),
+            code => std::process::exit(code),
         },
     }
 }

@@ -226,6 +226,27 @@ impl Jobs {
         Ok(n == 1)
     }
 
+    /// Where job `key` stands, for people (`done`, `pending due 1800000000000, 2
+    /// attempts, last error: …`); `None` when no such job is stored.
+    pub async fn describe(&self, key: &str) -> Result<Option<String>, DbError> {
+        let sql = "SELECT status, due_at, CAST(attempts AS BIGINT), last_error FROM jobs WHERE key = $1";
+        let row: Option<(String, i64, i64, Option<String>)> =
+            crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(key).fetch_optional(pool).await?);
+        Ok(row.map(|(status, due_at, attempts, err)| {
+            let mut s = status.clone();
+            if status == "pending" {
+                s.push_str(&format!(" due {due_at}"));
+            }
+            if attempts > 0 {
+                s.push_str(&format!(", {attempts} attempt(s)"));
+            }
+            if let Some(e) = err {
+                s.push_str(&format!(", last error: {e}"));
+            }
+            s
+        }))
+    }
+
     /// Consumer `name`'s checkpoint (0 if it never ran).
     pub async fn checkpoint(&self, name: &str) -> Result<i64, DbError> {
         let sql = "SELECT position FROM checkpoints WHERE name = $1";

@@ -7,7 +7,8 @@
 //!   [`store`]: cqrs-es frameworks per aggregate over either store, with metadata (and the
 //!   sagas' aggregate port); [`feed`]: the gap-free global feed every consumer reads;
 //! - [`jobs`]: durable effects and timers; [`runner`]: the saga runner and effect executor
-//!   (plumbing around `tare_sagas`); [`views`]: the projections runner;
+//!   (plumbing around `tare_sagas`); [`views`]: the projections runner; [`replay`]: the
+//!   log folded again into the read models (rebuild, verify);
 //! - [`devices`]: the device edge (the hub every transport talks through, uplinks by kind,
 //!   first-boot initialization, telemetry, liveness);
 //! - [`cluster`]: the scaled-out mode's NATS side (relay, partition consumers, routed
@@ -26,6 +27,7 @@ pub mod devices;
 pub mod feed;
 pub mod jobs;
 pub mod platform;
+pub mod replay;
 pub mod runner;
 pub mod service;
 pub mod store;

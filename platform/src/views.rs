@@ -147,17 +147,25 @@ pub async fn project_events(
         if events.is_empty() {
             return Ok(0);
         }
+        // Views rebuilt by replay already hold the events up to their floor.
+        let floor_rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM checkpoints WHERE name LIKE $1")
+            .bind(crate::replay::floors_pattern()).fetch_all(&mut *tx).await?;
+        let floors = crate::replay::floors(floor_rows);
         // Documents touched in this batch, so later events see earlier writes.
         let mut cache: HashMap<DocKey, (Option<String>, Option<Value>)> = HashMap::new();
         for &ev in &events {
             let Some(event) = decode(ev) else { continue };
             let time = ev.time();
             for p in projections {
+                if floors.get(p.name()).is_some_and(|f| ev.position <= *f) {
+                    continue;
+                }
                 let mut docs = Vec::new();
                 for id in p.touches(&ev.aggregate_id, &event) {
                     let k = (p.name(), id.clone());
                     if !cache.contains_key(&k) {
-                        let row: Option<(Option<String>, String)> = sqlx::query_as("SELECT owner, doc FROM views WHERE view = $1 AND id = $2")
+                        // Locked on PostgreSQL: partitions' consumers may touch one document at once.
+                        let row: Option<(Option<String>, String)> = sqlx::query_as(&format!("SELECT owner, doc FROM views WHERE view = $1 AND id = $2{lock}"))
                             .bind(p.name()).bind(&id).fetch_optional(&mut *tx).await?;
                         let entry = match row {
                             Some((owner, doc)) => (owner, Some(serde_json::from_str(&doc)?)),

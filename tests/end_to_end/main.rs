@@ -34,6 +34,7 @@ mod provider_behaviours;
 mod purchase_e2e;
 mod recovery;
 mod refunds;
+mod replay;
 mod restocks;
 mod roles;
 mod saga_clock;
