@@ -182,11 +182,19 @@ pub async fn empty_lane(fleet: &tare::fleet::Fleet, cabinet: usize, door: u8, la
     let on_lane = vc.counts()[&(d, l)];
     vc.take(d, l, on_lane).await.unwrap();
     vc.close(d).await.unwrap();
-    eventually(20, "the restock counted", || async {
+    let done = eventually(20, "the restock counted", || async {
         let (_, r) = client.get(&format!("/api/v1/restocks/{restock_id}"), &client.admin).await.ok()?;
         (r["state"] == "done").then_some(r)
     })
-    .await
+    .await;
+    // The session frees its door right after booking the counts.
+    eventually(20, "the restocked door free", || async {
+        let (_, c) = client.get(&format!("/api/v1/cabinets/{cab}"), &client.admin).await.ok()?;
+        let d = c["doors"].as_array()?.iter().find(|d| d["door"] == door)?.clone();
+        d["held_by"].is_null().then_some(())
+    })
+    .await;
+    done
 }
 
 /// Runs device command `body` on cabinet `cab` to its end; returns the command's record.
