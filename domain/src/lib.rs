@@ -58,6 +58,24 @@ pub enum AnyEvent {
     Campaign(campaign::CampaignEvent),
 }
 
+/// The aggregate types of the log, as streams are named (`order:ID`, …).
+pub fn aggregate_types() -> [&'static str; 11] {
+    use cqrs_es::Aggregate;
+    [
+        product::Product::TYPE,
+        cabinet::Cabinet::TYPE,
+        shopper::Shopper::TYPE,
+        order::Order::TYPE,
+        payment::Payment::TYPE,
+        command::DeviceCommand::TYPE,
+        reconciliation::Reconciliation::TYPE,
+        anomaly::AnomalyCase::TYPE,
+        restock::Restock::TYPE,
+        emergency::EmergencyStop::TYPE,
+        campaign::Campaign::TYPE,
+    ]
+}
+
 impl AnyEvent {
     /// Decodes a stored payload of `aggregate_type`; `None` for a type this build does
     /// not know (a newer writer), which readers skip rather than fail on.

@@ -94,17 +94,47 @@ impl Feed {
         self.appended.clone()
     }
 
+    /// Up to `limit` events of one stream (`aggregate_type`, `aggregate_id`) after
+    /// `position`, in feed order (through the feed's unique index on the stream).
+    pub async fn read_stream_after(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedEvent>, DbError> {
+        self.read(Some((aggregate_type, aggregate_id)), position, limit).await
+    }
+
     /// Up to `limit` events after `position`, in feed order.
     pub async fn read_after(&self, position: i64, limit: i64) -> Result<Vec<FeedEvent>, DbError> {
-        let sql_sqlite = "SELECT f.position, f.aggregate_type, f.aggregate_id, f.sequence, e.event_type, e.event_version, e.payload AS payload, e.metadata AS metadata \
+        self.read(None, position, limit).await
+    }
+
+    async fn read(&self, stream: Option<(&str, &str)>, position: i64, limit: i64) -> Result<Vec<FeedEvent>, DbError> {
+        let cast = if self.db.is_postgres() { "::text" } else { "" };
+        let only = if stream.is_some() {
+            "AND f.aggregate_type = $3 AND f.aggregate_id = $4 "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT f.position, f.aggregate_type, f.aggregate_id, f.sequence, e.event_type, e.event_version, e.payload{cast} AS payload, e.metadata{cast} AS metadata \
              FROM feed f JOIN events e ON e.aggregate_type = f.aggregate_type AND e.aggregate_id = f.aggregate_id AND e.sequence = f.sequence \
-             WHERE f.position > $1 ORDER BY f.position LIMIT $2";
-        let sql_pg = "SELECT f.position, f.aggregate_type, f.aggregate_id, f.sequence, e.event_type, e.event_version, e.payload::text AS payload, e.metadata::text AS metadata \
-             FROM feed f JOIN events e ON e.aggregate_type = f.aggregate_type AND e.aggregate_id = f.aggregate_id AND e.sequence = f.sequence \
-             WHERE f.position > $1 ORDER BY f.position LIMIT $2";
+             WHERE f.position > $1 {only}ORDER BY f.position LIMIT $2"
+        );
+        let (t, id) = stream.unwrap_or_default();
         let rows: Vec<FeedRow> = match &self.db {
-            Db::Sqlite { read, .. } => sqlx::query_as(sql_sqlite).bind(position).bind(limit).fetch_all(read).await?,
-            Db::Postgres(pool) => sqlx::query_as(sql_pg).bind(position).bind(limit).fetch_all(pool).await?,
+            Db::Sqlite { read, .. } => {
+                let q = sqlx::query_as(&sql).bind(position).bind(limit);
+                let q = if stream.is_some() { q.bind(t).bind(id) } else { q };
+                q.fetch_all(read).await?
+            }
+            Db::Postgres(pool) => {
+                let q = sqlx::query_as(&sql).bind(position).bind(limit);
+                let q = if stream.is_some() { q.bind(t).bind(id) } else { q };
+                q.fetch_all(pool).await?
+            }
         };
         rows.into_iter()
             .map(

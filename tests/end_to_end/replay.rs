@@ -83,11 +83,64 @@ async fn a_day(app: &App) -> Fleet {
     fleet
 }
 
+/// `GET /api/v1/events` by stream and by time window.
+async fn feed_filters(fleet: &Fleet) {
+    let client = &fleet.client;
+    let get = |q: String| async move { client.get(&format!("/api/v1/events?{q}"), &client.admin).await.unwrap() };
+    let (_, all) = get("limit=1000".into()).await;
+    let all = all["events"].as_array().unwrap().clone();
+    let order = all.iter().find(|e| e["event_type"] == "RefundRequested").unwrap()["aggregate_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, page) = get(format!("stream=order:{order}&limit=1000")).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let mine = page["events"].as_array().unwrap();
+    let expected: Vec<&serde_json::Value> = all.iter().filter(|e| e["aggregate_id"] == order.as_str()).collect();
+    assert_eq!(
+        mine.iter().collect::<Vec<_>>(),
+        expected,
+        "an order's stream is its events and its payment's, in feed order"
+    );
+    assert!(mine.iter().any(|e| e["event_type"] == "PaymentCollected") && mine.iter().any(|e| e["event_type"] == "OrderPaid"));
+    // Paged: the next page starts after `next`.
+    let cab = fleet.cabinets[0].id().to_string();
+    let (_, p1) = get(format!("stream=cabinet:{cab}&limit=3")).await;
+    let (_, p2) = get(format!("stream=cabinet:{cab}&limit=3&after={}", p1["next"])).await;
+    let cabinet_events: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| e["aggregate_type"] == "cabinet" && e["aggregate_id"] == cab.as_str())
+        .take(6)
+        .collect();
+    let paged: Vec<&serde_json::Value> = p1["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["events"].as_array().unwrap())
+        .collect();
+    assert_eq!(paged, cabinet_events);
+    // A time window: [the 10th event's time, the 40th's).
+    let (from, to) = (
+        all[9]["metadata"]["time"].as_i64().unwrap(),
+        all[39]["metadata"]["time"].as_i64().unwrap(),
+    );
+    let (_, w) = get(format!("from_ts={from}&to_ts={to}&limit=1000")).await;
+    let expected: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| (from..to).contains(&e["metadata"]["time"].as_i64().unwrap()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(w["events"].as_array().unwrap().iter().collect::<Vec<_>>(), expected);
+    for bad in ["stream=nope:1", "stream=order:", "from_ts=-1"] {
+        let (st, e) = get(bad.into()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
+    }
+}
+
 async fn the_views_are_what_the_log_makes(kind: Store) {
     let store = TestStore::new(kind).await;
     let app = App::start(config(&store)).await.expect("app");
     let fleet = a_day(&app).await;
-    let _ = &fleet;
     let db = open(&store.config).await;
     let feed = Feed::new(db.clone());
     // Quiet: every saga step ran and the projections caught up with the feed.
@@ -107,6 +160,7 @@ async fn the_views_are_what_the_log_makes(kind: Store) {
         (plays && campaign_done && rp::live_position(&db).await.ok()? == head && head > 0).then_some(())
     })
     .await;
+    feed_filters(&fleet).await;
     app.stop().await;
 
     let views = all_views();

@@ -30,6 +30,23 @@ pub(super) struct FeedQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// Only one stream: `order:ID` (with its payment), `cabinet:ID`, `shopper:ID`, or
+    /// any aggregate type and id.
+    #[serde(default)]
+    #[param(
+        pattern = "^(product|cabinet|shopper|order|payment|device_command|reconciliation|anomaly|restock|emergency_stop|campaign):.+$",
+        example = "cabinet:wc1.SN001"
+    )]
+    stream: Option<String>,
+    /// Only events at or after this time (Unix ms).
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    from_ts: Option<i64>,
+    /// Only events before this time (Unix ms). A time window alone reads at most 20,000
+    /// events a page: a page may be short and still have more after its `next`.
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    to_ts: Option<i64>,
 }
 
 /// An event's metadata as the feed shows it.
@@ -104,7 +121,9 @@ pub(super) struct EventsPage {
 
 /// The global event feed.
 ///
-/// Every committed event once, in one stable order, from a position on [E2].
+/// Every committed event once, in one stable order, from a position on [E2];
+/// optionally one stream (`order:ID` with its payment, `cabinet:ID`, `shopper:ID`) or a
+/// time window. `next` is where the next page starts.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
@@ -116,7 +135,7 @@ pub(super) struct EventsPage {
         (status = 200, description = "A page of the feed.", body = EventsPage),
         (status = 401, response = Unauthorized),
         (status = 403, response = OperatorOnly),
-        (status = 422, description = "`invalid_field`: `after`, `limit`, or `query` (not a number, or an unknown parameter).", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `after`, `limit`, `from_ts`, `to_ts` (not a number, or out of range), `stream` (not `TYPE:ID` of a known type), or `query` (an unknown parameter).", body = ErrorBody),
         (status = 500, response = Internal),
     )
 )]
@@ -134,8 +153,22 @@ pub(super) async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
-    let events = s.platform.events_after(after, limit).await?;
-    let next = events.last().map_or(after, |e| e.position);
+    let stream = match q.stream.as_deref() {
+        None => None,
+        Some(s) => match s.split_once(':') {
+            Some((t, id)) if tare_domain::aggregate_types().contains(&t) && !id.is_empty() => Some((t, id)),
+            _ => {
+                let types = tare_domain::aggregate_types().join(", ");
+                return Err(ApiError::invalid("stream", format!("must be TYPE:ID with TYPE one of {types}")));
+            }
+        },
+    };
+    for (field, v) in [("from_ts", q.from_ts), ("to_ts", q.to_ts)] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(ApiError::invalid(field, "must not be negative"));
+        }
+    }
+    let (events, next) = s.platform.events_filtered(after, limit, stream, (q.from_ts, q.to_ts)).await?;
     Ok(Json(EventsPage {
         events: events.into_iter().map(Into::into).collect(),
         next,
@@ -339,5 +372,34 @@ impl Exposition {
             "1 on the node whose relay publishes the feed now.",
             i64::from(c.relay_leader),
         );
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    /// The document's `stream` pattern names exactly the log's aggregate types.
+    #[test]
+    fn the_stream_pattern_lists_every_aggregate_type() {
+        let doc = serde_json::to_value(super::super::openapi_document(tare_platform::Roles::ALL)).unwrap_or_default();
+        let params = doc["paths"]["/api/v1/events"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let pattern = params
+            .iter()
+            .find(|p| p["name"] == "stream")
+            .map(|p| p["schema"]["pattern"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let mut listed: Vec<&str> = pattern
+            .trim_start_matches("^(")
+            .split("):")
+            .next()
+            .unwrap_or_default()
+            .split('|')
+            .collect();
+        let mut types = tare_domain::aggregate_types().to_vec();
+        listed.sort_unstable();
+        types.sort_unstable();
+        assert_eq!(listed, types);
     }
 }

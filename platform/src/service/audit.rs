@@ -96,10 +96,57 @@ fn read(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
+/// Most feed events one page of a time-window query reads.
+pub const FEED_SCAN: i64 = 20_000;
+
 impl Platform {
     /// Up to `limit` events of the global feed after position `after`, in feed order.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<FeedEvent>, ServiceError> {
         Ok(self.feed.read_after(after, limit).await?)
+    }
+
+    /// A page of the feed after `after` [E2]: one stream's events (`stream` = aggregate
+    /// type and id; an order's includes its payment's) and/or those whose time is in
+    /// `[from_ts, to_ts)`, at most `limit`; with the position to continue from. A time
+    /// window alone is found by reading the feed in order, at most [`FEED_SCAN`] events
+    /// a page: a page may hold fewer than `limit` events and still have more after it.
+    pub async fn events_filtered(
+        &self,
+        after: i64,
+        limit: i64,
+        stream: Option<(&str, &str)>,
+        window: (Option<i64>, Option<i64>),
+    ) -> Result<(Vec<FeedEvent>, i64), ServiceError> {
+        let in_window = |e: &FeedEvent| window.0.is_none_or(|f| e.time() >= f) && window.1.is_none_or(|t| e.time() < t);
+        if let Some((t, id)) = stream {
+            let mut events = self.feed.read_stream_after(t, id, after, limit).await?;
+            if t == "order" {
+                events.extend(self.feed.read_stream_after("payment", id, after, limit).await?);
+                events.sort_by_key(|e| e.position);
+                events.truncate(limit as usize);
+            }
+            let next = events.last().map_or(after, |e| e.position);
+            return Ok((events.into_iter().filter(in_window).collect(), next));
+        }
+        let (mut out, mut at) = (Vec::new(), after);
+        let mut scanned = 0;
+        'pages: while scanned < FEED_SCAN {
+            let batch = self.feed.read_after(at, 1_000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                scanned += 1;
+                at = e.position;
+                if in_window(&e) {
+                    out.push(e);
+                    if out.len() as i64 == limit {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        Ok((out, at))
     }
 
     /// The highest position in the global feed.
