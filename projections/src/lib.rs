@@ -1,4 +1,4 @@
-//! Tare's read models [R1, R2, R4, M5], folded from the global feed. Each projection is a
+//! Tare's read models [R1, R2, R4, M4, M5], folded from the global feed. Each projection is a
 //! pure function from (current document, event) to the new document; the platform's
 //! runner loads and stores the documents and commits them with the projection's feed
 //! checkpoint, so a view is never ahead of or behind what it says it applied.
@@ -8,6 +8,7 @@
 
 mod ad_plays;
 mod anomalies;
+mod cabinet_locations;
 mod dead_letters;
 mod money_movements;
 mod product_lanes;
@@ -15,6 +16,7 @@ mod restock_tasks;
 
 pub use ad_plays::{AdPlays, AdPlaysDoc};
 pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
+pub use cabinet_locations::{CabinetLocationDoc, CabinetLocations, LOCATION_HASH_LEN};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
 pub use product_lanes::{ProductLanes, ProductLanesDoc};
@@ -60,6 +62,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(RestockTasks),
         Box::new(ProductLanes),
         Box::new(AdPlays),
+        Box::new(CabinetLocations),
     ]
 }
 

@@ -28,6 +28,7 @@ mod http_device;
 mod liveness;
 mod lockers;
 mod mqtt_conformance;
+mod nearby;
 mod openapi;
 mod planogram_changes;
 mod provider_behaviours;

@@ -17,6 +17,7 @@ mod emergency;
 mod error;
 mod extract;
 mod money;
+mod nearby;
 pub mod openapi;
 mod orders;
 mod payments;
@@ -118,6 +119,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(catalogue::get_product, catalogue::update_product))
             .routes(routes!(catalogue::put_coupon_policy, catalogue::get_coupon_policy))
             .routes(routes!(cabinets::create_cabinet))
+            .routes(routes!(nearby::nearby))
             .routes(routes!(cabinet_view::get_cabinet))
             .routes(routes!(cabinets::get_ledger))
             .routes(routes!(cabinets::put_device_access))

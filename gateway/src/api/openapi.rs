@@ -223,6 +223,7 @@ mod tests {
             "GET /api/v1/coupon-policy",
             "POST /api/v1/cabinets",
             "GET /api/v1/cabinets/{id}",
+            "GET /api/v1/cabinets/nearby",
             "GET /api/v1/cabinets/{id}/ledger",
             "PUT /api/v1/cabinets/{id}/device",
             "PUT /api/v1/cabinets/{id}/temperature-limit",
