@@ -59,6 +59,21 @@ impl Views {
         rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
     }
 
+    /// Up to `limit` documents of `view` (owned by `owner`, when given) whose id sorts
+    /// after `after`, by id: a page of a listing, through the primary key or the owner
+    /// index.
+    pub async fn page(&self, view: &str, owner: Option<&str>, after: &str, limit: i64) -> Result<Vec<Value>, DbError> {
+        let collate = if self.db.is_postgres() { r#" COLLATE "C""# } else { "" };
+        let by_owner = if owner.is_some() { "AND owner = $4 " } else { "" };
+        let sql = format!("SELECT doc FROM views WHERE view = $1 AND id{collate} > $2 {by_owner}ORDER BY id{collate} LIMIT $3");
+        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => {
+            let q = sqlx::query_as(&sql).bind(view).bind(after).bind(limit);
+            let q = match owner { Some(o) => q.bind(o), None => q };
+            q.fetch_all(pool).await?
+        });
+        rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
+    }
+
     /// Every document of `view`, by id.
     pub async fn all(&self, view: &str) -> Result<Vec<Value>, DbError> {
         let sql = "SELECT doc FROM views WHERE view = $1 ORDER BY id";

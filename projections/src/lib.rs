@@ -53,6 +53,8 @@ pub trait Projection: Send + Sync {
 pub fn all() -> Vec<Box<dyn Projection>> {
     vec![
         Box::new(OrderSummaries),
+        Box::new(OrderIndex::by_cabinet()),
+        Box::new(OrderIndex::by_state()),
         Box::new(LaneStock),
         Box::new(LaneLedger),
         Box::new(DevicePresence),
@@ -231,6 +233,59 @@ impl Projection for OrderSummaries {
             owner: Some(s.shopper_id.clone()),
             doc: serde_json::to_value(&s).unwrap_or(Value::Null),
         }]
+    }
+}
+
+/// Orders listed by another key than the shopper [R4]: the same summaries as
+/// [`OrderSummaries`], in a view of their own whose owner is the cabinet
+/// ([`OrderIndex::BY_CABINET`]) or the state ([`OrderIndex::BY_STATE`]; a document moves
+/// as its order's state changes).
+pub struct OrderIndex {
+    view: &'static str,
+    owner: fn(&OrderSummary) -> String,
+}
+
+impl OrderIndex {
+    /// Orders by cabinet.
+    pub const BY_CABINET: &'static str = "orders_by_cabinet";
+    /// Orders by state.
+    pub const BY_STATE: &'static str = "orders_by_state";
+
+    /// Orders by cabinet.
+    pub fn by_cabinet() -> Self {
+        Self {
+            view: Self::BY_CABINET,
+            owner: |s| s.cabinet.clone(),
+        }
+    }
+
+    /// Orders by state.
+    pub fn by_state() -> Self {
+        Self {
+            view: Self::BY_STATE,
+            owner: |s| s.state.clone(),
+        }
+    }
+}
+
+impl Projection for OrderIndex {
+    fn name(&self) -> &'static str {
+        self.view
+    }
+    fn touches(&self, aggregate_id: &str, event: &AnyEvent) -> Vec<String> {
+        OrderSummaries.touches(aggregate_id, event)
+    }
+    fn apply(&self, docs: &[(String, Option<Value>)], aggregate_id: &str, event: &AnyEvent, position: i64, time: UnixMs) -> Vec<DocWrite> {
+        OrderSummaries
+            .apply(docs, aggregate_id, event, position, time)
+            .into_iter()
+            .map(|mut w| {
+                if let Ok(s) = serde_json::from_value::<OrderSummary>(w.doc.clone()) {
+                    w.owner = Some((self.owner)(&s));
+                }
+                w
+            })
+            .collect()
     }
 }
 

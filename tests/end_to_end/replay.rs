@@ -95,13 +95,22 @@ async fn feed_filters(fleet: &Fleet) {
         .to_string();
     let (st, page) = get(format!("stream=order:{order}&limit=1000")).await;
     assert_eq!(st, StatusCode::OK, "{page}");
-    let mine = page["events"].as_array().unwrap();
+    // (Events may land after `all` was read: compare up to its end.)
+    let end = all.last().unwrap()["position"].as_i64().unwrap();
+    let mine: Vec<&serde_json::Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["position"].as_i64() <= Some(end))
+        .collect();
     let expected: Vec<&serde_json::Value> = all.iter().filter(|e| e["aggregate_id"] == order.as_str()).collect();
+    let positions = |v: &[&serde_json::Value]| v.iter().map(|e| e["position"].as_i64().unwrap()).collect::<Vec<_>>();
     assert_eq!(
-        mine.iter().collect::<Vec<_>>(),
-        expected,
+        positions(&mine),
+        positions(&expected),
         "an order's stream is its events and its payment's, in feed order"
     );
+    assert_eq!(mine, expected);
     assert!(mine.iter().any(|e| e["event_type"] == "PaymentCollected") && mine.iter().any(|e| e["event_type"] == "OrderPaid"));
     // Paged: the next page starts after `next`.
     let cab = fleet.cabinets[0].id().to_string();
@@ -137,6 +146,53 @@ async fn feed_filters(fleet: &Fleet) {
     }
 }
 
+/// `GET /api/v1/orders` by cabinet, shopper and state, paged.
+async fn order_listing(fleet: &Fleet) {
+    let client = &fleet.client;
+    let list = |q: String| async move {
+        let (st, page) = client.get(&format!("/api/v1/orders?{q}"), &client.admin).await.unwrap();
+        assert_eq!(st, StatusCode::OK, "{q}: {page}");
+        page
+    };
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = list(String::new()).await;
+    let every = ids(&all);
+    assert_eq!(every.len(), 5, "{all}");
+    assert!(every.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    assert!(all["next_after"].is_null());
+    let p1 = list("limit=2".into()).await;
+    let p2 = list(format!("limit=2&after={}", p1["next_after"].as_str().unwrap())).await;
+    let p3 = list(format!("limit=2&after={}", p2["next_after"].as_str().unwrap())).await;
+    assert_eq!([ids(&p1), ids(&p2), ids(&p3)].concat(), every);
+    let first_shopper = all["items"][0]["shopper_id"].as_str().unwrap().to_string();
+    let theirs = list(format!("shopper={first_shopper}")).await;
+    assert_eq!(ids(&theirs), [every[0].clone(), every[2].clone(), every[4].clone()]);
+    let cab = fleet.cabinets[0].id().to_string();
+    assert_eq!(ids(&list(format!("cabinet={cab}")).await), every);
+    assert_eq!(ids(&list("cabinet=rpl.none".into()).await), Vec::<String>::new());
+    let refunded = eventually(20, "the refund confirmed", || async {
+        let p = list("state=partially_refunded".into()).await;
+        (p["items"].as_array()?.len() == 1).then_some(p)
+    })
+    .await;
+    assert_eq!(ids(&refunded), [every[0].clone()]);
+    assert_eq!(
+        ids(&list(format!("state=paid&shopper={first_shopper}")).await),
+        [every[2].clone(), every[4].clone()]
+    );
+    for bad in ["state=lost", "limit=0", "nope=1"] {
+        let (st, e) = client.get(&format!("/api/v1/orders?{bad}"), &client.admin).await.unwrap();
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
+    }
+}
+
 async fn the_views_are_what_the_log_makes(kind: Store) {
     let store = TestStore::new(kind).await;
     let app = App::start(config(&store)).await.expect("app");
@@ -161,6 +217,7 @@ async fn the_views_are_what_the_log_makes(kind: Store) {
     })
     .await;
     feed_filters(&fleet).await;
+    order_listing(&fleet).await;
     app.stop().await;
 
     let views = all_views();
@@ -184,7 +241,16 @@ async fn the_views_are_what_the_log_makes(kind: Store) {
         diffs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
     );
     let touched: BTreeSet<&str> = live.keys().map(|(v, _)| v.as_str()).collect();
-    for v in ["order_summary", "lane_ledger", "restock_tasks", "money_movements", "ad_plays"] {
+    for v in [
+        "order_summary",
+        "orders_by_cabinet",
+        "orders_by_state",
+        "lane_ledger",
+        "restock_tasks",
+        "money_movements",
+        "ad_plays",
+        "cabinet_locations",
+    ] {
         assert!(touched.contains(v), "the day wrote no {v} documents: {touched:?}");
     }
 

@@ -19,6 +19,7 @@ mod extract;
 mod money;
 mod nearby;
 pub mod openapi;
+mod order_list;
 mod orders;
 mod payments;
 mod receipt;
@@ -135,7 +136,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(orders::create_shopper))
             .routes(routes!(orders::my_orders))
             .routes(routes!(orders::grant_coupon))
-            .routes(routes!(orders::create_order))
+            .routes(routes!(orders::create_order, order_list::list_orders))
             .routes(routes!(orders::get_order))
             .routes(routes!(money::refund_order))
             .routes(routes!(emergency::get, emergency::set))

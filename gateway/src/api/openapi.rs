@@ -240,6 +240,7 @@ mod tests {
             "GET /api/v1/shoppers/me/orders",
             "POST /api/v1/shoppers/{id}/coupons",
             "POST /api/v1/orders",
+            "GET /api/v1/orders",
             "GET /api/v1/orders/{id}",
             "POST /api/v1/orders/{id}/refunds",
             "GET /api/v1/emergency-stop",

@@ -37,3 +37,4 @@ pub use error::ServiceError;
 pub use nearby::NearbyCabinet;
 pub use refunds::RefundView;
 pub use restocks::{LaneProduct, LaneSwap};
+pub use shoppers::OrderFilter;

@@ -62,6 +62,50 @@ impl Platform {
             .map_err(ServiceError::from_command)
     }
 
+    /// A page of orders [R4], by id (creation order: ids are time-ordered), after order
+    /// id `after`: those of `shopper`, `cabinet` and in `state` when given. The most
+    /// selective index is read (shopper, then cabinet, then state), the other filters
+    /// applied to what it yields, reading at most [`ORDER_SCAN`] a page; returns the
+    /// orders and, when more may follow, the id to continue after.
+    pub async fn list_orders(
+        &self,
+        filter: OrderFilter<'_>,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<tare_projections::OrderSummary>, Option<String>), ServiceError> {
+        use tare_projections::OrderIndex;
+        let (view, owner) = match (filter.shopper, filter.cabinet, filter.state) {
+            (Some(s), _, _) => ("order_summary", Some(s)),
+            (None, Some(c), _) => (OrderIndex::BY_CABINET, Some(c)),
+            (None, None, Some(st)) => (OrderIndex::BY_STATE, Some(st)),
+            (None, None, None) => ("order_summary", None),
+        };
+        let (mut out, mut at, mut scanned) = (Vec::new(), after.to_string(), 0);
+        loop {
+            let docs = self.views.page(view, owner, &at, 500).await?;
+            let exhausted = docs.len() < 500;
+            for d in docs {
+                scanned += 1;
+                let Ok(o) = serde_json::from_value::<tare_projections::OrderSummary>(d) else {
+                    continue;
+                };
+                at = o.order_id.clone();
+                if filter.matches(&o) {
+                    out.push(o);
+                    if out.len() == limit {
+                        return Ok((out, Some(at)));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((out, None));
+            }
+            if scanned >= ORDER_SCAN {
+                return Ok((out, Some(at)));
+            }
+        }
+    }
+
     /// Orders of a shopper from the read model, newest first.
     pub async fn orders_of(&self, shopper_id: &str, limit: i64) -> Result<Vec<tare_projections::OrderSummary>, ServiceError> {
         let docs = self.views.by_owner("order_summary", shopper_id, 10_000).await?;
@@ -69,5 +113,27 @@ impl Platform {
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.order_id.cmp(&a.order_id)));
         out.truncate(limit.max(0) as usize);
         Ok(out)
+    }
+}
+
+/// Most orders one page of a listing reads.
+pub const ORDER_SCAN: usize = 10_000;
+
+/// What a listing of orders keeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter<'a> {
+    /// One shopper's.
+    pub shopper: Option<&'a str>,
+    /// One cabinet's.
+    pub cabinet: Option<&'a str>,
+    /// In one state (the API's name).
+    pub state: Option<&'a str>,
+}
+
+impl OrderFilter<'_> {
+    fn matches(&self, o: &tare_projections::OrderSummary) -> bool {
+        self.shopper.is_none_or(|s| o.shopper_id == s)
+            && self.cabinet.is_none_or(|c| o.cabinet == c)
+            && self.state.is_none_or(|st| o.state == st)
     }
 }
