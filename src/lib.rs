@@ -13,4 +13,6 @@ pub mod in_process;
 pub mod provider_faults;
 pub mod reconcile;
 pub mod replay;
-pub mod tail;
+pub mod tail_cli;
+/// One readable line per saga step (lives with the API's SSE tail).
+pub use tare_gateway::tail;

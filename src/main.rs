@@ -46,6 +46,9 @@ enum Command {
     /// (`--verify`: exit 1 with every difference), or audit one stream or time window
     /// (`--stream order:ID`, `--from-ts`, `--to-ts`).
     Replay(tare::replay::ReplayArgs),
+    /// Every saga step of a running node, live (`--from P` replays from a feed position
+    /// first), one line a step or `--json`; `--cabinet`, `--order`, `--shopper` narrow it.
+    Tail(tare::tail_cli::TailArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -275,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
             true => Ok(()),
             false => std::process::exit(1),
         },
+        Command::Tail(a) => tare::tail_cli::run(a).await,
         Command::Replay(a) => match tare::replay::run(a).await? {
             0 => Ok(()),
             code => std::process::exit(code),

@@ -10,3 +10,4 @@ pub mod counts;
 pub mod mqtt;
 pub mod rate;
 pub mod sandbox_service;
+pub mod tail;

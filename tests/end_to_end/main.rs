@@ -41,3 +41,4 @@ mod roles;
 mod saga_clock;
 mod shutdown;
 mod sim_process;
+mod sse_tail;

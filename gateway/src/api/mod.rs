@@ -25,6 +25,7 @@ mod payments;
 mod receipt;
 mod reconciliation;
 mod restocks;
+mod sagas_tail;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -121,6 +122,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(catalogue::put_coupon_policy, catalogue::get_coupon_policy))
             .routes(routes!(cabinets::create_cabinet))
             .routes(routes!(nearby::nearby))
+            .routes(routes!(sagas_tail::tail))
             .routes(routes!(cabinet_view::get_cabinet))
             .routes(routes!(cabinets::get_ledger))
             .routes(routes!(cabinets::put_device_access))

@@ -250,6 +250,7 @@ mod tests {
             "POST /api/v1/dead-letters/charges/{order_id}/settle",
             "POST /api/v1/dead-letters/effects/{key}/retry",
             "GET /api/v1/events",
+            "GET /api/v1/sagas/tail",
             "GET /api/v1/reconciliation/bills",
             "POST /api/v1/reconciliation/bills",
             "GET /api/v1/anomalies",

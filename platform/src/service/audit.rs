@@ -149,6 +149,20 @@ impl Platform {
         Ok((out, at))
     }
 
+    /// Waits until events may have been committed after the last wait (at most
+    /// `timeout`: another node's commits are seen only by reading again).
+    pub async fn wait_for_events(&self, timeout: std::time::Duration) {
+        let appended = self.feed.appended();
+        let _ = tokio::time::timeout(timeout, appended.notified()).await;
+    }
+
+    /// Order `order_id`'s cabinet and shopper, from its summary (for placing its steps).
+    pub async fn order_place(&self, order_id: &str) -> Option<(String, String)> {
+        let doc = self.views.get("order_summary", order_id).await.ok()??;
+        let s: tare_projections::OrderSummary = serde_json::from_value(doc).ok()?;
+        Some((s.cabinet, s.shopper_id))
+    }
+
     /// The highest position in the global feed.
     pub async fn feed_head(&self) -> Result<i64, ServiceError> {
         Ok(self.feed.head().await?)

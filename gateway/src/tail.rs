@@ -223,3 +223,105 @@ fn cabinet_line(id: &str, e: CabinetEvent) -> Option<String> {
         _ => return None,
     })
 }
+
+/// One saga step as the live tail shows it [E3]: the event that recorded it, where it
+/// belongs (order, cabinet, shopper) and a line for people.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TailStep {
+    /// The event's feed position (the SSE `id`).
+    pub position: i64,
+    /// When it was recorded (Unix ms).
+    pub at: i64,
+    /// The order it belongs to.
+    pub order_id: Option<String>,
+    /// The cabinet it concerns.
+    pub cabinet: Option<String>,
+    /// The shopper it concerns.
+    pub shopper_id: Option<String>,
+    /// The step: the event's type.
+    pub step: String,
+    /// What happened, in a line.
+    pub detail: String,
+    /// The correlation id (the order, session or request it runs under).
+    pub correlation_id: String,
+}
+
+/// What the tail knows of orders and commands to place a step: each order's cabinet
+/// and shopper, each command's cabinet, learned from the events as they pass (and, for
+/// an order older than the tail, asked of `lookup`).
+#[derive(Default)]
+pub struct TailContext {
+    orders: std::collections::HashMap<String, (String, String)>,
+    commands: std::collections::HashMap<String, String>,
+}
+
+/// At most this many orders and commands are remembered (then forgotten at once; an
+/// old one is looked up again).
+const CONTEXT_LIMIT: usize = 100_000;
+
+impl TailContext {
+    /// The step event `ev` is, if it is one: every event of an order, payment, device
+    /// command, restock, anomaly or campaign, and the cabinet facts worth a line.
+    /// `lookup` finds an order's cabinet and shopper the context has not seen.
+    pub async fn step<F, Fut>(&mut self, ev: &FeedEvent, lookup: F) -> Option<TailStep>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Option<(String, String)>>,
+    {
+        if self.orders.len() > CONTEXT_LIMIT || self.commands.len() > CONTEXT_LIMIT {
+            self.orders.clear();
+            self.commands.clear();
+        }
+        let event = decode(ev)?;
+        let id = ev.aggregate_id.clone();
+        let correlation_id = ev
+            .metadata
+            .get("correlation_id")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let line = describe(ev);
+        let (order_id, cabinet) = match &event {
+            AnyEvent::Order(OrderEvent::OrderCreated { cabinet, shopper_id, .. }) => {
+                self.orders.insert(id.clone(), (cabinet.to_string(), shopper_id.clone()));
+                (Some(id.clone()), None)
+            }
+            AnyEvent::Order(_) | AnyEvent::Payment(_) => (Some(id.clone()), None),
+            AnyEvent::Command(e) => {
+                if let CommandEvent::CommandIssued { cabinet, .. } = e {
+                    self.commands.insert(id.clone(), cabinet.to_string());
+                }
+                let order = self.orders.contains_key(&correlation_id).then(|| correlation_id.clone());
+                (order, self.commands.get(&id).cloned())
+            }
+            AnyEvent::Cabinet(_) => {
+                line.as_ref()?;
+                (None, Some(id.clone()))
+            }
+            AnyEvent::Restock(_) | AnyEvent::Anomaly(_) | AnyEvent::Campaign(_) => (None, None),
+            _ => return None,
+        };
+        let mut step = TailStep {
+            position: ev.position,
+            at: ev.time(),
+            order_id,
+            cabinet,
+            shopper_id: None,
+            step: ev.event_type.clone(),
+            detail: line.unwrap_or_else(|| format!("{} {}: {}", ev.aggregate_type, short(&id), ev.event_type)),
+            correlation_id,
+        };
+        if let Some(order) = step.order_id.clone() {
+            if !self.orders.contains_key(&order) {
+                if let Some(known) = lookup(order.clone()).await {
+                    self.orders.insert(order.clone(), known);
+                }
+            }
+            if let Some((cabinet, shopper)) = self.orders.get(&order) {
+                step.cabinet = Some(cabinet.clone());
+                step.shopper_id = Some(shopper.clone());
+            }
+        }
+        Some(step)
+    }
+}
