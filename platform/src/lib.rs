@@ -32,6 +32,7 @@ pub mod runner;
 pub mod service;
 pub mod store;
 pub mod views;
+pub mod weight_history;
 
 pub use config::{PlatformConfig, Roles, StoreConfig};
 pub use platform::Platform;

@@ -40,6 +40,8 @@ pub struct Platform {
     pub(crate) views: Views,
     /// The device hub.
     pub(crate) hub: Arc<DeviceHub>,
+    /// The weight history [D6].
+    pub(crate) history: Arc<crate::weight_history::WeightHistory>,
     /// Effect context (providers, devices, counters).
     pub(crate) effects: Arc<Effects>,
     /// The clock.
@@ -65,6 +67,23 @@ pub struct Platform {
 
 /// How long a loop idles before looking again when nothing woke it.
 const IDLE_POLL_MS: u64 = 50;
+
+/// Where alerts go: the operator's webhook, or the recording sandbox (returned too, for
+/// `GET /sandbox/alerts`); either behind the per-minute limit.
+fn alert_sink(cfg: &PlatformConfig) -> (Arc<dyn tare_sagas::ports::AlertSink>, Option<Arc<crate::alerts::AlertOutbox>>) {
+    let outbox = Arc::new(crate::alerts::AlertOutbox::default());
+    let alerts: Arc<dyn tare_sagas::ports::AlertSink> = match &cfg.alert_webhook {
+        Some(url) => Arc::new(crate::alerts::RateLimited::new(
+            crate::alerts::WebhookSink::new(url.clone(), std::time::Duration::from_secs(5)),
+            cfg.alerts_per_minute,
+        )),
+        None => Arc::new(crate::alerts::RateLimited::new(
+            crate::alerts::SharedOutbox(outbox.clone()),
+            cfg.alerts_per_minute,
+        )),
+    };
+    (alerts, cfg.alert_webhook.is_none().then_some(outbox))
+}
 
 impl Platform {
     /// Opens the store, builds everything and starts the background loops.
@@ -92,6 +111,12 @@ impl Platform {
             cfg.node.clone(),
             cfg.liveness,
         ));
+        let sqlite_dir = match &cfg.store {
+            StoreConfig::Sqlite(dir) => Some(dir.as_path()),
+            StoreConfig::Postgres(_) => None,
+        };
+        let history = crate::weight_history::WeightHistory::open(&db, sqlite_dir).await?;
+        hub.set_history(history.clone());
         let policy = load_coupon_policy(&db).await?;
         let (coupon_policy, policy_rx) = watch::channel(policy);
         // Scaled out, a command for a device held by another gateway node goes there.
@@ -99,19 +124,7 @@ impl Platform {
             Some(n) => Arc::new(crate::cluster::RoutedDevices::new(hub.clone(), aggregates.clone(), n.clone())),
             None => hub.clone(),
         };
-        // Alerts go to the operator's webhook, or to the recording sandbox.
-        let outbox = Arc::new(crate::alerts::AlertOutbox::default());
-        let alerts: Arc<dyn tare_sagas::ports::AlertSink> = match &cfg.alert_webhook {
-            Some(url) => Arc::new(crate::alerts::RateLimited::new(
-                crate::alerts::WebhookSink::new(url.clone(), std::time::Duration::from_secs(5)),
-                cfg.alerts_per_minute,
-            )),
-            None => Arc::new(crate::alerts::RateLimited::new(
-                crate::alerts::SharedOutbox(outbox.clone()),
-                cfg.alerts_per_minute,
-            )),
-        };
-        let alert_outbox = cfg.alert_webhook.is_none().then_some(outbox);
+        let (alerts, alert_outbox) = alert_sink(&cfg);
         let effects = Arc::new(Effects {
             ports: EffectPorts {
                 orders: aggregates.orders.clone(),
@@ -145,6 +158,7 @@ impl Platform {
             db,
             aggregates,
             hub,
+            history,
             effects,
             clock: cfg.clock.clone(),
             saga: cfg.saga,
@@ -185,6 +199,9 @@ impl Platform {
         }
         if cfg.roles.gateway {
             platform.resume_liveness().await?;
+            let clock = platform.clock.clone();
+            let writer = platform.history.clone().run(move || clock.now_ms(), platform.shutdown.subscribe());
+            platform.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(tokio::spawn(writer));
         }
         Ok(platform)
     }

@@ -42,3 +42,4 @@ mod saga_clock;
 mod shutdown;
 mod sim_process;
 mod sse_tail;
+mod weights;

@@ -26,6 +26,7 @@ mod receipt;
 mod reconciliation;
 mod restocks;
 mod sagas_tail;
+mod weights;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -125,6 +126,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(sagas_tail::tail))
             .routes(routes!(cabinet_view::get_cabinet))
             .routes(routes!(cabinets::get_ledger))
+            .routes(routes!(weights::get_weights))
             .routes(routes!(cabinets::put_device_access))
             .routes(routes!(cabinet_safety::put_temperature_limit))
             .routes(routes!(cabinet_safety::reset_temperature_lockout))

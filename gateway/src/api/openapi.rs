@@ -225,6 +225,7 @@ mod tests {
             "GET /api/v1/cabinets/{id}",
             "GET /api/v1/cabinets/nearby",
             "GET /api/v1/cabinets/{id}/ledger",
+            "GET /api/v1/cabinets/{id}/weights",
             "PUT /api/v1/cabinets/{id}/device",
             "PUT /api/v1/cabinets/{id}/temperature-limit",
             "POST /api/v1/cabinets/{id}/temperature-lockout/reset",

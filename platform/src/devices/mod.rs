@@ -66,6 +66,8 @@ pub struct DeviceHub {
     last_heartbeat: Mutex<HashMap<CabinetId, bus::HeartbeatInfo>>,
     watches: Mutex<HashMap<CabinetId, watch::CabinetWatch>>,
     bus: Arc<bus::InProcessBus>,
+    /// Where every sample is kept 30 days [D6] (set once at start).
+    history: std::sync::OnceLock<Arc<crate::weight_history::WeightHistory>>,
     counters: DeviceCounters,
     liveness: liveness::Liveness,
 }
@@ -92,9 +94,15 @@ impl DeviceHub {
             last_heartbeat: Mutex::default(),
             watches: Mutex::default(),
             bus: Arc::new(bus::InProcessBus::new(4096)),
+            history: std::sync::OnceLock::new(),
             counters: DeviceCounters::default(),
             liveness: liveness::Liveness::new(liveness),
         }
+    }
+
+    /// Keeps every weight sample this hub receives in `history` [D6].
+    pub fn set_history(&self, history: Arc<crate::weight_history::WeightHistory>) {
+        let _ = self.history.set(history);
     }
 
     /// The gateway node this hub runs on.

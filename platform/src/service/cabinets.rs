@@ -188,3 +188,18 @@ impl Platform {
         Ok(self.views.by_owner("lane_ledger", &owner, 100_000).await?)
     }
 }
+
+impl Platform {
+    /// Cabinet `id`'s stored weight samples [D6] (one door, or all) with device time in
+    /// `[from, to)`, oldest first, at most `limit`; 404 for an unknown cabinet.
+    pub async fn weight_samples(
+        &self,
+        id: &CabinetId,
+        door: Option<tare_domain::DoorNo>,
+        (from, to): (UnixMs, UnixMs),
+        limit: i64,
+    ) -> Result<Vec<crate::weight_history::StoredSample>, ServiceError> {
+        self.cabinet(id).await?;
+        Ok(self.history.query(id, door, from, to, limit).await?)
+    }
+}

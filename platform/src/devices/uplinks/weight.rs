@@ -13,6 +13,9 @@ impl DeviceHub {
             return Ok(());
         };
         self.telemetry.push(cabinet, door, sample.clone());
+        if let Some(h) = self.history.get() {
+            h.record(cabinet, door, &sample);
+        }
         self.bus.publish(Telemetry::Weight {
             cabinet: cabinet.clone(),
             door,
