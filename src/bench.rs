@@ -148,7 +148,8 @@ pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
 /// `tare bench …` arguments.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `purchase`, `gateway`, `store`, `callbacks` or `providers`.
+    /// What to measure: `purchase`, `gateway`, `store`, `callbacks`, `providers` or
+    /// `replay`.
     pub what: String,
     /// `callbacks`: genuine notifications sent per provider.
     #[arg(long, default_value_t = 2_000)]
@@ -184,9 +185,10 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL run.
     #[arg(long)]
     pub sqlite_only: bool,
-    /// `store`: events to append.
-    #[arg(long, default_value_t = 5_000)]
-    pub events: usize,
+    /// `store`: events to append; `replay`: events in the log to rebuild from (default
+    /// 1,000,000 for `replay`).
+    #[arg(long)]
+    pub events: Option<usize>,
     /// `store`: concurrent writers appending.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub writers: u64,
@@ -238,7 +240,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             crate::bench_store::run(crate::bench_store::StoreBench {
                 postgres_admin: a.postgres_admin.clone(),
                 nats: a.nats.clone(),
-                events: a.events.max(1),
+                events: a.events.unwrap_or(5_000).max(1),
                 writers: a.writers as usize,
                 orders: a.orders.max(1),
                 cabinets: a.cabinets.max(1),
@@ -253,7 +255,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .await
         }
         "providers" => crate::bench_providers::run(crate::bench_providers::ProvidersBench { calls: a.calls }).await,
-        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store, callbacks, providers)"),
+        "replay" => {
+            crate::bench_replay::run(crate::bench_replay::ReplayBench {
+                events: a.events.unwrap_or(1_000_000).max(1),
+                postgres_admin: a.postgres_admin.clone(),
+                sqlite_only: a.sqlite_only,
+            })
+            .await
+        }
+        other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store, callbacks, providers, replay)"),
     }
 }
 

@@ -13,6 +13,10 @@ use tare::fleet::{Fleet, FleetSpec};
 use tare_domain::DoorNo;
 use tare_platform::{Roles, StoreConfig};
 
+/// mimalloc: many small JSON values on the read side (see `tare bench replay`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tare", version, about = "Event-sourced platform for unmanned retail cabinets")]
 struct Cli {

@@ -10,7 +10,6 @@
 
 use crate::db::{Db, DbError};
 use crate::feed::Feed;
-use crate::runner::decode;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use tare_projections::Projection;
@@ -40,6 +39,9 @@ pub struct StoredDoc {
 
 /// `(view, id)`.
 pub type DocKey = (String, String);
+
+/// A document while folding: owner, value, the position that last wrote it.
+type FoldedDoc = (Option<String>, Value, i64);
 
 /// Views folded from the log.
 #[derive(Debug, Default)]
@@ -90,6 +92,21 @@ impl std::fmt::Display for Difference {
     }
 }
 
+/// An event's time from its metadata text (`time`, a number or cqrs-es's string), or 0:
+/// what [`crate::feed::FeedEvent::time`] reads.
+fn event_time(metadata: &str) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        time: Option<Value>,
+    }
+    match serde_json::from_str::<Meta>(metadata).ok().and_then(|m| m.time) {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Folds the feed up to position `through` (inclusive) into `projections`, in memory;
 /// `progress(position, events)` is called after each batch read.
 pub async fn fold(
@@ -98,31 +115,58 @@ pub async fn fold(
     through: i64,
     mut progress: impl FnMut(i64, u64),
 ) -> Result<Rebuild, DbError> {
-    let feed = Feed::new(db.clone());
-    let mut docs: BTreeMap<DocKey, (Option<String>, Value, i64)> = BTreeMap::new();
+    let mut docs: BTreeMap<DocKey, FoldedDoc> = BTreeMap::new();
     let (mut at, mut events) = (0_i64, 0_u64);
+    let cast = if db.is_postgres() { "::text" } else { "" };
+    // The rows as text, each payload decoded straight into its event type.
+    let sql = format!(
+        "SELECT f.position, f.aggregate_type, f.aggregate_id, e.payload{cast}, e.metadata{cast} \
+         FROM feed f JOIN events e ON e.aggregate_type = f.aggregate_type AND e.aggregate_id = f.aggregate_id AND e.sequence = f.sequence \
+         WHERE f.position > $1 AND f.position <= $2 ORDER BY f.position LIMIT $3"
+    );
     while at < through {
-        let batch = feed.read_after(at, READ_BATCH).await?;
-        let Some(last) = batch.last().map(|e| e.position) else { break };
-        for ev in batch.iter().take_while(|e| e.position <= through) {
+        let rows: Vec<(i64, String, String, String, String)> =
+            crate::on_read_db!(db, pool => sqlx::query_as(&sql).bind(at).bind(through).bind(READ_BATCH).fetch_all(pool).await?);
+        let Some(last) = rows.last().map(|r| r.0) else { break };
+        for (position, aggregate_type, aggregate_id, payload, metadata) in rows {
             events += 1;
-            let Some(event) = decode(ev) else { continue };
-            let time = ev.time();
+            let event = match tare_domain::AnyEvent::decode_str(&aggregate_type, &payload) {
+                Some(Ok(e)) => e,
+                Some(Err(err)) => {
+                    tracing::error!(position, error = %err, "undecodable event skipped");
+                    continue;
+                }
+                None => continue,
+            };
+            let time = event_time(&metadata);
             for p in projections {
-                let touched: Vec<(String, Option<Value>)> = p
-                    .touches(&ev.aggregate_id, &event)
+                // (A projection may write without reading: the ledger appends.)
+                let ids = p.touches(&aggregate_id, &event);
+                // The touched documents are taken out of the map (not copied) and put back
+                // when the projection writes nothing for them.
+                let mut taken: Vec<(String, Option<FoldedDoc>)> = ids
                     .into_iter()
                     .map(|id| {
-                        let doc = docs.get(&(p.name().to_string(), id.clone())).map(|(_, d, _)| d.clone());
+                        let doc = docs.remove(&(p.name().to_string(), id.clone()));
                         (id, doc)
                     })
                     .collect();
-                for w in p.apply(&touched, &ev.aggregate_id, &event, ev.position, time) {
-                    docs.insert((p.name().to_string(), w.id), (w.owner, w.doc, ev.position));
+                let touched: Vec<(String, Option<Value>)> =
+                    taken.iter_mut().map(|(id, d)| (id.clone(), d.as_mut().map(|(_, v, _)| std::mem::take(v)))).collect();
+                let writes = p.apply(&touched, &aggregate_id, &event, position, time);
+                for ((id, old), (_, value)) in taken.into_iter().zip(touched) {
+                    if let (Some((owner, _, at)), Some(value)) = (old, value) {
+                        if !writes.iter().any(|w| w.id == id) {
+                            docs.insert((p.name().to_string(), id), (owner, value, at));
+                        }
+                    }
+                }
+                for w in writes {
+                    docs.insert((p.name().to_string(), w.id), (w.owner, w.doc, position));
                 }
             }
         }
-        at = last.min(through);
+        at = last;
         progress(at, events);
     }
     let docs = docs
