@@ -82,10 +82,15 @@ async fn on_store(b: &ReplayBench, store: StoreConfig, name: &'static str) -> an
     let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
     let shopper = fleet.new_shopper("13800000001", "alipay", "once").await?;
     for n in 0..40_usize {
-        let p = fleet.purchase(&shopper, n % 4, DoorNo::of(1 + (n % 2) as u8), &[(LaneNo::of(1), 1)]).await?;
+        let p = fleet
+            .purchase(&shopper, n % 4, DoorNo::of(1 + (n % 2) as u8), &[(LaneNo::of(1), 1)])
+            .await?;
         if n % 10 == 0 {
             let body = serde_json::json!({"amount_cents": 1, "reason": "bench"});
-            fleet.client.post(&format!("/api/v1/orders/{}/refunds", p.order_id), &fleet.client.admin, &body).await?;
+            fleet
+                .client
+                .post(&format!("/api/v1/orders/{}/refunds", p.order_id), &fleet.client.admin, &body)
+                .await?;
         }
     }
     app.stop().await;

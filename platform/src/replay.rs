@@ -151,8 +151,10 @@ pub async fn fold(
                         (id, doc)
                     })
                     .collect();
-                let touched: Vec<(String, Option<Value>)> =
-                    taken.iter_mut().map(|(id, d)| (id.clone(), d.as_mut().map(|(_, v, _)| std::mem::take(v)))).collect();
+                let touched: Vec<(String, Option<Value>)> = taken
+                    .iter_mut()
+                    .map(|(id, d)| (id.clone(), d.as_mut().map(|(_, v, _)| std::mem::take(v))))
+                    .collect();
                 let writes = p.apply(&touched, &aggregate_id, &event, position, time);
                 for ((id, old), (_, value)) in taken.into_iter().zip(touched) {
                     if let (Some((owner, _, at)), Some(value)) = (old, value) {

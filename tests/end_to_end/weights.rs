@@ -79,6 +79,22 @@ async fn the_evidence_behind_a_charge_is_kept(kind: Store) {
             "{q}: {e}"
         );
     }
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let written: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tare_weight_history_written_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(written >= items.len() as u64, "{written} written: {metrics}");
+    assert!(metrics.contains("tare_weight_history_dropped_total 0"), "nothing dropped");
     let (st, _): (StatusCode, Value) = client.get("/api/v1/cabinets/wh.nope/weights", &client.admin).await.unwrap();
     assert_eq!(st, StatusCode::NOT_FOUND);
     app.stop().await;

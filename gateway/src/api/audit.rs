@@ -276,6 +276,16 @@ impl Exposition {
             "Doors closed for their session from a rebooted device's heartbeat [B7].",
             d.reboots_reconciled,
         );
+        self.counter(
+            "tare_weight_history_written_total",
+            "Weight samples written to the 30-day history [D6].",
+            d.weight_history_written,
+        );
+        self.counter(
+            "tare_weight_history_dropped_total",
+            "Weight samples dropped because the history's queue was full.",
+            d.weight_history_dropped,
+        );
         let _ = writeln!(
             self.0,
             "# HELP tare_device_uplinks_rejected_total Device messages refused, by reason.\n# TYPE tare_device_uplinks_rejected_total counter"

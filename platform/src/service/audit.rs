@@ -52,6 +52,10 @@ pub struct DeviceMetrics {
     pub reboots_reconciled: u64,
     /// Weight samples and heartbeats published as telemetry.
     pub telemetry_published: u64,
+    /// Weight samples written to the 30-day history [D6].
+    pub weight_history_written: u64,
+    /// Weight samples the history's full queue dropped.
+    pub weight_history_dropped: u64,
     /// Device connections this node holds.
     pub connections: usize,
 }
@@ -223,6 +227,8 @@ impl Platform {
                 silent_alerts: read(&d.silent_alerts),
                 reboots_reconciled: read(&d.reboots_reconciled),
                 telemetry_published: read(&self.hub.bus().published),
+                weight_history_written: read(&self.history.written),
+                weight_history_dropped: read(&self.history.dropped),
                 connections: self.hub.connection_count(),
             },
             liveness: LivenessMetrics {
