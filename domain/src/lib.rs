@@ -58,6 +58,28 @@ pub enum AnyEvent {
     Campaign(campaign::CampaignEvent),
 }
 
+/// Every aggregate of the log with its `AnyEvent` variant, once: both decoders below
+/// (from a JSON value, from JSON text) are written from it.
+macro_rules! by_aggregate_type {
+    ($aggregate_type:expr, $de:path, $payload:expr) => {{
+        use cqrs_es::Aggregate;
+        Some(match $aggregate_type {
+            t if t == product::Product::TYPE => $de($payload).map(AnyEvent::Product),
+            t if t == cabinet::Cabinet::TYPE => $de($payload).map(AnyEvent::Cabinet),
+            t if t == shopper::Shopper::TYPE => $de($payload).map(AnyEvent::Shopper),
+            t if t == order::Order::TYPE => $de($payload).map(AnyEvent::Order),
+            t if t == payment::Payment::TYPE => $de($payload).map(AnyEvent::Payment),
+            t if t == command::DeviceCommand::TYPE => $de($payload).map(AnyEvent::Command),
+            t if t == reconciliation::Reconciliation::TYPE => $de($payload).map(AnyEvent::Reconciliation),
+            t if t == anomaly::AnomalyCase::TYPE => $de($payload).map(AnyEvent::Anomaly),
+            t if t == restock::Restock::TYPE => $de($payload).map(AnyEvent::Restock),
+            t if t == emergency::EmergencyStop::TYPE => $de($payload).map(AnyEvent::Emergency),
+            t if t == campaign::Campaign::TYPE => $de($payload).map(AnyEvent::Campaign),
+            _ => return None,
+        })
+    }};
+}
+
 /// The aggregate types of the log, as streams are named (`order:ID`, …).
 pub fn aggregate_types() -> [&'static str; 11] {
     use cqrs_es::Aggregate;
@@ -80,40 +102,12 @@ impl AnyEvent {
     /// [`AnyEvent::decode`] straight from the stored JSON text (no intermediate value:
     /// what a replay of millions of events wants).
     pub fn decode_str(aggregate_type: &str, payload: &str) -> Option<Result<Self, serde_json::Error>> {
-        use cqrs_es::Aggregate;
-        Some(match aggregate_type {
-            t if t == product::Product::TYPE => serde_json::from_str(payload).map(Self::Product),
-            t if t == cabinet::Cabinet::TYPE => serde_json::from_str(payload).map(Self::Cabinet),
-            t if t == shopper::Shopper::TYPE => serde_json::from_str(payload).map(Self::Shopper),
-            t if t == order::Order::TYPE => serde_json::from_str(payload).map(Self::Order),
-            t if t == payment::Payment::TYPE => serde_json::from_str(payload).map(Self::Payment),
-            t if t == command::DeviceCommand::TYPE => serde_json::from_str(payload).map(Self::Command),
-            t if t == reconciliation::Reconciliation::TYPE => serde_json::from_str(payload).map(Self::Reconciliation),
-            t if t == anomaly::AnomalyCase::TYPE => serde_json::from_str(payload).map(Self::Anomaly),
-            t if t == restock::Restock::TYPE => serde_json::from_str(payload).map(Self::Restock),
-            t if t == emergency::EmergencyStop::TYPE => serde_json::from_str(payload).map(Self::Emergency),
-            t if t == campaign::Campaign::TYPE => serde_json::from_str(payload).map(Self::Campaign),
-            _ => return None,
-        })
+        by_aggregate_type!(aggregate_type, serde_json::from_str, payload)
     }
 
     /// Decodes a stored payload of `aggregate_type`; `None` for a type this build does
     /// not know (a newer writer), which readers skip rather than fail on.
     pub fn decode(aggregate_type: &str, payload: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
-        use cqrs_es::Aggregate;
-        Some(match aggregate_type {
-            t if t == product::Product::TYPE => serde_json::from_value(payload).map(Self::Product),
-            t if t == cabinet::Cabinet::TYPE => serde_json::from_value(payload).map(Self::Cabinet),
-            t if t == shopper::Shopper::TYPE => serde_json::from_value(payload).map(Self::Shopper),
-            t if t == order::Order::TYPE => serde_json::from_value(payload).map(Self::Order),
-            t if t == payment::Payment::TYPE => serde_json::from_value(payload).map(Self::Payment),
-            t if t == command::DeviceCommand::TYPE => serde_json::from_value(payload).map(Self::Command),
-            t if t == reconciliation::Reconciliation::TYPE => serde_json::from_value(payload).map(Self::Reconciliation),
-            t if t == anomaly::AnomalyCase::TYPE => serde_json::from_value(payload).map(Self::Anomaly),
-            t if t == restock::Restock::TYPE => serde_json::from_value(payload).map(Self::Restock),
-            t if t == emergency::EmergencyStop::TYPE => serde_json::from_value(payload).map(Self::Emergency),
-            t if t == campaign::Campaign::TYPE => serde_json::from_value(payload).map(Self::Campaign),
-            _ => return None,
-        })
+        by_aggregate_type!(aggregate_type, serde_json::from_value, payload)
     }
 }
