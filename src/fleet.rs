@@ -126,6 +126,10 @@ pub struct FleetSpec {
     pub pk: String,
     /// How the virtual cabinets reach the platform.
     pub transport: FleetTransport,
+    /// The products of every cabinet, door by door and lane by lane (skus of
+    /// [`CATALOGUE`]), instead of a random pick per lane; `doors` and `lanes` are then
+    /// read from it.
+    pub layout: Option<Vec<Vec<&'static str>>>,
 }
 
 /// Where a fleet is registered (HTTP API) and connects (MQTT, HTTP, or in-process).
@@ -180,6 +184,7 @@ impl Default for FleetSpec {
             seed: 7,
             pk: "wc1".into(),
             transport: FleetTransport::Mqtt,
+            layout: None,
         }
     }
 }
@@ -256,11 +261,20 @@ impl Fleet {
             let mut doors = Vec::new();
             let mut vdoors = Vec::new();
             let mut plan = BTreeMap::new();
-            for d in 1..=spec.doors {
+            let skus: Vec<Vec<&str>> = match &spec.layout {
+                Some(layout) => layout.clone(),
+                None => (0..spec.doors)
+                    .map(|_| (0..spec.lanes).map(|_| CATALOGUE[rng.random_range(0..CATALOGUE.len())].0).collect())
+                    .collect(),
+            };
+            for (d, door_skus) in (1..).zip(&skus) {
                 let mut lanes = Vec::new();
                 let mut vlanes = Vec::new();
-                for l in 1..=spec.lanes {
-                    let (sku, _, grams, price) = CATALOGUE[rng.random_range(0..CATALOGUE.len())];
+                for (l, want) in (1..).zip(door_skus) {
+                    let (sku, _, grams, price) = *CATALOGUE
+                        .iter()
+                        .find(|p| p.0 == *want)
+                        .ok_or_else(|| anyhow!("{want} is not in the catalogue"))?;
                     lanes.push(json!({"lane": l, "sku": sku, "capacity": spec.capacity, "restock_threshold": spec.capacity / 5}));
                     vlanes.push(VirtualLane {
                         lane: LaneNo::of(l),

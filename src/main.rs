@@ -202,6 +202,16 @@ struct ServeArgs {
     /// turns it off.
     #[arg(long, env = "TARE_MAX_DISPUTES_PER_MONTH", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000))]
     max_disputes_per_month: u32,
+    /// The local (China) hour the daily settlements' business day closes at (0: midnight).
+    #[arg(long, env = "TARE_SETTLEMENT_CLOSE_HOUR", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=23))]
+    settlement_close_hour: i64,
+    /// WeChat Pay's fee in parts per million of the amount, for the daily settlements
+    /// (6000 = 0.6 %).
+    #[arg(long, env = "TARE_WECHAT_FEE_PPM", default_value_t = 6_000, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+    wechat_fee_ppm: i64,
+    /// Alipay's fee in parts per million of the amount, for the daily settlements.
+    #[arg(long, env = "TARE_ALIPAY_FEE_PPM", default_value_t = 6_000, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+    alipay_fee_ppm: i64,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -332,6 +342,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.pg_max_connections = a.pg_connections;
     cfg.saga.auth_timeout_ms = a.auth_timeout_secs as i64 * 1000;
+    cfg.saga.settlement_close_hour = a.settlement_close_hour;
+    cfg.saga.fees = tare_domain::reconciliation::daily::FeeRates {
+        wechat_ppm: a.wechat_fee_ppm,
+        alipay_ppm: a.alipay_fee_ppm,
+    };
     cfg.liveness.threshold_ms = a.heartbeat_threshold_secs as i64 * 1000;
     cfg.liveness.node_timeout_ms = a.node_timeout_secs as i64 * 1000;
     cfg.roles = a.roles;

@@ -18,7 +18,10 @@ pub struct AnomalyFacts {
     /// `low_confidence`, `door_never_opened`, `unexpected_close`, `no_weight_before`,
     /// `lane_heavier`), a bill finding (`bill_missing_at_provider`, `bill_missing_here`,
     /// `bill_amount_mismatch`, `bill_status_mismatch`) or a restock's
-    /// (`restock_over_capacity`, `restock_uncertain_count`, `restock_not_counted`).
+    /// (`restock_over_capacity`, `restock_uncertain_count`, `restock_not_counted`), or a
+    /// lane's stock by weight against its ledger at the nightly run (`stock_drift`,
+    /// `stock_wrong_lane`, `stock_equal_weight_swap`, `stock_unpaid_take`,
+    /// `stock_data_error`).
     pub kind: String,
     /// The cabinet, when it happened at one.
     pub cabinet: Option<CabinetId>,

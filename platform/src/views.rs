@@ -48,6 +48,11 @@ impl Views {
         let mut end = prefix.to_string();
         let last = end.pop().map_or('\u{1}', |c| char::from_u32(c as u32 + 1).unwrap_or(char::MAX));
         end.push(last);
+        self.by_owner_range(view, prefix, &end, limit).await
+    }
+
+    /// Documents of `view` whose owner is in `[from, to)` (byte order), by owner then id.
+    pub async fn by_owner_range(&self, view: &str, from: &str, to: &str, limit: i64) -> Result<Vec<Value>, DbError> {
         // Byte order on both stores (PostgreSQL's locale collations skip punctuation).
         let sql = if self.db.is_postgres() {
             r#"SELECT doc FROM views WHERE view = $1 AND owner COLLATE "C" >= $2 AND owner COLLATE "C" < $3 ORDER BY owner COLLATE "C", id LIMIT $4"#
@@ -55,7 +60,7 @@ impl Views {
             "SELECT doc FROM views WHERE view = $1 AND owner >= $2 AND owner < $3 ORDER BY owner, id LIMIT $4"
         };
         let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql)
-            .bind(view).bind(prefix).bind(&end).bind(limit).fetch_all(pool).await?);
+            .bind(view).bind(from).bind(to).bind(limit).fetch_all(pool).await?);
         rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
     }
 

@@ -13,6 +13,8 @@ mod dead_letters;
 mod money_movements;
 mod product_lanes;
 mod restock_tasks;
+mod settlement_lines;
+mod stock_discrepancies;
 
 pub use ad_plays::{AdPlays, AdPlaysDoc};
 pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
@@ -21,6 +23,8 @@ pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
 pub use product_lanes::{ProductLanes, ProductLanesDoc};
 pub use restock_tasks::{RestockTaskDoc, RestockTasks, TaskLane};
+pub use settlement_lines::SettlementLines;
+pub use stock_discrepancies::{SessionRef, StockDiscrepancies, StockDiscrepancy};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,6 +69,8 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(ProductLanes),
         Box::new(AdPlays),
         Box::new(CabinetLocations),
+        Box::new(StockDiscrepancies),
+        Box::new(SettlementLines),
     ]
 }
 

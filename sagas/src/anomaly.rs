@@ -84,6 +84,23 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &crate::SagaConfig) -> 
                 detected_at: *at,
             },
         )],
+        AnyEvent::Reconciliation(ReconciliationEvent::StockAnomalyRaised { anomaly_id, finding, at }) => vec![(
+            anomaly_id.clone(),
+            AnomalyFacts {
+                kind: finding.kind(),
+                cabinet: Some(finding.cabinet.clone()),
+                door: Some(finding.door),
+                lane: Some(finding.lane),
+                order_id: finding.order_id(),
+                restock_id: finding
+                    .last_session
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("restock:"))
+                    .map(str::to_string),
+                detail: finding.detail(),
+                detected_at: *at,
+            },
+        )],
         AnyEvent::Restock(e) => restock_anomalies(aggregate_id, e),
         AnyEvent::Cabinet(e) => cabinet_anomalies(aggregate_id, e),
         _ => vec![],
@@ -374,6 +391,38 @@ mod tests {
         assert_eq!(
             raised(&decide("bills:alipay:2026-12-01", &bill, &crate::SagaConfig::default())),
             [("bills:alipay:2026-12-01:missing_here:o3", "bill_missing_here", None)]
+        );
+    }
+
+    #[test]
+    fn a_nightly_stock_finding_raises_its_lane_with_the_order_behind_it() {
+        use tare_domain::reconciliation::StockFinding;
+        let finding = StockFinding {
+            cabinet: CabinetId::new("c1", "SN-1").unwrap(),
+            door: tare_domain::DoorNo::of(1),
+            lane: LaneNo::of(2),
+            sku: "gum".into(),
+            class: tare_domain::cabinet::StockClass::UnpaidTake,
+            ledger_stock: 10,
+            weighed_stock: Some(9),
+            difference: -1,
+            since: 500,
+            window_from: 400,
+            last_session: Some("order:o7".into()),
+        };
+        let e = AnyEvent::Reconciliation(ReconciliationEvent::StockAnomalyRaised {
+            anomaly_id: finding.anomaly_id(),
+            finding,
+            at: 9,
+        });
+        let s = decide("stock:2026-12-01", &e, &crate::SagaConfig::default());
+        assert_eq!(raised(&s), [("stock:c1.SN-1:1:2:500", "stock_unpaid_take", Some(2))]);
+        let Effect::RaiseAnomaly { facts, .. } = &s[0].effect else {
+            unreachable!()
+        };
+        assert_eq!(
+            (facts.order_id.as_deref(), facts.cabinet.as_ref().map(|c| c.to_string())),
+            (Some("o7"), Some("c1.SN-1".into()))
         );
     }
 }

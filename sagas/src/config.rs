@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tare_domain::order::rules::ChargeRetry;
+use tare_domain::reconciliation::daily::FeeRates;
 
 /// Timings of the purchase (all durations in ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,13 @@ pub struct SagaConfig {
     /// its alert) [B7] (default 5 min).
     #[serde(default = "default_door_open_limit_ms")]
     pub door_open_limit_ms: i64,
+    /// The local (China) hour the business day of the daily settlements closes at
+    /// [R3 (c)] (default 0: midnight).
+    #[serde(default)]
+    pub settlement_close_hour: i64,
+    /// The providers' fee rates the daily settlements apply [R3 (c)].
+    #[serde(default)]
+    pub fees: FeeRates,
 }
 
 fn default_door_open_limit_ms() -> i64 {
@@ -75,6 +83,8 @@ impl Default for SagaConfig {
             auth_check_ms: default_auth_check_ms(),
             bills_at_minute: default_bills_at_minute(),
             door_open_limit_ms: default_door_open_limit_ms(),
+            settlement_close_hour: 0,
+            fees: FeeRates::default(),
         }
     }
 }

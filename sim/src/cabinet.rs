@@ -80,6 +80,9 @@ struct State {
     compartments: BTreeMap<DoorNo, bool>,
     /// Each lane's load-cell drift: what it reads with nothing on it, until a `tare`.
     drift: BTreeMap<(DoorNo, LaneNo), f64>,
+    /// Grams on each lane that are none of its goods (another lane's product, a
+    /// shopper's own item).
+    foreign: BTreeMap<(DoorNo, LaneNo), f64>,
     /// What its heartbeats report, °C.
     temp_c: f64,
     /// The firmware it reports at boot (an `upgrade` of `fw` installs a new one, which
@@ -135,6 +138,7 @@ impl VirtualCabinet {
                 held: None,
                 compartments: spec.compartments.into_iter().collect(),
                 drift: BTreeMap::new(),
+                foreign: BTreeMap::new(),
                 temp_c: 4.0,
                 fw: "vc-1.0".into(),
                 ads: Default::default(),
@@ -168,6 +172,7 @@ impl VirtualCabinet {
                 held: None,
                 compartments: st.compartments.clone(),
                 drift: st.drift.clone(),
+                foreign: st.foreign.clone(),
                 temp_c: st.temp_c,
                 fw: st.fw.clone(),
                 ads: st.ads.clone(),
@@ -312,6 +317,13 @@ impl VirtualCabinet {
         if let Some((_, count)) = lock(&self.state).lanes.get_mut(&(door, lane)) {
             *count += n;
         }
+        self.send_weight(door, false).await
+    }
+
+    /// A shopper puts something of `grams` on a lane that is none of its goods (an item
+    /// of another lane, their own): the lane reads it, its count does not change.
+    pub async fn put_foreign(&self, door: DoorNo, lane: LaneNo, grams: f64) -> Result<(), TransportError> {
+        *lock(&self.state).foreign.entry((door, lane)).or_default() += grams;
         self.send_weight(door, false).await
     }
 
@@ -577,7 +589,10 @@ impl VirtualCabinet {
                 .lanes
                 .iter()
                 .filter(|((d, _), _)| *d == door)
-                .map(|((d, l), (unit, count))| (*l, unit * f64::from(*count) + st.drift.get(&(*d, *l)).copied().unwrap_or(0.0)))
+                .map(|((d, l), (unit, count))| {
+                    let extra = st.drift.get(&(*d, *l)).copied().unwrap_or(0.0) + st.foreign.get(&(*d, *l)).copied().unwrap_or(0.0);
+                    (*l, unit * f64::from(*count) + extra)
+                })
                 .collect();
             readings
                 .into_iter()

@@ -72,6 +72,7 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
         seed: 5,
         pk: "anq".into(),
         transport: FleetTransport::InProcess,
+        layout: None,
     };
     let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
     let client = &fleet.client;

@@ -51,6 +51,7 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
         seed: 11,
         pk: "drf".into(),
         transport: FleetTransport::InProcess,
+        layout: None,
     };
     let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
     let client = &fleet.client;

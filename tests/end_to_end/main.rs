@@ -42,4 +42,5 @@ mod saga_clock;
 mod shutdown;
 mod sim_process;
 mod sse_tail;
+mod stock_reconciliation;
 mod weights;

@@ -22,6 +22,7 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         pk: "e2e".into(),
         // The cabinets are MQTT devices connected to the app's endpoint.
         transport: FleetTransport::Mqtt,
+        layout: None,
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     let opening: BTreeMap<_, _> = fleet.cabinets.iter().map(|c| (c.id().clone(), c.counts())).collect();

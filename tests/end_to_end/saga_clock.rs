@@ -41,6 +41,7 @@ async fn rig(kind: Store, stable_wait_ms: i64) -> Rig {
         pk: "clk".into(),
         // Uplinks applied before `send` returns: the test clock decides what happens when.
         transport: FleetTransport::InProcess,
+        layout: None,
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     Rig { store, app, clock, fleet }

@@ -46,6 +46,9 @@ pub struct LaneState {
     /// 1: at the limit) [B4].
     #[serde(default)]
     pub calibration_error_ratio: f64,
+    /// The weight disagrees with the ledger, and why [R3 (a)].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<super::StockDivergence>,
 }
 
 /// A door's live state.
@@ -69,6 +72,12 @@ pub struct DoorState {
     /// received after it say anything about drift [B4].
     #[serde(default)]
     pub free_since: UnixMs,
+    /// When the door last opened: where a stock divergence's window starts [R3 (a)].
+    #[serde(default)]
+    pub opened_at: UnixMs,
+    /// The last session that held the door [R3 (a)].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_session: Option<Holder>,
 }
 
 /// How many recent door-message ids a cabinet remembers to drop duplicates [D8].
@@ -137,6 +146,7 @@ impl Cabinet {
                             zero_grams: crate::Grams::ZERO,
                             tared: false,
                             calibration_error_ratio: 0.0,
+                            divergence: None,
                         };
                         (state.plan.lane, state)
                     })
@@ -151,6 +161,8 @@ impl Cabinet {
                         last_seq: None,
                         occupied: None,
                         free_since: 0,
+                        opened_at: 0,
+                        last_session: None,
                     },
                 )
             })
@@ -647,11 +659,13 @@ impl Aggregate for Cabinet {
             e @ (CabinetEvent::LaneRezeroed { .. } | CabinetEvent::LaneDriftBlocked { .. } | CabinetEvent::LaneTared { .. }) => {
                 self.apply_drift(e)
             }
+            e @ (CabinetEvent::LaneStockDiverged { .. } | CabinetEvent::LaneStockAgreed { .. }) => self.apply_stock_check(e),
             e @ (CabinetEvent::TemperatureLimitSet { .. }
             | CabinetEvent::TemperatureLockedOut { .. }
             | CabinetEvent::TemperatureLockoutReset { .. }) => self.temperature.apply(e),
             CabinetEvent::DoorAcquired { door, holder, .. } => {
                 if let Some(d) = self.doors.get_mut(&door) {
+                    d.last_session = Some(holder.clone());
                     d.holder = Some(holder);
                 }
             }
@@ -661,8 +675,9 @@ impl Aggregate for Cabinet {
                     d.free_since = at;
                 }
             }
-            CabinetEvent::DoorOpened { door, seq, msg_id, .. } => {
+            CabinetEvent::DoorOpened { door, seq, msg_id, at, .. } => {
                 if let Some(d) = self.doors.get_mut(&door) {
+                    d.opened_at = at;
                     d.position = DoorPosition::Open;
                     d.last_seq = Some(seq);
                 }

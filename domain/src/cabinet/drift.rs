@@ -112,10 +112,13 @@ impl Cabinet {
         if !settled {
             return Ok(vec![]);
         }
-        Ok(d.lanes
+        let mut events: Vec<CabinetEvent> = d
+            .lanes
             .values()
             .filter_map(|l| reading.grams(l.plan.lane).and_then(|g| l.drift_finding(door, g, at)))
-            .collect())
+            .collect();
+        events.extend(self.reconcile_stock(door, reading, at)?);
+        Ok(events)
     }
 
     /// A `tare` came back [M1]: the lane reads zero again (a repeat records nothing).

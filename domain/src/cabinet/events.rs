@@ -1,7 +1,7 @@
 //! The facts of a cabinet, as the log keeps them forever: the lane ledger [R2] and the
 //! door sessions are read from these as they are.
 
-use super::{CompartmentChange, DeviceStatus, DoorPlan, DoorPosition, Holder, LanePlan, StockReason};
+use super::{CompartmentChange, DeviceStatus, DoorPlan, DoorPosition, Holder, LanePlan, StockClass, StockReason};
 use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku, UnixMs, EVENT_VERSION};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -204,6 +204,49 @@ pub enum CabinetEvent {
         /// When.
         at: UnixMs,
     },
+    /// A settled closed-door reading disagrees with a lane's ledger, for the first time
+    /// or differently than before [R3 (a)].
+    LaneStockDiverged {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// Product the ledger holds there.
+        sku: Sku,
+        /// Why, as far as the weights tell.
+        class: StockClass,
+        /// Items by the ledger.
+        ledger_stock: i64,
+        /// Whole items by weight (`None` without a reading).
+        weighed_stock: Option<i64>,
+        /// `weighed_stock − ledger_stock` (0 when no whole items were counted).
+        difference: i64,
+        /// The lane's reading.
+        reading_grams: Option<Grams>,
+        /// What the ledger says it should read.
+        expected_grams: Grams,
+        /// When the lane first disagreed (kept while the divergence lasts).
+        since: UnixMs,
+        /// When the door last opened before it: the window in which it happened.
+        window_from: UnixMs,
+        /// The last session that held the door (an order, a restock, a command).
+        last_session: Option<Holder>,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane that disagreed weighs what its ledger says again [R3 (a)].
+    LaneStockAgreed {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// Items by the ledger (and by weight).
+        stock: i64,
+        /// The reading that agreed.
+        reading_grams: Option<Grams>,
+        /// When.
+        at: UnixMs,
+    },
     /// An empty lane was tared (zeroed by the device): the first step of a calibration
     /// [M1]; its zero is 0 again.
     LaneTared {
@@ -355,6 +398,8 @@ impl DomainEvent for CabinetEvent {
             Self::LaneRezeroed { .. } => "LaneRezeroed",
             Self::LaneDriftBlocked { .. } => "LaneDriftBlocked",
             Self::LaneTared { .. } => "LaneTared",
+            Self::LaneStockDiverged { .. } => "LaneStockDiverged",
+            Self::LaneStockAgreed { .. } => "LaneStockAgreed",
             Self::TemperatureLimitSet { .. } => "TemperatureLimitSet",
             Self::TemperatureLockedOut { .. } => "TemperatureLockedOut",
             Self::TemperatureLockoutReset { .. } => "TemperatureLockoutReset",

@@ -16,6 +16,7 @@ mod events;
 mod lanes;
 mod planogram;
 mod safety;
+mod stock_check;
 
 pub use aggregate::{Cabinet, DoorState, LaneState};
 pub use commands::CabinetCommand;
@@ -23,6 +24,7 @@ pub use drift::{DRIFT_LIMIT_UNITS, REZERO_MAX_STEP_UNITS};
 pub use events::CabinetEvent;
 pub use planogram::{door_ambiguities, Ambiguity, DoorPlan, LanePlan, AMBIGUITY_MAX_ITEMS};
 pub use safety::TemperatureGuard;
+pub use stock_check::{check_door, open_divergences, LaneVerdict, StockClass, StockDivergence};
 
 use crate::{DomainError, RejectionKind};
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,16 @@ impl Holder {
             Self::Restock { session_id } => session_id,
             Self::Calibration { calibration_id } => calibration_id,
             Self::Command { cmd_id } => cmd_id,
+        }
+    }
+
+    /// What kind of session it is (`order`, `restock`, `calibration`, `command`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Order { .. } => "order",
+            Self::Restock { .. } => "restock",
+            Self::Calibration { .. } => "calibration",
+            Self::Command { .. } => "command",
         }
     }
 }

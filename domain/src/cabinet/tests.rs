@@ -1422,3 +1422,4 @@ fn look_alike_products_on_one_door_are_refused_one_for_one_and_warned_in_combina
 }
 
 mod drift_tests;
+mod stock_check_tests;

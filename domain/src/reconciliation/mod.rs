@@ -5,9 +5,12 @@
 //! raises no duplicates.
 
 mod compare;
+pub mod daily;
 pub mod dates;
+mod stock;
 
 pub use compare::{compare, AnomalyKind, BillItem, BillReconciliation, Finding, Mismatch, MismatchWhy, MoneyKind, MovementState};
+pub use stock::{stock_id, StockFinding};
 
 use crate::{DomainError, ProviderKind, RejectionKind, UnixMs, EVENT_VERSION};
 use cqrs_es::event_sink::EventSink;
@@ -27,6 +30,15 @@ pub enum ReconciliationCommand {
     RecordBillRun {
         /// What the comparison found.
         result: BillReconciliation,
+        /// When.
+        at: UnixMs,
+    },
+    /// Record a night's stock run [R3 (a)]: the lanes that disagree at the run.
+    RecordStockRun {
+        /// The local date the run closes.
+        date: String,
+        /// What it found.
+        findings: Vec<StockFinding>,
         /// When.
         at: UnixMs,
     },
@@ -76,6 +88,26 @@ pub enum ReconciliationEvent {
         /// When.
         at: UnixMs,
     },
+    /// A night's stock run [R3 (a)] (every run is kept).
+    StockReconciled {
+        /// The local date the run closes.
+        date: String,
+        /// Which run of that night (1-based).
+        run: u32,
+        /// Lanes that disagreed.
+        findings: Vec<StockFinding>,
+        /// When.
+        at: UnixMs,
+    },
+    /// A lane's divergence for an operator (raised once per divergence).
+    StockAnomalyRaised {
+        /// Stable id: `stock:{cabinet}:{door}:{lane}:{since}`.
+        anomaly_id: String,
+        /// The finding.
+        finding: StockFinding,
+        /// When.
+        at: UnixMs,
+    },
 }
 
 impl DomainEvent for ReconciliationEvent {
@@ -83,6 +115,8 @@ impl DomainEvent for ReconciliationEvent {
         match self {
             Self::BillsReconciled { .. } => "BillsReconciled",
             Self::AnomalyRaised { .. } => "AnomalyRaised",
+            Self::StockReconciled { .. } => "StockReconciled",
+            Self::StockAnomalyRaised { .. } => "StockAnomalyRaised",
         }
         .into()
     }
@@ -125,7 +159,10 @@ impl Reconciliation {
     /// What recording `command` makes happen: the run, and an anomaly per finding not
     /// raised before.
     pub fn decide(&self, command: ReconciliationCommand) -> Result<Vec<ReconciliationEvent>, ReconciliationError> {
-        let ReconciliationCommand::RecordBillRun { result, at } = command;
+        let (result, at) = match command {
+            ReconciliationCommand::RecordBillRun { result, at } => (result, at),
+            ReconciliationCommand::RecordStockRun { date, findings, at } => return Ok(self.decide_stock(date, findings, at)),
+        };
         if let Some(last) = &self.last {
             if (last.provider, &last.date) != (result.provider, &result.date) {
                 return Err(ReconciliationError::WrongDay(format!("{} {}", last.provider.as_str(), last.date)));
@@ -157,6 +194,26 @@ impl Reconciliation {
             at,
         };
         Ok(std::iter::once(run).chain(anomalies).collect())
+    }
+
+    /// A stock run: recorded, and an anomaly per divergence not raised before.
+    fn decide_stock(&self, date: String, findings: Vec<StockFinding>, at: UnixMs) -> Vec<ReconciliationEvent> {
+        let anomalies: Vec<ReconciliationEvent> = findings
+            .iter()
+            .filter(|f| !self.raised.contains(&f.anomaly_id()))
+            .map(|f| ReconciliationEvent::StockAnomalyRaised {
+                anomaly_id: f.anomaly_id(),
+                finding: f.clone(),
+                at,
+            })
+            .collect();
+        let run = ReconciliationEvent::StockReconciled {
+            date,
+            run: self.runs + 1,
+            findings,
+            at,
+        };
+        std::iter::once(run).chain(anomalies).collect()
     }
 }
 
@@ -197,7 +254,11 @@ impl Aggregate for Reconciliation {
                     mismatched,
                 });
             }
-            ReconciliationEvent::AnomalyRaised { anomaly_id, .. } => {
+            ReconciliationEvent::StockReconciled { run, at, .. } => {
+                self.runs = run;
+                self.last_at = Some(at);
+            }
+            ReconciliationEvent::AnomalyRaised { anomaly_id, .. } | ReconciliationEvent::StockAnomalyRaised { anomaly_id, .. } => {
                 self.raised.insert(anomaly_id);
             }
         }

@@ -203,3 +203,52 @@ fn items_serialize_in_the_api_shape() {
     let v = serde_json::to_value(charge("o1", "t1", 100)).unwrap();
     assert!(v.get("refund_id").is_none());
 }
+
+fn stock_finding(lane: u8, since: UnixMs) -> StockFinding {
+    StockFinding {
+        cabinet: crate::CabinetId::new("c1", "SN-1").unwrap(),
+        door: crate::DoorNo::of(1),
+        lane: crate::LaneNo::of(lane),
+        sku: "cola".into(),
+        class: crate::cabinet::StockClass::WrongLane,
+        ledger_stock: 6,
+        weighed_stock: Some(5),
+        difference: -1,
+        since,
+        window_from: since - 10,
+        last_session: None,
+    }
+}
+
+#[test]
+fn a_stock_run_raises_each_divergence_once_and_a_clean_night_nothing() {
+    let mut r = Reconciliation::default();
+    let run = |r: &Reconciliation, findings: Vec<StockFinding>| {
+        r.decide(ReconciliationCommand::RecordStockRun {
+            date: "2026-12-01".into(),
+            findings,
+            at: 9,
+        })
+        .unwrap()
+    };
+    let raised = |events: &[ReconciliationEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ReconciliationEvent::StockAnomalyRaised { anomaly_id, .. } => Some(anomaly_id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let clean = run(&r, vec![]);
+    assert_eq!((clean.len(), raised(&clean).len()), (1, 0));
+    let first = run(&r, vec![stock_finding(1, 100)]);
+    assert_eq!(raised(&first), ["stock:c1.SN-1:1:1:100"]);
+    for e in first {
+        r.apply(e);
+    }
+    // The same divergence the next night: recorded, not raised again; a new one is.
+    let second = run(&r, vec![stock_finding(1, 100), stock_finding(2, 200)]);
+    assert_eq!(raised(&second), ["stock:c1.SN-1:1:2:200"]);
+    assert!(matches!(second[0], ReconciliationEvent::StockReconciled { run: 2, .. }));
+}

@@ -26,6 +26,8 @@ mod receipt;
 mod reconciliation;
 mod restocks;
 mod sagas_tail;
+mod settlements;
+mod stock_reconciliation;
 mod weights;
 
 pub use error::{ApiError, ErrorBody};
@@ -149,6 +151,8 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(money::settle_dead_charge))
             .routes(routes!(money::retry_dead_effect))
             .routes(routes!(reconciliation::get_bills, reconciliation::run_bills))
+            .routes(routes!(stock_reconciliation::get_stock))
+            .routes(routes!(settlements::get))
             .routes(routes!(anomalies::list))
             .routes(routes!(anomalies::act))
             .routes(routes!(audit::events))

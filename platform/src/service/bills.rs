@@ -2,7 +2,7 @@
 //! provider port, compared with our money movements of that day (the `money_movements`
 //! view) by `tare_domain::reconciliation::compare`, and recorded on the day's
 //! reconciliation aggregate — which raises an anomaly per new discrepancy. Also the
-//! nightly run: a durable timer in the job table, re-armed each night.
+//! nightly run (stock, then bills): a durable timer in the job table, re-armed each night.
 
 use super::ServiceError;
 use crate::store::CommandError;
@@ -96,7 +96,7 @@ impl Platform {
     /// Waits (a bounded while) until the views have applied every event committed
     /// before now, so a run sees the movements just made. Scaled out, the partition
     /// consumers keep their own checkpoints, and the run reads the views as they are.
-    async fn await_views(&self) -> Result<(), ServiceError> {
+    pub(super) async fn await_views(&self) -> Result<(), ServiceError> {
         if self.nats.is_some() || !self.roles.projections {
             return Ok(());
         }
@@ -150,9 +150,14 @@ impl Platform {
         self.jobs.schedule(&[job], now).await
     }
 
-    /// The nightly timer for local `date`: reconciles every provider's bill of that day,
-    /// then arms the next night's. A provider that cannot be read is tried again later.
+    /// The nightly timer for local `date`: records the stock run closing that day [R3
+    /// (a)], reconciles every provider's bill of that day, then arms the next night's. A
+    /// provider that cannot be read is tried again later (the stock run again with it:
+    /// it raises nothing twice).
     pub(crate) async fn run_nightly_bills(&self, date: &str) -> EffectOutcome {
+        if let Err(e) = self.reconcile_stock(date).await {
+            return EffectOutcome::Retry(format!("reconciling stock {date}: {e}"));
+        }
         for provider in self.bill_providers() {
             if let Err(e) = self.reconcile_bills(provider, date).await {
                 return EffectOutcome::Retry(format!("reconciling {} {date}: {e}", provider.as_str()));

@@ -1,5 +1,5 @@
 //! The operations the public API calls, one module per resource: [`catalogue`]
-//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`restocks`] (tasks and sessions), [`campaigns`] (ads and upgrades), [`cabinets`] (registration, state, presence, device access,
+//! (products, coupon rule), [`refunds`], [`dead_letters`], [`anomalies`] (the queue and its actions), [`stock`] (stock reconciliation), [`settlements`] (the daily settlements), [`restocks`] (tasks and sessions), [`campaigns`] (ads and upgrades), [`cabinets`] (registration, state, presence, device access,
 //! ledger), [`commands`] (device commands), [`shoppers`], [`orders`] (the scan, the
 //! receipt), [`payments`] (provider notifications) and [`audit`] (the feed, metrics).
 //! Each is an `impl Platform` block over the platform's private subsystems, and every one
@@ -26,7 +26,9 @@ pub mod payments;
 pub mod refunds;
 pub mod restocks;
 pub mod safety;
+pub mod settlements;
 pub mod shoppers;
+pub mod stock;
 
 pub use anomalies::{AnomalyRequest, AnomalyState};
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
@@ -37,4 +39,5 @@ pub use error::ServiceError;
 pub use nearby::NearbyCabinet;
 pub use refunds::RefundView;
 pub use restocks::{LaneProduct, LaneSwap};
+pub use settlements::DaySettlement;
 pub use shoppers::OrderFilter;

@@ -39,6 +39,7 @@ fn custom() -> SagaConfig {
         auth_check_ms: 3_333,
         bills_at_minute: 600,
         door_open_limit_ms: 44_444,
+        ..SagaConfig::default()
     }
 }
 

@@ -54,9 +54,23 @@ fn drift_below_a_third_of_an_item_moves_the_zero_and_is_recorded() {
 }
 
 #[test]
-fn a_step_of_a_third_of_an_item_or_more_is_not_drift() {
-    given(online()).when(door1(1980.0, 516.0, 100)).then_expect_events(vec![]);
-    given(online()).when(door1(1980.0, 450.0, 100)).then_expect_events(vec![]);
+fn a_step_of_a_third_of_an_item_or_more_is_not_drift_but_a_divergence() {
+    for (gum, class, weighed) in [(516.0, StockClass::Drift, 10), (450.0, StockClass::UnpaidTake, 9)] {
+        let events = state_after(online()).decide(door1(1980.0, gum, 100)).unwrap();
+        let classes: Vec<_> = events
+            .iter()
+            .map(|e| match e {
+                CabinetEvent::LaneStockDiverged {
+                    lane,
+                    class,
+                    weighed_stock,
+                    ..
+                } => Some((lane.get(), *class, *weighed_stock)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(classes, vec![Some((2, class, Some(weighed)))], "gum {gum} g: {events:?}");
+    }
 }
 
 #[test]
