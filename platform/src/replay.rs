@@ -107,6 +107,19 @@ fn event_time(metadata: &str) -> i64 {
     }
 }
 
+/// A row of the feed joined with its event, as text: position, aggregate type and id,
+/// payload, metadata.
+type FeedRow = (i64, String, String, String, String);
+
+/// Aborts a task when dropped (a fold that fails stops its reader).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Folds the feed up to position `through` (inclusive) into `projections`, in memory;
 /// `progress(position, events)` is called after each batch read.
 pub async fn fold(
@@ -124,9 +137,30 @@ pub async fn fold(
          FROM feed f JOIN events e ON e.aggregate_type = f.aggregate_type AND e.aggregate_id = f.aggregate_id AND e.sequence = f.sequence \
          WHERE f.position > $1 AND f.position <= $2 ORDER BY f.position LIMIT $3"
     );
-    while at < through {
-        let rows: Vec<(i64, String, String, String, String)> =
-            crate::on_read_db!(db, pool => sqlx::query_as(&sql).bind(at).bind(through).bind(READ_BATCH).fetch_all(pool).await?);
+    // Pages are read by a task of their own while the previous one is folded: the store's
+    // reads and the folding overlap (two pages in flight at most).
+    let (tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<FeedRow>, DbError>>(2);
+    let reader = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut at = 0_i64;
+            while at < through {
+                let page: Result<Vec<FeedRow>, DbError> = crate::on_read_db!(&db, pool => sqlx::query_as(&sql).bind(at).bind(through).bind(READ_BATCH).fetch_all(pool).await.map_err(DbError::from));
+                let last = page.as_ref().ok().and_then(|rows| rows.last().map(|r| r.0));
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    return;
+                }
+                match last {
+                    Some(last) => at = last,
+                    None => return,
+                }
+            }
+        })
+    };
+    let _abort_reader = AbortOnDrop(reader);
+    while let Some(page) = pages.recv().await {
+        let rows = page?;
         let Some(last) = rows.last().map(|r| r.0) else { break };
         for (position, aggregate_type, aggregate_id, payload, metadata) in rows {
             events += 1;

@@ -142,11 +142,23 @@ pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projectio
     Ok(events.len())
 }
 
+/// Documents one statement reads or writes at most (5 parameters a row on writes).
+const DOCS_PER_STATEMENT: usize = 200;
+
+/// A document as a batch holds it: its owner, contents, and the position of the write
+/// that last changed it (`None`: as loaded, unchanged).
+type CachedDoc = (Option<String>, Option<Value>, Option<i64>);
+
 /// Folds `events` (in feed order) into the views and moves checkpoint `name` past them,
 /// in one transaction. Events at or before the checkpoint were applied already (a
 /// redelivery, or another node got there first) and are skipped; on PostgreSQL the
 /// checkpoint row is locked for the transaction, so two nodes handed the same event
 /// apply it once. Returns how many events were applied.
+///
+/// Batched: every document the batch touches is read first (a few statements per view,
+/// locked on PostgreSQL in (view, id) order), the events are folded in memory, and each
+/// changed document is written once at the end with multi-row upserts — an order's
+/// summary changed by ten events of a batch is one write.
 pub async fn project_events(
     db: &Db,
     name: &str,
@@ -171,41 +183,92 @@ pub async fn project_events(
         let floor_rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM checkpoints WHERE name LIKE $1")
             .bind(crate::replay::floors_pattern()).fetch_all(&mut *tx).await?;
         let floors = crate::replay::floors(floor_rows);
-        // Documents touched in this batch, so later events see earlier writes.
-        let mut cache: HashMap<DocKey, (Option<String>, Option<Value>)> = HashMap::new();
-        for &ev in &events {
-            let Some(event) = decode(ev) else { continue };
-            let time = ev.time();
-            for p in projections {
-                if floors.get(p.name()).is_some_and(|f| ev.position <= *f) {
-                    continue;
+        let plan = plan_batch(&events, projections, &floors);
+        // Every touched document, read up front: a few statements per view.
+        let mut wanted: std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>> = Default::default();
+        for (_, _, steps) in &plan {
+            for (p, ids) in steps {
+                wanted.entry(projections[*p].name()).or_default().extend(ids.iter().cloned());
+            }
+        }
+        let mut cache: HashMap<DocKey, CachedDoc> = HashMap::new();
+        for (view, ids) in wanted {
+            let ids: Vec<String> = ids.into_iter().collect();
+            for chunk in ids.chunks(DOCS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new("SELECT id, owner, doc FROM views WHERE view = ");
+                q.push_bind(view).push(" AND id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.as_str());
                 }
-                let mut docs = Vec::new();
-                for id in p.touches(&ev.aggregate_id, &event) {
-                    let k = (p.name(), id.clone());
-                    if !cache.contains_key(&k) {
-                        // Locked on PostgreSQL: partitions' consumers may touch one document at once.
-                        let row: Option<(Option<String>, String)> = sqlx::query_as(&format!("SELECT owner, doc FROM views WHERE view = $1 AND id = $2{lock}"))
-                            .bind(p.name()).bind(&id).fetch_optional(&mut *tx).await?;
-                        let entry = match row {
-                            Some((owner, doc)) => (owner, Some(serde_json::from_str(&doc)?)),
-                            None => (None, None),
-                        };
-                        cache.insert(k.clone(), entry);
-                    }
-                    docs.push((id, cache.get(&k).and_then(|(_, d)| d.clone())));
+                q.push(")");
+                if db.is_postgres() {
+                    q.push(r#" ORDER BY id COLLATE "C" FOR UPDATE"#);
                 }
-                for w in p.apply(&docs, &ev.aggregate_id, &event, ev.position, time) {
-                    cache.insert((p.name(), w.id.clone()), (w.owner.clone(), Some(w.doc.clone())));
-                    sqlx::query("INSERT INTO views (view, id, owner, doc, position) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (view, id) DO UPDATE SET owner = excluded.owner, doc = excluded.doc, position = excluded.position")
-                        .bind(p.name()).bind(&w.id).bind(&w.owner).bind(serde_json::to_string(&w.doc)?).bind(ev.position)
-                        .execute(&mut *tx).await?;
+                let rows: Vec<(String, Option<String>, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, owner, doc) in rows {
+                    cache.insert((view, id), (owner, Some(serde_json::from_str(&doc)?), None));
                 }
             }
+        }
+        for (ev, event, steps) in &plan {
+            let time = ev.time();
+            for (p, ids) in steps {
+                let p = &projections[*p];
+                let docs: Vec<(String, Option<Value>)> = ids
+                    .iter()
+                    .map(|id| (id.clone(), cache.get(&(p.name(), id.clone())).and_then(|(_, d, _)| d.clone())))
+                    .collect();
+                for w in p.apply(&docs, &ev.aggregate_id, event, ev.position, time) {
+                    cache.insert((p.name(), w.id), (w.owner, Some(w.doc), Some(ev.position)));
+                }
+            }
+        }
+        let mut dirty: Vec<(DocKey, CachedDoc)> = cache.into_iter().filter(|(_, (_, _, at))| at.is_some()).collect();
+        dirty.sort_by(|a, b| a.0.cmp(&b.0));
+        for chunk in dirty.chunks(DOCS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO views (view, id, owner, doc, position) ");
+            let mut rows = Vec::with_capacity(chunk.len());
+            for ((view, id), (owner, doc, at)) in chunk {
+                rows.push((*view, id.as_str(), owner.as_deref(), serde_json::to_string(doc)?, at.unwrap_or(last)));
+            }
+            q.push_values(rows, |mut b, (view, id, owner, doc, at)| {
+                b.push_bind(view).push_bind(id).push_bind(owner).push_bind(doc).push_bind(at);
+            });
+            q.push(" ON CONFLICT (view, id) DO UPDATE SET owner = excluded.owner, doc = excluded.doc, position = excluded.position");
+            q.build().execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE checkpoints SET position = $1 WHERE name = $2")
             .bind(last).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(events.len())
     })
+}
+
+/// An event of a batch, decoded, with the projections it concerns and the documents each
+/// touches.
+type BatchStep<'e> = (&'e crate::feed::FeedEvent, tare_domain::AnyEvent, Vec<(usize, Vec<String>)>);
+
+/// For each event of a batch, the projections it concerns (not past their replay floor)
+/// and the documents each touches: known before any document is read, since `touches`
+/// reads only the event.
+fn plan_batch<'e>(
+    events: &[&'e crate::feed::FeedEvent],
+    projections: &[Box<dyn Projection>],
+    floors: &std::collections::BTreeMap<String, i64>,
+) -> Vec<BatchStep<'e>> {
+    events
+        .iter()
+        .filter_map(|ev| {
+            let event = decode(ev)?;
+            let steps = projections
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| floors.get(p.name()).is_none_or(|f| ev.position > *f))
+                // (A projection may write without reading: the ledger appends.)
+                .map(|(i, p)| (i, p.touches(&ev.aggregate_id, &event)))
+                .collect();
+            Some((*ev, event, steps))
+        })
+        .collect()
 }

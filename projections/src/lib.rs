@@ -357,11 +357,18 @@ impl Projection for LaneStock {
     }
 }
 
-/// One stock movement of a lane (R2), owner = `cabinet/door/lane`.
+/// One stock movement of a lane (R2): id `cabinet/position` (a cabinet's movements in
+/// feed order, one range of the primary key), owner `cabinet/door/lane` (one lane's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// Feed position (orders entries).
     pub position: i64,
+    /// Cabinet.
+    pub cabinet: String,
+    /// Door.
+    pub door: u8,
+    /// Lane.
+    pub lane: u8,
     /// Product.
     pub sku: String,
     /// Stock before.
@@ -379,9 +386,24 @@ pub struct LedgerEntry {
 /// The lane ledger.
 pub struct LaneLedger;
 
+impl LaneLedger {
+    /// The view's name.
+    pub const VIEW: &'static str = "lane_ledger";
+
+    /// The id of `cabinet`'s movement at feed `position`: a cabinet's ids sort by position.
+    pub fn doc_id(cabinet: &str, position: i64) -> String {
+        format!("{cabinet}/{position:012}")
+    }
+
+    /// The owner listing one lane's movements.
+    pub fn lane_owner(cabinet: &str, door: u8, lane: u8) -> String {
+        format!("{cabinet}/{door}/{lane}")
+    }
+}
+
 impl Projection for LaneLedger {
     fn name(&self) -> &'static str {
-        "lane_ledger"
+        Self::VIEW
     }
     fn touches(&self, _aggregate_id: &str, _event: &AnyEvent) -> Vec<String> {
         vec![]
@@ -409,6 +431,9 @@ impl Projection for LaneLedger {
         };
         let entry = LedgerEntry {
             position,
+            cabinet: aggregate_id.to_string(),
+            door: door.get(),
+            lane: lane.get(),
             sku: sku.to_string(),
             before: *before,
             change: *change,
@@ -417,8 +442,8 @@ impl Projection for LaneLedger {
             at: *at,
         };
         vec![DocWrite {
-            id: format!("{aggregate_id}/{}/{}/{position:012}", door.get(), lane.get()),
-            owner: Some(format!("{aggregate_id}/{}/{}", door.get(), lane.get())),
+            id: LaneLedger::doc_id(aggregate_id, position),
+            owner: Some(LaneLedger::lane_owner(aggregate_id, door.get(), lane.get())),
             doc: serde_json::to_value(&entry).unwrap_or(Value::Null),
         }]
     }

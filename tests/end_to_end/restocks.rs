@@ -28,15 +28,10 @@ async fn tasks(client: &ApiClient) -> Vec<Value> {
 
 /// The ledger's entries of `lane` (door 1) with reason `restock`.
 async fn restock_entries(client: &ApiClient, cab: &str, lane: u8) -> Vec<Value> {
-    let l = get(client, &format!("/api/v1/cabinets/{cab}/ledger")).await;
-    let lanes = l["lanes"].as_array().cloned().unwrap_or_default();
-    let lane = lanes
-        .iter()
-        .find(|x| x["door"] == 1 && x["lane"] == lane)
-        .cloned()
-        .unwrap_or_default();
-    let entries = lane["entries"].as_array().cloned().unwrap_or_default();
-    entries.into_iter().filter(|e| e["reason"]["kind"] == "restock").collect()
+    let l = get(client, &format!("/api/v1/cabinets/{cab}/ledger?door=1&lane={lane}")).await;
+    let entries = l["items"].as_array().cloned().unwrap_or_default();
+    assert!(entries.iter().all(|e| e["door"] == 1 && e["lane"] == lane), "{l}");
+    entries.into_iter().filter(|e| e["reason"] == "restock").collect()
 }
 
 async fn a_restock_fills_the_lanes_by_weight_and_closes_the_task(kind: Store) {
@@ -137,7 +132,7 @@ async fn a_restock_fills_the_lanes_by_weight_and_closes_the_task(kind: Store) {
         (&entries[0]["before"], &entries[0]["change"], &entries[0]["after"]),
         (&json!(2), &json!(8), &json!(10))
     );
-    assert_eq!(entries[0]["reason"]["session_id"], json!(restock_id));
+    assert_eq!(entries[0]["restock_id"], json!(restock_id));
     assert!(restock_entries(client, &cab, 2).await.is_empty(), "nothing booked beyond capacity");
     eventually(20, "the task to close", || async { tasks(client).await.is_empty().then_some(()) }).await;
     let c = get(client, &format!("/api/v1/cabinets/{cab}")).await;

@@ -242,8 +242,8 @@ async fn unexpected_close_lands_on_the_order(kind: Store) {
             .get(&format!("/api/v1/cabinets/{cab}/ledger"), &r.fleet.client.admin)
             .await
             .unwrap();
-        let entries = l["lanes"][0]["entries"].as_array().cloned().unwrap_or_default();
-        entries.iter().find(|e| e["reason"]["kind"] == "uncharged_take").cloned()
+        let entries = l["items"].as_array().cloned().unwrap_or_default();
+        entries.iter().find(|e| e["reason"] == "uncharged_take").cloned()
     })
     .await;
     assert_eq!(ledger["change"], -1);

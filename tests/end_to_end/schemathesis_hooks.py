@@ -19,6 +19,9 @@ lists or compare the objects' ids.
 `/api/v1/reconciliation/bills` refuses a `date` in the future (the providers' today):
 a schema cannot compare with the clock.
 
+`GET /api/v1/cabinets/{id}/ledger` refuses a `lane` without a `door` (lanes are numbered
+per door): a schema cannot make one query parameter require another.
+
 `filter_failure` drops exactly those refusals: a "schema-valid request rejected" failure
 whose response is a 422 naming one of these rules. Every other failure is kept, so any
 other schema-valid body refused (a locker's empty compartments, a capacity the schema
@@ -57,6 +60,8 @@ def _is_future_date_refusal(case, response):
     return error.get("field") == "date" and "must not be in the future" in (error.get("message") or "")
 
 
+LEDGER_RULES = [(re.compile(r"^lane$"), ("needs `door`",))]
+
 CAMPAIGN_RULES = [(re.compile(r"^action$"), ("add or remove at least one ad", "an ad id appears twice"))]
 
 
@@ -78,6 +83,9 @@ def filter_failure(context, failure, case, response):
         failure.code == "ST202" and case.operation.method.upper() == "POST" and case.operation.path == "/api/v1/cabinets"
     )
     if failure.code == "ST202" and _is_future_date_refusal(case, response):
+        return False
+    refused_valid_ledger = failure.code == "ST202" and case.operation.path == "/api/v1/cabinets/{id}/ledger"
+    if refused_valid_ledger and _is_cross_field_refusal(response, LEDGER_RULES):
         return False
     refused_valid_campaign = failure.code == "ST202" and case.operation.path == "/api/v1/campaigns"
     if refused_valid_campaign and _is_cross_field_refusal(response, CAMPAIGN_RULES):

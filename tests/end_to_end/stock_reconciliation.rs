@@ -203,6 +203,82 @@ async fn a_day_of_discrepancies_is_found_classified_and_raised_once(kind: Store)
     .await;
     assert_eq!(stock_anomalies(&fleet, &cab).await.len(), want.len(), "nothing raised twice");
 
+    // The two juices nobody booked are written off as found: the ledger takes them
+    // (reason `write_off`), the lane agrees, and a second write-off changes nothing.
+    let juice = raised.iter().find(|a| a["door"] == 5).unwrap();
+    let act = format!("/api/v1/anomalies/{}/actions", juice["anomaly_id"].as_str().unwrap());
+    let body = json!({"action": "write_off", "note": "two juices left by a restocker"});
+    for _ in 0..2 {
+        let (st, v) = fleet.client.post(&act, &fleet.client.admin, &body).await.unwrap();
+        assert_eq!((st.as_u16(), v["state"].as_str()), (200, Some("closed")), "{v}");
+    }
+    let write_offs: Vec<Value> = eventually(20, "the write-off on the ledger", || async {
+        let (_, ledger) = fleet
+            .client
+            .get(&format!("/api/v1/cabinets/{cab}/ledger?door=5&lane=1"), &fleet.client.admin)
+            .await
+            .ok()?;
+        let w: Vec<Value> = ledger["items"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["reason"] == "write_off")
+            .cloned()
+            .collect();
+        (!w.is_empty()).then_some(w)
+    })
+    .await;
+    assert_eq!(write_offs.len(), 1, "{write_offs:?}");
+    assert_eq!(
+        (write_offs[0]["change"].as_i64(), write_offs[0]["after"].as_i64()),
+        (Some(2), Some(12))
+    );
+    assert_eq!(write_offs[0]["anomaly_id"], juice["anomaly_id"]);
+    // The whole ledger in pages of three is the ledger in one page, in feed order; a
+    // door's is its part.
+    let ledger_at = |q: String| {
+        let client = fleet.client.clone();
+        let cab = cab.clone();
+        async move {
+            client
+                .get(&format!("/api/v1/cabinets/{cab}/ledger?{q}"), &client.admin)
+                .await
+                .unwrap()
+                .1
+        }
+    };
+    let all = ledger_at("limit=1000".into()).await["items"].as_array().unwrap().clone();
+    let (mut paged, mut after) = (Vec::new(), 0);
+    loop {
+        let page = ledger_at(format!("limit=3&after={after}")).await;
+        paged.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    let positions: Vec<i64> = all.iter().map(|e| e["position"].as_i64().unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]) && all.len() >= 10, "{all:?}");
+    let door3 = ledger_at("door=3".into()).await["items"].as_array().unwrap().clone();
+    assert_eq!(door3, all.iter().filter(|e| e["door"] == 3).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        door3.iter().map(|e| e["reason"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["opening", "sale"]
+    );
+    let (st, e) = fleet
+        .client
+        .get(&format!("/api/v1/cabinets/{cab}/ledger?lane=1"), &fleet.client.admin)
+        .await
+        .unwrap();
+    assert_eq!((st.as_u16(), e["error"]["field"].as_str()), (422, Some("lane")), "{e}");
+    eventually(20, "door 5 agreeing after the write-off", || async {
+        let items = stock(&fleet, &cab).await;
+        items.iter().all(|i| i["door"] != 5).then_some(())
+    })
+    .await;
+    clock.advance(SETTLE);
+    vc.report_weight(d5).await.unwrap();
+
     // The unpaid goods come back: the lane agrees again and leaves the list.
     behind_a_raw_open(&fleet, 3, async |vc| {
         vc.put(d3, l1, 2).await.unwrap();
@@ -211,7 +287,7 @@ async fn a_day_of_discrepancies_is_found_classified_and_raised_once(kind: Store)
     report_all().await;
     eventually(20, "door 3 agreeing again", || async {
         let items = stock(&fleet, &cab).await;
-        (items.len() == want.len() - 1 && items.iter().all(|i| i["door"] != 3)).then_some(())
+        (items.len() == want.len() - 2 && items.iter().all(|i| i["door"] != 3 && i["door"] != 5)).then_some(())
     })
     .await;
     let (st, e) = fleet

@@ -338,6 +338,13 @@ impl Cabinet {
             } => self.record_calibration(door, lane, standard_grams, measured_grams, cmd_id, at),
             C::ObserveClosedWeight { door, reading, at } => self.observe_closed_weight(door, &reading, at),
             C::RecordTare { door, lane, cmd_id, at } => self.record_tare(door, lane, cmd_id, at),
+            C::WriteOffDivergence {
+                door,
+                lane,
+                since,
+                anomaly_id,
+                at,
+            } => self.write_off_divergence(door, lane, since, anomaly_id, at),
             C::SetTemperatureLimit { max_c, by, at } => self.temperature.set_limit(max_c, by, at),
             C::ObserveTemperature { temp_c, at } => Ok(self.temperature.observe(temp_c, at)),
             C::ResetTemperatureLockout { by, reason, at } => self.temperature.reset(by, reason, at),

@@ -211,6 +211,21 @@ pub enum CabinetCommand {
         /// When.
         at: UnixMs,
     },
+    /// An operator wrote off a lane's stock divergence [R3 (a)]: the ledger takes the
+    /// weighed stock — only of the divergence that began at `since` (a later one is
+    /// another anomaly's), only while the door is free.
+    WriteOffDivergence {
+        /// Door.
+        door: DoorNo,
+        /// Lane.
+        lane: LaneNo,
+        /// When the divergence began.
+        since: UnixMs,
+        /// The anomaly closed by it.
+        anomaly_id: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A `tare` command came back: the empty lane reads zero again [M1].
     RecordTare {
         /// Door.

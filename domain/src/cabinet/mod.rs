@@ -144,6 +144,12 @@ pub enum StockReason {
         /// The session.
         session_id: String,
     },
+    /// A stock divergence an operator wrote off [R3 (a)]: the ledger takes the stock the
+    /// weight counts (goods lost, or found).
+    WriteOff {
+        /// The anomaly closed by the write-off.
+        anomaly_id: String,
+    },
 }
 
 /// Why a cabinet command was refused.

@@ -250,6 +250,41 @@ impl Cabinet {
         Ok(events)
     }
 
+    /// An operator wrote off the divergence of `lane` that began at `since`: the ledger
+    /// moves by its difference (reason `write_off`) and the lane agrees again. Nothing
+    /// when that divergence is over, or counts no whole items (drift: a calibration's
+    /// business, not the ledger's).
+    pub(super) fn write_off_divergence(&self, door: DoorNo, lane: LaneNo, since: UnixMs, anomaly_id: String, at: UnixMs) -> Decision {
+        let d = self.door(door)?;
+        let l = d.lanes.get(&lane).ok_or(super::CabinetError::UnknownLane(lane))?;
+        let Some(div) = l.divergence.as_ref().filter(|v| v.since == since && v.difference != 0) else {
+            return Ok(vec![]);
+        };
+        if d.holder.is_some() {
+            return Err(super::CabinetError::DoorBusy);
+        }
+        let after = (l.stock + div.difference).max(0);
+        Ok(vec![
+            CabinetEvent::LaneStockChanged {
+                door,
+                lane,
+                sku: l.plan.sku.clone(),
+                before: l.stock,
+                change: after - l.stock,
+                after,
+                reason: super::StockReason::WriteOff { anomaly_id },
+                at,
+            },
+            CabinetEvent::LaneStockAgreed {
+                door,
+                lane,
+                stock: after,
+                reading_grams: None,
+                at,
+            },
+        ])
+    }
+
     /// Folds a divergence's start, change or end.
     pub(super) fn apply_stock_check(&mut self, event: CabinetEvent) {
         match event {

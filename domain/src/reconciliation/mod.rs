@@ -10,7 +10,7 @@ pub mod dates;
 mod stock;
 
 pub use compare::{compare, AnomalyKind, BillItem, BillReconciliation, Finding, Mismatch, MismatchWhy, MoneyKind, MovementState};
-pub use stock::{stock_id, StockFinding};
+pub use stock::{parse_stock_anomaly_id, stock_id, StockFinding};
 
 use crate::{DomainError, ProviderKind, RejectionKind, UnixMs, EVENT_VERSION};
 use cqrs_es::event_sink::EventSink;

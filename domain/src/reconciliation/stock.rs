@@ -77,6 +77,17 @@ impl StockFinding {
     }
 }
 
+/// The lane and start of a stock anomaly, read back from its id (`None` for any other
+/// anomaly).
+pub fn parse_stock_anomaly_id(id: &str) -> Option<(CabinetId, DoorNo, LaneNo, UnixMs)> {
+    let mut parts = id.strip_prefix("stock:")?.split(':');
+    let cabinet = CabinetId::parse(parts.next()?).ok()?;
+    let door = DoorNo::parse("door", parts.next()?.parse().ok()?).ok()?;
+    let lane = LaneNo::parse("lane", parts.next()?.parse().ok()?).ok()?;
+    let since = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((cabinet, door, lane, since))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +108,12 @@ mod tests {
             last_session: Some("order:o7".into()),
         };
         assert_eq!(f.anomaly_id(), "stock:c1.SN-1:1:2:500");
+        assert_eq!(
+            parse_stock_anomaly_id(&f.anomaly_id()),
+            Some((f.cabinet.clone(), f.door, f.lane, 500))
+        );
+        assert_eq!(parse_stock_anomaly_id("bills:wechat:2026-12-01:x"), None);
+        assert_eq!(parse_stock_anomaly_id("stock:c1.SN-1:1:2:500:9"), None);
         assert_eq!(f.kind(), "stock_unpaid_take");
         assert_eq!(f.order_id().as_deref(), Some("o7"));
         assert!(f.detail().contains("9 by weight against 10"), "{}", f.detail());

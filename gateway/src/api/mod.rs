@@ -16,6 +16,7 @@ mod device_schema;
 mod emergency;
 mod error;
 mod extract;
+mod ledger;
 mod money;
 mod nearby;
 pub mod openapi;
@@ -127,7 +128,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(nearby::nearby))
             .routes(routes!(sagas_tail::tail))
             .routes(routes!(cabinet_view::get_cabinet))
-            .routes(routes!(cabinets::get_ledger))
+            .routes(routes!(ledger::get_ledger))
             .routes(routes!(weights::get_weights))
             .routes(routes!(cabinets::put_device_access))
             .routes(routes!(cabinet_safety::put_temperature_limit))

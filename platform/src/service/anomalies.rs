@@ -112,7 +112,12 @@ impl Platform {
                 self.refund_order_as(order_id, refund_id.clone(), amount, reason, by, false).await?;
                 AnomalyAction::Refund { refund_id, amount }
             }
-            AnomalyRequest::WriteOff { amount } => AnomalyAction::WriteOff { amount },
+            AnomalyRequest::WriteOff { amount } => {
+                if case.closing.is_none() {
+                    self.write_off_stock(anomaly_id, by).await?;
+                }
+                AnomalyAction::WriteOff { amount }
+            }
             AnomalyRequest::Resolve => AnomalyAction::Resolve,
         };
         let correlation = facts.order_id.clone().unwrap_or_else(|| anomaly_id.to_string());
@@ -135,6 +140,30 @@ impl Platform {
             .await
             .map_err(ServiceError::from_command)?;
         AnomalyDoc::of_case(anomaly_id, &case).ok_or_else(|| ServiceError::Internal("the anomaly just closed is missing".into()))
+    }
+}
+
+impl Platform {
+    /// A stock anomaly written off [R3 (a)]: its lane's ledger takes the weighed stock
+    /// (reason `write_off`), so the lane agrees with its weight again. Other anomalies
+    /// move no stock.
+    async fn write_off_stock(&self, anomaly_id: &str, by: &str) -> Result<(), ServiceError> {
+        let Some((cabinet, door, lane, since)) = tare_domain::reconciliation::parse_stock_anomaly_id(anomaly_id) else {
+            return Ok(());
+        };
+        let key = cabinet.to_string();
+        let cmd = tare_domain::cabinet::CabinetCommand::WriteOffDivergence {
+            door,
+            lane,
+            since,
+            anomaly_id: anomaly_id.to_string(),
+            at: self.clock.now_ms(),
+        };
+        self.aggregates
+            .cabinets
+            .execute(&key, cmd, self.meta(&key, &format!("operator:{by}:anomaly")))
+            .await
+            .map_err(ServiceError::from_command)
     }
 }
 

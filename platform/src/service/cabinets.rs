@@ -8,6 +8,7 @@ use crate::Platform;
 use tare_domain::cabinet::{Cabinet, CabinetCommand, DoorPlan, LanePlan};
 use tare_domain::weight::Tolerance;
 use tare_domain::{CabinetId, CabinetKind, DoorNo, GeoPoint, LaneNo, Sku, UnixMs};
+use tare_projections::{LaneLedger, LedgerEntry};
 
 /// A lane as an operator registers it.
 #[derive(Debug, Clone)]
@@ -43,6 +44,29 @@ pub struct DevicePresence {
     /// Silent while the platform cannot tell whether the fault is its own: shown as
     /// `unknown` rather than offline [B1].
     pub undecided: bool,
+}
+
+/// Which movements of a cabinet's ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerFilter {
+    /// Only this door's.
+    pub door: Option<DoorNo>,
+    /// Only this lane's (door and lane).
+    pub lane: Option<(DoorNo, LaneNo)>,
+}
+
+/// Rows read per statement of a ledger page.
+const LEDGER_CHUNK: usize = 1_000;
+/// Statements one ledger page reads at most (a door's page in a busy cabinet).
+const LEDGER_SCAN_PAGES: usize = 50;
+
+/// The first `limit` items and, when there were more (or the scan stopped at
+/// `scanned`), the position after which the next page starts.
+fn page_of(mut items: Vec<LedgerEntry>, limit: usize, scanned: Option<i64>) -> (Vec<LedgerEntry>, Option<i64>) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(|e| e.position) } else { scanned };
+    (items, next)
 }
 
 impl Platform {
@@ -182,10 +206,46 @@ impl Platform {
         Ok(self.views.by_owner("lane_stock", &id.to_string(), 10_000).await?)
     }
 
-    /// Every stock movement of one lane, oldest first [R2] (the lane ledger view).
-    pub async fn lane_ledger(&self, id: &CabinetId, door: DoorNo, lane: LaneNo) -> Result<Vec<serde_json::Value>, ServiceError> {
-        let owner = format!("{id}/{door}/{lane}");
-        Ok(self.views.by_owner("lane_ledger", &owner, 100_000).await?)
+    /// A page of a cabinet's stock movements in feed order after position `after` [R2]
+    /// (the lane ledger view): of one lane, one door, or all; with the position to pass
+    /// as `after` for the next page (`None`: the end).
+    pub async fn ledger_page(
+        &self,
+        id: &CabinetId,
+        filter: LedgerFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<LedgerEntry>, Option<i64>), ServiceError> {
+        let cabinet = id.to_string();
+        let owner = filter.lane.map(|(d, l)| LaneLedger::lane_owner(&cabinet, d.get(), l.get()));
+        let mut items: Vec<LedgerEntry> = Vec::new();
+        let mut scanned = after;
+        // A door's movements are read from the cabinet's and filtered: a page reads at
+        // most LEDGER_SCAN_PAGES statements, then says where to go on.
+        for _ in 0..LEDGER_SCAN_PAGES {
+            let chunk = (limit + 1).max(LEDGER_CHUNK);
+            let cursor = LaneLedger::doc_id(&cabinet, scanned);
+            let docs = self.views.page(LaneLedger::VIEW, owner.as_deref(), &cursor, chunk as i64).await?;
+            let end = docs.len() < chunk;
+            for d in docs {
+                let e: LedgerEntry =
+                    serde_json::from_value(d).map_err(|e| ServiceError::Internal(format!("a ledger entry does not parse: {e}")))?;
+                if e.cabinet != cabinet {
+                    return Ok(page_of(items, limit, None));
+                }
+                scanned = e.position;
+                if filter.door.is_none_or(|door| door.get() == e.door) {
+                    items.push(e);
+                }
+                if items.len() > limit {
+                    return Ok(page_of(items, limit, None));
+                }
+            }
+            if end {
+                return Ok(page_of(items, limit, None));
+            }
+        }
+        Ok(page_of(items, limit, Some(scanned)))
     }
 }
 

@@ -32,7 +32,7 @@ pub mod stock;
 
 pub use anomalies::{AnomalyRequest, AnomalyState};
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
-pub use cabinets::{DevicePresence, DoorSpec, LaneSpec};
+pub use cabinets::{DevicePresence, DoorSpec, LaneSpec, LedgerFilter};
 pub use campaigns::{CampaignTarget, CampaignView};
 pub use dead_letters::DeadLetterList;
 pub use error::ServiceError;

@@ -181,3 +181,53 @@ fn a_divergence_is_recorded_when_it_starts_or_changes_and_when_it_ends() {
         )])
     );
 }
+
+fn write_off(since: UnixMs) -> CabinetCommand {
+    CabinetCommand::WriteOffDivergence {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(1),
+        since,
+        anomaly_id: "stock:x".into(),
+        at: AT + 2_000,
+    }
+}
+
+#[test]
+fn a_write_off_books_the_weighed_stock_once_and_only_for_its_divergence() {
+    let first = diverged(StockClass::UnpaidTake, 5, -1, AT + 1_100, AT + 1_100);
+    let written_off = vec![
+        CabinetEvent::LaneStockChanged {
+            door: DoorNo::of(1),
+            lane: LaneNo::of(1),
+            sku: Sku::of("cola"),
+            before: 6,
+            change: -1,
+            after: 5,
+            reason: StockReason::WriteOff {
+                anomaly_id: "stock:x".into(),
+            },
+            at: AT + 2_000,
+        },
+        CabinetEvent::LaneStockAgreed {
+            door: DoorNo::of(1),
+            lane: LaneNo::of(1),
+            stock: 5,
+            reading_grams: None,
+            at: AT + 2_000,
+        },
+    ];
+    given(with(after_a_raw_open(), [first.clone()]))
+        .when(write_off(AT + 1_100))
+        .then_expect_events(written_off.clone());
+    // Done already, or another divergence's anomaly: nothing.
+    given(with(with(after_a_raw_open(), [first.clone()]), written_off))
+        .when(write_off(AT + 1_100))
+        .then_expect_events(vec![]);
+    given(with(after_a_raw_open(), [first.clone()]))
+        .when(write_off(AT + 999))
+        .then_expect_events(vec![]);
+    // Not under a session's feet.
+    given(with(after_a_raw_open(), [first, acquired(1, order_holder("o9"))]))
+        .when(write_off(AT + 1_100))
+        .then_expect_error(CabinetError::DoorBusy);
+}
