@@ -163,6 +163,11 @@ async fn grow(db: &Db, target: i64) -> anyhow::Result<()> {
             eprintln!("log: {have} events");
         }
     }
+    // A store in service has its statistics; one just filled has not until autovacuum
+    // gets to it (meanwhile PostgreSQL plans the bounded feed ⋈ events read badly).
+    if db.is_postgres() {
+        on_db!(db, pool => { sqlx::query("ANALYZE feed, events").execute(pool).await?; });
+    }
     Ok(())
 }
 

@@ -495,3 +495,6 @@ mod tests {
         assert_eq!(w.doc["node"], "n1", "the last node is kept for the record");
     }
 }
+
+#[cfg(test)]
+mod read_model_tests;
