@@ -285,17 +285,7 @@ impl Cabinet {
                 session_id,
                 reason,
                 at,
-            } => {
-                let d = self.door(door)?;
-                Ok(when(d.holder.as_ref().map(Holder::session_id) == Some(session_id.as_str()), || {
-                    CabinetEvent::DoorReleased {
-                        door,
-                        session_id,
-                        reason,
-                        at,
-                    }
-                }))
-            }
+            } => self.release_door(door, session_id, reason, at),
             C::RecordDoorEvent {
                 door,
                 position,
@@ -349,6 +339,19 @@ impl Cabinet {
             C::ObserveTemperature { temp_c, at } => Ok(self.temperature.observe(temp_c, at)),
             C::ResetTemperatureLockout { by, reason, at } => self.temperature.reset(by, reason, at),
         }
+    }
+
+    /// The holder is done with the door (a session not holding it releases nothing).
+    fn release_door(&self, door: DoorNo, session_id: String, reason: String, at: UnixMs) -> Decision {
+        let d = self.door(door)?;
+        Ok(when(d.holder.as_ref().map(Holder::session_id) == Some(session_id.as_str()), || {
+            CabinetEvent::DoorReleased {
+                door,
+                session_id,
+                reason,
+                at,
+            }
+        }))
     }
 
     fn register(&self, id: CabinetId, kind: CabinetKind, location: GeoPoint, doors: Vec<DoorPlan>, at: UnixMs) -> Decision {
