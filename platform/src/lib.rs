@@ -5,7 +5,8 @@
 //!   API calls, one module per resource;
 //! - [`db`]: the two stores (embedded SQLite file, PostgreSQL) and their migrations;
 //!   [`store`]: cqrs-es frameworks per aggregate over either store, with metadata (and the
-//!   sagas' aggregate port); [`feed`]: the gap-free global feed every consumer reads;
+//!   sagas' aggregate port), commands served from [`cached_store`] (aggregates kept in
+//!   memory between commands); [`feed`]: the gap-free global feed every consumer reads;
 //! - [`jobs`]: durable effects and timers; [`runner`]: the saga runner and effect executor
 //!   (plumbing around `tare_sagas`); [`views`]: the projections runner; [`replay`]: the
 //!   log folded again into the read models (rebuild, verify);
@@ -19,6 +20,7 @@
 //! `tare_protocol`.
 
 pub mod alerts;
+pub mod cached_store;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -101,7 +101,7 @@ impl Platform {
         let relay = nats
             .as_ref()
             .map(|n| Arc::new(crate::cluster::Relay::new(n.clone(), feed.clone(), db.clone())));
-        let aggregates = Arc::new(Aggregates::new(&db));
+        let aggregates = Arc::new(Aggregates::new(&db, cfg.nats.is_none()));
         let telemetry = Arc::new(TelemetryBuffer::default());
         let telemetry_buffer = telemetry.clone();
         let hub = Arc::new(DeviceHub::new(

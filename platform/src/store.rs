@@ -6,6 +6,7 @@
 //! their own checkpoints (a crash between commit and an in-process query would lose the
 //! update).
 
+use crate::cached_store::{CachedEventStore, CACHED_AGGREGATES};
 use crate::db::Db;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
@@ -63,22 +64,27 @@ impl Meta {
     }
 }
 
-type SqliteStore<A> = PersistedEventStore<SqliteEventRepository, A>;
 type PgStore<A> = PersistedEventStore<PostgresEventRepository, A>;
+type CachedSqlite<A> = CachedEventStore<SqliteEventRepository, A>;
+type CachedPg<A> = CachedEventStore<PostgresEventRepository, A>;
 
 /// One aggregate type's command side and loader, on whichever store is in use.
-pub struct AggregateStore<A: Aggregate<Services = ()>> {
+pub struct AggregateStore<A: Aggregate<Services = ()> + Clone> {
     backend: Backend<A>,
     commits: Arc<watch::Sender<u64>>,
 }
 
-enum Backend<A: Aggregate<Services = ()>> {
+// One per aggregate type, made once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Backend<A: Aggregate<Services = ()> + Clone> {
     Sqlite {
-        cqrs: CqrsFramework<A, SqliteStore<A>>,
-        loader: SqliteStore<A>,
+        cqrs: CqrsFramework<A, CachedSqlite<A>>,
+        /// The embedded store has one writer, this process: loads share the commands'
+        /// cache.
+        loader: CachedSqlite<A>,
     },
     Postgres {
-        cqrs: CqrsFramework<A, PgStore<A>>,
+        cqrs: CqrsFramework<A, CachedPg<A>>,
         loader: PgStore<A>,
     },
 }
@@ -86,8 +92,8 @@ enum Backend<A: Aggregate<Services = ()>> {
 /// How many events between snapshots for long-lived aggregates (cabinets, shoppers).
 const SNAPSHOT_EVERY: usize = 100;
 
-impl<A: Aggregate<Services = ()>> AggregateStore<A> {
-    fn new(db: &Db, snapshots: bool, commits: Arc<watch::Sender<u64>>) -> Self {
+impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
+    fn new(db: &Db, snapshots: bool, cached: usize, commits: Arc<watch::Sender<u64>>) -> Self {
         let backend = match db {
             Db::Sqlite { write, .. } => {
                 let mk = || {
@@ -98,9 +104,10 @@ impl<A: Aggregate<Services = ()>> AggregateStore<A> {
                         PersistedEventStore::new_event_store(repo)
                     }
                 };
+                let cached = CachedEventStore::new(mk(), snapshots.then_some(SNAPSHOT_EVERY), cached);
                 Backend::Sqlite {
-                    cqrs: CqrsFramework::new(mk(), vec![], ()),
-                    loader: mk(),
+                    cqrs: CqrsFramework::new(cached.clone(), vec![], ()),
+                    loader: cached,
                 }
             }
             Db::Postgres(pool) => {
@@ -108,7 +115,7 @@ impl<A: Aggregate<Services = ()>> AggregateStore<A> {
                 // so PostgreSQL uses plain event stores until that is wrapped.
                 let mk = || PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
                 Backend::Postgres {
-                    cqrs: CqrsFramework::new(mk(), vec![], ()),
+                    cqrs: CqrsFramework::new(CachedEventStore::new(mk(), None, cached), vec![], ()),
                     loader: mk(),
                 }
             }
@@ -205,21 +212,24 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
-    /// The aggregates over `db`.
-    pub fn new(db: &Db) -> Self {
+    /// The aggregates over `db`; `sole_writer`: no other process writes to it (the
+    /// embedded store, or one PostgreSQL node without NATS), so commands may decide on the
+    /// state this process last committed, kept in memory.
+    pub fn new(db: &Db, sole_writer: bool) -> Self {
         let commits = Arc::new(watch::channel(0).0);
+        let cached = if sole_writer { CACHED_AGGREGATES } else { 0 };
         Self {
-            products: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            cabinets: Arc::new(AggregateStore::new(db, true, commits.clone())),
-            shoppers: Arc::new(AggregateStore::new(db, true, commits.clone())),
-            orders: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            payments: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            commands: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            reconciliations: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            anomalies: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            restocks: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            emergency: Arc::new(AggregateStore::new(db, false, commits.clone())),
-            campaigns: Arc::new(AggregateStore::new(db, false, commits.clone())),
+            products: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            cabinets: Arc::new(AggregateStore::new(db, true, cached, commits.clone())),
+            shoppers: Arc::new(AggregateStore::new(db, true, cached, commits.clone())),
+            orders: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            payments: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            commands: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            reconciliations: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            anomalies: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            restocks: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            emergency: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            campaigns: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
             commits,
         }
     }

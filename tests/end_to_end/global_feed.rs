@@ -24,7 +24,7 @@ async fn feed_is_gap_free_under_concurrent_writers(kind: Store) {
     cfg.pg_max_connections = 12;
     let platform = Platform::start(cfg, vec![]).await.expect("platform");
     // The writers command the aggregates straight over the platform's store.
-    let aggregates = Arc::new(Aggregates::new(platform.store()));
+    let aggregates = Arc::new(Aggregates::new(platform.store(), false));
 
     // The reader tails from the start while the writers run.
     let reader = {

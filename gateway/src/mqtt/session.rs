@@ -503,7 +503,7 @@ mod tests {
             let db_dir = std::env::temp_dir().join(format!("tare-size-{}", std::process::id()));
             let hub = rt.block_on(async {
                 let db = tare_platform::db::Db::open_sqlite(&db_dir).await.unwrap();
-                let aggregates = std::sync::Arc::new(tare_platform::store::Aggregates::new(&db));
+                let aggregates = std::sync::Arc::new(tare_platform::store::Aggregates::new(&db, true));
                 std::sync::Arc::new(tare_platform::devices::DeviceHub::new(
                     aggregates,
                     std::sync::Arc::new(tare_platform::devices::telemetry::TelemetryBuffer::default()),
