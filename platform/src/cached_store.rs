@@ -8,7 +8,9 @@
 //! sequences after the cached one, and a sequence another node (or a write that bypassed
 //! this cache) already took makes the insert fail with a conflict — the entry is then
 //! dropped and the command re-decided on state loaded from the store. Any failed commit
-//! drops the entry too, so the cache never holds a state the store does not.
+//! drops the entry too, so the cache never holds a state the store does not. Only
+//! commands fill the cache, and `store` runs them one at a time per aggregate: a state
+//! read before a commit can never be put back over it.
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
@@ -89,6 +91,19 @@ where
     fn inner(&self) -> &PersistedEventStore<R, A> {
         &self.shared.inner
     }
+
+    /// Keeps `state` of aggregate `id` unless the cache holds a later one: a load that
+    /// read the store before a concurrent command committed must not put back the state
+    /// that command replaced (a later command deciding nothing on it would never learn).
+    fn keep(&self, id: String, state: Cached<A>) {
+        if self.shared.capacity == 0 {
+            return;
+        }
+        let mut cache = self.lock();
+        if cache.get(&id).is_none_or(|c| c.sequence < state.sequence) {
+            cache.insert(id, state);
+        }
+    }
 }
 
 impl<R, A> CachedEventStore<R, A>
@@ -96,6 +111,19 @@ where
     R: PersistedEventRepository,
     A: Aggregate + Send + Sync + Clone,
 {
+    /// The current state of `id` for a reader: the cached one, or the store's — not
+    /// cached, since only commands (one at a time per aggregate, see `store`) may fill the
+    /// cache: a reader's state read before a command committed could otherwise be put
+    /// back over the command's.
+    pub async fn peek(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
+        if self.shared.capacity > 0 {
+            if let Some(c) = self.lock().get(id) {
+                return Ok(c.aggregate.clone());
+            }
+        }
+        Ok(self.inner().load_aggregate(id).await?.aggregate)
+    }
+
     /// The aggregate as it was at `sequence` (the cache keeps it from the load; read again
     /// if it was evicted since). A store that has moved past it is a conflict.
     async fn state_before(&self, id: &str, sequence: usize) -> Result<A, AggregateError<A::Error>> {
@@ -144,7 +172,7 @@ where
             });
         }
         let loaded = self.inner().load_aggregate(aggregate_id).await?;
-        self.lock().insert(
+        self.keep(
             aggregate_id.to_string(),
             Cached {
                 aggregate: loaded.aggregate.clone(),
@@ -181,9 +209,7 @@ where
         }
         match self.inner().commit(events, context, metadata).await {
             Ok(envelopes) => {
-                if self.shared.capacity > 0 {
-                    self.lock().insert(id, after);
-                }
+                self.keep(id, after);
                 Ok(envelopes)
             }
             Err(e) => {
