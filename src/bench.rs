@@ -192,6 +192,10 @@ pub struct BenchArgs {
     /// `store`: concurrent writers appending.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub writers: u64,
+    /// `purchase`: print the figures as one JSON object (`sqlite.purchases_per_s`,
+    /// `postgres.purchases_per_s`, …) instead of a table.
+    #[arg(long)]
+    pub json: bool,
     /// `store`: the NATS server (fresh streams are made and deleted).
     #[arg(long, env = "TARE_BENCH_NATS", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
@@ -278,6 +282,10 @@ async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
         tare_platform::db::drop_scratch_postgres(&a.postgres_admin, &url).await?;
         rows.push(r?);
     }
+    if a.json {
+        println!("{}", purchase_json(&rows, a));
+        return Ok(());
+    }
     println!(
         "\n## tare bench purchase ({} purchases per store, {} cabinets at once, zero stable-weight wait)\n",
         a.orders, a.cabinets
@@ -304,6 +312,26 @@ async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
     }
     println!("\npeak memory (VmHWM, whole process): {:.1} MiB", peak_rss_mib());
     Ok(())
+}
+
+/// The purchase figures as one JSON object, a key per store.
+fn purchase_json(rows: &[StoreFigures], a: &BenchArgs) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "orders": a.orders,
+        "cabinets": a.cabinets,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    for r in rows {
+        out[r.store] = serde_json::json!({
+            "purchases_per_s": r.purchases_per_s,
+            "events_per_purchase": r.events_per_purchase,
+            "events_per_s": r.purchases_per_s * r.events_per_purchase,
+            "raw_inserts_per_s": r.raw_inserts_per_s,
+            "ratio": r.purchases_per_s * r.events_per_purchase / r.raw_inserts_per_s,
+            "consistent": r.consistent,
+        });
+    }
+    out
 }
 
 async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> anyhow::Result<StoreFigures> {
@@ -382,4 +410,33 @@ pub(crate) async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Res
         }
     }
     Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn the_json_figures_name_each_store_s_rate() {
+        let a = Cli::parse_from(["tare", "purchase", "--json", "--orders", "10"]).bench;
+        let rows = [StoreFigures {
+            store: "sqlite",
+            purchases_per_s: 50.0,
+            events_per_purchase: 20.0,
+            raw_inserts_per_s: 10_000.0,
+            consistent: true,
+        }];
+        let v = purchase_json(&rows, &a);
+        assert_eq!(v.pointer("/sqlite/purchases_per_s"), Some(&serde_json::json!(50.0)));
+        assert_eq!(v.pointer("/sqlite/ratio"), Some(&serde_json::json!(0.1)));
+        assert_eq!(v["orders"], 10);
+        assert!(v.get("postgres").is_none(), "a store not run is absent");
+    }
 }
