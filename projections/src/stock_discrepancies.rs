@@ -162,7 +162,11 @@ impl Projection for StockDiscrepancies {
             },
             _ => return vec![],
         };
-        let owner = format!("{}/{aggregate_id}", if next.open { "open" } else { "closed" });
+        let owner = if next.open {
+            Self::open_owner(aggregate_id)
+        } else {
+            format!("closed/{aggregate_id}")
+        };
         vec![DocWrite {
             id: id.clone(),
             owner: Some(owner),

@@ -81,13 +81,15 @@ impl Platform {
             result: result.clone(),
             at: self.clock.now_ms(),
         };
-        match self
-            .aggregates
-            .reconciliations
-            .execute(&id, cmd, self.meta(&id, "reconcile:bills"))
-            .await
-        {
-            Ok(()) => Ok(result),
+        self.record_reconciliation(&id, cmd, "reconcile:bills").await?;
+        Ok(result)
+    }
+
+    /// Records a reconciliation run (bills or stock) on aggregate `id`: a refusal is the
+    /// platform's fault (a run of another day sent to this one), not the caller's.
+    pub(super) async fn record_reconciliation(&self, id: &str, cmd: ReconciliationCommand, causation: &str) -> Result<(), ServiceError> {
+        match self.aggregates.reconciliations.execute(id, cmd, self.meta(id, causation)).await {
+            Ok(()) => Ok(()),
             Err(CommandError::Rejected(e)) => Err(ServiceError::Internal(e.to_string())),
             Err(e) => Err(ServiceError::from_command(e)),
         }

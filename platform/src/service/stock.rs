@@ -4,7 +4,6 @@
 //! raises an anomaly per divergence not raised before.
 
 use super::ServiceError;
-use crate::store::CommandError;
 use crate::Platform;
 use tare_domain::reconciliation::{stock_id, ReconciliationCommand, StockFinding};
 use tare_domain::{CabinetId, DoorNo, LaneNo};
@@ -67,16 +66,8 @@ impl Platform {
             findings: findings.clone(),
             at: self.clock.now_ms(),
         };
-        match self
-            .aggregates
-            .reconciliations
-            .execute(&id, cmd, self.meta(&id, "reconcile:stock"))
-            .await
-        {
-            Ok(()) => Ok(findings),
-            Err(CommandError::Rejected(e)) => Err(ServiceError::Internal(e.to_string())),
-            Err(e) => Err(ServiceError::from_command(e)),
-        }
+        self.record_reconciliation(&id, cmd, "reconcile:stock").await?;
+        Ok(findings)
     }
 
     /// How many stock runs closing local `date` were recorded.
