@@ -117,7 +117,7 @@ fn alipay_notification(keys: &ProviderKeys, i: usize) -> anyhow::Result<Prepared
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let key = a.alipay_private_key.as_ref().context("the sandbox's Alipay key")?;
-    tare_providers::alipay::sign::sign_notification(key.rsa(), &mut params);
+    tare_providers::alipay::sign::sign_notification(key, &mut params);
     let signed_message =
         tare_providers::alipay::sign::notification_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into_bytes();
     let signature = tare_providers::alipay::sign::lookup(&params, "sign")

@@ -81,7 +81,7 @@ fn alipay_crypto(keys: &ProviderKeys, n: usize) -> anyhow::Result<f64> {
         if !tare_providers::alipay::sign::verify_request(&a.app_public_key, &params) {
             bail!("the request does not verify");
         }
-        let body = tare_providers::alipay::sign::signed_response(alipay.rsa(), &tare_providers::alipay::sign::response_key(method), &inner);
+        let body = tare_providers::alipay::sign::signed_response(alipay, &tare_providers::alipay::sign::response_key(method), &inner);
         tare_providers::alipay::parse_response(&a.alipay_public_key, method, &body).map_err(|e| anyhow::anyhow!("response: {e}"))?;
     }
     Ok(started.elapsed().as_secs_f64() / n as f64)

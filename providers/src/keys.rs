@@ -14,11 +14,12 @@
 //! platform's requests with them, as the real providers do with the keys merchants upload.
 //! No key or secret is ever printed: every type here redacts itself in `Debug`.
 
+pub use crate::crypto::PrivateKey;
 use crate::crypto::{
     generate_rsa_key, parse_private_key, parse_public_key, private_key_pem, public_key_pem, random_alphanumeric, CryptoError,
 };
 use rand::Rng;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::RsaPublicKey;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -81,28 +82,6 @@ impl ApiV3Key {
 impl fmt::Debug for ApiV3Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiV3Key(<redacted>)")
-    }
-}
-
-/// A private key that never prints itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PrivateKey(RsaPrivateKey);
-
-impl PrivateKey {
-    /// The key.
-    pub fn rsa(&self) -> &RsaPrivateKey {
-        &self.0
-    }
-
-    /// Its public half.
-    pub fn public(&self) -> RsaPublicKey {
-        RsaPublicKey::from(&self.0)
-    }
-}
-
-impl fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PrivateKey(<redacted>)")
     }
 }
 
@@ -220,7 +199,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, KeyError>
 }
 
 fn read_private(path: &Path) -> Result<PrivateKey, KeyError> {
-    parse_private_key(&read(path)?).map(PrivateKey).map_err(|e| invalid(path, e))
+    parse_private_key(&read(path)?)
+        .and_then(PrivateKey::new)
+        .map_err(|e| invalid(path, e))
 }
 
 fn read_optional_private(path: &Path) -> Result<Option<PrivateKey>, KeyError> {

@@ -39,7 +39,7 @@ pub fn build_request(keys: &AlipayKeys, method: &str, biz: &Value, notify_url: O
     if let Some(url) = notify_url.filter(|u| !u.is_empty()) {
         params.push(("notify_url".into(), url.into()));
     }
-    sign_request(keys.app_private_key.rsa(), &mut params);
+    sign_request(&keys.app_private_key, &mut params);
     params
 }
 

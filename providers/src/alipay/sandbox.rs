@@ -33,7 +33,7 @@ pub enum SandboxError {
 /// collected and refunded, and notifications sent like Alipay sends them.
 pub struct AlipaySandbox {
     pub(super) keys: AlipayKeys,
-    pub(super) alipay_key: rsa::RsaPrivateKey,
+    pub(super) alipay_key: crate::keys::PrivateKey,
     pub(super) state: Mutex<Store>,
     pub(super) http: reqwest::Client,
     /// Where notifications go when their `notify_url` does not answer.
@@ -58,7 +58,6 @@ impl AlipaySandbox {
             .alipay_private_key
             .as_ref()
             .ok_or(SandboxError::MissingAlipayKey)?
-            .rsa()
             .clone();
         let store = Store::new(behaviour, &keys.app.app_id, &keys.app.seller_id);
         Ok(Arc::new_cyclic(|me| Self {

@@ -10,9 +10,9 @@
 //!
 //! Also the gateway's clock format (`yyyy-MM-dd HH:mm:ss`, China time).
 
-use crate::crypto::{rsa_sign, rsa_verify};
+use crate::crypto::{rsa_sign, rsa_verify, PrivateKey};
 use crate::sandbox::china_date;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::RsaPublicKey;
 use tare_domain::UnixMs;
 
 /// The only signature type spoken (SHA256withRSA).
@@ -43,13 +43,13 @@ pub fn notification_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a s
 }
 
 /// Appends `sign` to request parameters (signed with the app's private key).
-pub fn sign_request(key: &RsaPrivateKey, params: &mut Vec<(String, String)>) {
+pub fn sign_request(key: &PrivateKey, params: &mut Vec<(String, String)>) {
     let content = request_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     params.push(("sign".into(), rsa_sign(key, content.as_bytes())));
 }
 
 /// Appends `sign_type` and `sign` to notification parameters (signed with Alipay's key).
-pub fn sign_notification(key: &RsaPrivateKey, params: &mut Vec<(String, String)>) {
+pub fn sign_notification(key: &PrivateKey, params: &mut Vec<(String, String)>) {
     let content = notification_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     params.push(("sign_type".into(), SIGN_TYPE.into()));
     params.push(("sign".into(), rsa_sign(key, content.as_bytes())));
@@ -76,7 +76,7 @@ pub fn response_key(method: &str) -> String {
 
 /// A signed synchronous response body: `{"<key>":<inner>,"sign":"…"}`, the sign covering
 /// `inner` byte for byte.
-pub fn signed_response(key: &RsaPrivateKey, response_key: &str, inner: &str) -> String {
+pub fn signed_response(key: &PrivateKey, response_key: &str, inner: &str) -> String {
     let sign = rsa_sign(key, inner.as_bytes());
     format!("{{\"{response_key}\":{inner},\"sign\":\"{sign}\"}}")
 }

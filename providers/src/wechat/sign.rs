@@ -65,7 +65,7 @@ pub fn authorization(keys: &WechatKeys, method: &str, path_with_query: &str, bod
     let nonce = random_alphanumeric(32);
     let ts = now_secs.to_string();
     let signature = rsa_sign(
-        keys.merchant_private_key.rsa(),
+        &keys.merchant_private_key,
         &request_message(method, path_with_query, &ts, &nonce, body),
     );
     format!(
@@ -159,7 +159,7 @@ pub fn verify_request(
 pub fn sign_response(key: &PrivateKey, serial: &str, body: &[u8], now_secs: i64, headers: &mut HeaderMap) {
     let nonce = random_alphanumeric(32);
     let ts = now_secs.to_string();
-    let signature = rsa_sign(key.rsa(), &response_message(&ts, &nonce, body));
+    let signature = rsa_sign(key, &response_message(&ts, &nonce, body));
     for (name, value) in [
         (H_TIMESTAMP, ts),
         (H_NONCE, nonce),

@@ -44,7 +44,7 @@ fn freeze(keys: &ProviderKeys, out_order_no: &str, app_id: &str, amount: &str, k
     .collect();
     let _ = keys;
     if let Some(signer) = key {
-        sign_notification(signer.alipay.alipay_private_key.as_ref().expect("sandbox key").rsa(), &mut p);
+        sign_notification(signer.alipay.alipay_private_key.as_ref().expect("sandbox key"), &mut p);
         p.push(("sign_type".into(), "RSA2".into()));
     }
     p
@@ -153,9 +153,9 @@ async fn forged_and_duplicate_callbacks_change_nothing(kind: Store) {
         // The request rule (sign_type inside the signed string) is not the notification's.
         let mut p = freeze(&keys, &bob_ref, &app_id, "10.00", None);
         p.push(("sign_type".into(), "RSA2".into()));
-        sign_notification(keys.alipay.alipay_private_key.as_ref().unwrap().rsa(), &mut p);
+        sign_notification(keys.alipay.alipay_private_key.as_ref().unwrap(), &mut p);
         let signed = tare_providers::crypto::rsa_sign(
-            keys.alipay.alipay_private_key.as_ref().unwrap().rsa(),
+            keys.alipay.alipay_private_key.as_ref().unwrap(),
             tare_providers::alipay::sign::request_content(p.iter().filter(|(k, _)| k != "sign").map(|(k, v)| (k.as_str(), v.as_str())))
                 .as_bytes(),
         );

@@ -35,7 +35,7 @@ fn trade(total: &str) -> Vec<(String, String)> {
 /// Signed by the sandbox's Alipay key, by the rule.
 fn signed(mut params: Vec<(String, String)>) -> Vec<u8> {
     let k = keys();
-    sign_notification(k.alipay_private_key.as_ref().unwrap().rsa(), &mut params);
+    sign_notification(k.alipay_private_key.as_ref().unwrap(), &mut params);
     serde_urlencoded::to_string(&params).unwrap().into_bytes()
 }
 
@@ -83,7 +83,7 @@ fn forged_or_wrongly_signed_notifications_are_refused() {
     let k = keys();
     // Signed with a key that is not Alipay's.
     let mut forged = trade("0.10");
-    sign_notification(k.app_private_key.rsa(), &mut forged);
+    sign_notification(&k.app_private_key, &mut forged);
     let body = serde_urlencoded::to_string(&forged).unwrap();
     assert_eq!(verify_notification(&k, body.as_bytes()), Err(CallbackError::BadSignature));
     // Signed by Alipay's key but with the request rule (sign_type inside the string).
@@ -96,7 +96,7 @@ fn forged_or_wrongly_signed_notifications_are_refused() {
     );
     wrong_rule.push((
         "sign".into(),
-        rsa_sign(k.alipay_private_key.as_ref().unwrap().rsa(), content.as_bytes()),
+        rsa_sign(k.alipay_private_key.as_ref().unwrap(), content.as_bytes()),
     ));
     let body = serde_urlencoded::to_string(&wrong_rule).unwrap();
     assert_eq!(verify_notification(&k, body.as_bytes()), Err(CallbackError::BadSignature));

@@ -121,7 +121,7 @@ async fn python_alipay_sdk_agrees_with_our_wire_format() {
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
-    sign_notification(k.alipay_private_key.as_ref().unwrap().rsa(), &mut note);
+    sign_notification(k.alipay_private_key.as_ref().unwrap(), &mut note);
     let notification = serde_urlencoded::to_string(&note).unwrap();
     assert!(verify_notification(&k, notification.as_bytes()).is_ok());
     // A request as the adapter signs it, and the gateway's real answer to it.
