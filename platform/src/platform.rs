@@ -291,7 +291,8 @@ impl Platform {
         }
         if roles.sagas {
             let p = self.clone();
-            tasks.push(self.spawn_loop("effects", move || {
+            let scheduled = self.jobs.scheduled();
+            tasks.push(self.spawn_loop_woken("effects", Some(scheduled), move || {
                 let p = p.clone();
                 async move { execute_due(&p.effects, &p.jobs, &p.clock, 256, concurrency).await }
             }));
@@ -328,6 +329,22 @@ impl Platform {
         Fut: std::future::Future<Output = Result<usize, E>> + Send,
         E: std::fmt::Display,
     {
+        self.spawn_loop_woken(name, None, step)
+    }
+
+    /// [`Self::spawn_loop`] that also wakes when `also` changes (jobs scheduled).
+    fn spawn_loop_woken<F, Fut, E>(
+        self: &Arc<Self>,
+        name: &'static str,
+        also: Option<watch::Receiver<u64>>,
+        step: F,
+    ) -> JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<usize, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut also = also;
         let mut shutdown = self.shutdown.subscribe();
         let mut commits = self.aggregates.commits();
         let clock = self.clock.clone();
@@ -344,6 +361,17 @@ impl Platform {
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     _ = commits.changed() => {}
+                    _ = async {
+                        match also.as_mut() {
+                            // A sender gone never wakes anyone again (no busy loop).
+                            Some(rx) => {
+                                if rx.changed().await.is_err() {
+                                    std::future::pending::<()>().await
+                                }
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
                     _ = clock.nap(IDLE_POLL_MS) => {}
                 }
             }
