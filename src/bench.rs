@@ -1,13 +1,11 @@
-//! Benchmarks and the purchase driver they share with `tare demo`.
+//! Benchmarks and the purchase driver they share with `tare demo` and `tare sim`.
 //!
-//! `tare bench purchase`: complete purchases per second through the HTTP API with
-//! in-process cabinets and no stable-weight wait, on SQLite and on PostgreSQL, each
-//! beside the raw rate of plain inserts of the same event rows into a bare table of the
-//! same store, measured in the same run; plus peak memory. Figures are reported as
-//! ratios first, since the machines are shared and noisy.
+//! Each `tare bench …` reports its figures beside a baseline measured in the same run
+//! (ratios first: the machines are shared and noisy); `purchase` lives in
+//! [`crate::bench_purchase`].
 
-use crate::app::{App, AppConfig};
-use crate::fleet::{Fleet, FleetSpec, Purchase};
+use crate::app::App;
+use crate::fleet::{Fleet, Purchase};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -16,7 +14,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 use tare_domain::DoorNo;
-use tare_platform::StoreConfig;
 
 /// What a batch of purchases came to.
 #[derive(Debug, Default, Clone)]
@@ -76,12 +73,26 @@ impl fmt::Display for Summary {
 /// purchase at a time per cabinet, all cabinets at once) and checks the outcome against
 /// what the shoppers really took.
 pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::Result<Summary> {
+    run_purchases_paced(fleet, n, seed, None).await
+}
+
+/// [`run_purchases`], starting at most `pace` purchases a second fleet-wide when given
+/// (an open pace, as shoppers arrive; `None`: each cabinet's next purchase at once).
+pub async fn run_purchases_paced(fleet: &Arc<Fleet>, n: usize, seed: u64, pace: Option<f64>) -> anyhow::Result<Summary> {
     let cabinets = fleet.cabinets.len();
+    let pacer = pace.filter(|r| *r > 0.0).map(|r| {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / r));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Arc::new(tokio::sync::Mutex::new(every))
+    });
     let mut tasks = Vec::new();
     for cab in 0..cabinets {
         let share = n / cabinets + usize::from(cab < n % cabinets);
         let fleet = fleet.clone();
+        let pacer = pacer.clone();
         tasks.push(tokio::spawn(async move {
+            // Shoppers arrive over the first second, not all in the same millisecond.
+            tokio::time::sleep(std::time::Duration::from_micros((cab as u64 * 1_000_000) / cabinets.max(1) as u64)).await;
             let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(cab as u64));
             let modes = [
                 ("wechat", "once"),
@@ -96,6 +107,9 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
                 let doors = fleet.cabinets[cab].counts().keys().map(|(d, _)| d.get()).max().unwrap_or(1);
                 let door = DoorNo::of(rng.random_range(1..=doors));
                 let takes = fleet.random_takes(&mut rng, cab, door);
+                if let Some(p) = &pacer {
+                    p.lock().await.tick().await;
+                }
                 out.push(fleet.purchase(&shopper, cab, door, &takes).await);
             }
             anyhow::Ok(out)
@@ -135,8 +149,13 @@ pub async fn run_purchases(fleet: &Arc<Fleet>, n: usize, seed: u64) -> anyhow::R
 
 /// Adds the providers' view: collections made and orders collected twice.
 pub fn audit_provider_charges(app: &App, summary: &mut Summary) {
+    audit_sandbox_charges(&app.sandboxes, summary);
+}
+
+/// Adds what `sandboxes` collected: collections made and orders collected twice.
+pub fn audit_sandbox_charges(sandboxes: &crate::app::Sandboxes, summary: &mut Summary) {
     let mut per_order: BTreeMap<String, usize> = BTreeMap::new();
-    for s in app.sandboxes.values() {
+    for s in sandboxes.values() {
         for c in s.charges() {
             *per_order.entry(c.order_id).or_default() += 1;
         }
@@ -173,12 +192,12 @@ pub struct BenchArgs {
     /// `gateway`: the plain MQTT broker of the baseline.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub broker: String,
-    /// Purchases per store.
-    #[arg(long, default_value_t = 400)]
-    pub orders: usize,
-    /// Cabinets buying at once.
-    #[arg(long, default_value_t = 8)]
-    pub cabinets: usize,
+    /// Purchases per store (`purchase`: 2,000 at the peak; `store`: 400).
+    #[arg(long)]
+    pub orders: Option<usize>,
+    /// Cabinets buying at once (`purchase`: 500, over MQTT; `store`: 8).
+    #[arg(long)]
+    pub cabinets: Option<usize>,
     /// PostgreSQL server for the PostgreSQL run (a scratch database is made and dropped).
     #[arg(long, env = "TARE_BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub postgres_admin: String,
@@ -219,18 +238,19 @@ pub fn peak_rss_mib() -> f64 {
     proc_status_kib("VmHWM") / 1024.0
 }
 
-struct StoreFigures {
-    store: &'static str,
-    purchases_per_s: f64,
-    events_per_purchase: f64,
-    raw_inserts_per_s: f64,
-    consistent: bool,
-}
-
 /// Runs a benchmark.
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what.as_str() {
-        "purchase" => bench_purchase(&a).await,
+        "purchase" => {
+            crate::bench_purchase::run(crate::bench_purchase::PurchaseBench {
+                orders: a.orders.unwrap_or(2_000).max(1),
+                cabinets: a.cabinets.unwrap_or(500).max(1),
+                postgres_admin: a.postgres_admin.clone(),
+                sqlite_only: a.sqlite_only,
+                json: a.json,
+            })
+            .await
+        }
         "gateway" => {
             crate::bench_gateway::run(crate::bench_gateway::GatewayBench {
                 connections: a.connections,
@@ -246,8 +266,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 nats: a.nats.clone(),
                 events: a.events.unwrap_or(5_000).max(1),
                 writers: a.writers as usize,
-                orders: a.orders.max(1),
-                cabinets: a.cabinets.max(1),
+                orders: a.orders.unwrap_or(400).max(1),
+                cabinets: a.cabinets.unwrap_or(8).max(1),
             })
             .await
         }
@@ -269,102 +289,6 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("unknown benchmark `{other}` (known: purchase, gateway, store, callbacks, providers, replay)"),
     }
-}
-
-async fn bench_purchase(a: &BenchArgs) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    let dir = std::env::temp_dir().join(format!("tare-bench-{}", uuid::Uuid::new_v4().simple()));
-    rows.push(purchase_on(StoreConfig::Sqlite(dir.clone()), "sqlite", a).await?);
-    let _ = std::fs::remove_dir_all(&dir);
-    if !a.sqlite_only {
-        let url = tare_platform::db::create_scratch_postgres(&a.postgres_admin, "tare_bench").await?;
-        let r = purchase_on(StoreConfig::Postgres(url.clone()), "postgres", a).await;
-        tare_platform::db::drop_scratch_postgres(&a.postgres_admin, &url).await?;
-        rows.push(r?);
-    }
-    if a.json {
-        println!("{}", purchase_json(&rows, a));
-        return Ok(());
-    }
-    println!(
-        "\n## tare bench purchase ({} purchases per store, {} cabinets at once, zero stable-weight wait)\n",
-        a.orders, a.cabinets
-    );
-    println!(
-        "| store | event rows written per s ÷ raw single-row inserts per s | purchases/s | events per purchase | raw inserts/s | outcome |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for r in &rows {
-        let ratio = r.purchases_per_s * r.events_per_purchase / r.raw_inserts_per_s;
-        println!(
-            "| {} | {:.3} | {:.1} | {:.1} | {:.0} | {} |",
-            r.store,
-            ratio,
-            r.purchases_per_s,
-            r.events_per_purchase,
-            r.raw_inserts_per_s,
-            if r.consistent {
-                "all terminal, charges exact, no double charge"
-            } else {
-                "INCONSISTENT"
-            }
-        );
-    }
-    println!("\npeak memory (VmHWM, whole process): {:.1} MiB", peak_rss_mib());
-    Ok(())
-}
-
-/// The purchase figures as one JSON object, a key per store.
-fn purchase_json(rows: &[StoreFigures], a: &BenchArgs) -> serde_json::Value {
-    let mut out = serde_json::json!({
-        "orders": a.orders,
-        "cabinets": a.cabinets,
-        "peak_rss_mib": peak_rss_mib(),
-    });
-    for r in rows {
-        out[r.store] = serde_json::json!({
-            "purchases_per_s": r.purchases_per_s,
-            "events_per_purchase": r.events_per_purchase,
-            "events_per_s": r.purchases_per_s * r.events_per_purchase,
-            "raw_inserts_per_s": r.raw_inserts_per_s,
-            "ratio": r.purchases_per_s * r.events_per_purchase / r.raw_inserts_per_s,
-            "consistent": r.consistent,
-        });
-    }
-    out
-}
-
-async fn purchase_on(store: StoreConfig, name: &'static str, a: &BenchArgs) -> anyhow::Result<StoreFigures> {
-    let mut cfg = AppConfig::embedded(std::env::temp_dir());
-    cfg.store = store;
-    cfg.saga.stable_wait_ms = 0;
-    let app = App::start(cfg).await?;
-    let spec = FleetSpec {
-        cabinets: a.cabinets,
-        capacity: 40,
-        // The purchase benchmark measures the core; `tare bench gateway` measures the edge.
-        transport: crate::fleet::FleetTransport::InProcess,
-        ..FleetSpec::default()
-    };
-    let fleet = Arc::new(Fleet::provision(&app, &spec).await?);
-    let head_before = app.platform.feed_head().await?;
-    let started = Instant::now();
-    let mut summary = run_purchases(&fleet, a.orders, 42).await?;
-    let secs = started.elapsed().as_secs_f64();
-    audit_provider_charges(&app, &mut summary);
-    let head_after = app.platform.feed_head().await?;
-    let events = (head_after - head_before) as f64;
-    let raw = raw_insert_rate(&app, head_before, 3000).await?;
-    eprintln!("{name}: {summary}");
-    let figures = StoreFigures {
-        store: name,
-        purchases_per_s: a.orders as f64 / secs,
-        events_per_purchase: events / a.orders as f64,
-        raw_inserts_per_s: raw,
-        consistent: summary.is_consistent(),
-    };
-    app.stop().await;
-    Ok(figures)
 }
 
 /// Inserts copies of `n` real event rows one by one (autocommit) into a bare table with
@@ -412,31 +336,51 @@ pub(crate) async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Res
     Ok(events.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
+/// Inserts copies of `rows` into a bare table with the events table's columns and primary
+/// key, `per_statement` rows to a statement, each statement its own transaction: the
+/// store's raw rate for batched appends (`tare bench purchase`'s baseline), rows a second.
+pub(crate) async fn batched_insert_rate(
+    db: &tare_platform::db::Db,
+    rows: &[tare_platform::feed::FeedEvent],
+    per_statement: usize,
+) -> anyhow::Result<f64> {
+    let ddl_sqlite = "CREATE TABLE IF NOT EXISTS bench_batched_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence integer NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
+    let ddl_pg = "CREATE TABLE IF NOT EXISTS bench_batched_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
+    let started = Instant::now();
+    match db {
+        tare_platform::db::Db::Sqlite { write, .. } => {
+            sqlx::query(ddl_sqlite).execute(write).await?;
+            for chunk in rows.chunks(per_statement.max(1)) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_batched_events ");
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.aggregate_type)
+                        .push_bind(&e.aggregate_id)
+                        .push_bind(e.sequence)
+                        .push_bind(&e.event_type)
+                        .push_bind(&e.event_version)
+                        .push_bind(e.payload.to_string())
+                        .push_bind(e.metadata.to_string());
+                });
+                q.build().execute(write).await?;
+            }
+        }
+        tare_platform::db::Db::Postgres(pool) => {
+            sqlx::query(ddl_pg).execute(pool).await?;
+            for chunk in rows.chunks(per_statement.max(1)) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_batched_events ");
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.aggregate_type)
+                        .push_bind(&e.aggregate_id)
+                        .push_bind(e.sequence)
+                        .push_bind(&e.event_type)
+                        .push_bind(&e.event_version)
+                        .push_bind(&e.payload)
+                        .push_bind(&e.metadata);
+                });
+                q.build().execute(pool).await?;
+            }
+        }
     }
-
-    #[test]
-    fn the_json_figures_name_each_store_s_rate() {
-        let a = Cli::parse_from(["tare", "purchase", "--json", "--orders", "10"]).bench;
-        let rows = [StoreFigures {
-            store: "sqlite",
-            purchases_per_s: 50.0,
-            events_per_purchase: 20.0,
-            raw_inserts_per_s: 10_000.0,
-            consistent: true,
-        }];
-        let v = purchase_json(&rows, &a);
-        assert_eq!(v.pointer("/sqlite/purchases_per_s"), Some(&serde_json::json!(50.0)));
-        assert_eq!(v.pointer("/sqlite/ratio"), Some(&serde_json::json!(0.1)));
-        assert_eq!(v["orders"], 10);
-        assert!(v.get("postgres").is_none(), "a store not run is absent");
-    }
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
 }

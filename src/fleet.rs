@@ -421,15 +421,13 @@ impl Fleet {
         let order_id = created["order_id"].as_str().context("order_id")?.to_string();
         let confirm = match created["confirm_url"].as_str() {
             Some(u) => Some(u.to_string()),
-            None => {
-                let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
-                o["payment"]["confirm_url"].as_str().map(str::to_string)
-            }
+            None => self.confirm_url(&order_id, &shopper.token).await?,
         };
         if let Some(url) = confirm {
             let path = url.strip_prefix(&self.client.base).unwrap_or(&url).to_string();
             let (st, b) = self.client.post(&path, &shopper.token, &json!({})).await?;
-            if st != StatusCode::OK {
+            // The platform's confirm page answers 200; `tare sandbox`'s own, 204.
+            if !st.is_success() {
                 bail!("confirm: {st} {b}");
             }
         }
@@ -455,9 +453,32 @@ impl Fleet {
         Ok((order_id, taken))
     }
 
-    /// Polls an order until it reaches an end state (paid, cancelled, abnormal, …).
+    /// Where the shopper confirms, when the order's reply did not say yet (the provider
+    /// was slow to answer): asked again, as an app would, until the payment is past
+    /// opening (`None`: nothing to confirm — authorized at once, or the order ended).
+    async fn confirm_url(&self, order_id: &str, token: &str) -> anyhow::Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut every = Duration::from_millis(10);
+        loop {
+            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
+            if let Some(url) = o["payment"]["confirm_url"].as_str() {
+                return Ok(Some(url.to_string()));
+            }
+            let opening = o["state"] == "authorizing" && o["payment"]["state"].as_str().is_none_or(|s| s == "new");
+            if !opening || tokio::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(every).await;
+            every = (every * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Polls an order until it reaches an end state (paid, cancelled, abnormal, …), as a
+    /// shopper's app would: soon at first, then less often (5 ms doubling to 200 ms), so
+    /// that hundreds of shoppers waiting at once do not become the platform's load.
     pub async fn wait_terminal(&self, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut every = Duration::from_millis(5);
         loop {
             let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
             let state = o["state"].as_str().unwrap_or_default();
@@ -467,7 +488,8 @@ impl Fleet {
             if tokio::time::Instant::now() > deadline {
                 bail!("order {order_id} still {state}");
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(every).await;
+            every = (every * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_callbacks;
 pub mod bench_gateway;
 pub mod bench_providers;
+pub mod bench_purchase;
 pub mod bench_replay;
 pub mod bench_store;
 pub mod fleet;

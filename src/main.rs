@@ -205,6 +205,11 @@ struct ServeArgs {
     /// The local (China) hour the daily settlements' business day closes at (0: midnight).
     #[arg(long, env = "TARE_SETTLEMENT_CLOSE_HOUR", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=23))]
     settlement_close_hour: i64,
+    /// How long after a door closes the shelves' weight is first looked at for a stable
+    /// reading [O5]; cabinets whose load cells settle faster can shorten it (0: at once,
+    /// as `tare bench purchase` runs it).
+    #[arg(long, env = "TARE_STABLE_WAIT_MS", default_value_t = 500, value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    stable_wait_ms: i64,
     /// WeChat Pay's fee in parts per million of the amount, for the daily settlements
     /// (6000 = 0.6 %).
     #[arg(long, env = "TARE_WECHAT_FEE_PPM", default_value_t = 6_000, value_parser = clap::value_parser!(i64).range(0..=100_000))]
@@ -343,6 +348,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.pg_max_connections = a.pg_connections;
     cfg.saga.auth_timeout_ms = a.auth_timeout_secs as i64 * 1000;
     cfg.saga.settlement_close_hour = a.settlement_close_hour;
+    cfg.saga.stable_wait_ms = a.stable_wait_ms;
     cfg.saga.fees = tare_domain::reconciliation::daily::FeeRates {
         wechat_ppm: a.wechat_fee_ppm,
         alipay_ppm: a.alipay_fee_ppm,

@@ -75,7 +75,14 @@ pub struct AggregateStore<A: Aggregate<Services = ()> + Clone> {
     /// Locks by a hash of the aggregate id: commands on one aggregate run one at a time
     /// (none when nothing is cached).
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Whoever waits for one aggregate's next commit in this process (see
+    /// [`AggregateStore::wait_until`]).
+    waiters: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
+
+/// How often a waiter looks again without a wake-up (a commit on another node of a
+/// cluster wakes nobody here).
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Lock stripes per aggregate type (unrelated aggregates rarely share one).
 const STRIPES: usize = 1024;
@@ -139,7 +146,36 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
             stripes: (0..if cached > 0 { STRIPES } else { 0 })
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            waiters: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Aggregate `id` once `ready` holds for it, or as it is when `wait` has passed:
+    /// woken by its own commits in this process (looked at again every 50 ms besides),
+    /// not by polling — hundreds of API calls waiting at once must not become the load.
+    pub async fn wait_until(&self, id: &str, wait: std::time::Duration, ready: impl Fn(&A) -> bool) -> Result<A, CommandError<A::Error>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let notify = {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            w.entry(id.to_string()).or_default().clone()
+        };
+        let result = loop {
+            let a = match self.load(id).await {
+                Ok(a) => a,
+                Err(e) => break Err(e),
+            };
+            let now = tokio::time::Instant::now();
+            if ready(&a) || now >= deadline {
+                break Ok(a);
+            }
+            let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), notify.notified()).await;
+        };
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        // The last of this id's waiters takes the entry away (the map holds one reference).
+        if w.get(id).is_some_and(|n| Arc::strong_count(n) <= 2) {
+            w.remove(id);
+        }
+        result
     }
 
     /// Executes `command` on aggregate `id`, retrying a few times on concurrency
@@ -167,6 +203,10 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
                 Ok(()) => {
                     // Wake the feed's tailers (they also poll, so a missed wake-up only delays).
                     self.commits.send_modify(|n| *n = n.wrapping_add(1));
+                    // A permit is kept for a waiter between its looks (none is lost).
+                    if let Some(n) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+                        n.notify_one();
+                    }
                     return Ok(());
                 }
                 Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(e)),

@@ -133,6 +133,12 @@ impl DeviceTransport for MqttTransport {
             true,
         ));
         let (client, mut events) = AsyncClient::new(opts, 64);
+        // A cabinet sends small messages back to back (the pre-open weight, then the
+        // ack): with Nagle's algorithm the second waits for the broker's delayed ACK,
+        // 40 ms on Linux — firmware on an embedded TCP stack sends at once.
+        let mut net = events.network_options();
+        net.set_tcp_nodelay(true);
+        events.set_network_options(net);
         // Wait for the CONNACK so a refused connection is an error here, not later.
         loop {
             match events.poll().await {

@@ -378,12 +378,7 @@ pub(super) async fn create_order(
     let order_id = order.id.clone().unwrap_or_default();
     // The provider authorization is created by the saga right after; wait a moment for
     // it so the client gets its confirm URL in this reply (it is also in GET).
-    let mut payment = s.platform.payment(&order_id).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while payment.state == PaymentState::New && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        payment = s.platform.payment(&order_id).await?;
-    }
+    let payment = s.platform.payment_opened(&order_id, Duration::from_secs(2)).await?;
     let order = s.platform.order(&order_id).await?;
     let confirm_url = payment.confirm_url.filter(|_| payment.state == PaymentState::AwaitingConfirmation);
     Ok((

@@ -257,4 +257,14 @@ impl Platform {
     pub async fn payment(&self, order_id: &str) -> Result<Payment, ServiceError> {
         self.aggregates.payments.load(order_id).await.map_err(ServiceError::from_command)
     }
+
+    /// An order's payment once the saga has opened it at the provider, or as it is after
+    /// `wait` (woken by the payment's commit, not by polling the store).
+    pub async fn payment_opened(&self, order_id: &str, wait: std::time::Duration) -> Result<Payment, ServiceError> {
+        self.aggregates
+            .payments
+            .wait_until(order_id, wait, |p| p.state != tare_domain::payment::PaymentState::New)
+            .await
+            .map_err(ServiceError::from_command)
+    }
 }
