@@ -464,7 +464,7 @@ impl Fleet {
             if let Some(url) = o["payment"]["confirm_url"].as_str() {
                 return Ok(Some(url.to_string()));
             }
-            let opening = o["state"] == "authorizing" && o["payment"]["state"].as_str().is_none_or(|s| s == "new");
+            let opening = o["state"] == "authorizing" && o["payment"]["state"].as_str().is_none_or(|s| s == "pending");
             if !opening || tokio::time::Instant::now() > deadline {
                 return Ok(None);
             }
