@@ -73,6 +73,11 @@ type FeedRow = (i64, String, String, i64, String, String, String, String);
 pub struct Feed {
     db: Db,
     appended: Arc<Notify>,
+    /// Bumped when PostgreSQL's sequencer has numbered new events: the saga and
+    /// projection loops read the feed at once instead of at their next idle poll (on
+    /// PostgreSQL a commit is in the feed only once sequenced, so the commit's own wake-up
+    /// usually finds nothing new yet).
+    sequenced: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Feed {
@@ -81,7 +86,13 @@ impl Feed {
         Self {
             db,
             appended: Arc::new(Notify::new()),
+            sequenced: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// Changes whenever this process's sequencer numbered new events.
+    pub fn sequenced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sequenced.subscribe()
     }
 
     /// Tells tailers that events were committed.
@@ -215,6 +226,7 @@ impl Feed {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.sequenced.send_modify(|n| *n = n.wrapping_add(1));
         Ok(rows.len() as u64)
     }
 }

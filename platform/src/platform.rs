@@ -68,6 +68,10 @@ pub struct Platform {
 /// How long a loop idles before looking again when nothing woke it.
 const IDLE_POLL_MS: u64 = 50;
 
+/// PostgreSQL's feed sequencer idles shorter: a commit it was woken for is numbered only
+/// once the transactions older than it have ended, usually a few milliseconds later.
+const SEQUENCER_IDLE_MS: u64 = 5;
+
 /// Where alerts go: the operator's webhook, or the recording sandbox (returned too, for
 /// `GET /sandbox/alerts`); either behind the per-minute limit.
 fn alert_sink(cfg: &PlatformConfig) -> (Arc<dyn tare_sagas::ports::AlertSink>, Option<Arc<crate::alerts::AlertOutbox>>) {
@@ -211,7 +215,9 @@ impl Platform {
         let roles = self.roles;
         if self.db.is_postgres() {
             let p = self.clone();
-            tasks.push(self.spawn_loop("feed-sequencer", move || {
+            // A commit wakes it, but an event is numbered only once every older
+            // transaction has ended: look again soon rather than at the idle poll.
+            tasks.push(self.spawn_loop_woken("feed-sequencer", None, SEQUENCER_IDLE_MS, move || {
                 let p = p.clone();
                 async move { p.feed.sequence_postgres(1000).await.map(|n| n as usize) }
             }));
@@ -248,14 +254,16 @@ impl Platform {
             _ => {
                 if roles.sagas {
                     let p = self.clone();
-                    tasks.push(self.spawn_loop("order-saga", move || {
+                    let sequenced = self.feed.sequenced();
+                    tasks.push(self.spawn_loop_woken("order-saga", Some(sequenced), IDLE_POLL_MS, move || {
                         let p = p.clone();
                         async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500).await }
                     }));
                 }
                 if roles.projections {
                     let p = self.clone();
-                    tasks.push(self.spawn_loop("projections", move || {
+                    let sequenced = self.feed.sequenced();
+                    tasks.push(self.spawn_loop_woken("projections", Some(sequenced), IDLE_POLL_MS, move || {
                         let p = p.clone();
                         async move {
                             let projections = tare_projections::all();
@@ -292,7 +300,7 @@ impl Platform {
         if roles.sagas {
             let p = self.clone();
             let scheduled = self.jobs.scheduled();
-            tasks.push(self.spawn_loop_woken("effects", Some(scheduled), move || {
+            tasks.push(self.spawn_loop_woken("effects", Some(scheduled), IDLE_POLL_MS, move || {
                 let p = p.clone();
                 async move { execute_due(&p.effects, &p.jobs, &p.clock, 256, concurrency).await }
             }));
@@ -329,14 +337,16 @@ impl Platform {
         Fut: std::future::Future<Output = Result<usize, E>> + Send,
         E: std::fmt::Display,
     {
-        self.spawn_loop_woken(name, None, step)
+        self.spawn_loop_woken(name, None, IDLE_POLL_MS, step)
     }
 
-    /// [`Self::spawn_loop`] that also wakes when `also` changes (jobs scheduled).
+    /// [`Self::spawn_loop`] that also wakes when `also` changes (jobs scheduled, events
+    /// sequenced) and idles `idle_ms` at most.
     fn spawn_loop_woken<F, Fut, E>(
         self: &Arc<Self>,
         name: &'static str,
         also: Option<watch::Receiver<u64>>,
+        idle_ms: u64,
         step: F,
     ) -> JoinHandle<()>
     where
@@ -372,7 +382,7 @@ impl Platform {
                             None => std::future::pending::<()>().await,
                         }
                     } => {}
-                    _ = clock.nap(IDLE_POLL_MS) => {}
+                    _ = clock.nap(idle_ms) => {}
                 }
             }
         })
