@@ -396,6 +396,9 @@ pub(super) async fn alipay_callback(State(s): State<Arc<ApiState>>, body: Bytes)
     }
 }
 
+/// How long a notification for a payment not opened here yet waits for it to open.
+const NOT_OPENED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Counts and logs a refused notification (never its body: it may carry a forged
 /// signature made to probe the logs).
 fn refuse(s: &ApiState, provider: ProviderKind, e: &CallbackError) {
@@ -414,7 +417,17 @@ async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result
     if let Some(order_id) = n.event.order_id() {
         // A provider speaks only for its own payments: a genuine notification naming an
         // order paid through the other provider changes nothing.
-        match p.payment(order_id).await {
+        // A provider that authorizes at once notifies as it answers our create, often
+        // before the saga has recorded that answer: for an order that exists, wait a
+        // moment for it rather than make the provider resend (its next try is many
+        // seconds away).
+        let payment = match p.payment(order_id).await {
+            Ok(pay) if pay.state == tare_domain::payment::PaymentState::New && p.order(order_id).await.is_ok() => {
+                p.payment_opened(order_id, NOT_OPENED_WAIT).await
+            }
+            other => other,
+        };
+        match payment {
             Ok(payment) if payment.state == tare_domain::payment::PaymentState::New => {
                 // Not opened here yet: the provider answered our create and notified
                 // before we recorded its answer. Not acknowledged, so the provider sends
