@@ -72,19 +72,7 @@ impl Jobs {
         self.scheduled.subscribe()
     }
 
-    /// Gives a claimed job back at once (its lease cleared), to be claimed again.
-    pub async fn release(&self, key: &str) -> Result<(), DbError> {
-        crate::on_db!(&self.db, pool => {
-            sqlx::query("UPDATE jobs SET locked_until = 0 WHERE key = $1 AND status = 'pending'")
-                .bind(key)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// Wakes the effects loop (jobs scheduled, or a lane of effects ended).
-    pub fn wake(&self) {
+    fn wake(&self) {
         self.scheduled.send_modify(|n| *n = n.wrapping_add(1));
     }
 

@@ -300,10 +300,9 @@ impl Platform {
         if roles.sagas {
             let p = self.clone();
             let scheduled = self.jobs.scheduled();
-            let lanes = Arc::new(crate::runner::EffectLanes::new(concurrency));
             tasks.push(self.spawn_loop_woken("effects", Some(scheduled), IDLE_POLL_MS, move || {
-                let (p, lanes) = (p.clone(), lanes.clone());
-                async move { execute_due(&p, &lanes, 256).await }
+                let p = p.clone();
+                async move { execute_due(&p.effects, &p.jobs, &p.clock, 256, concurrency).await }
             }));
         }
     }

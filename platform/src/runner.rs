@@ -6,9 +6,10 @@
 //! concluded: done, deferred (timers that re-arm, results still pending), retried with
 //! backoff, or buried as a dead letter. No business rule is decided here.
 
-use std::sync::Arc;
+use crate::clock::PlatformClock;
 use crate::feed::{Feed, FeedEvent};
 use crate::jobs::{ClaimedJob, Jobs};
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tare_domain::coupon::CouponPolicy;
@@ -106,104 +107,62 @@ impl Settings for WatchedSettings {
     }
 }
 
-/// Effects running now, by order (an effect's serial key): the rest of an order's
-/// effects wait for its running lane, other orders' start beside it.
-pub struct EffectLanes {
-    running: std::sync::Mutex<std::collections::HashSet<String>>,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl EffectLanes {
-    /// At most `concurrency` orders' effects at once.
-    pub fn new(concurrency: usize) -> Self {
-        Self {
-            running: std::sync::Mutex::new(std::collections::HashSet::new()),
-            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
-        }
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Claims the due effects and starts them (orders side by side, each order's effects in
-/// sequence) on tasks of their own, each lane recording its outcomes as it goes. It does
-/// not wait for them: one slow effect — a provider call waiting out its timeout — must
-/// not hold back every other order's. An effect whose order already has a lane running
-/// is given back (claimed again once that lane ends, which wakes the loop). Returns how
-/// many it started.
+/// Claims the due effects, runs them (orders side by side, each order's effects in
+/// sequence) and records their outcomes. Returns how many it claimed.
 pub async fn execute_due(
-    ctx: &Arc<crate::Platform>,
-    lanes_now: &Arc<EffectLanes>,
+    ctx: &Effects,
+    jobs: &Jobs,
+    clock: &PlatformClock,
     limit: i64,
+    concurrency: usize,
 ) -> Result<usize, crate::db::DbError> {
-    let (jobs, clock) = (&ctx.jobs, &ctx.clock);
-    let free = lanes_now.permits.available_permits();
-    if free == 0 {
-        return Ok(0);
-    }
-    let claimed = jobs.claim_due(clock.now_ms(), limit, 30_000).await?;
+    let now = clock.now_ms();
+    let claimed = jobs.claim_due(now, limit, 30_000).await?;
+    let n = claimed.len();
     // One lane per order: its effects run one after another in commit order (a door's
     // open is recorded before its close), different orders run side by side.
-    let mut lanes: Vec<(String, Vec<ClaimedJob>)> = Vec::new();
+    let mut lanes: Vec<Vec<ClaimedJob>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
     for job in claimed {
-        let key = job.effect.serial_key().to_string();
-        let i = *lane_of.entry(key.clone()).or_insert_with(|| {
-            lanes.push((key, Vec::new()));
+        let i = *lane_of.entry(job.effect.serial_key().to_string()).or_insert_with(|| {
+            lanes.push(Vec::new());
             lanes.len() - 1
         });
-        lanes[i].1.push(job);
+        lanes[i].push(job);
     }
-    let mut started = 0;
-    for (key, lane) in lanes {
-        let permit = match lanes_now.permits.clone().try_acquire_owned() {
-            Ok(p) if lanes_now.running().insert(key.clone()) => p,
-            _ => {
-                for job in &lane {
-                    jobs.release(&job.key).await?;
-                }
-                continue;
-            }
-        };
-        started += lane.len();
-        let (ctx, lanes_now) = (ctx.clone(), lanes_now.clone());
-        tokio::spawn(async move {
+    let results: Vec<(ClaimedJob, EffectOutcome)> = futures::stream::iter(lanes)
+        .map(|lane| async move {
+            let mut out = Vec::with_capacity(lane.len());
             for job in lane {
-                let outcome = ctx.effects.run(&job).await;
-                if let Err(e) = record(&ctx.effects, &ctx.jobs, &job, outcome, ctx.clock.now_ms()).await {
-                    // The claim's lease runs out and the effect is run again (effects are
-                    // idempotent: a crash between running and recording does the same).
-                    tracing::error!(key = %job.key, error = %e, "recording an effect's outcome failed");
-                }
+                let outcome = ctx.run(&job).await;
+                out.push((job, outcome));
             }
-            lanes_now.running().remove(&key);
-            drop(permit);
-            ctx.jobs.wake();
-        });
+            out
+        })
+        .buffer_unordered(concurrency)
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
+    let now = clock.now_ms();
+    for (job, outcome) in results {
+        match outcome {
+            EffectOutcome::Done => {
+                ctx.counters.done.fetch_add(1, Ordering::Relaxed);
+                jobs.complete(&job.key, now).await?;
+            }
+            EffectOutcome::Defer(t) => jobs.defer(&job.key, t, None, now).await?,
+            EffectOutcome::Retry(err) => {
+                ctx.counters.retried.fetch_add(1, Ordering::Relaxed);
+                let backoff = (250_i64 << job.attempts.clamp(0, 8)).min(60_000);
+                tracing::warn!(key = %job.key, attempts = job.attempts + 1, error = %err, "effect failed, will retry");
+                jobs.defer(&job.key, now + backoff, Some(&err), now).await?;
+            }
+            EffectOutcome::Bury(err) => {
+                ctx.counters.buried.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(key = %job.key, error = %err, "effect dead-lettered");
+                jobs.bury(&job.key, &err, now).await?;
+            }
+        }
     }
-    Ok(started)
-}
-
-/// Records what running `job` came to.
-async fn record(ctx: &Effects, jobs: &Jobs, job: &ClaimedJob, outcome: EffectOutcome, now: UnixMs) -> Result<(), crate::db::DbError> {
-    match outcome {
-        EffectOutcome::Done => {
-            ctx.counters.done.fetch_add(1, Ordering::Relaxed);
-            jobs.complete(&job.key, now).await
-        }
-        EffectOutcome::Defer(t) => jobs.defer(&job.key, t, None, now).await,
-        EffectOutcome::Retry(err) => {
-            ctx.counters.retried.fetch_add(1, Ordering::Relaxed);
-            let backoff = (250_i64 << job.attempts.clamp(0, 8)).min(60_000);
-            tracing::warn!(key = %job.key, attempts = job.attempts + 1, error = %err, "effect failed, will retry");
-            jobs.defer(&job.key, now + backoff, Some(&err), now).await
-        }
-        EffectOutcome::Bury(err) => {
-            ctx.counters.buried.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(key = %job.key, error = %err, "effect dead-lettered");
-            jobs.bury(&job.key, &err, now).await
-        }
-    }
+    Ok(n)
 }
