@@ -336,7 +336,6 @@ pub(crate) async fn raw_insert_rate(app: &App, from: i64, n: i64) -> anyhow::Res
     Ok(events.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-
 /// Inserts copies of `rows` into a bare table with the events table's columns and primary
 /// key, `per_statement` rows to a statement, each statement its own transaction: the
 /// store's raw rate for batched appends (`tare bench purchase`'s baseline), rows a second.
@@ -347,40 +346,23 @@ pub(crate) async fn batched_insert_rate(
 ) -> anyhow::Result<f64> {
     let ddl_sqlite = "CREATE TABLE IF NOT EXISTS bench_batched_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence integer NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
     let ddl_pg = "CREATE TABLE IF NOT EXISTS bench_batched_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
+    let ddl = if db.is_postgres() { ddl_pg } else { ddl_sqlite };
     let started = Instant::now();
-    match db {
-        tare_platform::db::Db::Sqlite { write, .. } => {
-            sqlx::query(ddl_sqlite).execute(write).await?;
-            for chunk in rows.chunks(per_statement.max(1)) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_batched_events ");
-                q.push_values(chunk, |mut b, e| {
-                    b.push_bind(&e.aggregate_type)
-                        .push_bind(&e.aggregate_id)
-                        .push_bind(e.sequence)
-                        .push_bind(&e.event_type)
-                        .push_bind(&e.event_version)
-                        .push_bind(e.payload.to_string())
-                        .push_bind(e.metadata.to_string());
-                });
-                q.build().execute(write).await?;
-            }
+    tare_platform::on_db!(db, pool => {
+        sqlx::query(ddl).execute(pool).await?;
+        for chunk in rows.chunks(per_statement.max(1)) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_batched_events ");
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.aggregate_type)
+                    .push_bind(&e.aggregate_id)
+                    .push_bind(e.sequence)
+                    .push_bind(&e.event_type)
+                    .push_bind(&e.event_version)
+                    .push_bind(&e.payload)
+                    .push_bind(&e.metadata);
+            });
+            q.build().execute(pool).await?;
         }
-        tare_platform::db::Db::Postgres(pool) => {
-            sqlx::query(ddl_pg).execute(pool).await?;
-            for chunk in rows.chunks(per_statement.max(1)) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_batched_events ");
-                q.push_values(chunk, |mut b, e| {
-                    b.push_bind(&e.aggregate_type)
-                        .push_bind(&e.aggregate_id)
-                        .push_bind(e.sequence)
-                        .push_bind(&e.event_type)
-                        .push_bind(&e.event_version)
-                        .push_bind(&e.payload)
-                        .push_bind(&e.metadata);
-                });
-                q.build().execute(pool).await?;
-            }
-        }
-    }
+    });
     Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
 }

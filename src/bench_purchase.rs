@@ -460,10 +460,7 @@ fn step_latencies<'a>(orders: impl Iterator<Item = &'a Vec<(String, i64)>>) -> V
     let mut samples: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for events in orders {
         for w in events.windows(2) {
-            samples
-                .entry(format!("{} → {}", w[0].0, w[1].0))
-                .or_default()
-                .push(w[1].1 - w[0].1);
+            samples.entry(format!("{} → {}", w[0].0, w[1].0)).or_default().push(w[1].1 - w[0].1);
         }
     }
     let mut out: Vec<StepFigures> = samples
@@ -509,7 +506,13 @@ mod tests {
     #[test]
     fn spans_run_from_the_first_start_to_the_first_end_after_it() {
         let e = |t: &str, at| (t.to_string(), at);
-        let a = vec![e("OrderCreated", 0), e("DoorClosed", 50), e("WeightsSettled", 52), e("ChargeRequested", 53), e("OrderPaid", 70)];
+        let a = vec![
+            e("OrderCreated", 0),
+            e("DoorClosed", 50),
+            e("WeightsSettled", 52),
+            e("ChargeRequested", 53),
+            e("OrderPaid", 70),
+        ];
         let cancelled = vec![e("OrderCreated", 0), e("DoorClosed", 9), e("OrderCancelled", 10)];
         let s = spans([a, cancelled].iter());
         let close = s.iter().find(|s| s.step == "DoorClosed ⇒ ChargeRequested").unwrap();

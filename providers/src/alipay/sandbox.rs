@@ -54,11 +54,7 @@ impl AlipaySandbox {
     /// A sandbox for the app in `keys`, misbehaving as `behaviour` says. Needs
     /// `keys.alipay_private_key`: it signs its answers and notifications as Alipay.
     pub fn new(keys: AlipayKeys, behaviour: Behaviour) -> Result<Arc<Self>, SandboxError> {
-        let alipay_key = keys
-            .alipay_private_key
-            .as_ref()
-            .ok_or(SandboxError::MissingAlipayKey)?
-            .clone();
+        let alipay_key = keys.alipay_private_key.as_ref().ok_or(SandboxError::MissingAlipayKey)?.clone();
         let store = Store::new(behaviour, &keys.app.app_id, &keys.app.seller_id);
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),

@@ -94,10 +94,7 @@ fn forged_or_wrongly_signed_notifications_are_refused() {
         content,
         notification_content(wrong_rule.iter().map(|(a, b)| (a.as_str(), b.as_str())))
     );
-    wrong_rule.push((
-        "sign".into(),
-        rsa_sign(k.alipay_private_key.as_ref().unwrap(), content.as_bytes()),
-    ));
+    wrong_rule.push(("sign".into(), rsa_sign(k.alipay_private_key.as_ref().unwrap(), content.as_bytes())));
     let body = serde_urlencoded::to_string(&wrong_rule).unwrap();
     assert_eq!(verify_notification(&k, body.as_bytes()), Err(CallbackError::BadSignature));
     // A tampered amount.
