@@ -481,8 +481,12 @@ impl Aggregate for DeviceCommand {
                 if self.spec.is_none() {
                     return Err(CommandError::NotFound);
                 }
-                // Only new deliveries of a live command count.
-                if !self.state.is_final() && attempt > self.attempts {
+                // Only new deliveries count: of a live command, or of one its device
+                // acknowledged before the delivery was recorded (the device answers as
+                // soon as the message reaches it, and the two are recorded by different
+                // hands); an expired command was never delivered this time.
+                let acked_first = matches!(self.state, CommandState::Done | CommandState::Failed);
+                if (!self.state.is_final() || acked_first) && attempt > self.attempts {
                     sink.write(CommandEvent::CommandDelivered { attempt, at }, self).await;
                 }
             }
@@ -551,8 +555,10 @@ impl Aggregate for DeviceCommand {
                 self.state = CommandState::Issued;
             }
             CommandEvent::CommandDelivered { attempt, .. } => {
-                self.attempts = attempt;
-                self.state = CommandState::Sent;
+                self.attempts = self.attempts.max(attempt);
+                if !self.state.is_final() {
+                    self.state = CommandState::Sent;
+                }
             }
             CommandEvent::CommandAcknowledged {
                 ok, detail, result, at, ..
@@ -685,6 +691,43 @@ mod tests {
                 result: None,
                 at: 1_600,
             })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_delivery_recorded_after_its_ack_counts_and_leaves_the_command_done() {
+        let acked = CommandEvent::CommandAcknowledged {
+            ok: true,
+            detail: None,
+            result: None,
+            late: false,
+            frees_door: None,
+            at: 1_001,
+        };
+        let delivered = CommandEvent::CommandDelivered { attempt: 1, at: 1_002 };
+        T::with(())
+            .given(vec![issued(), acked.clone()])
+            .when(CommandStep::RecordDelivery { attempt: 1, at: 1_002 })
+            .then_expect_events(vec![delivered.clone()]);
+        T::with(())
+            .given(vec![issued(), acked.clone(), delivered.clone()])
+            .when(CommandStep::RecordDelivery { attempt: 1, at: 1_003 })
+            .then_expect_events(vec![]);
+        let mut c = DeviceCommand::default();
+        for e in [issued(), acked, delivered] {
+            c.apply(e);
+        }
+        assert_eq!((c.state, c.attempts), (CommandState::Done, 1));
+        assert!(!c.needs_delivery(2), "an acknowledged command is not resent");
+        // An expired command's late delivery record is not a delivery.
+        let expired = CommandEvent::CommandExpired {
+            attempts: 0,
+            frees_door: None,
+            at: 70_000,
+        };
+        T::with(())
+            .given(vec![issued(), expired])
+            .when(CommandStep::RecordDelivery { attempt: 1, at: 70_001 })
             .then_expect_events(vec![]);
     }
 

@@ -76,6 +76,12 @@ impl Jobs {
         self.scheduled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Wakes whoever waits on [`Self::scheduled`] though nothing was scheduled: the
+    /// executor had no room to claim, and a lane just made some.
+    pub fn nudge(&self) {
+        self.wake();
+    }
+
     /// Inserts `jobs`, each with the feed position of the event that caused it (which
     /// orders an order's effects), keeping existing keys, and moves consumer `name`'s
     /// checkpoint to `position`, atomically. Returns whether the checkpoint moved (false:
@@ -201,6 +207,17 @@ impl Jobs {
         crate::on_db!(&self.db, pool => {
             sqlx::query("UPDATE jobs SET due_at = $1, attempts = attempts + $2, last_error = $3, updated_at = $4, locked_until = 0 WHERE key = $5")
                 .bind(due_at).bind(inc).bind(failed).bind(now).bind(key)
+                .execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Gives a claimed job back unrun (its claimer is stopping): it can be claimed again
+    /// at once, with no attempt counted.
+    pub async fn release(&self, key: &str) -> Result<(), DbError> {
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("UPDATE jobs SET locked_until = 0 WHERE key = $1 AND status = 'pending'")
+                .bind(key)
                 .execute(pool).await?;
         });
         Ok(())

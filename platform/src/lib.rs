@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod devices;
+pub mod effect_lanes;
 pub mod feed;
 pub mod jobs;
 pub mod platform;

@@ -9,9 +9,10 @@ use crate::config::{PlatformConfig, Roles, StoreConfig};
 use crate::db::{Db, DbError};
 use crate::devices::telemetry::TelemetryBuffer;
 use crate::devices::DeviceHub;
+use crate::effect_lanes::EffectLanes;
 use crate::feed::Feed;
 use crate::jobs::Jobs;
-use crate::runner::{execute_due, saga_step, EffectCounters, Effects, WatchedSettings};
+use crate::runner::{saga_step, EffectCounters, Effects, WatchedSettings};
 use crate::service::catalogue::load_coupon_policy;
 use crate::store::{Aggregates, Meta};
 use crate::views::{project_step, Views};
@@ -44,6 +45,8 @@ pub struct Platform {
     pub(crate) history: Arc<crate::weight_history::WeightHistory>,
     /// Effect context (providers, devices, counters).
     pub(crate) effects: Arc<Effects>,
+    /// The effect executor, on a node that runs the sagas.
+    effect_lanes: std::sync::OnceLock<Arc<EffectLanes>>,
     /// The clock.
     pub(crate) clock: PlatformClock,
     /// Saga timings.
@@ -67,6 +70,10 @@ pub struct Platform {
 
 /// How long a loop idles before looking again when nothing woke it.
 const IDLE_POLL_MS: u64 = 50;
+
+/// Effects one node holds at once (claimed, running or waiting behind their order's
+/// running effect).
+const MAX_HELD_EFFECTS: usize = 256;
 
 /// PostgreSQL's feed sequencer idles shorter: a commit it was woken for is numbered only
 /// once the transactions older than it have ended, usually a few milliseconds later.
@@ -164,6 +171,7 @@ impl Platform {
             hub,
             history,
             effects,
+            effect_lanes: std::sync::OnceLock::new(),
             clock: cfg.clock.clone(),
             saga: cfg.saga,
             alert_outbox,
@@ -298,11 +306,18 @@ impl Platform {
             }));
         }
         if roles.sagas {
-            let p = self.clone();
             let scheduled = self.jobs.scheduled();
+            let lanes = EffectLanes::new(
+                self.effects.clone(),
+                self.jobs.clone(),
+                self.clock.clone(),
+                concurrency,
+                MAX_HELD_EFFECTS,
+            );
+            let _ = self.effect_lanes.set(lanes.clone());
             tasks.push(self.spawn_loop_woken("effects", Some(scheduled), IDLE_POLL_MS, move || {
-                let p = p.clone();
-                async move { execute_due(&p.effects, &p.jobs, &p.clock, 256, concurrency).await }
+                let lanes = lanes.clone();
+                async move { lanes.claim().await }
             }));
         }
     }
@@ -394,6 +409,9 @@ impl Platform {
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
+        }
+        if let Some(lanes) = self.effect_lanes.get() {
+            lanes.stop().await;
         }
         if let Some(relay) = &self.relay {
             relay.release().await;

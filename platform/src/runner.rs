@@ -1,17 +1,13 @@
 //! The saga runner and the effect executor: plumbing around `tare_sagas`.
 //!
 //! The runner tails the global feed, asks the sagas for each event's effects and stores
-//! them with its checkpoint in one transaction. The executor claims due effects (with a
-//! lease), hands each to `tare_sagas::run_effect` with the ports, and records what it
-//! concluded: done, deferred (timers that re-arm, results still pending), retried with
-//! backoff, or buried as a dead letter. No business rule is decided here.
+//! them with its checkpoint in one transaction. [`Effects`] runs one effect: it hands it
+//! to `tare_sagas::run_effect` with the ports; the executor ([`crate::effect_lanes`])
+//! claims, orders and records them. No business rule is decided here.
 
-use crate::clock::PlatformClock;
 use crate::feed::{Feed, FeedEvent};
 use crate::jobs::{ClaimedJob, Jobs};
-use futures::StreamExt;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use tare_domain::coupon::CouponPolicy;
 use tare_domain::{AnyEvent, UnixMs};
 use tare_sagas::ports::{EffectPorts, Settings};
@@ -97,6 +93,17 @@ impl Effects {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::effect_lanes::RunEffect for Effects {
+    async fn run(&self, job: &ClaimedJob) -> EffectOutcome {
+        Effects::run(self, job).await
+    }
+
+    fn counters(&self) -> &EffectCounters {
+        &self.counters
+    }
+}
+
 /// The operator's settings as the platform keeps them current (a watch on the stored
 /// coupon policy).
 pub struct WatchedSettings(pub watch::Receiver<CouponPolicy>);
@@ -105,64 +112,4 @@ impl Settings for WatchedSettings {
     fn coupon_policy(&self) -> CouponPolicy {
         *self.0.borrow()
     }
-}
-
-/// Claims the due effects, runs them (orders side by side, each order's effects in
-/// sequence) and records their outcomes. Returns how many it claimed.
-pub async fn execute_due(
-    ctx: &Effects,
-    jobs: &Jobs,
-    clock: &PlatformClock,
-    limit: i64,
-    concurrency: usize,
-) -> Result<usize, crate::db::DbError> {
-    let now = clock.now_ms();
-    let claimed = jobs.claim_due(now, limit, 30_000).await?;
-    let n = claimed.len();
-    // One lane per order: its effects run one after another in commit order (a door's
-    // open is recorded before its close), different orders run side by side.
-    let mut lanes: Vec<Vec<ClaimedJob>> = Vec::new();
-    let mut lane_of: HashMap<String, usize> = HashMap::new();
-    for job in claimed {
-        let i = *lane_of.entry(job.effect.serial_key().to_string()).or_insert_with(|| {
-            lanes.push(Vec::new());
-            lanes.len() - 1
-        });
-        lanes[i].push(job);
-    }
-    let results: Vec<(ClaimedJob, EffectOutcome)> = futures::stream::iter(lanes)
-        .map(|lane| async move {
-            let mut out = Vec::with_capacity(lane.len());
-            for job in lane {
-                let outcome = ctx.run(&job).await;
-                out.push((job, outcome));
-            }
-            out
-        })
-        .buffer_unordered(concurrency)
-        .flat_map(futures::stream::iter)
-        .collect()
-        .await;
-    let now = clock.now_ms();
-    for (job, outcome) in results {
-        match outcome {
-            EffectOutcome::Done => {
-                ctx.counters.done.fetch_add(1, Ordering::Relaxed);
-                jobs.complete(&job.key, now).await?;
-            }
-            EffectOutcome::Defer(t) => jobs.defer(&job.key, t, None, now).await?,
-            EffectOutcome::Retry(err) => {
-                ctx.counters.retried.fetch_add(1, Ordering::Relaxed);
-                let backoff = (250_i64 << job.attempts.clamp(0, 8)).min(60_000);
-                tracing::warn!(key = %job.key, attempts = job.attempts + 1, error = %err, "effect failed, will retry");
-                jobs.defer(&job.key, now + backoff, Some(&err), now).await?;
-            }
-            EffectOutcome::Bury(err) => {
-                ctx.counters.buried.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(key = %job.key, error = %err, "effect dead-lettered");
-                jobs.bury(&job.key, &err, now).await?;
-            }
-        }
-    }
-    Ok(n)
 }

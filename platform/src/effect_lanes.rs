@@ -1,0 +1,225 @@
+//! The effect executor: claims due effects and runs them in lanes, one lane per order
+//! (or device command, restock, …), without waiting for the slowest.
+//!
+//! An order's effects must run one after another in the order their causes were
+//! committed (a door's open is recorded before its close); different orders' effects are
+//! independent. A lane is a task that runs its order's claimed effects in turn and
+//! records each outcome as it goes; an effect claimed while its order's lane is running
+//! joins the back of that lane. The loop keeps claiming while lanes run, so one provider
+//! call waiting out its timeout holds back only its own order — where a batch that waited
+//! for all its lanes held back every order behind it.
+//!
+//! A claim is a lease in the job table: if this process dies, its claimed effects come
+//! back to whoever looks after the lease, and effects are idempotent by key. Within this
+//! process, a key already in a lane is never run twice (a lease that ran out while the
+//! effect waited in its lane is renewed by the claim that returns it, nothing more).
+
+use crate::clock::PlatformClock;
+use crate::db::DbError;
+use crate::jobs::{ClaimedJob, Jobs};
+use crate::runner::EffectCounters;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tare_sagas::EffectOutcome;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// What runs one claimed effect and counts the outcomes: the sagas' effects
+/// ([`crate::runner::Effects`]) in the platform, a stand-in in tests.
+#[async_trait::async_trait]
+pub trait RunEffect: Send + Sync + 'static {
+    /// Runs `job` and says what it concluded.
+    async fn run(&self, job: &ClaimedJob) -> EffectOutcome;
+    /// Where outcomes are counted.
+    fn counters(&self) -> &EffectCounters;
+}
+
+/// How long a claim holds an effect before anyone may claim it again.
+const LEASE_MS: i64 = 30_000;
+
+/// Which effects this process holds, and in which lane each waits.
+#[derive(Default)]
+struct LaneBook {
+    /// Per serial key (an order, a command, …): the claimed effects waiting behind the
+    /// one its lane is running. A key is present exactly while its lane runs.
+    waiting: HashMap<String, VecDeque<ClaimedJob>>,
+    /// Every claimed effect's key, from its claim until its outcome is recorded.
+    held: HashSet<String>,
+}
+
+/// The effect executor (see the module documentation).
+pub struct EffectLanes {
+    ctx: Arc<dyn RunEffect>,
+    jobs: Jobs,
+    clock: PlatformClock,
+    book: Mutex<LaneBook>,
+    /// Lanes running effects at once.
+    running: Arc<Semaphore>,
+    /// Effects held at once (claimed, running or waiting in a lane).
+    max_held: usize,
+    /// The lanes' tasks (dropped handles detach: a platform dropped without stopping
+    /// leaves its lanes to finish, as a stopped one does).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stopping: AtomicBool,
+}
+
+impl EffectLanes {
+    /// An executor running at most `concurrency` lanes at once and holding at most
+    /// `max_held` claimed effects.
+    pub fn new(ctx: Arc<dyn RunEffect>, jobs: Jobs, clock: PlatformClock, concurrency: usize, max_held: usize) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            jobs,
+            clock,
+            book: Mutex::default(),
+            running: Arc::new(Semaphore::new(concurrency.max(1))),
+            max_held: max_held.max(1),
+            tasks: Mutex::default(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    fn book(&self) -> MutexGuard<'_, LaneBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many effects this process holds (claimed and not yet recorded).
+    pub fn held(&self) -> usize {
+        self.book().held.len()
+    }
+
+    /// Claims due effects while there is room and puts each in its lane, starting the
+    /// lanes that were idle. Returns how many new effects it took (0: nothing due, or no
+    /// room until a lane records an outcome, which wakes the loop).
+    pub async fn claim(self: &Arc<Self>) -> Result<usize, DbError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let room = self.max_held.saturating_sub(self.held());
+        if room == 0 {
+            return Ok(0);
+        }
+        let claimed = self.jobs.claim_due(self.clock.now_ms(), room as i64, LEASE_MS).await?;
+        let mut taken = 0;
+        let mut start = Vec::new();
+        {
+            let mut book = self.book();
+            for job in claimed {
+                // Its lease ran out while it waited in its lane: the claim renewed it.
+                if !book.held.insert(job.key.clone()) {
+                    continue;
+                }
+                taken += 1;
+                match book.waiting.get_mut(job.effect.serial_key()) {
+                    Some(lane) => lane.push_back(job),
+                    None => {
+                        book.waiting.insert(job.effect.serial_key().to_string(), VecDeque::new());
+                        start.push(job);
+                    }
+                }
+            }
+        }
+        if !start.is_empty() {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks.retain(|t| !t.is_finished());
+            for job in start {
+                tasks.push(tokio::spawn(self.clone().run_lane(job)));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Runs a lane from `first` until no effect waits in it.
+    async fn run_lane(self: Arc<Self>, first: ClaimedJob) {
+        let Ok(_permit) = self.running.clone().acquire_owned().await else {
+            return;
+        };
+        let lane = first.effect.serial_key().to_string();
+        let mut job = first;
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                self.give_back(&lane, job).await;
+                return;
+            }
+            let outcome = self.ctx.run(&job).await;
+            if let Err(e) = self.record(&job, outcome).await {
+                // Still leased: it runs again once the lease ends (effects are idempotent).
+                tracing::error!(key = %job.key, error = %e, "recording an effect's outcome failed");
+            }
+            let (next, was_full) = {
+                let mut book = self.book();
+                let was_full = book.held.len() >= self.max_held;
+                book.held.remove(&job.key);
+                let next = book.waiting.get_mut(&lane).and_then(VecDeque::pop_front);
+                if next.is_none() {
+                    book.waiting.remove(&lane);
+                }
+                (next, was_full)
+            };
+            if was_full {
+                self.jobs.nudge();
+            }
+            match next {
+                Some(n) => job = n,
+                None => return,
+            }
+        }
+    }
+
+    /// Records what an effect concluded.
+    async fn record(&self, job: &ClaimedJob, outcome: EffectOutcome) -> Result<(), DbError> {
+        let now = self.clock.now_ms();
+        let counters = self.ctx.counters();
+        match outcome {
+            EffectOutcome::Done => {
+                counters.done.fetch_add(1, Ordering::Relaxed);
+                self.jobs.complete(&job.key, now).await
+            }
+            EffectOutcome::Defer(t) => self.jobs.defer(&job.key, t, None, now).await,
+            EffectOutcome::Retry(err) => {
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                let backoff = (250_i64 << job.attempts.clamp(0, 8)).min(60_000);
+                tracing::warn!(key = %job.key, attempts = job.attempts + 1, error = %err, "effect failed, will retry");
+                self.jobs.defer(&job.key, now + backoff, Some(&err), now).await
+            }
+            EffectOutcome::Bury(err) => {
+                counters.buried.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(key = %job.key, error = %err, "effect dead-lettered");
+                self.jobs.bury(&job.key, &err, now).await
+            }
+        }
+    }
+
+    /// On the way out: `job` and everything waiting behind it in `lane` go back to the
+    /// table unclaimed, so the next process (or another node) takes them at once.
+    async fn give_back(&self, lane: &str, job: ClaimedJob) {
+        let mut back = vec![job];
+        {
+            let mut book = self.book();
+            back.extend(book.waiting.remove(lane).unwrap_or_default());
+            for j in &back {
+                book.held.remove(&j.key);
+            }
+        }
+        for j in back {
+            if let Err(e) = self.jobs.release(&j.key).await {
+                tracing::warn!(key = %j.key, error = %e, "giving an effect back failed; it returns when its lease ends");
+            }
+        }
+    }
+
+    /// Stops taking effects, lets each running effect finish and be recorded, and gives
+    /// back what waits behind it.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "effect_lanes_tests.rs"]
+mod tests;

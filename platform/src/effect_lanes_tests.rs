@@ -1,0 +1,131 @@
+//! The executor against a real (SQLite) job table, with a stand-in for the sagas'
+//! effects that records the order effects ran in and can hold one back.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::db::Db;
+use tare_sagas::{Effect, Scheduled};
+use tokio::sync::Notify;
+
+/// Runs effects by recording their keys; the first effect of order `held` waits until
+/// `release` is notified.
+#[derive(Default)]
+struct Recorder {
+    ran: Mutex<Vec<String>>,
+    held: String,
+    release: Notify,
+    counters: EffectCounters,
+}
+
+#[async_trait::async_trait]
+impl RunEffect for Recorder {
+    async fn run(&self, job: &ClaimedJob) -> EffectOutcome {
+        if job.key == format!("{}:1", self.held) {
+            self.release.notified().await;
+        }
+        self.ran.lock().unwrap().push(job.key.clone());
+        EffectOutcome::Done
+    }
+
+    fn counters(&self) -> &EffectCounters {
+        &self.counters
+    }
+}
+
+fn effect(order: &str, n: u32, at: i64) -> (i64, Scheduled) {
+    let effect = if n == 1 {
+        Effect::OpenPayment { order_id: order.into() }
+    } else {
+        Effect::AuthorizeOrder { order_id: order.into() }
+    };
+    let key = format!("{order}:{n}");
+    (i64::from(n), Scheduled { key, due_at: at, effect })
+}
+
+async fn store(name: &str) -> (Db, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tare-lanes-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (Db::open_sqlite(&dir).await.expect("store"), dir)
+}
+
+/// Claims until `done` effects are recorded done, with a deadline.
+async fn claim_until(lanes: &Arc<EffectLanes>, jobs: &Jobs, done: i64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        lanes.claim().await.expect("claim");
+        if jobs.counts().await.expect("counts").done >= done {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", jobs.counts().await);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_order_holds_back_only_itself_and_each_order_keeps_its_sequence() {
+    let (db, dir) = store("slow").await;
+    let jobs = Jobs::new(db.clone());
+    let clock = PlatformClock::Manual(ManualClock::new(1_000));
+    let recorder = Arc::new(Recorder {
+        held: "slow".into(),
+        ..Recorder::default()
+    });
+    let lanes = EffectLanes::new(recorder.clone(), jobs.clone(), clock.clone(), 4, 64);
+    let first = [effect("slow", 1, 1_000), effect("fast", 1, 1_000), effect("fast", 2, 1_000)];
+    jobs.schedule_with_checkpoint("t", 1, &first, 1_000).await.unwrap();
+
+    // The fast order's two effects finish while the slow one's first is still running.
+    claim_until(&lanes, &jobs, 2).await;
+    assert_eq!(*recorder.ran.lock().unwrap(), ["fast:1", "fast:2"]);
+    assert_eq!(lanes.held(), 1, "the slow effect is still held");
+
+    // An effect of the slow order claimed meanwhile waits behind it, and is not claimed
+    // twice when claimed again.
+    jobs.schedule_with_checkpoint("t", 2, &[effect("slow", 2, 1_000)], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(lanes.claim().await.unwrap(), 1);
+    assert_eq!(lanes.claim().await.unwrap(), 0);
+    assert_eq!(lanes.held(), 2);
+    recorder.release.notify_one();
+    claim_until(&lanes, &jobs, 4).await;
+    assert_eq!(*recorder.ran.lock().unwrap(), ["fast:1", "fast:2", "slow:1", "slow:2"]);
+    assert_eq!(recorder.counters.done.load(Ordering::Relaxed), 4);
+    assert_eq!(lanes.held(), 0);
+    lanes.stop().await;
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_lets_the_running_effect_finish_and_gives_back_what_waits() {
+    let (db, dir) = store("stop").await;
+    let jobs = Jobs::new(db.clone());
+    let clock = PlatformClock::Manual(ManualClock::new(1_000));
+    let recorder = Arc::new(Recorder {
+        held: "o".into(),
+        ..Recorder::default()
+    });
+    let lanes = EffectLanes::new(recorder.clone(), jobs.clone(), clock.clone(), 4, 64);
+    jobs.schedule_with_checkpoint("t", 2, &[effect("o", 1, 1_000), effect("o", 2, 1_000)], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(lanes.claim().await.unwrap(), 2);
+    let stopping = tokio::spawn({
+        let lanes = lanes.clone();
+        async move { lanes.stop().await }
+    });
+    // Nothing new is taken once stopping.
+    while !lanes.stopping.load(Ordering::Acquire) {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(lanes.claim().await.unwrap(), 0);
+    recorder.release.notify_one();
+    stopping.await.unwrap();
+    assert_eq!(*recorder.ran.lock().unwrap(), ["o:1"]);
+    // The one given back is claimable at once by the next executor, unrun so far.
+    let again = jobs.claim_due(clock.now_ms(), 10, 30_000).await.unwrap();
+    assert_eq!(again.iter().map(|j| (j.key.as_str(), j.attempts)).collect::<Vec<_>>(), [("o:2", 0)]);
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
