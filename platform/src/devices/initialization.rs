@@ -33,39 +33,47 @@ impl DeviceHub {
         up: &Uplink,
         at: UnixMs,
     ) -> Result<(), IngestError> {
-        let mut labels = BTreeSet::new();
-        for d in state.doors.values() {
-            for l in d.lanes.values() {
-                let cmd_id = format!("label-{}-{}-{}-{}", cabinet, up.envelope.id, d.door, l.plan.lane);
-                let step = CommandStep::Issue {
-                    cabinet: cabinet.clone(),
-                    spec: CommandSpec::SetPriceLabel {
+        let labels: Vec<(String, CommandSpec)> = state
+            .doors
+            .values()
+            .flat_map(|d| {
+                d.lanes.values().map(|l| {
+                    let cmd_id = format!("label-{}-{}-{}-{}", cabinet, up.envelope.id, d.door, l.plan.lane);
+                    let spec = CommandSpec::SetPriceLabel {
                         door: d.door.get(),
                         lane: l.plan.lane.get(),
                         price_cents: l.plan.price.get(),
                         name: l.plan.name.clone(),
-                    },
-                    expires_at: at + LABEL_TTL_MS,
-                    issued_by: format!("init:{cabinet}"),
-                    holds_door: false,
-                    at,
-                };
-                let meta = Meta::new(at, cabinet.to_string(), format!("device:{}", up.envelope.id));
-                self.aggregates
-                    .commands
-                    .execute(&cmd_id, step, meta)
-                    .await
-                    .map_err(|e| IngestError::Store(e.to_string()))?;
-                labels.insert(cmd_id);
-            }
-        }
+                    };
+                    (cmd_id, spec)
+                })
+            })
+            .collect();
+        // Waiting starts before the first label is issued: a label is delivered as soon
+        // as it is committed, and its ack may come back before the last one is issued.
         lock(&self.pending_init).insert(
             cabinet.clone(),
             PendingInit {
                 readings: BTreeMap::new(),
-                labels,
+                labels: labels.iter().map(|(id, _)| id.clone()).collect(),
             },
         );
+        for (cmd_id, spec) in labels {
+            let step = CommandStep::Issue {
+                cabinet: cabinet.clone(),
+                spec,
+                expires_at: at + LABEL_TTL_MS,
+                issued_by: format!("init:{cabinet}"),
+                holds_door: false,
+                at,
+            };
+            let meta = Meta::new(at, cabinet.to_string(), format!("device:{}", up.envelope.id));
+            self.aggregates
+                .commands
+                .execute(&cmd_id, step, meta)
+                .await
+                .map_err(|e| IngestError::Store(e.to_string()))?;
+        }
         Ok(())
     }
 
