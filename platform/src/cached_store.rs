@@ -221,7 +221,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cqrs_es::event_sink::EventSink;
     use cqrs_es::{CqrsFramework, DomainEvent};
@@ -242,12 +242,12 @@ mod tests {
 
     /// An aggregate whose events do not commute with themselves: applying one twice shows.
     #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-    struct Tally {
+    pub(crate) struct Tally {
         total: u32,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Added(u32);
+    pub(crate) struct Added(u32);
 
     impl DomainEvent for Added {
         fn event_type(&self) -> String {
@@ -260,7 +260,7 @@ mod tests {
 
     #[derive(Debug, thiserror::Error)]
     #[error("never")]
-    struct Never;
+    pub(crate) struct Never;
 
     impl Aggregate for Tally {
         const TYPE: &'static str = "tally";

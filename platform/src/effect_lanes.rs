@@ -62,6 +62,10 @@ pub struct EffectLanes {
     /// leaves its lanes to finish, as a stopped one does).
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
+    /// Effects done and not yet marked so in the table: marked together, one statement
+    /// for many, by the next claim (until then their leases keep them from being claimed
+    /// again; after a crash they run again, as any effect whose outcome was not recorded).
+    done: Mutex<Vec<String>>,
 }
 
 impl EffectLanes {
@@ -77,6 +81,7 @@ impl EffectLanes {
             max_held: max_held.max(1),
             tasks: Mutex::default(),
             stopping: AtomicBool::new(false),
+            done: Mutex::default(),
         })
     }
 
@@ -89,10 +94,11 @@ impl EffectLanes {
         self.book().held.len()
     }
 
-    /// Claims due effects while there is room and puts each in its lane, starting the
-    /// lanes that were idle. Returns how many new effects it took (0: nothing due, or no
+    /// Marks the effects done since the last claim, then claims due effects while there
+    /// is room and puts each in its lane, starting the lanes that were idle. Returns how many new effects it took (0: nothing due, or no
     /// room until a lane records an outcome, which wakes the loop).
     pub async fn claim(self: &Arc<Self>) -> Result<usize, DbError> {
+        self.mark_done().await?;
         if self.stopping.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -174,7 +180,8 @@ impl EffectLanes {
         match outcome {
             EffectOutcome::Done => {
                 counters.done.fetch_add(1, Ordering::Relaxed);
-                self.jobs.complete(&job.key, now).await
+                self.done.lock().unwrap_or_else(|p| p.into_inner()).push(job.key.clone());
+                Ok(())
             }
             EffectOutcome::Defer(t) => self.jobs.defer(&job.key, t, None, now).await,
             EffectOutcome::Retry(err) => {
@@ -189,6 +196,20 @@ impl EffectLanes {
                 self.jobs.bury(&job.key, &err, now).await
             }
         }
+    }
+
+    /// Marks the effects done since the last call done in the table.
+    async fn mark_done(&self) -> Result<(), DbError> {
+        let keys = std::mem::take(&mut *self.done.lock().unwrap_or_else(|p| p.into_inner()));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.jobs.complete_many(&keys, self.clock.now_ms()).await {
+            // Kept for the next claim; their leases hold meanwhile.
+            self.done.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// On the way out: `job` and everything waiting behind it in `lane` go back to the
@@ -216,6 +237,9 @@ impl EffectLanes {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
+        }
+        if let Err(e) = self.mark_done().await {
+            tracing::warn!(error = %e, "marking effects done on the way out failed; they run again after their leases");
         }
     }
 }

@@ -196,6 +196,23 @@ impl Jobs {
         self.finish(key, "done", None, now).await
     }
 
+    /// Marks `keys` done, a few hundred to a statement.
+    pub async fn complete_many(&self, keys: &[String], now: UnixMs) -> Result<(), DbError> {
+        for chunk in keys.chunks(500) {
+            crate::on_db!(&self.db, pool => {
+                let mut q = sqlx::QueryBuilder::new("UPDATE jobs SET status = 'done', last_error = NULL, locked_until = 0, updated_at = ");
+                q.push_bind(now).push(" WHERE key IN (");
+                let mut keys = q.separated(", ");
+                for k in chunk {
+                    keys.push_bind(k.as_str());
+                }
+                q.push(")");
+                q.build().execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
     /// Gives a job up (a dead letter an operator can see and retry).
     pub async fn bury(&self, key: &str, error: &str, now: UnixMs) -> Result<(), DbError> {
         self.finish(key, "dead", Some(error), now).await

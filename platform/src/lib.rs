@@ -33,6 +33,7 @@ pub mod platform;
 pub mod replay;
 pub mod runner;
 pub mod service;
+pub mod sqlite_repo;
 pub mod store;
 pub mod views;
 pub mod weight_history;

@@ -68,6 +68,14 @@ pub struct Platform {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// What wakes a background loop besides shutdown, the clock and its idle poll.
+enum Wake {
+    /// Every commit in this process, and changes of the receiver if given.
+    Commits(Option<watch::Receiver<u64>>),
+    /// Changes of this receiver only.
+    Only(watch::Receiver<u64>),
+}
+
 /// How long a loop idles before looking again when nothing woke it.
 const IDLE_POLL_MS: u64 = 50;
 
@@ -263,19 +271,21 @@ impl Platform {
                 if roles.sagas {
                     let p = self.clone();
                     let sequenced = self.feed.sequenced();
+                    let cursor = Arc::new(crate::runner::Cursor::unknown());
                     tasks.push(self.spawn_loop_woken("order-saga", Some(sequenced), IDLE_POLL_MS, move || {
-                        let p = p.clone();
-                        async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500).await }
+                        let (p, cursor) = (p.clone(), cursor.clone());
+                        async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500, &cursor).await }
                     }));
                 }
                 if roles.projections {
                     let p = self.clone();
                     let sequenced = self.feed.sequenced();
+                    let cursor = Arc::new(crate::runner::Cursor::unknown());
                     tasks.push(self.spawn_loop_woken("projections", Some(sequenced), IDLE_POLL_MS, move || {
-                        let p = p.clone();
+                        let (p, cursor) = (p.clone(), cursor.clone());
                         async move {
                             let projections = tare_projections::all();
-                            project_step(&p.db, &p.feed, &projections, 500).await
+                            project_step(&p.db, &p.feed, &projections, 500, &cursor).await
                         }
                     }));
                 }
@@ -315,7 +325,9 @@ impl Platform {
                 MAX_HELD_EFFECTS,
             );
             let _ = self.effect_lanes.set(lanes.clone());
-            tasks.push(self.spawn_loop_woken("effects", Some(scheduled), IDLE_POLL_MS, move || {
+            // Woken by jobs scheduled (not by every commit: a commit schedules nothing
+            // until the saga has read it) and by lanes making room.
+            tasks.push(self.spawn_loop_on("effects", Wake::Only(scheduled), IDLE_POLL_MS, move || {
                 let lanes = lanes.clone();
                 async move { lanes.claim().await }
             }));
@@ -369,7 +381,21 @@ impl Platform {
         Fut: std::future::Future<Output = Result<usize, E>> + Send,
         E: std::fmt::Display,
     {
-        let mut also = also;
+        self.spawn_loop_on(name, Wake::Commits(also), idle_ms, step)
+    }
+
+    /// Runs `step` until shutdown; when a step did nothing, waits for what `wake` names,
+    /// a clock move, or `idle_ms`.
+    fn spawn_loop_on<F, Fut, E>(self: &Arc<Self>, name: &'static str, wake: Wake, idle_ms: u64, step: F) -> JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<usize, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let (mut also, on_commits) = match wake {
+            Wake::Commits(also) => (also, true),
+            Wake::Only(rx) => (Some(rx), false),
+        };
         let mut shutdown = self.shutdown.subscribe();
         let mut commits = self.aggregates.commits();
         let clock = self.clock.clone();
@@ -385,7 +411,7 @@ impl Platform {
                 }
                 tokio::select! {
                     _ = shutdown.changed() => break,
-                    _ = commits.changed() => {}
+                    _ = commits.changed(), if on_commits => {}
                     _ = async {
                         match also.as_mut() {
                             // A sender gone never wakes anyone again (no busy loop).

@@ -8,10 +8,10 @@
 
 use crate::cached_store::{CachedEventStore, CACHED_AGGREGATES};
 use crate::db::Db;
+use crate::sqlite_repo::GroupWriter;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
 use postgres_es::PostgresEventRepository;
-use sqlite_es::SqliteEventRepository;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tare_domain::cabinet::Cabinet;
@@ -65,7 +65,7 @@ impl Meta {
 }
 
 type PgStore<A> = PersistedEventStore<PostgresEventRepository, A>;
-type CachedSqlite<A> = CachedEventStore<SqliteEventRepository, A>;
+type CachedSqlite<A> = CachedEventStore<crate::sqlite_repo::BatchedSqliteRepository, A>;
 type CachedPg<A> = CachedEventStore<PostgresEventRepository, A>;
 
 /// One aggregate type's command side and loader, on whichever store is in use.
@@ -113,11 +113,12 @@ enum Backend<A: Aggregate<Services = ()> + Clone> {
 const SNAPSHOT_EVERY: usize = 100;
 
 impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
-    fn new(db: &Db, snapshots: bool, cached: usize, commits: Arc<watch::Sender<u64>>) -> Self {
+    fn new(db: &Db, snapshots: bool, cached: usize, commits: Arc<watch::Sender<u64>>, group: &Option<Arc<GroupWriter>>) -> Self {
         let backend = match db {
             Db::Sqlite { write, .. } => {
                 let mk = || {
-                    let repo = SqliteEventRepository::new(write.clone());
+                    let group = group.clone().unwrap_or_else(|| GroupWriter::start(write.clone()));
+                    let repo = crate::sqlite_repo::BatchedSqliteRepository::new(write.clone(), group);
                     if snapshots {
                         PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY)
                     } else {
@@ -226,6 +227,13 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
         A: Clone,
     {
         let map = |e: AggregateError<A::Error>| CommandError::Store(e.to_string());
+        // A command in flight on `id` may have committed (its events already in the feed,
+        // an effect of them already running) without having put its state in the cache
+        // yet: wait for it, or the cache would answer with the state before it.
+        let _settled = match self.stripes.is_empty() {
+            true => None,
+            false => Some(self.stripes[stripe(id)].lock().await),
+        };
         Ok(match &self.backend {
             Backend::Sqlite { loader, .. } => loader.peek(id).await.map_err(map)?,
             Backend::Postgres { loader, .. } => loader.load_aggregate(id).await.map_err(map)?.aggregate().clone(),
@@ -284,18 +292,23 @@ impl Aggregates {
     pub fn new(db: &Db, sole_writer: bool) -> Self {
         let commits = Arc::new(watch::channel(0).0);
         let cached = if sole_writer { CACHED_AGGREGATES } else { 0 };
+        // One writer for every aggregate type's commits: they share its groups.
+        let g = match db {
+            Db::Sqlite { write, .. } => Some(GroupWriter::start(write.clone())),
+            Db::Postgres(_) => None,
+        };
         Self {
-            products: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            cabinets: Arc::new(AggregateStore::new(db, true, cached, commits.clone())),
-            shoppers: Arc::new(AggregateStore::new(db, true, cached, commits.clone())),
-            orders: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            payments: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            commands: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            reconciliations: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            anomalies: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            restocks: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            emergency: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
-            campaigns: Arc::new(AggregateStore::new(db, false, cached, commits.clone())),
+            products: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            cabinets: Arc::new(AggregateStore::new(db, true, cached, commits.clone(), &g)),
+            shoppers: Arc::new(AggregateStore::new(db, true, cached, commits.clone(), &g)),
+            orders: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            payments: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            commands: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            reconciliations: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            anomalies: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            restocks: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            emergency: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            campaigns: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
             commits,
         }
     }

@@ -135,10 +135,31 @@ impl tare_sagas::ports::PlanogramIndex for ViewPlanograms {
 type DocKey = (&'static str, String);
 
 /// One pass of the projections: folds up to `batch` events after the checkpoint.
-pub async fn project_step(db: &Db, feed: &Feed, projections: &[Box<dyn Projection>], batch: i64) -> Result<usize, DbError> {
-    let from: Option<(i64,)> = crate::on_db!(db, pool => sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1").bind(PROJECTIONS).fetch_optional(pool).await?);
-    let events = feed.read_after(from.map_or(0, |r| r.0), batch).await?;
-    project_events(db, PROJECTIONS, &events, projections).await?;
+pub async fn project_step(
+    db: &Db,
+    feed: &Feed,
+    projections: &[Box<dyn Projection>],
+    batch: i64,
+    cursor: &crate::runner::Cursor,
+) -> Result<usize, DbError> {
+    let from = match cursor.get() {
+        Some(p) => p,
+        None => {
+            let sql = "SELECT position FROM checkpoints WHERE name = $1";
+            let row: Option<(i64,)> = crate::on_db!(db, pool => sqlx::query_as(sql).bind(PROJECTIONS).fetch_optional(pool).await?);
+            row.map_or(0, |r| r.0)
+        }
+    };
+    cursor.forget();
+    let events = feed.read_after(from, batch).await?;
+    let applied = project_events(db, PROJECTIONS, &events, projections).await?;
+    // All of them applied: the checkpoint is the last (otherwise read it again: some
+    // were applied before, by a replay's install or another node).
+    match events.last() {
+        None => cursor.set(from),
+        Some(last) if applied == events.len() => cursor.set(last.position),
+        Some(_) => {}
+    }
     Ok(events.len())
 }
 
@@ -170,18 +191,34 @@ pub async fn project_events(
     };
     crate::on_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
-            .bind(name).execute(&mut *tx).await?;
-        let lock = if db.is_postgres() { " FOR UPDATE" } else { "" };
-        let (from,): (i64,) = sqlx::query_as(&format!("SELECT position FROM checkpoints WHERE name = $1{lock}"))
-            .bind(name).fetch_one(&mut *tx).await?;
+        // The checkpoint, and the floors of views rebuilt by replay (which already hold
+        // the events up to their floor). SQLite's writer is this transaction alone: one
+        // read for both. PostgreSQL locks the checkpoint row (two nodes handed the same
+        // event apply it once) but not the floors, which every partition reads.
+        let (from, floor_rows) = if db.is_postgres() {
+            sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+                .bind(name).execute(&mut *tx).await?;
+            let (from,): (i64,) = sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE")
+                .bind(name).fetch_one(&mut *tx).await?;
+            let floor_rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM checkpoints WHERE name LIKE $1")
+                .bind(crate::replay::floors_pattern()).fetch_all(&mut *tx).await?;
+            (from, floor_rows)
+        } else {
+            let mut rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM checkpoints WHERE name = $1 OR name LIKE $2")
+                .bind(name).bind(crate::replay::floors_pattern()).fetch_all(&mut *tx).await?;
+            let from = match rows.iter().position(|(n, _)| n == name) {
+                Some(i) => rows.swap_remove(i).1,
+                None => {
+                    sqlx::query("INSERT INTO checkpoints (name, position) VALUES ($1, 0)").bind(name).execute(&mut *tx).await?;
+                    0
+                }
+            };
+            (from, rows)
+        };
         let events: Vec<_> = events.iter().filter(|e| e.position > from).collect();
         if events.is_empty() {
             return Ok(0);
         }
-        // Views rebuilt by replay already hold the events up to their floor.
-        let floor_rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM checkpoints WHERE name LIKE $1")
-            .bind(crate::replay::floors_pattern()).fetch_all(&mut *tx).await?;
         let floors = crate::replay::floors(floor_rows);
         let plan = plan_batch(&events, projections, &floors);
         // Every touched document, read up front: a few statements per view.

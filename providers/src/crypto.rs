@@ -13,6 +13,7 @@ use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::signature::Verifier;
+use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 use std::fmt;
@@ -98,6 +99,18 @@ pub fn rsa_verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bo
     let Ok(bytes) = B64.decode(signature_b64.trim()) else {
         return false;
     };
+    // ring's verification is several times faster than the `rsa` crate's (it was 6 % of
+    // the platform's CPU at the purchase benchmark's peak); ring takes 2048 bits and up,
+    // and a smaller key (none the providers issue) is still checked, by `rsa`.
+    if key.size() >= 256 {
+        let components = ring::signature::RsaPublicKeyComponents {
+            n: key.n().to_bytes_be(),
+            e: key.e().to_bytes_be(),
+        };
+        return components
+            .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, message, &bytes)
+            .is_ok();
+    }
     let Ok(signature) = Signature::try_from(bytes.as_slice()) else {
         return false;
     };

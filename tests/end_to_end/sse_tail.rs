@@ -11,15 +11,16 @@ use tare::app::App;
 use tare::fleet::{Fleet, FleetSpec, FleetTransport};
 use tare_domain::{DoorNo, LaneNo};
 
-/// Reads the tail at `query` into a shared list until dropped (aborted).
-fn follow(app: &App, query: &str) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+/// Reads the tail at `query` into a shared list until dropped (aborted); returns once the
+/// tail has answered (a live tail starts at the feed's head as of its answer).
+async fn follow(app: &App, query: &str) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let url = format!("{}/api/v1/sagas/tail?{query}", app.base_url);
-    let (token, into) = (app.admin_token.clone(), seen.clone());
+    let into = seen.clone();
+    let mut resp = reqwest::Client::new().get(&url).bearer_auth(&app.admin_token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let task = tokio::spawn(async move {
-        let mut resp = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
         let mut buf = String::new();
         while let Ok(Some(chunk)) = resp.chunk().await {
             buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -69,7 +70,7 @@ async fn the_tail_shows_every_step_once(kind: Store) {
     let s = fleet.new_shopper("13800000061", "alipay", "once").await.unwrap();
 
     // Live: a purchase's steps, in order, placed.
-    let (live, live_task) = follow(&app, "");
+    let (live, live_task) = follow(&app, "").await;
     let p = fleet.purchase(&s, 0, DoorNo::of(1), &[(LaneNo::of(1), 1)]).await.unwrap();
     let steps = until_paid(&live, &p.order_id).await;
     let mine: Vec<&Value> = steps.iter().filter(|v| v["order_id"] == p.order_id.as_str()).collect();
@@ -102,7 +103,7 @@ async fn the_tail_shows_every_step_once(kind: Store) {
     assert_eq!(st, 201, "{created}");
     let order = created["order_id"].as_str().unwrap().to_string();
     assert!(vc.wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
-    let (joined, joined_task) = follow(&app, &format!("from=1&order={order}"));
+    let (joined, joined_task) = follow(&app, &format!("from=1&order={order}")).await;
     eventually(10, "the history replayed", || async {
         (joined.lock().unwrap().len() >= 3).then_some(())
     })
@@ -112,7 +113,7 @@ async fn the_tail_shows_every_step_once(kind: Store) {
     let seen = until_paid(&joined, &order).await;
     joined_task.abort();
     // What a tail of the finished order shows from the start is exactly the same.
-    let (after, after_task) = follow(&app, &format!("from=1&order={order}"));
+    let (after, after_task) = follow(&app, &format!("from=1&order={order}")).await;
     let replayed = until_paid(&after, &order).await;
     after_task.abort();
     let upto = |v: &[Value]| -> Vec<i64> {
