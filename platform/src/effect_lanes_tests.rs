@@ -42,10 +42,43 @@ fn effect(order: &str, n: u32, at: i64) -> (i64, Scheduled) {
     (i64::from(n), Scheduled { key, due_at: at, effect })
 }
 
-async fn store(name: &str) -> (Db, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("tare-lanes-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    (Db::open_sqlite(&dir).await.expect("store"), dir)
+/// A job table in a fresh SQLite store, a test clock, and an executor (4 lanes, 64
+/// held) whose stand-in holds back the first effect of order `held`.
+struct Rig {
+    db: Db,
+    dir: std::path::PathBuf,
+    jobs: Jobs,
+    clock: PlatformClock,
+    recorder: Arc<Recorder>,
+    lanes: Arc<EffectLanes>,
+}
+
+impl Rig {
+    async fn new(name: &str, held: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tare-lanes-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Db::open_sqlite(&dir).await.expect("store");
+        let jobs = Jobs::new(db.clone());
+        let clock = PlatformClock::Manual(ManualClock::new(1_000));
+        let recorder = Arc::new(Recorder {
+            held: held.into(),
+            ..Recorder::default()
+        });
+        let lanes = EffectLanes::new(recorder.clone(), jobs.clone(), clock.clone(), 4, 64);
+        Self {
+            db,
+            dir,
+            jobs,
+            clock,
+            recorder,
+            lanes,
+        }
+    }
+
+    async fn done(self) {
+        self.db.close().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Claims until `done` effects are recorded done, with a deadline.
@@ -63,19 +96,13 @@ async fn claim_until(lanes: &Arc<EffectLanes>, jobs: &Jobs, done: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_order_holds_back_only_itself_and_each_order_keeps_its_sequence() {
-    let (db, dir) = store("slow").await;
-    let jobs = Jobs::new(db.clone());
-    let clock = PlatformClock::Manual(ManualClock::new(1_000));
-    let recorder = Arc::new(Recorder {
-        held: "slow".into(),
-        ..Recorder::default()
-    });
-    let lanes = EffectLanes::new(recorder.clone(), jobs.clone(), clock.clone(), 4, 64);
+    let rig = Rig::new("slow", "slow").await;
+    let (jobs, recorder, lanes) = (&rig.jobs, &rig.recorder, &rig.lanes);
     let first = [effect("slow", 1, 1_000), effect("fast", 1, 1_000), effect("fast", 2, 1_000)];
     jobs.schedule_with_checkpoint("t", 1, &first, 1_000).await.unwrap();
 
     // The fast order's two effects finish while the slow one's first is still running.
-    claim_until(&lanes, &jobs, 2).await;
+    claim_until(lanes, jobs, 2).await;
     assert_eq!(*recorder.ran.lock().unwrap(), ["fast:1", "fast:2"]);
     assert_eq!(lanes.held(), 1, "the slow effect is still held");
 
@@ -88,25 +115,18 @@ async fn a_slow_order_holds_back_only_itself_and_each_order_keeps_its_sequence()
     assert_eq!(lanes.claim().await.unwrap(), 0);
     assert_eq!(lanes.held(), 2);
     recorder.release.notify_one();
-    claim_until(&lanes, &jobs, 4).await;
+    claim_until(lanes, jobs, 4).await;
     assert_eq!(*recorder.ran.lock().unwrap(), ["fast:1", "fast:2", "slow:1", "slow:2"]);
     assert_eq!(recorder.counters.done.load(Ordering::Relaxed), 4);
     assert_eq!(lanes.held(), 0);
     lanes.stop().await;
-    db.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_lets_the_running_effect_finish_and_gives_back_what_waits() {
-    let (db, dir) = store("stop").await;
-    let jobs = Jobs::new(db.clone());
-    let clock = PlatformClock::Manual(ManualClock::new(1_000));
-    let recorder = Arc::new(Recorder {
-        held: "o".into(),
-        ..Recorder::default()
-    });
-    let lanes = EffectLanes::new(recorder.clone(), jobs.clone(), clock.clone(), 4, 64);
+    let rig = Rig::new("stop", "o").await;
+    let (jobs, recorder, lanes) = (&rig.jobs, &rig.recorder, &rig.lanes);
     jobs.schedule_with_checkpoint("t", 2, &[effect("o", 1, 1_000), effect("o", 2, 1_000)], 1_000)
         .await
         .unwrap();
@@ -124,8 +144,7 @@ async fn stopping_lets_the_running_effect_finish_and_gives_back_what_waits() {
     stopping.await.unwrap();
     assert_eq!(*recorder.ran.lock().unwrap(), ["o:1"]);
     // The one given back is claimable at once by the next executor, unrun so far.
-    let again = jobs.claim_due(clock.now_ms(), 10, 30_000).await.unwrap();
+    let again = jobs.claim_due(rig.clock.now_ms(), 10, 30_000).await.unwrap();
     assert_eq!(again.iter().map(|j| (j.key.as_str(), j.attempts)).collect::<Vec<_>>(), [("o:2", 0)]);
-    db.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.done().await;
 }

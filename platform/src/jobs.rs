@@ -72,14 +72,10 @@ impl Jobs {
         self.scheduled.subscribe()
     }
 
-    fn wake(&self) {
-        self.scheduled.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Wakes whoever waits on [`Self::scheduled`] though nothing was scheduled: the
-    /// executor had no room to claim, and a lane just made some.
+    /// Wakes whoever waits on [`Self::scheduled`]: jobs were scheduled, or (the executor
+    /// having had no room to claim) a lane just made some.
     pub fn nudge(&self) {
-        self.wake();
+        self.scheduled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Inserts `jobs`, each with the feed position of the event that caused it (which
@@ -118,7 +114,7 @@ impl Jobs {
             moved
         });
         if !encoded.is_empty() {
-            self.wake();
+            self.nudge();
         }
         Ok(moved)
     }
@@ -135,7 +131,7 @@ impl Jobs {
             });
         }
         if !jobs.is_empty() {
-            self.wake();
+            self.nudge();
         }
         Ok(())
     }
@@ -189,11 +185,6 @@ impl Jobs {
                 .execute(pool).await?;
         });
         Ok(())
-    }
-
-    /// Marks a job done.
-    pub async fn complete(&self, key: &str, now: UnixMs) -> Result<(), DbError> {
-        self.finish(key, "done", None, now).await
     }
 
     /// Marks `keys` done, a few hundred to a statement.

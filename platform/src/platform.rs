@@ -70,13 +70,12 @@ pub struct Platform {
 
 /// What wakes a background loop besides shutdown, the clock and its idle poll.
 enum Wake {
-    /// Every commit in this process, and changes of the receiver if given.
-    Commits(Option<watch::Receiver<u64>>),
+    /// Every commit in this process, and changes of the receiver if given; after a pass
+    /// that did work, waits this many milliseconds before the next (0: none), so that one
+    /// pass takes what many commits wrote.
+    Commits(Option<watch::Receiver<u64>>, u64),
     /// Changes of this receiver only.
     Only(watch::Receiver<u64>),
-    /// As `Commits`, but after a pass that did work, waits this many milliseconds before
-    /// the next, so that one pass takes what many commits wrote.
-    Gathering(Option<watch::Receiver<u64>>, u64),
 }
 
 /// How long the projections gather commits after a pass that did work.
@@ -282,7 +281,7 @@ impl Platform {
                     let p = self.clone();
                     let sequenced = self.feed.sequenced();
                     let cursor = Arc::new(crate::runner::Cursor::unknown());
-                    let wake = Wake::Gathering(Some(sequenced), SAGA_GATHER_MS);
+                    let wake = Wake::Commits(Some(sequenced), SAGA_GATHER_MS);
                     tasks.push(self.spawn_loop_on("order-saga", wake, IDLE_POLL_MS, move || {
                         let (p, cursor) = (p.clone(), cursor.clone());
                         async move { saga_step(&p.feed, &p.jobs, &p.saga, p.clock.now_ms(), 500, &cursor).await }
@@ -295,7 +294,7 @@ impl Platform {
                     // Views may trail a few milliseconds: gathering the events of many
                     // commits into one pass spares the single writer most of the passes
                     // (each a handful of statements), which purchases need.
-                    let wake = Wake::Gathering(Some(sequenced), PROJECTIONS_GATHER_MS);
+                    let wake = Wake::Commits(Some(sequenced), PROJECTIONS_GATHER_MS);
                     tasks.push(self.spawn_loop_on("projections", wake, IDLE_POLL_MS, move || {
                         let (p, cursor) = (p.clone(), cursor.clone());
                         async move {
@@ -396,7 +395,7 @@ impl Platform {
         Fut: std::future::Future<Output = Result<usize, E>> + Send,
         E: std::fmt::Display,
     {
-        self.spawn_loop_on(name, Wake::Commits(also), idle_ms, step)
+        self.spawn_loop_on(name, Wake::Commits(also, 0), idle_ms, step)
     }
 
     /// Runs `step` until shutdown; when a step did nothing, waits for what `wake` names,
@@ -408,8 +407,7 @@ impl Platform {
         E: std::fmt::Display,
     {
         let (mut also, on_commits, gather_ms) = match wake {
-            Wake::Commits(also) => (also, true, 0),
-            Wake::Gathering(also, ms) => (also, true, ms),
+            Wake::Commits(also, ms) => (also, true, ms),
             Wake::Only(rx) => (Some(rx), false, 0),
         };
         let mut shutdown = self.shutdown.subscribe();
