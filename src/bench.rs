@@ -202,8 +202,15 @@ pub struct BenchArgs {
     #[arg(long, env = "TARE_BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub postgres_admin: String,
     /// Skip the PostgreSQL run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "postgres_only")]
     pub sqlite_only: bool,
+    /// `purchase`: skip the SQLite run.
+    #[arg(long)]
+    pub postgres_only: bool,
+    /// `purchase`: also run scaled out (PostgreSQL + NATS JetStream) on each of these
+    /// node counts, e.g. `1,2,3`.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub scaled_out: Vec<u64>,
     /// `store`: events to append; `replay`: events in the log to rebuild from (default
     /// 1,000,000 for `replay`).
     #[arg(long)]
@@ -247,6 +254,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 cabinets: a.cabinets.unwrap_or(500).max(1),
                 postgres_admin: a.postgres_admin.clone(),
                 sqlite_only: a.sqlite_only,
+                postgres_only: a.postgres_only,
+                scaled_out: a.scaled_out.iter().map(|&n| n as usize).collect(),
+                nats: a.nats.clone(),
                 json: a.json,
             })
             .await

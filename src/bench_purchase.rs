@@ -32,6 +32,13 @@ pub struct PurchaseBench {
     pub postgres_admin: String,
     /// Skip PostgreSQL.
     pub sqlite_only: bool,
+    /// Skip SQLite.
+    pub postgres_only: bool,
+    /// Also run scaled out (PostgreSQL + NATS JetStream) on this many nodes each, one
+    /// run per entry (e.g. 1, 2, 3), the fleet spread over the nodes.
+    pub scaled_out: Vec<usize>,
+    /// NATS server for the scaled-out runs (fresh streams, deleted after).
+    pub nats: String,
     /// Print one JSON object instead of tables.
     pub json: bool,
 }
@@ -39,8 +46,8 @@ pub struct PurchaseBench {
 /// One store's figures.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StoreFigures {
-    /// `sqlite` or `postgres`.
-    pub store: &'static str,
+    /// `sqlite`, `postgres`, or `scaled_out_N` (N nodes on PostgreSQL + NATS JetStream).
+    pub store: String,
     /// Complete purchases a second at the peak.
     pub purchases_per_s: f64,
     /// Events the purchases appended, each.
@@ -51,11 +58,12 @@ pub struct StoreFigures {
     pub batched_inserts_per_s: f64,
     /// `events_per_s ÷ batched_inserts_per_s`.
     pub ratio: f64,
-    /// The platform process's CPU (user + system) per purchase at the peak, ms.
+    /// The platform processes' CPU (user + system, every node's) per purchase at the
+    /// peak, ms.
     pub cpu_ms_per_purchase: f64,
     /// This process's (driver and providers) CPU per purchase at the peak, ms.
     pub driver_cpu_ms_per_purchase: f64,
-    /// The platform process's peak resident memory, MiB.
+    /// The platform process's peak resident memory (the largest node's), MiB.
     pub peak_rss_mib: f64,
     /// The paced run's rate (half the peak), purchases/s.
     pub half_rate_purchases_per_s: f64,
@@ -85,11 +93,35 @@ pub struct StepFigures {
 /// Runs the benchmark on SQLite, then PostgreSQL.
 pub async fn run(b: PurchaseBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
-    rows.push(on_store(&b, None).await?);
+    if !b.postgres_only {
+        rows.push(on_store(&b, &Store::Sqlite).await?);
+    }
     if !b.sqlite_only {
         let url = tare_platform::db::create_scratch_postgres(&b.postgres_admin, "tare_bench").await?;
-        let r = on_store(&b, Some(&url)).await;
+        let r = on_store(&b, &Store::Postgres(&url)).await;
+        if std::env::var_os("TARE_BENCH_KEEP").is_some() {
+            eprintln!("postgres: the store is kept in {url}");
+        } else {
+            tare_platform::db::drop_scratch_postgres(&b.postgres_admin, &url).await?;
+        }
+        rows.push(r?);
+    }
+    for &nodes in &b.scaled_out {
+        let url = tare_platform::db::create_scratch_postgres(&b.postgres_admin, "tare_bench").await?;
+        let ns = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let cluster = Cluster {
+            postgres: url.clone(),
+            nats: b.nats.clone(),
+            namespace: ns.clone(),
+            nodes: nodes.max(1),
+        };
+        let r = on_store(&b, &Store::ScaledOut(&cluster)).await;
         tare_platform::db::drop_scratch_postgres(&b.postgres_admin, &url).await?;
+        let mut cfg = tare_platform::cluster::NatsConfig::new(b.nats.clone());
+        cfg.namespace = ns;
+        if let Ok(n) = tare_platform::cluster::Nats::connect(&cfg).await {
+            let _ = n.delete_streams().await;
+        }
         rows.push(r?);
     }
     if b.json {
@@ -103,7 +135,7 @@ pub async fn run(b: PurchaseBench) -> anyhow::Result<()> {
 fn as_json(rows: &[StoreFigures], b: &PurchaseBench) -> serde_json::Value {
     let mut out = serde_json::json!({"orders": b.orders, "cabinets": b.cabinets});
     for r in rows {
-        out[r.store] = serde_json::to_value(r).unwrap_or_default();
+        out[r.store.as_str()] = serde_json::to_value(r).unwrap_or_default();
     }
     out
 }
@@ -145,6 +177,49 @@ fn print_tables(rows: &[StoreFigures], b: &PurchaseBench) {
     }
 }
 
+/// Where a run's platform keeps its store.
+enum Store<'a> {
+    /// The embedded default.
+    Sqlite,
+    /// One PostgreSQL node.
+    Postgres(&'a str),
+    /// PostgreSQL and NATS JetStream, several nodes.
+    ScaledOut(&'a Cluster),
+}
+
+impl Store<'_> {
+    fn name(&self) -> String {
+        match self {
+            Store::Sqlite => "sqlite".into(),
+            Store::Postgres(_) => "postgres".into(),
+            Store::ScaledOut(c) => format!("scaled_out_{}", c.nodes),
+        }
+    }
+
+    fn postgres(&self) -> Option<&str> {
+        match self {
+            Store::Sqlite => None,
+            Store::Postgres(url) => Some(url),
+            Store::ScaledOut(c) => Some(&c.postgres),
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            Store::ScaledOut(c) => c.nodes,
+            _ => 1,
+        }
+    }
+}
+
+/// A scaled-out run's servers.
+struct Cluster {
+    postgres: String,
+    nats: String,
+    namespace: String,
+    nodes: usize,
+}
+
 /// The platform as a child process.
 struct Platform {
     child: tokio::process::Child,
@@ -155,7 +230,7 @@ struct Platform {
 
 impl Platform {
     /// Starts `tare serve` on free ports and waits for its `listening` line.
-    async fn start(data: &Path, keys: &Path, payments: &str, postgres: Option<&str>, token: &str) -> anyhow::Result<Self> {
+    async fn start(data: &Path, keys: &Path, payments: &str, store: &Store<'_>, node: usize, token: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("the tare executable")?;
         // Real ports, not 0: the providers call back at the address the node is given.
         let (http, mqtt) = (free_port()?, free_port()?);
@@ -171,8 +246,18 @@ impl Platform {
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
-        if let Some(url) = postgres {
+        if let Some(url) = store.postgres() {
             cmd.args(["--postgres", url, "--pg-connections", "16"]);
+        }
+        if let Store::ScaledOut(c) = store {
+            cmd.args([
+                "--nats",
+                &c.nats,
+                "--nats-namespace",
+                &c.namespace,
+                "--node",
+                &format!("node{node}"),
+            ]);
         }
         let mut child = cmd.spawn().context("starting tare serve")?;
         let pid = child.id().context("the platform's pid")?;
@@ -275,10 +360,10 @@ async fn feed_head(client: &reqwest::Client, base: &str) -> anyhow::Result<i64> 
         .context("tare_feed_head_position in /metrics")
 }
 
-async fn on_store(b: &PurchaseBench, postgres: Option<&str>) -> anyhow::Result<StoreFigures> {
-    let name = if postgres.is_some() { "postgres" } else { "sqlite" };
+async fn on_store(b: &PurchaseBench, store: &Store<'_>) -> anyhow::Result<StoreFigures> {
+    let name = store.name();
     let dir = std::env::temp_dir().join(format!("tare-bench-{}", uuid::Uuid::new_v4().simple()));
-    let r = on_store_in(b, postgres, name, &dir).await;
+    let r = on_store_in(b, store, &dir).await;
     if std::env::var_os("TARE_BENCH_KEEP").is_some() {
         eprintln!("{name}: the store is kept in {}", dir.display());
     } else {
@@ -287,7 +372,8 @@ async fn on_store(b: &PurchaseBench, postgres: Option<&str>) -> anyhow::Result<S
     r
 }
 
-async fn on_store_in(b: &PurchaseBench, postgres: Option<&str>, name: &'static str, dir: &Path) -> anyhow::Result<StoreFigures> {
+async fn on_store_in(b: &PurchaseBench, store: &Store<'_>, dir: &Path) -> anyhow::Result<StoreFigures> {
+    let name = store.name();
     let keys_dir: PathBuf = dir.join("keys");
     let keys = tare_providers::keys::ProviderKeys::load_or_generate(&keys_dir).context("provider keys")?;
     // The providers: this process, on a listener of its own.
@@ -297,7 +383,12 @@ async fn on_store_in(b: &PurchaseBench, postgres: Option<&str>, name: &'static s
     let router = tare_gateway::sandbox_service::router(&sandboxes);
     let provider = tokio::spawn(async move { axum::serve(listener, router).await });
     let token = crate::app::random_token();
-    let platform = Platform::start(dir, &keys_dir, &sandbox_url, postgres, &token).await?;
+    let mut nodes = Vec::new();
+    for node in 1..=store.nodes() {
+        let data = dir.join(format!("node{node}"));
+        nodes.push(Platform::start(&data, &keys_dir, &sandbox_url, store, node, &token).await?);
+    }
+    let platform = &nodes[0];
     let target = FleetTarget {
         base_url: platform.base_url.clone(),
         admin_token: token.clone(),
@@ -311,6 +402,13 @@ async fn on_store_in(b: &PurchaseBench, postgres: Option<&str>, name: &'static s
         capacity: 40,
         pk: "bench".into(),
         transport: FleetTransport::Mqtt,
+        more_nodes: nodes[1..]
+            .iter()
+            .map(|n| crate::fleet::FleetNode {
+                base_url: n.base_url.clone(),
+                mqtt: n.mqtt,
+            })
+            .collect(),
         ..FleetSpec::default()
     };
     let fleet = Arc::new(Fleet::provision_at(&target, &spec).await?);
@@ -319,11 +417,12 @@ async fn on_store_in(b: &PurchaseBench, postgres: Option<&str>, name: &'static s
 
     // The peak: every cabinet buying, one purchase after another.
     let head0 = feed_head(&http, &platform.base_url).await?;
-    let (cpu0, driver0) = (platform.cpu_s(), cpu_seconds("/proc/self/stat"));
+    let cpu = || nodes.iter().map(Platform::cpu_s).sum::<f64>();
+    let (cpu0, driver0) = (cpu(), cpu_seconds("/proc/self/stat"));
     let started = Instant::now();
     let mut peak = run_purchases_paced(&fleet, b.orders, 42, None).await?;
     let secs = started.elapsed().as_secs_f64();
-    let (cpu1, driver1) = (platform.cpu_s(), cpu_seconds("/proc/self/stat"));
+    let (cpu1, driver1) = (cpu(), cpu_seconds("/proc/self/stat"));
     let head1 = feed_head(&http, &platform.base_url).await?;
     audit_sandbox_charges(&sandboxes, &mut peak);
     eprintln!("{name} (peak): {peak}");
@@ -338,17 +437,19 @@ async fn on_store_in(b: &PurchaseBench, postgres: Option<&str>, name: &'static s
     let head2 = feed_head(&http, &platform.base_url).await?;
     audit_sandbox_charges(&sandboxes, &mut half);
     eprintln!("{name} (half rate): {half}");
-    let peak_rss_mib = platform.peak_rss_mib();
+    let peak_rss_mib = nodes.iter().map(Platform::peak_rss_mib).fold(0.0, f64::max);
     for c in &fleet.cabinets {
         let _ = c.disconnect().await;
     }
-    platform.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
     provider.abort();
 
     // The platform stopped: read its log and measure the store's raw rate.
-    let db = match postgres {
+    let db = match store.postgres() {
         Some(url) => tare_platform::db::Db::open_postgres(url, 4).await?,
-        None => tare_platform::db::Db::open_sqlite(dir).await?,
+        None => tare_platform::db::Db::open_sqlite(&dir.join("node1")).await?,
     };
     let feed = Feed::new(db.clone());
     let steps = saga_steps(&feed, head1, head2).await?;
@@ -528,10 +629,13 @@ mod tests {
             cabinets: 500,
             postgres_admin: String::new(),
             sqlite_only: true,
+            postgres_only: false,
+            scaled_out: vec![],
+            nats: String::new(),
             json: true,
         };
         let rows = [StoreFigures {
-            store: "sqlite",
+            store: "sqlite".into(),
             purchases_per_s: 50.0,
             ratio: 0.1,
             consistent: true,

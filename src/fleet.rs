@@ -130,6 +130,29 @@ pub struct FleetSpec {
     /// [`CATALOGUE`]), instead of a random pick per lane; `doors` and `lanes` are then
     /// read from it.
     pub layout: Option<Vec<Vec<&'static str>>>,
+    /// Further nodes of a scaled-out platform to spread the fleet over: cabinet `i`
+    /// connects to node `i mod (1 + more_nodes.len())` (the target first) and its
+    /// shoppers use that node's API, as cabinets and apps behind a load balancer would.
+    pub more_nodes: Vec<FleetNode>,
+}
+
+impl FleetSpec {
+    /// The MQTT endpoint cabinet `i` connects to: node `i mod n`, the target first.
+    fn mqtt_of(&self, target: &FleetTarget, i: usize) -> Option<std::net::SocketAddr> {
+        match i % (1 + self.more_nodes.len()) {
+            0 => target.mqtt,
+            k => Some(self.more_nodes[k - 1].mqtt),
+        }
+    }
+}
+
+/// One more node of a scaled-out platform (see [`FleetSpec::more_nodes`]).
+#[derive(Debug, Clone)]
+pub struct FleetNode {
+    /// `http://host:port` of its API.
+    pub base_url: String,
+    /// Its MQTT device endpoint.
+    pub mqtt: std::net::SocketAddr,
 }
 
 /// Where a fleet is registered (HTTP API) and connects (MQTT, HTTP, or in-process).
@@ -185,6 +208,7 @@ impl Default for FleetSpec {
             pk: "wc1".into(),
             transport: FleetTransport::Mqtt,
             layout: None,
+            more_nodes: Vec::new(),
         }
     }
 }
@@ -206,6 +230,9 @@ pub struct Fleet {
     pub cabinets: Vec<Arc<VirtualCabinet>>,
     /// Lane → (sku, price) per cabinet index.
     pub planogram: Vec<BTreeMap<(DoorNo, LaneNo), (String, i64)>>,
+    /// The API of each further node the fleet is spread over ([`FleetSpec::more_nodes`]);
+    /// empty: every cabinet's shoppers use `client`.
+    pub more_clients: Vec<ApiClient>,
 }
 
 /// What a shopper really took from one lane: (door, lane, sku, qty, unit price in cents).
@@ -299,7 +326,7 @@ impl Fleet {
                     }
                     let id = CabinetId::new(&spec.pk, &dn)?;
                     let secret = resp["device_secret"].as_str().unwrap_or_default().to_string();
-                    let transport: Arc<dyn DeviceTransport> = match (spec.transport, target.mqtt, &target.hub) {
+                    let transport: Arc<dyn DeviceTransport> = match (spec.transport, spec.mqtt_of(target, i), &target.hub) {
                         (FleetTransport::Mqtt, Some(mqtt), _) => MqttTransport::new(
                             id.clone(),
                             secret,
@@ -347,6 +374,11 @@ impl Fleet {
             client,
             cabinets,
             planogram,
+            more_clients: spec
+                .more_nodes
+                .iter()
+                .map(|n| ApiClient::new(&n.base_url, &target.admin_token))
+                .collect(),
         };
         for c in &fleet.cabinets {
             fleet.wait_status(c.id(), "online", Duration::from_secs(10)).await?;
@@ -392,7 +424,9 @@ impl Fleet {
     /// `takes` (lane, qty), closes, and waits for the order to end.
     pub async fn purchase(&self, shopper: &ShopperHandle, cab: usize, door: DoorNo, takes: &[(LaneNo, u32)]) -> anyhow::Result<Purchase> {
         let (order_id, taken) = self.shop(shopper, cab, door, takes).await?;
-        let order = self.wait_terminal(&order_id, &shopper.token, Duration::from_secs(30)).await?;
+        let order = self
+            .wait_terminal_via(self.client_for(cab), &order_id, &shopper.token, Duration::from_secs(30))
+            .await?;
         Ok(Purchase { order_id, taken, order })
     }
 
@@ -407,8 +441,8 @@ impl Fleet {
         takes: &[(LaneNo, u32)],
     ) -> anyhow::Result<(String, Vec<Taken>)> {
         let vc = &self.cabinets[cab];
-        let (st, created) = self
-            .client
+        let client = self.client_for(cab);
+        let (st, created) = client
             .post(
                 "/api/v1/orders",
                 &shopper.token,
@@ -421,18 +455,18 @@ impl Fleet {
         let order_id = created["order_id"].as_str().context("order_id")?.to_string();
         let confirm = match created["confirm_url"].as_str() {
             Some(u) => Some(u.to_string()),
-            None => self.confirm_url(&order_id, &shopper.token).await?,
+            None => self.confirm_url(client, &order_id, &shopper.token).await?,
         };
         if let Some(url) = confirm {
-            let path = url.strip_prefix(&self.client.base).unwrap_or(&url).to_string();
-            let (st, b) = self.client.post(&path, &shopper.token, &json!({})).await?;
+            let path = url.strip_prefix(&client.base).unwrap_or(&url).to_string();
+            let (st, b) = client.post(&path, &shopper.token, &json!({})).await?;
             // The platform's confirm page answers 200; `tare sandbox`'s own, 204.
             if !st.is_success() {
                 bail!("confirm: {st} {b}");
             }
         }
         if !vc.wait_open(door, Duration::from_secs(15)).await {
-            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
+            let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), &shopper.token).await?;
             bail!(
                 "door {} of {} never opened for order {order_id}: {} {}",
                 door.get(),
@@ -456,11 +490,11 @@ impl Fleet {
     /// Where the shopper confirms, when the order's reply did not say yet (the provider
     /// was slow to answer): asked again, as an app would, until the payment is past
     /// opening (`None`: nothing to confirm — authorized at once, or the order ended).
-    async fn confirm_url(&self, order_id: &str, token: &str) -> anyhow::Result<Option<String>> {
+    async fn confirm_url(&self, client: &ApiClient, order_id: &str, token: &str) -> anyhow::Result<Option<String>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         let mut every = Duration::from_millis(10);
         loop {
-            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
+            let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
             if let Some(url) = o["payment"]["confirm_url"].as_str() {
                 return Ok(Some(url.to_string()));
             }
@@ -477,10 +511,15 @@ impl Fleet {
     /// shopper's app would: soon at first, then less often (5 ms doubling to 200 ms), so
     /// that hundreds of shoppers waiting at once do not become the platform's load.
     pub async fn wait_terminal(&self, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.wait_terminal_via(&self.client, order_id, token, timeout).await
+    }
+
+    /// [`Self::wait_terminal`], asking `client`'s node.
+    async fn wait_terminal_via(&self, client: &ApiClient, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut every = Duration::from_millis(5);
         loop {
-            let (_, o) = self.client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
+            let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), token).await?;
             let state = o["state"].as_str().unwrap_or_default();
             if matches!(state, "paid" | "cancelled" | "abnormal" | "refunded" | "partially_refunded") {
                 return Ok(o);
@@ -490,6 +529,14 @@ impl Fleet {
             }
             tokio::time::sleep(every).await;
             every = (every * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// The API cabinet `cab`'s shoppers use: its node's ([`FleetSpec::more_nodes`]).
+    fn client_for(&self, cab: usize) -> &ApiClient {
+        match cab % (1 + self.more_clients.len()) {
+            0 => &self.client,
+            k => &self.more_clients[k - 1],
         }
     }
 

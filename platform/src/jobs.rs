@@ -52,6 +52,9 @@ pub struct BuriedJob {
 #[derive(Clone)]
 pub struct Jobs {
     db: Db,
+    /// Several nodes claim from this table (scaled out): a lane's effects are claimed one
+    /// at a time, each once the one before it is done.
+    shared: bool,
     /// Bumped after jobs are scheduled: the effects loop wakes on it at once instead of
     /// at its next idle poll (a saga step's effect would otherwise wait up to the poll
     /// interval — most of a purchase's latency when the fleet is quiet).
@@ -63,8 +66,17 @@ impl Jobs {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            shared: false,
             scheduled: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// These jobs, claimed by several nodes when `shared` (scaled out): only the first
+    /// pending effect of a lane (an order, a command, …) may then be claimed, so one
+    /// order's effects never run side by side on two nodes, out of order (a door's close
+    /// recorded before its opening).
+    pub fn shared(self, shared: bool) -> Self {
+        Self { shared, ..self }
     }
 
     /// Changes whenever jobs have been scheduled (by this process).
@@ -89,17 +101,25 @@ impl Jobs {
         jobs: &[(i64, Scheduled)],
         now: UnixMs,
     ) -> Result<bool, DbError> {
-        let encoded: Vec<(String, i64, String, i64)> = jobs
+        let encoded: Vec<(String, i64, String, i64, &str)> = jobs
             .iter()
-            .map(|(source, j)| Ok((j.key.clone(), j.due_at, serde_json::to_string(&j.effect)?, *source)))
+            .map(|(source, j)| {
+                Ok((
+                    j.key.clone(),
+                    j.due_at,
+                    serde_json::to_string(&j.effect)?,
+                    *source,
+                    j.effect.serial_key(),
+                ))
+            })
             .collect::<Result<_, serde_json::Error>>()?;
         let moved = crate::on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             // One statement per hundred jobs, not one per job.
             for chunk in encoded.chunks(100) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO jobs (key, due_at, effect, source, updated_at) ");
-                q.push_values(chunk, |mut b, (key, due_at, effect, source)| {
-                    b.push_bind(key).push_bind(due_at).push_bind(effect).push_bind(source).push_bind(now);
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO jobs (key, due_at, effect, source, updated_at, lane) ");
+                q.push_values(chunk, |mut b, (key, due_at, effect, source, lane)| {
+                    b.push_bind(key).push_bind(due_at).push_bind(effect).push_bind(source).push_bind(now).push_bind(*lane);
                 });
                 q.push(" ON CONFLICT (key) DO NOTHING");
                 q.build().execute(&mut *tx).await?;
@@ -125,8 +145,8 @@ impl Jobs {
         for j in jobs {
             let effect = serde_json::to_string(&j.effect)?;
             crate::on_db!(&self.db, pool => {
-                sqlx::query("INSERT INTO jobs (key, due_at, effect, source, updated_at) VALUES ($1, $2, $3, 0, $4) ON CONFLICT (key) DO NOTHING")
-                    .bind(&j.key).bind(j.due_at).bind(&effect).bind(now)
+                sqlx::query("INSERT INTO jobs (key, due_at, effect, source, updated_at, lane) VALUES ($1, $2, $3, 0, $4, $5) ON CONFLICT (key) DO NOTHING")
+                    .bind(&j.key).bind(j.due_at).bind(&effect).bind(now).bind(j.effect.serial_key())
                     .execute(pool).await?;
             });
         }
@@ -146,6 +166,19 @@ impl Jobs {
                 )
                 .bind(now + lease_ms).bind(now).bind(now).bind(limit)
                 .fetch_all(write)
+                .await?
+            }
+            Db::Postgres(pool) if self.shared => {
+                // Only a lane's first pending effect: one running (leased) on another node,
+                // or claimed there a moment ago, holds back the rest of its lane.
+                sqlx::query_as(
+                    "UPDATE jobs SET locked_until = $1 WHERE key IN (SELECT key FROM jobs j WHERE status = 'pending' AND due_at <= $2 AND locked_until <= $3 \
+                     AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.lane = j.lane AND e.status = 'pending' \
+                          AND (e.due_at, COALESCE(e.source, 0), e.key) < (j.due_at, COALESCE(j.source, 0), j.key))) \
+                     ORDER BY due_at, source, key LIMIT $4 FOR UPDATE OF j SKIP LOCKED) RETURNING key, effect, attempts::bigint, due_at, COALESCE(source, 0)",
+                )
+                .bind(now + lease_ms).bind(now).bind(now).bind(limit)
+                .fetch_all(pool)
                 .await?
             }
             Db::Postgres(pool) => {
@@ -304,5 +337,52 @@ impl Jobs {
         let sql = "SELECT position FROM checkpoints WHERE name = $1";
         let row: Option<(i64,)> = crate::on_db!(&self.db, pool => sqlx::query_as(sql).bind(name).fetch_optional(pool).await?);
         Ok(row.map_or(0, |r| r.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(key: &str, order: &str) -> Scheduled {
+        Scheduled::at(key.into(), 100, Effect::CheckDoorLeftOpen { order_id: order.into() })
+    }
+
+    fn keys(jobs: &[ClaimedJob]) -> Vec<&str> {
+        jobs.iter().map(|j| j.key.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn nodes_sharing_the_table_claim_a_lane_one_effect_at_a_time() {
+        let admin = std::env::var("TARE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let url = crate::db::create_scratch_postgres(&admin, "tare_jobs").await.unwrap();
+        let db = Db::open_postgres(&url, 4).await.unwrap();
+        let (node_a, node_b) = (Jobs::new(db.clone()).shared(true), Jobs::new(db.clone()).shared(true));
+        // Order o1's door opened (position 1), then closed (2); order o2's one effect (3).
+        let scheduled = [
+            (1, check("o1-opened", "o1")),
+            (2, check("o1-closed", "o1")),
+            (3, check("o2-opened", "o2")),
+        ];
+        node_a.schedule_with_checkpoint("saga", 3, &scheduled, 100).await.unwrap();
+        // Node A takes each lane's first effect; o1's close waits for its opening.
+        let a = node_a.claim_due(200, 10, 30_000).await.unwrap();
+        assert_eq!(keys(&a), ["o1-opened", "o2-opened"]);
+        // Node B finds nothing it may run while A holds o1's opening.
+        assert!(node_b.claim_due(200, 10, 30_000).await.unwrap().is_empty());
+        // Once the opening is done, the close is anyone's, and runs after it.
+        node_a.complete_many(&["o1-opened".to_string()], 300).await.unwrap();
+        assert_eq!(keys(&node_b.claim_due(300, 10, 30_000).await.unwrap()), ["o1-closed"]);
+        // A single node (not shared) claims a lane's effects together, to run in turn.
+        node_a
+            .schedule_with_checkpoint("saga", 5, &[(4, check("o3-a", "o3")), (5, check("o3-b", "o3"))], 400)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&Jobs::new(db.clone()).claim_due(400, 10, 30_000).await.unwrap()),
+            ["o3-a", "o3-b"]
+        );
+        db.close().await;
+        crate::db::drop_scratch_postgres(&admin, &url).await.unwrap();
     }
 }

@@ -176,12 +176,13 @@ impl Platform {
             counters: EffectCounters::default(),
             platform: std::sync::OnceLock::new(),
         });
+        let scaled_out = nats.is_some();
         let platform = Arc::new(Self {
             feed,
             nats,
             relay,
             roles: cfg.roles,
-            jobs: Jobs::new(db.clone()),
+            jobs: Jobs::new(db.clone()).shared(scaled_out),
             views: Views::new(db.clone()),
             db,
             aggregates,

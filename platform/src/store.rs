@@ -8,9 +8,9 @@
 
 use crate::cached_store::{CachedEventStore, CACHED_AGGREGATES};
 use crate::db::Db;
-use crate::sqlite_repo::GroupWriter;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
+use crate::group_commit::{GroupCommitRepository, GroupWriter};
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use postgres_es::PostgresEventRepository;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,9 +64,8 @@ impl Meta {
     }
 }
 
-type PgStore<A> = PersistedEventStore<PostgresEventRepository, A>;
-type CachedSqlite<A> = CachedEventStore<crate::sqlite_repo::BatchedSqliteRepository, A>;
-type CachedPg<A> = CachedEventStore<PostgresEventRepository, A>;
+type CachedSqlite<A> = CachedEventStore<GroupCommitRepository<sqlite_es::SqliteEventRepository>, A>;
+type CachedPg<A> = CachedEventStore<GroupCommitRepository<PostgresEventRepository>, A>;
 
 /// One aggregate type's command side and loader, on whichever store is in use.
 pub struct AggregateStore<A: Aggregate<Services = ()> + Clone> {
@@ -105,39 +104,44 @@ enum Backend<A: Aggregate<Services = ()> + Clone> {
     },
     Postgres {
         cqrs: CqrsFramework<A, CachedPg<A>>,
-        loader: PgStore<A>,
+        /// Loads share the commands' cache when this process is the store's only
+        /// writer; otherwise they read the store (the cache then holds nothing).
+        loader: CachedPg<A>,
     },
 }
 
 /// How many events between snapshots for long-lived aggregates (cabinets, shoppers).
 const SNAPSHOT_EVERY: usize = 100;
 
+/// cqrs-es's store over `repo`, taking a snapshot every [`SNAPSHOT_EVERY`] events when
+/// `snapshots`.
+fn persisted<R: PersistedEventRepository, A: Aggregate>(repo: R, snapshots: bool) -> PersistedEventStore<R, A> {
+    match snapshots {
+        true => PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
+        false => PersistedEventStore::new_event_store(repo),
+    }
+}
+
 impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
-    fn new(db: &Db, snapshots: bool, cached: usize, commits: Arc<watch::Sender<u64>>, group: &Option<Arc<GroupWriter>>) -> Self {
+    fn new(db: &Db, snapshots: bool, cached: usize, commits: Arc<watch::Sender<u64>>, group: &Arc<GroupWriter>) -> Self {
+        let every = snapshots.then_some(SNAPSHOT_EVERY);
         let backend = match db {
             Db::Sqlite { write, .. } => {
-                let mk = || {
-                    let group = group.clone().unwrap_or_else(|| GroupWriter::start(write.clone()));
-                    let repo = crate::sqlite_repo::BatchedSqliteRepository::new(write.clone(), group);
-                    if snapshots {
-                        PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY)
-                    } else {
-                        PersistedEventStore::new_event_store(repo)
-                    }
-                };
-                let cached = CachedEventStore::new(mk(), snapshots.then_some(SNAPSHOT_EVERY), cached);
+                let repo = GroupCommitRepository::new(sqlite_es::SqliteEventRepository::new(write.clone()), group.clone(), every);
+                let cached = CachedEventStore::new(persisted(repo, snapshots), every, cached);
                 Backend::Sqlite {
                     cqrs: CqrsFramework::new(cached.clone(), vec![], ()),
                     loader: cached,
                 }
             }
             Db::Postgres(pool) => {
-                // postgres-es reports snapshot conflicts after its commit (a known pitfall),
-                // so PostgreSQL uses plain event stores until that is wrapped.
-                let mk = || PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+                // Snapshots as on SQLite: the group writer checks a stale one inside the
+                // commit's transaction (postgres-es itself found out only after its commit).
+                let repo = GroupCommitRepository::new(PostgresEventRepository::new(pool.clone()), group.clone(), every);
+                let cached = CachedEventStore::new(persisted(repo, snapshots), every, cached);
                 Backend::Postgres {
-                    cqrs: CqrsFramework::new(CachedEventStore::new(mk(), None, cached), vec![], ()),
-                    loader: mk(),
+                    cqrs: CqrsFramework::new(cached.clone(), vec![], ()),
+                    loader: cached,
                 }
             }
         };
@@ -236,7 +240,7 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
         };
         Ok(match &self.backend {
             Backend::Sqlite { loader, .. } => loader.peek(id).await.map_err(map)?,
-            Backend::Postgres { loader, .. } => loader.load_aggregate(id).await.map_err(map)?.aggregate().clone(),
+            Backend::Postgres { loader, .. } => loader.peek(id).await.map_err(map)?,
         })
     }
 }
@@ -293,10 +297,7 @@ impl Aggregates {
         let commits = Arc::new(watch::channel(0).0);
         let cached = if sole_writer { CACHED_AGGREGATES } else { 0 };
         // One writer for every aggregate type's commits: they share its groups.
-        let g = match db {
-            Db::Sqlite { write, .. } => Some(GroupWriter::start(write.clone())),
-            Db::Postgres(_) => None,
-        };
+        let g = GroupWriter::start(db);
         Self {
             products: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
             cabinets: Arc::new(AggregateStore::new(db, true, cached, commits.clone(), &g)),

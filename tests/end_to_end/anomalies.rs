@@ -73,6 +73,7 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
         pk: "anq".into(),
         transport: FleetTransport::InProcess,
         layout: None,
+        more_nodes: Vec::new(),
     };
     let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
     let client = &fleet.client;

@@ -52,6 +52,7 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
         pk: "drf".into(),
         transport: FleetTransport::InProcess,
         layout: None,
+        more_nodes: Vec::new(),
     };
     let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
     let client = &fleet.client;

@@ -69,6 +69,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         client: client.clone(),
         cabinets: vec![locker.clone()],
         planogram: vec![Default::default()],
+        more_clients: Vec::new(),
     };
     // No opening stock to count: online as soon as it connects.
     fleet.wait_status(&id, "online", Duration::from_secs(10)).await.unwrap();

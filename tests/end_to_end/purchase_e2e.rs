@@ -23,6 +23,7 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
         // The cabinets are MQTT devices connected to the app's endpoint.
         transport: FleetTransport::Mqtt,
         layout: None,
+        more_nodes: Vec::new(),
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     let opening: BTreeMap<_, _> = fleet.cabinets.iter().map(|c| (c.id().clone(), c.counts())).collect();

@@ -42,6 +42,7 @@ async fn rig(kind: Store, stable_wait_ms: i64) -> Rig {
         // Uplinks applied before `send` returns: the test clock decides what happens when.
         transport: FleetTransport::InProcess,
         layout: None,
+        more_nodes: Vec::new(),
     };
     let fleet = Arc::new(Fleet::provision(&app, &spec).await.expect("fleet"));
     Rig { store, app, clock, fleet }
@@ -458,6 +459,7 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
         client: ApiClient::new(&app.base_url, &admin),
         cabinets: vec![vc2],
         planogram,
+        more_clients: Vec::new(),
     };
     let get = |id: String| {
         let fleet = &fleet;
