@@ -1,6 +1,7 @@
 //! The deduction [O8]: once per attempt. The first run asks the provider to collect; a
 //! re-run (after a crash, a timeout or a pending reply) asks the provider what happened
-//! instead, so money is never collected twice. A failure is resolved by asking first too:
+//! instead, so money is never collected twice — and collects again, under the same order
+//! id, when the provider never received the request. A failure is resolved by asking first too:
 //! the provider may have collected after all.
 
 use super::effects::Step;
@@ -26,11 +27,22 @@ pub(super) async fn collect(s: &Step<'_>, order_id: &str, attempt: u32) -> Outco
     let Some(provider) = order.provider.and_then(|k| s.ports.provider(k)) else {
         return Err(EffectError::Permanent("no provider".into()));
     };
+    let req = CollectionRequest {
+        order_id: order_id.to_string(),
+        provider_order_ref: payment.provider_order_ref.clone(),
+        amount: order.total,
+        lines: order.lines.clone(),
+        discount: order.discount(),
+    };
     let outcome = if payment.has_requested_collection(attempt) {
         match provider.query(order_id).await? {
             ProviderOrderStatus::Collected { transaction_id, amount } => CollectionOutcome::Collected { transaction_id, amount },
             ProviderOrderStatus::CollectionFailed { reason } => CollectionOutcome::Failed { reason },
             ProviderOrderStatus::Collecting => CollectionOutcome::Pending,
+            // The request never reached the provider (a timeout or a crash before it was
+            // sent): ask again, under the same order id, which the provider deduplicates
+            // on — the order must not stay `charging` for ever.
+            ProviderOrderStatus::Authorized | ProviderOrderStatus::NotFound => provider.collect(req).await?,
             other => return Err(EffectError::Permanent(format!("provider reports {other:?} while collecting"))),
         }
     } else {
@@ -39,13 +51,6 @@ pub(super) async fn collect(s: &Step<'_>, order_id: &str, attempt: u32) -> Outco
             at: s.now,
         };
         s.payment_cmd(order_id, request).await?;
-        let req = CollectionRequest {
-            order_id: order_id.to_string(),
-            provider_order_ref: payment.provider_order_ref.clone(),
-            amount: order.total,
-            lines: order.lines.clone(),
-            discount: order.discount(),
-        };
         provider.collect(req).await?
     };
     match outcome {

@@ -410,6 +410,37 @@ async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
 }
 
 #[tokio::test]
+async fn a_rerun_collects_again_when_the_request_never_reached_the_provider() {
+    for never_received in [ProviderOrderStatus::Authorized, ProviderOrderStatus::NotFound] {
+        let authorized = PaymentEvent::PaymentAuthorized {
+            notification_id: None,
+            at: NOW,
+        };
+        let w = world(
+            charging(),
+            vec![payment_opened(), authorized],
+            ScriptedProvider::default(),
+            RecordingDevices::default(),
+        );
+        let collect = Effect::Collect {
+            order_id: ORDER.into(),
+            attempt: 1,
+        };
+        assert!(matches!(run(&w, collect.clone()).await, EffectOutcome::Defer(_)));
+        // The first request timed out before the provider had it: the re-run asks, hears
+        // that nothing is being collected, and collects again rather than give up.
+        *w.provider.query.lock().unwrap() = Some(never_received.clone());
+        let again = run(&w, collect).await;
+        assert!(matches!(again, EffectOutcome::Defer(_)), "{never_received:?}: {again:?}");
+        assert_eq!(
+            *w.provider.calls.lock().unwrap(),
+            ["collect 500 discount 100", "query", "collect 500 discount 100"],
+            "{never_received:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_paid_order_ends_its_door_session_as_a_sale() {
     let mut history = charging();
     history.push(OrderEvent::OrderPaid {
