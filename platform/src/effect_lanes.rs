@@ -184,7 +184,13 @@ impl EffectLanes {
                 Ok(())
             }
             EffectOutcome::Defer(t) => self.jobs.defer(&job.key, t, None, now).await,
-            EffectOutcome::Retry(err) => {
+            EffectOutcome::Refused(err) if job.attempts + 1 >= tare_sagas::effect::MAX_REFUSALS => {
+                counters.buried.fetch_add(1, Ordering::Relaxed);
+                let err = format!("refused {} times, last: {err}", job.attempts + 1);
+                tracing::error!(key = %job.key, error = %err, "effect dead-lettered");
+                self.jobs.bury(&job.key, &err, now).await
+            }
+            EffectOutcome::Retry(err) | EffectOutcome::Refused(err) => {
                 counters.retried.fetch_add(1, Ordering::Relaxed);
                 let backoff = (250_i64 << job.attempts.clamp(0, 8)).min(60_000);
                 tracing::warn!(key = %job.key, attempts = job.attempts + 1, error = %err, "effect failed, will retry");

@@ -8,7 +8,8 @@ use tare_sagas::{Effect, Scheduled};
 use tokio::sync::Notify;
 
 /// Runs effects by recording their keys; the first effect of order `held` waits until
-/// `release` is notified.
+/// `release` is notified; every effect of order `refused` is refused by its provider and
+/// every effect of order `down` finds its provider unavailable.
 #[derive(Default)]
 struct Recorder {
     ran: Mutex<Vec<String>>,
@@ -17,6 +18,10 @@ struct Recorder {
     counters: EffectCounters,
 }
 
+/// The order whose provider refuses, and the one whose provider is down.
+const REFUSED: &str = "refused";
+const DOWN: &str = "down";
+
 #[async_trait::async_trait]
 impl RunEffect for Recorder {
     async fn run(&self, job: &ClaimedJob) -> EffectOutcome {
@@ -24,7 +29,11 @@ impl RunEffect for Recorder {
             self.release.notified().await;
         }
         self.ran.lock().unwrap().push(job.key.clone());
-        EffectOutcome::Done
+        match job.key.split(':').next() {
+            Some(REFUSED) => EffectOutcome::Refused("provider refused: RISK: declined".into()),
+            Some(DOWN) => EffectOutcome::Retry("provider unavailable: timeout".into()),
+            _ => EffectOutcome::Done,
+        }
     }
 
     fn counters(&self) -> &EffectCounters {
@@ -146,5 +155,42 @@ async fn stopping_lets_the_running_effect_finish_and_gives_back_what_waits() {
     // The one given back is claimable at once by the next executor, unrun so far.
     let again = jobs.claim_due(rig.clock.now_ms(), 10, 30_000).await.unwrap();
     assert_eq!(again.iter().map(|j| (j.key.as_str(), j.attempts)).collect::<Vec<_>>(), [("o:2", 0)]);
+    rig.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_retried_a_bounded_number_of_times_then_buried_and_unavailability_is_not() {
+    let rig = Rig::new("refused", "none").await;
+    let (jobs, recorder, lanes) = (&rig.jobs, &rig.recorder, &rig.lanes);
+    jobs.schedule_with_checkpoint("t", 2, &[effect(REFUSED, 1, 1_000), effect(DOWN, 1, 1_000)], 1_000)
+        .await
+        .unwrap();
+    let runs = |order: &str| recorder.ran.lock().unwrap().iter().filter(|k| k.starts_with(order)).count() as i64;
+    // Each round: claim what is due, wait for the lanes to record it, then let the
+    // longest backoff pass on the test clock.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while jobs.counts().await.unwrap().dead == 0 {
+        lanes.claim().await.unwrap();
+        while lanes.held() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "lanes stuck");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        if let PlatformClock::Manual(clock) = &rig.clock {
+            clock.advance(60_001);
+        }
+        assert!(runs(REFUSED) <= tare_sagas::effect::MAX_REFUSALS, "refused without end");
+    }
+    assert_eq!(runs(REFUSED), tare_sagas::effect::MAX_REFUSALS);
+    let buried = jobs.buried(10).await.unwrap();
+    assert_eq!(buried.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), ["refused:1"]);
+    assert!(
+        buried[0].error.starts_with("refused 12 times, last: provider refused: RISK"),
+        "{}",
+        buried[0].error
+    );
+    // An unavailable provider is still retried: its outcome may be unknown, never given up.
+    assert_eq!(runs(DOWN), tare_sagas::effect::MAX_REFUSALS);
+    assert_eq!(jobs.counts().await.unwrap().pending, 1);
+    lanes.stop().await;
     rig.done().await;
 }

@@ -335,9 +335,17 @@ pub enum EffectOutcome {
     Defer(UnixMs),
     /// Failed transiently: retry with backoff.
     Retry(String),
+    /// Refused by the other side (a provider's definite "no"): retried with backoff, since
+    /// a risk hold or a balance may clear, but at most [`MAX_REFUSALS`] times, then
+    /// buried — never retried without end.
+    Refused(String),
     /// Failed for good: park as a dead letter for an operator.
     Bury(String),
 }
+
+/// How many refusals in a row an effect is given before it is buried (with the
+/// executor's backoff of 0.25 s doubling to 60 s, about six minutes in all).
+pub const MAX_REFUSALS: i64 = 12;
 
 /// Why an effect could not finish: a transient failure is retried with backoff, a
 /// permanent one is buried as a dead letter.
@@ -349,6 +357,9 @@ pub enum EffectError {
     /// The effect cannot succeed (an aggregate refused it, a provider is missing).
     #[error("{0}")]
     Permanent(String),
+    /// The provider refused: retried a bounded number of times, then buried.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl<E: std::error::Error> From<CommandError<E>> for EffectError {
@@ -365,7 +376,10 @@ impl<E: std::error::Error> From<CommandError<E>> for EffectError {
 /// stop).
 impl From<ProviderError> for EffectError {
     fn from(e: ProviderError) -> Self {
-        Self::Transient(e.to_string())
+        match e {
+            ProviderError::Unavailable(_) => Self::Transient(e.to_string()),
+            ProviderError::Refused { .. } => Self::Refused(e.to_string()),
+        }
     }
 }
 
@@ -375,6 +389,26 @@ impl From<Result<EffectOutcome, EffectError>> for EffectOutcome {
             Ok(o) => o,
             Err(EffectError::Transient(e)) => Self::Retry(e),
             Err(EffectError::Permanent(e)) => Self::Bury(e),
+            Err(EffectError::Refused(e)) => Self::Refused(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_s_refusal_is_bounded_and_its_unavailability_is_retried() {
+        let outcome = |e: ProviderError| EffectOutcome::from(Err(EffectError::from(e)));
+        let refused = ProviderError::Refused {
+            code: "RISK".into(),
+            message: "declined".into(),
+        };
+        assert_eq!(outcome(refused), EffectOutcome::Refused("provider refused: RISK: declined".into()));
+        assert_eq!(
+            outcome(ProviderError::Unavailable("timeout".into())),
+            EffectOutcome::Retry("provider unavailable: timeout".into())
+        );
     }
 }

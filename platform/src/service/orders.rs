@@ -212,7 +212,9 @@ impl Platform {
                         order_id: previous.clone(),
                         reason: "order_ended".into(),
                     };
-                    if let tare_sagas::EffectOutcome::Retry(e) | tare_sagas::EffectOutcome::Bury(e) =
+                    if let tare_sagas::EffectOutcome::Retry(e)
+                    | tare_sagas::EffectOutcome::Refused(e)
+                    | tare_sagas::EffectOutcome::Bury(e) =
                         self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
                     {
                         return Err(ServiceError::Conflict {
