@@ -134,11 +134,11 @@ struct ServeArgs {
     #[arg(long, env = "TARE_MQTT", default_value = "127.0.0.1:8781")]
     mqtt: String,
     /// PostgreSQL URL: use PostgreSQL instead of the embedded SQLite store.
-    #[arg(long, env = "TARE_POSTGRES_URL")]
+    #[arg(long, env = "TARE_POSTGRES_URL", hide_env_values = true)]
     postgres: Option<String>,
     /// NATS URL (scaled-out mode: JetStream relay, partitioned workers, commands across
     /// nodes); needs --postgres.
-    #[arg(long, env = "TARE_NATS_URL", requires = "postgres")]
+    #[arg(long, env = "TARE_NATS_URL", requires = "postgres", hide_env_values = true)]
     nats: Option<String>,
     /// Subject and stream prefix on NATS (one per deployment sharing a NATS server).
     #[arg(long, env = "TARE_NATS_NAMESPACE", default_value = "tare")]
@@ -188,7 +188,7 @@ struct ServeArgs {
     public_url: Option<String>,
     /// Where alerts go: each is POSTed as JSON (the alert id in `Idempotency-Key`) and
     /// retried until answered 2xx; default: the recording sandbox (`GET /sandbox/alerts`).
-    #[arg(long, env = "TARE_ALERT_WEBHOOK", value_parser = parse_http_url)]
+    #[arg(long, env = "TARE_ALERT_WEBHOOK", value_parser = parse_http_url, hide_env_values = true)]
     alert_webhook: Option<String>,
     /// At most this many alerts a minute leave this node (the rest wait).
     #[arg(long, default_value_t = tare_platform::config::ALERTS_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -256,7 +256,7 @@ struct KeysArgs {
 #[derive(clap::Args)]
 struct MigrateArgs {
     /// PostgreSQL URL (otherwise the embedded store in --data).
-    #[arg(long, env = "TARE_POSTGRES_URL")]
+    #[arg(long, env = "TARE_POSTGRES_URL", hide_env_values = true)]
     postgres: Option<String>,
     /// Where the embedded store lives.
     #[arg(long, env = "TARE_DATA", default_value = "data")]

@@ -70,3 +70,21 @@ async fn scaled_out_flags_are_checked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node"));
 }
+
+#[tokio::test]
+async fn help_never_shows_a_secret_from_the_environment() {
+    for args in [&["serve", "--help"][..], &["migrate", "--help"][..], &["replay", "--help"][..]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tare"))
+            .args(args)
+            .env("TARE_POSTGRES_URL", "postgres://tare:pg-s3cret@db.example/tare")
+            .env("TARE_NATS_URL", "nats://tare:nats-s3cret@nats.example:4222")
+            .env("TARE_ALERT_WEBHOOK", "https://hooks.example/T0/hook-s3cret")
+            .env("TARE_ADMIN_TOKEN", "admin-s3cret")
+            .output()
+            .await
+            .expect("tare runs");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("TARE_POSTGRES_URL"), "{args:?}: {help}");
+        assert!(!help.contains("s3cret"), "{args:?} shows a secret:\n{help}");
+    }
+}
