@@ -74,7 +74,10 @@ impl Db {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it is acknowledged. With WAL, NORMAL
+            // survives a crash of the process but not a power loss, which could drop the
+            // last committed payment events after their provider calls were made [issue 14].
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
@@ -153,4 +156,22 @@ pub async fn drop_scratch_postgres(admin_url: &str, db_url: &str) -> Result<(), 
         .execute(&mut conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_embedded_store_acknowledges_only_what_is_on_disk() {
+        let dir = std::env::temp_dir().join(format!("tare-db-{}", uuid::Uuid::now_v7()));
+        let db = Db::open_sqlite(&dir).await.unwrap();
+        let Db::Sqlite { write, .. } = &db else { unreachable!() };
+        // 2 = FULL (1 = NORMAL: a power loss could drop the last commits), in WAL mode.
+        let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(write).await.unwrap();
+        let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(write).await.unwrap();
+        assert_eq!((synchronous, journal.as_str()), (2, "wal"));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

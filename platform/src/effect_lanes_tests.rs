@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 struct Recorder {
     ran: Mutex<Vec<String>>,
     held: String,
+    /// Set once the held effect has started (and waits for `release`).
+    holding: std::sync::atomic::AtomicBool,
     release: Notify,
     counters: EffectCounters,
 }
@@ -26,6 +28,7 @@ const DOWN: &str = "down";
 impl RunEffect for Recorder {
     async fn run(&self, job: &ClaimedJob) -> EffectOutcome {
         if job.key == format!("{}:1", self.held) {
+            self.holding.store(true, Ordering::SeqCst);
             self.release.notified().await;
         }
         self.ran.lock().unwrap().push(job.key.clone());
@@ -140,6 +143,13 @@ async fn stopping_lets_the_running_effect_finish_and_gives_back_what_waits() {
         .await
         .unwrap();
     assert_eq!(lanes.claim().await.unwrap(), 2);
+    // Stop only once the first effect is running (a lane not started yet when stopping
+    // gives its effect back unrun, rightly).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !recorder.holding.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "the first effect never started");
+        tokio::task::yield_now().await;
+    }
     let stopping = tokio::spawn({
         let lanes = lanes.clone();
         async move { lanes.stop().await }
