@@ -223,18 +223,9 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::group_commit::GroupWriter;
-    use cqrs_es::persist::SerializedEvent;
 
-    fn event(id: &str, sequence: usize) -> SerializedEvent {
-        SerializedEvent::new(
-            id.into(),
-            sequence,
-            "tally".into(),
-            "Added".into(),
-            "1".into(),
-            serde_json::json!(sequence),
-            serde_json::json!({"time": "7"}),
-        )
+    fn event(id: &str, sequence: usize) -> cqrs_es::persist::SerializedEvent {
+        crate::group_commit::tests::event_of(id, sequence, sequence as u32)
     }
 
     #[tokio::test]
@@ -257,7 +248,7 @@ mod tests {
             }
             let page = feed.read_after(3, 4).await.unwrap();
             assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), [4, 5, 6, 7]);
-            assert_eq!(page[0].metadata["time"], serde_json::json!(7), "time as a number");
+            assert_eq!(page[0].metadata["time"], serde_json::json!(1), "time as a number");
             assert_eq!(feed.read_after(8, 100).await.unwrap().len(), 2, "the end of the feed");
             let b = feed.read_stream_after("tally", "b", 2, 2).await.unwrap();
             assert_eq!(

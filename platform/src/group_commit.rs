@@ -277,7 +277,7 @@ impl<R: PersistedEventRepository> PersistedEventRepository for GroupCommitReposi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cached_store::tests::Tally;
     use serde_json::json;
@@ -286,7 +286,8 @@ mod tests {
         event_of("t", sequence, n)
     }
 
-    fn event_of(id: &str, sequence: usize, n: u32) -> SerializedEvent {
+    /// A `tally` event (`Added`, payload `n`, time 1) for the store tests.
+    pub(crate) fn event_of(id: &str, sequence: usize, n: u32) -> SerializedEvent {
         SerializedEvent::new(
             id.into(),
             sequence,

@@ -369,8 +369,9 @@ async fn the_authorization_covers_every_lane_emptied_and_a_refusal_cancels() {
     assert!(w.payments.events_of(ORDER).is_empty());
 }
 
-#[tokio::test]
-async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
+/// An order charging its first attempt on an authorized payment, and that attempt's
+/// deduction.
+fn charging_world() -> (World, Effect) {
     let authorized = PaymentEvent::PaymentAuthorized {
         notification_id: None,
         at: NOW,
@@ -385,6 +386,12 @@ async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
         order_id: ORDER.into(),
         attempt: 1,
     };
+    (w, collect)
+}
+
+#[tokio::test]
+async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
+    let (w, collect) = charging_world();
     // Pending: the callback (or a later run) settles it.
     let first = run(&w, collect.clone()).await;
     assert!(matches!(first, EffectOutcome::Defer(_)), "{first:?}");
@@ -412,20 +419,7 @@ async fn a_deduction_is_asked_once_and_a_rerun_asks_what_happened() {
 #[tokio::test]
 async fn a_rerun_collects_again_when_the_request_never_reached_the_provider() {
     for never_received in [ProviderOrderStatus::Authorized, ProviderOrderStatus::NotFound] {
-        let authorized = PaymentEvent::PaymentAuthorized {
-            notification_id: None,
-            at: NOW,
-        };
-        let w = world(
-            charging(),
-            vec![payment_opened(), authorized],
-            ScriptedProvider::default(),
-            RecordingDevices::default(),
-        );
-        let collect = Effect::Collect {
-            order_id: ORDER.into(),
-            attempt: 1,
-        };
+        let (w, collect) = charging_world();
         assert!(matches!(run(&w, collect.clone()).await, EffectOutcome::Defer(_)));
         // The first request timed out before the provider had it: the re-run asks, hears
         // that nothing is being collected, and collects again rather than give up.
