@@ -14,8 +14,12 @@ pub const SEQ_WINDOW: u64 = 1000;
 pub(super) enum Verdict {
     /// First time seen: apply it.
     Fresh,
-    /// An id seen before: ignore it.
+    /// An id seen before and recorded: ignore it.
     Duplicate,
+    /// An id whose first copy is still being recorded (a resend on a new connection
+    /// while the store is slow): neither applied again nor acknowledged, since the first
+    /// copy may yet fail.
+    InFlight,
     /// More than [`SEQ_WINDOW`] behind this highest `seq` with no boot since.
     Stale(u64),
 }
@@ -27,6 +31,9 @@ pub(super) struct RecentIds {
     ring: Box<[u64; RECENT_IDS_PER_DEVICE]>,
     next: usize,
     len: usize,
+    /// Ids being recorded now (usually none or one): a resend of one of these must not
+    /// be taken as recorded.
+    in_flight: Vec<u64>,
     /// Highest `seq` seen since the device's last boot.
     highest_seq: Option<u64>,
 }
@@ -37,6 +44,7 @@ impl Default for RecentIds {
             ring: Box::new([0; RECENT_IDS_PER_DEVICE]),
             next: 0,
             len: 0,
+            in_flight: Vec::new(),
             highest_seq: None,
         }
     }
@@ -51,7 +59,8 @@ fn id_hash(id: &str) -> u64 {
 }
 
 impl RecentIds {
-    /// Judges message `id` with `seq`, and remembers it if fresh. A boot restarts the
+    /// Judges message `id` with `seq`, and remembers it as in flight if fresh (until
+    /// [`Self::settle`]). A boot restarts the
     /// sequence; the last will (`status`) is composed at connect time, so its `seq` is old
     /// by design and is not held to the window.
     pub(super) fn judge(&mut self, id: &str, seq: u64, boot: bool, will: bool) -> Verdict {
@@ -64,8 +73,13 @@ impl RecentIds {
             }
         }
         if !self.insert(id) {
-            return Verdict::Duplicate;
+            return if self.in_flight.contains(&id_hash(id)) {
+                Verdict::InFlight
+            } else {
+                Verdict::Duplicate
+            };
         }
+        self.in_flight.push(id_hash(id));
         self.highest_seq = Some(self.highest_seq.map_or(seq, |h| h.max(seq)));
         Verdict::Fresh
     }
@@ -82,11 +96,15 @@ impl RecentIds {
         true
     }
 
-    /// Forgets `id`, so a resend of a message that could not be recorded gets through.
-    pub(super) fn forget(&mut self, id: &str) {
+    /// Ends the recording of fresh message `id`: if `recorded`, a resend is a
+    /// duplicate from now on; if not, `id` is forgotten so a resend gets through.
+    pub(super) fn settle(&mut self, id: &str, recorded: bool) {
         let h = id_hash(id);
-        if let Some(slot) = self.ring[..self.len].iter_mut().find(|x| **x == h) {
-            *slot = 0;
+        self.in_flight.retain(|x| *x != h);
+        if !recorded {
+            if let Some(slot) = self.ring[..self.len].iter_mut().find(|x| **x == h) {
+                *slot = 0;
+            }
         }
     }
 }
@@ -99,13 +117,29 @@ mod tests {
     fn duplicates_and_stale_sequences_are_told_apart() {
         let mut r = RecentIds::default();
         assert_eq!(r.judge("a", 5_000, false, false), Verdict::Fresh);
+        r.settle("a", true);
         assert_eq!(r.judge("a", 5_000, false, false), Verdict::Duplicate);
         assert_eq!(r.judge("b", 4_000, false, false), Verdict::Fresh, "late but within the window");
         assert_eq!(r.judge("c", 3_999, false, false), Verdict::Stale(5_000));
         assert_eq!(r.judge("w", 0, false, true), Verdict::Fresh, "the will's seq is old by design");
         assert_eq!(r.judge("d", 0, true, false), Verdict::Fresh, "a boot restarts the sequence");
-        r.forget("d");
+        r.settle("d", false);
         assert_eq!(r.judge("d", 1, false, false), Verdict::Fresh, "forgotten: a resend gets through");
+    }
+
+    #[test]
+    fn a_resend_while_the_first_copy_is_being_recorded_is_not_taken_as_recorded() {
+        let mut r = RecentIds::default();
+        assert_eq!(r.judge("closed", 7, false, false), Verdict::Fresh);
+        assert_eq!(r.judge("closed", 7, false, false), Verdict::InFlight, "the first copy may yet fail");
+        r.settle("closed", false);
+        assert_eq!(
+            r.judge("closed", 7, false, false),
+            Verdict::Fresh,
+            "the first copy failed: the resend is applied"
+        );
+        r.settle("closed", true);
+        assert_eq!(r.judge("closed", 7, false, false), Verdict::Duplicate);
     }
 
     #[test]
@@ -113,6 +147,7 @@ mod tests {
         let mut r = RecentIds::default();
         for i in 0..=RECENT_IDS_PER_DEVICE {
             assert_eq!(r.judge(&format!("m{i}"), i as u64, false, false), Verdict::Fresh);
+            r.settle(&format!("m{i}"), true);
         }
         assert_eq!(r.judge("m0", 0, false, false), Verdict::Fresh, "pushed out of the ring");
         assert_eq!(r.judge(&format!("m{RECENT_IDS_PER_DEVICE}"), 0, false, false), Verdict::Duplicate);

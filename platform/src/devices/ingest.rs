@@ -1,7 +1,8 @@
 //! One uplink's way in: parse it per the contract, drop it if it is a duplicate or far
 //! behind the device's sequence, note when the device was heard from, and hand it to its
 //! kind's handler. A message the platform could not record is forgotten by the dedupe
-//! window, so the device's resend of it gets through.
+//! window, so the device's resend of it gets through; a resend that arrives while the
+//! first copy is still being recorded is neither applied nor acknowledged.
 
 use super::dedupe::{Verdict, SEQ_WINDOW};
 use super::{lock, DeviceHub};
@@ -52,6 +53,15 @@ impl DeviceHub {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return Ok(IngestOutcome::Duplicate);
             }
+            // Acknowledging it now would lose the message if the first copy then fails:
+            // the device is told to resend later, as for a store failure.
+            Verdict::InFlight => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Err(IngestError::Store(format!(
+                    "message {} is still being recorded; resend it",
+                    up.envelope.id
+                )));
+            }
             Verdict::Stale(highest) => {
                 let e = ProtocolError::invalid(
                     "seq",
@@ -66,16 +76,17 @@ impl DeviceHub {
             }
         }
         lock(&self.last_seen).insert(cabinet.clone(), received_at);
-        match self.apply(cabinet, &up, received_at).await {
+        let applied = self.apply(cabinet, &up, received_at).await;
+        // Recorded: a resend is a duplicate. Not recorded: let a resend of it through.
+        if let Some(r) = lock(&self.recent).get_mut(cabinet) {
+            r.settle(&up.envelope.id, applied.is_ok());
+        }
+        match applied {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(IngestOutcome::Accepted)
             }
             Err(e) => {
-                // Not recorded: let a resend of the same id through.
-                if let Some(r) = lock(&self.recent).get_mut(cabinet) {
-                    r.forget(&up.envelope.id);
-                }
                 if let IngestError::UnknownDevice(_) = e {
                     self.counters.reject("unknown_device");
                 }
