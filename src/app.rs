@@ -7,7 +7,7 @@ use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tare_domain::ProviderKind;
-use tare_gateway::api::{ApiCounters, ApiState, HttpServer};
+use tare_gateway::api::{ApiCounters, ApiState, HttpServer, MetricsServer};
 use tare_gateway::mqtt::{MqttConfig, MqttEndpoint, MqttServer};
 use tare_platform::clock::PlatformClock;
 use tare_platform::Platform;
@@ -68,7 +68,16 @@ pub struct AppConfig {
     pub max_opens_per_hour: Option<u32>,
     /// No new order for a shopper who disputed this many charges in 30 days [B8].
     pub max_disputes_per_month: Option<u32>,
+    /// The largest refund an `operator` may make; above it an `admin` must.
+    pub refund_limit: tare_domain::Cents,
+    /// A listener serving `/metrics` without a token (`serve --metrics`); `None`: only
+    /// the API's, behind a staff token.
+    pub metrics: Option<String>,
 }
+
+/// The default of [`AppConfig::refund_limit`]: 100.00 in cents, several times a typical
+/// cabinet purchase.
+pub const DEFAULT_REFUND_LIMIT_CENTS: i64 = 10_000;
 
 /// Where a node's adapters find the providers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +139,8 @@ impl AppConfig {
             alerts_per_minute: tare_platform::config::ALERTS_PER_MINUTE,
             max_opens_per_hour: None,
             max_disputes_per_month: None,
+            refund_limit: tare_domain::Cents::new(DEFAULT_REFUND_LIMIT_CENTS),
+            metrics: None,
         }
     }
 
@@ -235,6 +246,8 @@ pub struct App {
     pub keys_dir: std::path::PathBuf,
     /// Operator token.
     pub admin_token: String,
+    /// The token-free metrics listener, if one was asked for (`serve --metrics`).
+    pub metrics: Option<MetricsServer>,
 }
 
 impl App {
@@ -290,12 +303,21 @@ impl App {
         let state = Arc::new(ApiState {
             platform: platform.clone(),
             admin_token: cfg.admin_token.clone(),
+            refund_limit: cfg.refund_limit,
             provider_keys: keys.clone(),
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),
             mqtt: endpoint.clone(),
             device_http: tare_gateway::api::device::DeviceHttp::new(cfg.mqtt_config.rate),
         });
+        let metrics = match &cfg.metrics {
+            Some(addr) => Some(
+                MetricsServer::start(addr, state.clone())
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?,
+            ),
+            None => None,
+        };
         let http = HttpServer::serve(listener, state).context("serving HTTP")?;
         let mqtt = match (mqtt_addr, endpoint) {
             (Some(addr), Some(endpoint)) => Some(
@@ -315,12 +337,16 @@ impl App {
             provider_keys: keys,
             keys_dir,
             admin_token: cfg.admin_token,
+            metrics,
         })
     }
 
     /// Stops the device endpoint and the HTTP API, then the platform.
     pub async fn stop(self) {
         if let Some(m) = self.mqtt {
+            m.stop().await;
+        }
+        if let Some(m) = self.metrics {
             m.stop().await;
         }
         self.http.stop().await;

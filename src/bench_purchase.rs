@@ -351,8 +351,14 @@ fn proc_kib(status: &str, field: &str) -> f64 {
 }
 
 /// The feed's head from the platform's `/metrics`.
-async fn feed_head(client: &reqwest::Client, base: &str) -> anyhow::Result<i64> {
-    let page = client.get(format!("{base}/metrics")).send().await?.text().await?;
+async fn feed_head(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<i64> {
+    let page = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .text()
+        .await?;
     page.lines()
         .find_map(|l| l.strip_prefix("tare_feed_head_position "))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -416,14 +422,14 @@ async fn on_store_in(b: &PurchaseBench, store: &Store<'_>, dir: &Path) -> anyhow
     let http = reqwest::Client::new();
 
     // The peak: every cabinet buying, one purchase after another.
-    let head0 = feed_head(&http, &platform.base_url).await?;
+    let head0 = feed_head(&http, &platform.base_url, &token).await?;
     let cpu = || nodes.iter().map(Platform::cpu_s).sum::<f64>();
     let (cpu0, driver0) = (cpu(), cpu_seconds("/proc/self/stat"));
     let started = Instant::now();
     let mut peak = run_purchases_paced(&fleet, b.orders, 42, None).await?;
     let secs = started.elapsed().as_secs_f64();
     let (cpu1, driver1) = (cpu(), cpu_seconds("/proc/self/stat"));
-    let head1 = feed_head(&http, &platform.base_url).await?;
+    let head1 = feed_head(&http, &platform.base_url, &token).await?;
     audit_sandbox_charges(&sandboxes, &mut peak);
     eprintln!("{name} (peak): {peak}");
     let purchases_per_s = b.orders as f64 / secs;
@@ -434,7 +440,7 @@ async fn on_store_in(b: &PurchaseBench, store: &Store<'_>, dir: &Path) -> anyhow
     let started = Instant::now();
     let mut half = run_purchases_paced(&fleet, half_orders, 43, Some(half_rate)).await?;
     let half_secs = started.elapsed().as_secs_f64();
-    let head2 = feed_head(&http, &platform.base_url).await?;
+    let head2 = feed_head(&http, &platform.base_url, &token).await?;
     audit_sandbox_charges(&sandboxes, &mut half);
     eprintln!("{name} (half rate): {half}");
     let peak_rss_mib = nodes.iter().map(Platform::peak_rss_mib).fold(0.0, f64::max);

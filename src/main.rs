@@ -217,6 +217,13 @@ struct ServeArgs {
     /// Alipay's fee in parts per million of the amount, for the daily settlements.
     #[arg(long, env = "TARE_ALIPAY_FEE_PPM", default_value_t = 6_000, value_parser = clap::value_parser!(i64).range(0..=100_000))]
     alipay_fee_ppm: i64,
+    /// The largest refund (in cents) an `operator` may make; above it an `admin` must.
+    #[arg(long, env = "TARE_REFUND_LIMIT_CENTS", default_value_t = tare::app::DEFAULT_REFUND_LIMIT_CENTS, value_parser = clap::value_parser!(i64).range(0..=100_000_000))]
+    refund_limit_cents: i64,
+    /// Also serve `/metrics` without a token on this address (for a Prometheus on a
+    /// private network); on the API's listener it needs a staff token.
+    #[arg(long, env = "TARE_METRICS_LISTEN")]
+    metrics: Option<String>,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -383,6 +390,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.alerts_per_minute = a.alerts_per_minute;
     cfg.max_opens_per_hour = (a.max_opens_per_hour > 0).then_some(a.max_opens_per_hour);
     cfg.max_disputes_per_month = (a.max_disputes_per_month > 0).then_some(a.max_disputes_per_month);
+    cfg.refund_limit = tare_domain::Cents::new(a.refund_limit_cents);
+    cfg.metrics = a.metrics.clone();
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }
@@ -400,6 +409,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         if a.postgres.is_some() { "postgres" } else { "sqlite" },
         if a.nats.is_some() { "nats" } else { "in-process" },
     );
+    if let Some(m) = &app.metrics {
+        println!("metrics listening http={}", m.addr);
+    }
     if generated {
         println!("admin token (shown once): {}", app.admin_token);
     }

@@ -12,6 +12,7 @@ pub mod campaign;
 pub mod command;
 pub mod coupon;
 pub mod emergency;
+pub mod operator;
 pub mod order;
 pub mod payment;
 pub mod product;
@@ -56,6 +57,8 @@ pub enum AnyEvent {
     Emergency(emergency::EmergencyEvent),
     /// An ad or upgrade campaign's event [M5].
     Campaign(campaign::CampaignEvent),
+    /// An operator account's event (who may do what) [API.md "Auth"].
+    Operator(operator::OperatorEvent),
 }
 
 /// Every aggregate of the log with its `AnyEvent` variant, once: both decoders below
@@ -75,13 +78,14 @@ macro_rules! by_aggregate_type {
             t if t == restock::Restock::TYPE => $de($payload).map(AnyEvent::Restock),
             t if t == emergency::EmergencyStop::TYPE => $de($payload).map(AnyEvent::Emergency),
             t if t == campaign::Campaign::TYPE => $de($payload).map(AnyEvent::Campaign),
+            t if t == operator::OperatorAccount::TYPE => $de($payload).map(AnyEvent::Operator),
             _ => return None,
         })
     }};
 }
 
 /// The aggregate types of the log, as streams are named (`order:ID`, …).
-pub fn aggregate_types() -> [&'static str; 11] {
+pub fn aggregate_types() -> [&'static str; 12] {
     use cqrs_es::Aggregate;
     [
         product::Product::TYPE,
@@ -95,6 +99,7 @@ pub fn aggregate_types() -> [&'static str; 11] {
         restock::Restock::TYPE,
         emergency::EmergencyStop::TYPE,
         campaign::Campaign::TYPE,
+        operator::OperatorAccount::TYPE,
     ]
 }
 

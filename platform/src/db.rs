@@ -115,6 +115,14 @@ impl Db {
         Ok(rows)
     }
 
+    /// The store's identity, made once with it (migration `store_identity`): what the
+    /// JetStream streams are bound to, and what a backup carries with the log.
+    pub async fn store_id(&self) -> Result<String, DbError> {
+        let sql = "SELECT store_id FROM store_identity";
+        let (id,): (String,) = crate::on_read_db!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?);
+        Ok(id)
+    }
+
     /// Whether this is the PostgreSQL store.
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))

@@ -201,6 +201,9 @@ async fn a_refusal_is_retried_a_bounded_number_of_times_then_buried_and_unavaila
     // An unavailable provider is still retried: its outcome may be unknown, never given up.
     assert_eq!(runs(DOWN), tare_sagas::effect::MAX_REFUSALS);
     assert_eq!(jobs.counts().await.unwrap().pending, 1);
+    // What /metrics reads: the open jobs only, the same counts.
+    let open = jobs.open_counts().await.unwrap();
+    assert_eq!((open.pending, open.dead, open.done), (1, 1, 0));
     lanes.stop().await;
     rig.done().await;
 }

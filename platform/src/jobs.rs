@@ -273,8 +273,19 @@ impl Jobs {
 
     /// Counts by status.
     pub async fn counts(&self) -> Result<JobCounts, DbError> {
-        let sql = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
-        let rows: Vec<(String, i64)> = crate::on_db!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        self.counts_where("SELECT status, COUNT(*) FROM jobs GROUP BY status").await
+    }
+
+    /// The pending and dead jobs only (`done` stays 0): what `/metrics` shows on every
+    /// scrape, read through the `(status, due_at)` index, so its cost follows the work
+    /// outstanding rather than the history of every effect ever run.
+    pub async fn open_counts(&self) -> Result<JobCounts, DbError> {
+        self.counts_where("SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'dead') GROUP BY status")
+            .await
+    }
+
+    async fn counts_where(&self, sql: &str) -> Result<JobCounts, DbError> {
+        let rows: Vec<(String, i64)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
         let mut c = JobCounts::default();
         for (s, n) in rows {
             match s.as_str() {
@@ -336,6 +347,14 @@ impl Jobs {
     pub async fn checkpoint(&self, name: &str) -> Result<i64, DbError> {
         let sql = "SELECT position FROM checkpoints WHERE name = $1";
         let row: Option<(i64,)> = crate::on_db!(&self.db, pool => sqlx::query_as(sql).bind(name).fetch_optional(pool).await?);
+        Ok(row.map_or(0, |r| r.0))
+    }
+
+    /// [`Self::checkpoint`] through the read pool: for monitoring, which must not queue
+    /// behind the embedded store's one writer.
+    pub async fn checkpoint_for_metrics(&self, name: &str) -> Result<i64, DbError> {
+        let sql = "SELECT position FROM checkpoints WHERE name = $1";
+        let row: Option<(i64,)> = crate::on_read_db!(&self.db, pool => sqlx::query_as(sql).bind(name).fetch_optional(pool).await?);
         Ok(row.map_or(0, |r| r.0))
     }
 }

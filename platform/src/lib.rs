@@ -19,6 +19,7 @@
 //! through the traits of `tare_sagas::ports` and speak the device contract of
 //! `tare_protocol`.
 
+pub mod actor;
 pub mod alerts;
 pub mod cached_store;
 pub mod clock;

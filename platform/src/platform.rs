@@ -113,6 +113,25 @@ fn alert_sink(cfg: &PlatformConfig) -> (Arc<dyn tare_sagas::ports::AlertSink>, O
     (alerts, cfg.alert_webhook.is_none().then_some(outbox))
 }
 
+/// Connects to NATS when scaled out (which needs PostgreSQL), with the event stream
+/// bound to this store ([`crate::cluster::Nats::bind_to_store`]).
+async fn connect_nats(
+    cfg: Option<&crate::cluster::NatsConfig>,
+    db: &Db,
+    feed: &Feed,
+) -> Result<Option<Arc<crate::cluster::Nats>>, DbError> {
+    let Some(n) = cfg else { return Ok(None) };
+    if !db.is_postgres() {
+        return Err(DbError::Config("NATS (scaled out) needs the PostgreSQL store".into()));
+    }
+    let nats = crate::cluster::Nats::connect(n).await.map_err(|e| DbError::Config(e.to_string()))?;
+    let store_id = db.store_id().await?;
+    nats.bind_to_store(&store_id, feed.head().await?)
+        .await
+        .map_err(|e| DbError::Config(e.to_string()))?;
+    Ok(Some(nats))
+}
+
 impl Platform {
     /// Opens the store, builds everything and starts the background loops.
     pub async fn start(cfg: PlatformConfig, providers: Vec<Arc<dyn PaymentProvider>>) -> Result<Arc<Self>, DbError> {
@@ -120,12 +139,8 @@ impl Platform {
             StoreConfig::Sqlite(dir) => Db::open_sqlite(dir).await?,
             StoreConfig::Postgres(url) => Db::open_postgres(url, cfg.pg_max_connections).await?,
         };
-        let nats = match &cfg.nats {
-            Some(n) if db.is_postgres() => Some(crate::cluster::Nats::connect(n).await.map_err(|e| DbError::Config(e.to_string()))?),
-            Some(_) => return Err(DbError::Config("NATS (scaled out) needs the PostgreSQL store".into())),
-            None => None,
-        };
         let feed = Feed::new(db.clone());
+        let nats = connect_nats(cfg.nats.as_ref(), &db, &feed).await?;
         let relay = nats
             .as_ref()
             .map(|n| Arc::new(crate::cluster::Relay::new(n.clone(), feed.clone(), db.clone())));

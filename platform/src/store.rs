@@ -36,6 +36,8 @@ pub struct Meta {
     pub causation_id: String,
     /// Unique id of the command.
     pub command_id: String,
+    /// The operator on whose request the command runs ([`crate::actor`]), if any.
+    pub actor: Option<String>,
 }
 
 impl Meta {
@@ -46,6 +48,7 @@ impl Meta {
             correlation_id: correlation_id.into(),
             causation_id: causation_id.into(),
             command_id: uuid::Uuid::now_v7().to_string(),
+            actor: crate::actor::current(),
         }
     }
 
@@ -55,12 +58,16 @@ impl Meta {
     }
 
     fn into_map(self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut map = HashMap::from([
             ("time".to_string(), self.at.to_string()),
             ("correlation_id".to_string(), self.correlation_id),
             ("causation_id".to_string(), self.causation_id),
             ("command_id".to_string(), self.command_id),
-        ])
+        ]);
+        if let Some(actor) = self.actor {
+            map.insert("actor".to_string(), actor);
+        }
+        map
     }
 }
 
@@ -286,6 +293,8 @@ pub struct Aggregates {
     pub emergency: Arc<AggregateStore<tare_domain::emergency::EmergencyStop>>,
     /// Ad and upgrade campaigns [M5].
     pub campaigns: Arc<AggregateStore<tare_domain::campaign::Campaign>>,
+    /// Operator accounts: who may do what [API.md "Auth"].
+    pub operators: Arc<AggregateStore<tare_domain::operator::OperatorAccount>>,
     commits: Arc<watch::Sender<u64>>,
 }
 
@@ -310,6 +319,7 @@ impl Aggregates {
             restocks: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
             emergency: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
             campaigns: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
+            operators: Arc::new(AggregateStore::new(db, false, cached, commits.clone(), &g)),
             commits,
         }
     }

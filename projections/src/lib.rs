@@ -11,6 +11,7 @@ mod anomalies;
 mod cabinet_locations;
 mod dead_letters;
 mod money_movements;
+mod operators;
 mod product_lanes;
 mod restock_tasks;
 mod settlement_lines;
@@ -21,6 +22,7 @@ pub use anomalies::{Anomalies, AnomalyClosingDoc, AnomalyDoc};
 pub use cabinet_locations::{CabinetLocationDoc, CabinetLocations, LOCATION_HASH_LEN};
 pub use dead_letters::{DeadCharge, DeadLetters};
 pub use money_movements::{MoneyMovement, MoneyMovements};
+pub use operators::{OperatorDoc, Operators};
 pub use product_lanes::{ProductLanes, ProductLanesDoc};
 pub use restock_tasks::{RestockTaskDoc, RestockTasks, TaskLane};
 pub use settlement_lines::SettlementLines;
@@ -71,6 +73,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(CabinetLocations),
         Box::new(StockDiscrepancies),
         Box::new(SettlementLines),
+        Box::new(Operators),
     ]
 }
 

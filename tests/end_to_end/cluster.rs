@@ -59,7 +59,12 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     let n2 = spec.node("n2", http[2], mqtt[2], &fast).await;
     let n0 = spec.node("n0", http[0], mqtt[0], &fast).await;
     let n1 = spec.node("n1", http[1], mqtt[1], &fast).await;
-    assert_eq!(metric(&metrics(&n2.http).await, "tare_relay_leader"), 1, "{}", n2.proc.tail());
+    assert_eq!(
+        metric(&metrics(&n2.http, &spec.admin_token).await, "tare_relay_leader"),
+        1,
+        "{}",
+        n2.proc.tail()
+    );
 
     // Fleet A: cabinets on n0, shoppers through n2's API (lost with n2).
     // Fleet B: cabinets on n1, shoppers through n0's API (survives).
@@ -285,7 +290,10 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         (nats.relayed_head().await.ok() == Some(head)).then_some(())
     })
     .await;
-    let (m0, m1) = (metrics(&n0.http).await, metrics(&n1.http).await);
+    let (m0, m1) = (
+        metrics(&n0.http, &spec.admin_token).await,
+        metrics(&n1.http, &spec.admin_token).await,
+    );
     assert_eq!(
         metric(&m0, "tare_relay_leader") + metric(&m1, "tare_relay_leader"),
         1,

@@ -198,13 +198,13 @@ async fn a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat(kind: Stor
         (&json!("closed"), &Value::Null, &json!(8)),
         "{c}"
     );
-    let metrics = crate::common::cluster::metrics(&app.base_url).await;
+    let metrics = crate::common::cluster::metrics(&app.base_url, &app.admin_token).await;
     assert!(metrics.contains("tare_device_reboots_reconciled_total 1"), "{metrics}");
     // A reboot with nothing in flight reconciles nothing; the next purchase is normal.
     vc.reboot().await.unwrap();
     let p = fleet.purchase(&s, 0, door, &[(LaneNo::of(2), 1)]).await.unwrap();
     assert_eq!(p.order["state"], "paid", "{}", p.order);
-    let metrics = crate::common::cluster::metrics(&app.base_url).await;
+    let metrics = crate::common::cluster::metrics(&app.base_url, &app.admin_token).await;
     assert!(metrics.contains("tare_device_reboots_reconciled_total 1"), "{metrics}");
     app.stop().await;
     store.cleanup().await;

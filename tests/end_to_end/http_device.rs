@@ -171,7 +171,15 @@ async fn uplinks_answer_with_the_contracts_status_codes() {
     // Only the boot and the time request were applied; every refusal was counted.
     assert_eq!(app.platform.metrics().await.unwrap().devices.accepted, 2);
     let d = &app.http.addr; // the same server serves /metrics
-    let metrics = reqwest::get(format!("http://{d}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{d}/metrics"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         "tare_device_http_refused_total{reason=\"auth_bad_signature\"} 2",
         "tare_device_http_refused_total{reason=\"auth_stale_timestamp\"} 1",

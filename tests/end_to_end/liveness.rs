@@ -99,7 +99,10 @@ async fn a_silent_device_goes_offline_on_time_and_comes_back(kind: Store) {
     let st = eventually_statuses(&fleet, |st| st[0] == "offline").await;
     assert!(st[1..].iter().all(|s| s == "online"), "{st:?}");
     expect_silence_events(&app, vec![(first.clone(), "DeviceWentSilent".to_string())]).await;
-    let metrics = reqwest::get(format!("{}/metrics", app.base_url))
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
         .await
         .unwrap()
         .text()
@@ -134,7 +137,10 @@ async fn losing_30_percent_of_heartbeats_marks_nobody_offline(kind: Store) {
     assert_eq!(&st[..3], ["unknown", "unknown", "unknown"], "{st:?}");
     assert!(st[3..].iter().all(|s| s == "online"), "{st:?}");
     assert_eq!(app.platform.metrics().await.unwrap().devices.silent_alerts, 0, "no alarm storm");
-    let metrics = reqwest::get(format!("{}/metrics", app.base_url))
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
         .await
         .unwrap()
         .text()

@@ -299,7 +299,10 @@ async fn bad_messages_are_refused_and_the_good_ones_around_them_kept() {
     let r = pub_one(&app, &dev, "mqttv5", &dev.topic("up", "weight"), &weight("fresh", 1, json!(330.0))).await;
     assert_eq!(r.code, 0);
     assert_eq!(hub_rejected(&app, "stale_seq").await, 1);
-    let body = reqwest::get(format!("{}/metrics", app.base_url))
+    let body = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
         .await
         .unwrap()
         .text()

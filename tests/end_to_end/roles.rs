@@ -29,8 +29,15 @@ async fn a_worker_node_serves_no_api_and_holds_no_devices() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "no HTTP device API without the gateway role");
-    let r = http.get(format!("{}/metrics", app.base_url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
+    let r = http.get(format!("{}/metrics", app.base_url)).send().await.unwrap();
+    assert_eq!(r.status(), 401, "metrics need a staff token");
     app.stop().await;
     store.cleanup().await;
 }

@@ -339,7 +339,7 @@ async fn duplicate_callbacks_charge_once(kind: Store) {
         (n("PaymentAuthorized"), n("PaymentCollected"), n("OrderPaid"))
     };
     eventually(10, "duplicates delivered", || async {
-        let (_, m) = r.fleet.client.get("/metrics", "").await.unwrap();
+        let (_, m) = r.fleet.client.get("/metrics", &r.fleet.client.admin).await.unwrap();
         let text = m.as_str().map(str::to_string).unwrap_or_default();
         text.lines()
             .any(|l| l.starts_with("tare_callbacks_applied_total") && l.ends_with(" 4"))

@@ -278,7 +278,10 @@ pub(super) async fn act(
     ApiJson(b): ApiJson<AnomalyActionFields>,
 ) -> Result<Json<AnomalyDto>, ApiError> {
     let (request, note) = b.request()?;
-    let doc = s.platform.act_on_anomaly(&anomaly_id, request, note, op.name()).await?;
+    if let AnomalyRequest::Refund { amount } = &request {
+        op.may_refund(*amount, &s)?;
+    }
+    let doc = s.platform.act_on_anomaly(&anomaly_id, request, note, op.who()).await?;
     Ok(Json(doc.into()))
 }
 

@@ -179,18 +179,30 @@ pub(super) async fn events(
 ///
 /// The node's metrics in the Prometheus text format: the feed and its consumers'
 /// lag, effects, device traffic and refusals, liveness, and (scaled out) the relay,
-/// partition workers and routed commands.
+/// partition workers and routed commands. Any staff token will do (an auditor's is the
+/// least power); `serve --metrics ADDR` serves the same text without a token on a
+/// listener of its own, for a Prometheus on a private network.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     operation_id = "getMetrics",
+    security(("operatorBearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition (version 0.0.4).", content_type = "text/plain", body = String),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = OperatorOnly),
         (status = 500, response = Internal),
     )
 )]
-pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn metrics(_: Operator, State(s): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
+    exposition(&s).await
+}
+
+/// The metrics text: for `/metrics` behind a staff token on the API's listener, and
+/// open on a metrics listener of its own (`serve --metrics`), which only Prometheus
+/// should reach.
+pub async fn exposition(s: &ApiState) -> Result<impl IntoResponse, ApiError> {
     let m = s.platform.metrics().await?;
     let mut out = Exposition::default();
     out.store(&m);

@@ -72,7 +72,7 @@ pub(super) async fn put_temperature_limit(
     ApiJson(b): ApiJson<TemperatureLimitBody>,
 ) -> Result<Json<TemperatureDto>, ApiError> {
     let id = CabinetId::parse(&id)?;
-    let guard = s.platform.set_temperature_limit(&id, b.max_c, op.name()).await?;
+    let guard = s.platform.set_temperature_limit(&id, b.max_c, op.who()).await?;
     Ok(Json((&guard).into()))
 }
 
@@ -109,6 +109,6 @@ pub(super) async fn reset_temperature_lockout(
 ) -> Result<Json<TemperatureDto>, ApiError> {
     let id = CabinetId::parse(&id)?;
     let reason = not_blank("reason", &b.reason, 200)?;
-    let guard = s.platform.reset_temperature_lockout(&id, reason, op.name()).await?;
+    let guard = s.platform.reset_temperature_lockout(&id, reason, op.who()).await?;
     Ok(Json((&guard).into()))
 }

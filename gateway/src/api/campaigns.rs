@@ -346,7 +346,7 @@ pub(super) async fn create_campaign(
             sha256,
         },
     };
-    let view = s.platform.create_campaign(name, action, cabinets, op.name()).await?;
+    let view = s.platform.create_campaign(name, action, cabinets, op.who()).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 

@@ -137,6 +137,6 @@ pub(super) async fn set(
     }
     let reason = not_blank("reason", &b.reason, 200)?;
     Ok(Json(
-        s.platform.set_emergency_stop(b.all, providers, reason, op.name()).await?.into(),
+        s.platform.set_emergency_stop(b.all, providers, reason, op.who()).await?.into(),
     ))
 }

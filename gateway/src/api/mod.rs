@@ -5,6 +5,7 @@
 
 mod anomalies;
 mod audit;
+pub mod auth;
 mod cabinet_safety;
 mod cabinet_view;
 mod cabinets;
@@ -20,6 +21,7 @@ mod ledger;
 mod money;
 mod nearby;
 pub mod openapi;
+mod operators;
 mod order_list;
 mod orders;
 mod payments;
@@ -64,8 +66,10 @@ pub struct ApiCounters {
 pub struct ApiState {
     /// The platform.
     pub platform: Arc<Platform>,
-    /// The operator token (`TARE_ADMIN_TOKEN`).
+    /// The environment's admin token (`TARE_ADMIN_TOKEN`).
     pub admin_token: String,
+    /// The largest refund an `operator` may make; above it an `admin` must.
+    pub refund_limit: tare_domain::Cents,
     /// Sandboxes by provider mounted on this listener (the embedded default and tests;
     /// none when the node talks to providers elsewhere).
     pub sandboxes: HashMap<ProviderKind, Arc<dyn Sandbox>>,
@@ -100,6 +104,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     });
     router
         .layer(Extension(openapi::OpenApiJson(json.into())))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::act_as_staff))
         .fallback(move || async move {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -147,6 +152,8 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(orders::get_order))
             .routes(routes!(money::refund_order))
             .routes(routes!(emergency::get, emergency::set))
+            .routes(routes!(operators::add, operators::list))
+            .routes(routes!(operators::revoke))
             .routes(routes!(money::dead_letters))
             .routes(routes!(money::retry_dead_charge))
             .routes(routes!(money::settle_dead_charge))
@@ -174,6 +181,58 @@ pub fn openapi_document(roles: Roles) -> utoipa::openapi::OpenApi {
     let mut doc = routes(roles).into_openapi();
     utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
     doc
+}
+
+/// A listener that serves only `/metrics`, without a token (`serve --metrics ADDR`):
+/// for a Prometheus that should not hold a staff token, on an address only it reaches.
+pub struct MetricsServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    handle: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and serves the metrics of `state`'s node.
+    pub async fn start(addr: &str, state: Arc<ApiState>) -> std::io::Result<Self> {
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|axum::extract::State(s): axum::extract::State<Arc<ApiState>>| async move {
+                    audit::exposition(&s).await.into_response()
+                }),
+            )
+            .fallback(|| async {
+                ApiError::NotFound {
+                    code: "route_not_found",
+                    message: "this listener serves /metrics only".into(),
+                }
+            })
+            .with_state(state);
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            handle,
+            shutdown: tx,
+        })
+    }
+
+    /// Stops it.
+    pub async fn stop(self) {
+        self.shutdown.send_replace(true);
+        let _ = self.handle.await;
+    }
 }
 
 /// A bound, running HTTP server.

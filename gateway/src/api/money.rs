@@ -103,7 +103,8 @@ pub(super) async fn refund_order(
         return Err(ApiError::invalid("amount_cents", "must be above 0"));
     }
     let reason = not_blank("reason", &b.reason, 80)?;
-    let view = s.platform.refund_order(&order_id, amount, reason, op.name()).await?;
+    op.may_refund(amount, &s)?;
+    let view = s.platform.refund_order(&order_id, amount, reason, op.who()).await?;
     Ok((
         StatusCode::CREATED,
         Json(RefundDto {
@@ -224,7 +225,7 @@ pub(super) async fn retry_dead_charge(
     State(s): State<Arc<ApiState>>,
     Path(order_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.platform.retry_dead_charge(&order_id, op.name()).await?;
+    s.platform.retry_dead_charge(&order_id, op.who()).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -316,7 +317,7 @@ pub(super) async fn settle_dead_charge(
         ),
     };
     let note = not_blank("note", &note, 200)?;
-    s.platform.settle_dead_charge(&order_id, resolution, note, op.name()).await?;
+    s.platform.settle_dead_charge(&order_id, resolution, note, op.who()).await?;
     Ok(StatusCode::OK)
 }
 

@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
         (name = "payments", description = "Provider sandboxes and signed provider callbacks."),
         (name = "audit", description = "The global event feed."),
         (name = "reconciliation", description = "Stock by weight against the ledger, providers' bills against our charges and refunds, daily settlements, and the anomaly queue (operator)."),
+        (name = "operators", description = "Staff with roles: admin (everything), operator (the fleet, refunds up to a limit), auditor (read-only), optionally scoped to some cabinets (admin)."),
         (name = "operations", description = "Metrics and this document."),
         (name = "device", description = "The HTTP device API (PROTOCOL.md) for cabinets without MQTT."),
     ),
@@ -98,7 +99,7 @@ impl Modify for SecuritySchemes {
         for (name, s) in [
             (
                 scheme::OPERATOR,
-                bearer(None, "The operator token (`TARE_ADMIN_TOKEN`, or the one `serve` prints once): `Authorization: Bearer <token>`."),
+                bearer(None, "A staff token: the admin token (`TARE_ADMIN_TOKEN`, or the one `serve` prints once), or an operator's as returned by `POST /api/v1/operators`: `Authorization: Bearer <token>`."),
             ),
             (
                 scheme::SHOPPER,
@@ -159,7 +160,7 @@ shared_error_responses! {
     /// 401 on a missing or bad bearer token.
     Unauthorized => "`unauthorized`: no bearer token, a malformed `Authorization` header, or a token that is not valid.";
     /// 403 for a shopper on an operator endpoint.
-    OperatorOnly => "`forbidden`: a valid shopper token on an operator-only endpoint.";
+    OperatorOnly => "`forbidden`: a shopper token on an operator endpoint, or an operator whose role (an auditor writing, a non-admin on an admin's request, a refund above the operator's limit) or cabinet scope does not allow this request.";
     /// 403 for the operator on a shopper endpoint.
     ShopperOnly => "`forbidden`: the operator token on a shopper-only endpoint.";
     /// 413 on a body over the limit.

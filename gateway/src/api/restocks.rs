@@ -128,7 +128,7 @@ pub(super) async fn start(
 ) -> Result<(StatusCode, Json<RestockDto>), ApiError> {
     let cabinet = CabinetId::parse(&id)?;
     let door = DoorNo::parse("door", b.door)?;
-    let (restock_id, r) = s.platform.start_restock(&cabinet, door, op.name()).await?;
+    let (restock_id, r) = s.platform.start_restock(&cabinet, door, op.who()).await?;
     Ok((StatusCode::CREATED, Json(RestockDto::new(restock_id, &r))))
 }
 
@@ -241,7 +241,7 @@ pub(super) async fn swap_lane(
         capacity,
         restock_threshold: threshold,
     };
-    let swap = s.platform.swap_lane(&cabinet, door, lane, &new, op.name()).await?;
+    let swap = s.platform.swap_lane(&cabinet, door, lane, &new, op.who()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(LaneSwapDto {

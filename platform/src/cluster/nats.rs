@@ -6,6 +6,10 @@ use async_nats::jetstream::{self, consumer, stream};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How the event stream's description names the store it is bound to (stream metadata
+/// needs nats-server 2.10; a description works on 2.2 and later).
+const STORE_BINDING: &str = "tare events of store ";
+
 /// A connection to NATS with this deployment's names.
 pub struct Nats {
     /// The client (core NATS: commands across nodes, telemetry fan-out).
@@ -86,15 +90,56 @@ impl Nats {
             discard: stream::DiscardPolicy::Old,
             ..Default::default()
         };
-        for cfg in [events, telemetry] {
+        for mut cfg in [events, telemetry] {
             match self.js.get_stream(&cfg.name).await {
-                Ok(_) => {
+                Ok(mut existing) => {
+                    // The description holds the store the stream is bound to: kept.
+                    cfg.description = existing.info().await.map_err(nats_err)?.config.description.clone();
                     self.js.update_stream(&cfg).await.map_err(nats_err)?;
                 }
                 Err(_) => {
                     self.js.get_or_create_stream(cfg).await.map_err(nats_err)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Binds the event stream to store `store_id` whose feed ends at `feed_head`, or
+    /// checks the binding made before: a stream of another store (a namespace reused for
+    /// a new database) or one ahead of the feed (the store restored from an older backup)
+    /// would have the relay resume past events this store never relayed, so nothing would
+    /// progress, silently. Either is refused here with its remedy. An unbound stream (made
+    /// before streams were bound) is bound if it is not ahead of the feed.
+    pub async fn bind_to_store(&self, store_id: &str, feed_head: i64) -> Result<(), ClusterError> {
+        let name = self.events_stream();
+        let mut stream = self.js.get_stream(&name).await.map_err(nats_err)?;
+        let mut config = stream.info().await.map_err(nats_err)?.config.clone();
+        let bound = config
+            .description
+            .as_deref()
+            .and_then(|d| d.strip_prefix(STORE_BINDING))
+            .map(str::to_string);
+        if let Some(other) = bound.as_deref().filter(|b| *b != store_id) {
+            return Err(ClusterError::Config(format!(
+                "the JetStream stream {name} holds the events of store {other}, not of this store ({store_id}): \
+                 give this store its own namespace (--nats-namespace), or delete the stream (`nats stream rm {name}`) \
+                 if that store is gone, so this store's feed is published into a new one"
+            )));
+        }
+        let relayed = self.relayed_head().await?;
+        if relayed > feed_head {
+            return Err(ClusterError::Config(format!(
+                "the JetStream stream {name} is ahead of this store's feed (relayed up to position {relayed}, \
+                 the feed ends at {feed_head}): the store was restored from an older backup or lost events. \
+                 Delete the stream (`nats stream rm {name}`, with every node stopped): the relay then publishes \
+                 the feed again from the start, and the workers skip what their checkpoints already hold"
+            )));
+        }
+        if bound.is_none() {
+            config.description = Some(format!("{STORE_BINDING}{store_id}"));
+            self.js.update_stream(&config).await.map_err(nats_err)?;
+            tracing::info!(stream = %name, %store_id, "event stream bound to this store");
         }
         Ok(())
     }

@@ -183,9 +183,9 @@ impl Platform {
     /// The platform's metrics, read now.
     pub async fn metrics(&self) -> Result<MetricsSnapshot, ServiceError> {
         let feed_head = self.feed.head().await?;
-        let jobs = self.jobs.counts().await?;
-        let saga_position = self.jobs.checkpoint(crate::runner::ORDER_SAGA).await?;
-        let projections_position = self.jobs.checkpoint(crate::views::PROJECTIONS).await?;
+        let jobs = self.jobs.open_counts().await?;
+        let saga_position = self.jobs.checkpoint_for_metrics(crate::runner::ORDER_SAGA).await?;
+        let projections_position = self.jobs.checkpoint_for_metrics(crate::views::PROJECTIONS).await?;
         let c = &self.effects.counters;
         let d = &self.hub.counters();
         let now = self.clock.now_ms();

@@ -21,6 +21,7 @@ pub mod dead_letters;
 pub mod emergency;
 mod error;
 pub mod nearby;
+pub mod operators;
 pub mod orders;
 pub mod payments;
 pub mod refunds;

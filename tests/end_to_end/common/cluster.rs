@@ -195,8 +195,12 @@ pub fn metric(page: &str, name: &str) -> i64 {
         .unwrap_or(0)
 }
 
-pub async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
+/// The `/metrics` text of the node at `base`, read with staff `token`.
+pub async fn metrics(base: &str, token: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
         .await
         .expect("metrics")
         .text()
