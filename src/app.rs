@@ -73,6 +73,8 @@ pub struct AppConfig {
     /// A listener serving `/metrics` without a token (`serve --metrics`); `None`: only
     /// the API's, behind a staff token.
     pub metrics: Option<String>,
+    /// The HTTP edge's limits.
+    pub http_limits: tare_gateway::api::guard::HttpLimits,
 }
 
 /// The default of [`AppConfig::refund_limit`]: 100.00 in cents, several times a typical
@@ -141,6 +143,7 @@ impl AppConfig {
             max_disputes_per_month: None,
             refund_limit: tare_domain::Cents::new(DEFAULT_REFUND_LIMIT_CENTS),
             metrics: None,
+            http_limits: tare_gateway::api::guard::HttpLimits::default(),
         }
     }
 
@@ -304,6 +307,7 @@ impl App {
             platform: platform.clone(),
             admin_token: cfg.admin_token.clone(),
             refund_limit: cfg.refund_limit,
+            http_limits: cfg.http_limits,
             provider_keys: keys.clone(),
             sandboxes: sandboxes.clone(),
             counters: ApiCounters::default(),

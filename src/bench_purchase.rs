@@ -235,7 +235,9 @@ impl Platform {
         // Real ports, not 0: the providers call back at the address the node is given.
         let (http, mqtt) = (free_port()?, free_port()?);
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.args(["serve", "--stable-wait-ms", "0"])
+        // One process plays every shopper and the fleet's installer from one address:
+        // the per-client rate is the edge's guard against abuse, not what is measured.
+        cmd.args(["serve", "--stable-wait-ms", "0", "--http-rate-per-client", "0"])
             .args(["--http", &format!("127.0.0.1:{http}"), "--mqtt", &format!("127.0.0.1:{mqtt}")])
             .arg("--data")
             .arg(data)

@@ -42,8 +42,29 @@ impl ApiClient {
         }
     }
 
+    /// Sends `req`; a 429 (this client over its rate) is sent again after its
+    /// `Retry-After`, as a well-behaved app would, up to a minute in all.
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
-        let resp = req.send().await?;
+        let mut req = req;
+        let mut waited = Duration::ZERO;
+        let resp = loop {
+            let again = req.try_clone();
+            let resp = req.send().await?;
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(Duration::from_secs(1), Duration::from_secs);
+            match again {
+                Some(a) if resp.status() == StatusCode::TOO_MANY_REQUESTS && waited < Duration::from_secs(60) => {
+                    tokio::time::sleep(retry_after).await;
+                    waited += retry_after;
+                    req = a;
+                }
+                _ => break resp,
+            }
+        };
         let status = resp.status();
         let text = resp.text().await?;
         let body = if text.is_empty() {

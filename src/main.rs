@@ -217,6 +217,14 @@ struct ServeArgs {
     /// Alipay's fee in parts per million of the amount, for the daily settlements.
     #[arg(long, env = "TARE_ALIPAY_FEE_PPM", default_value_t = 6_000, value_parser = clap::value_parser!(i64).range(0..=100_000))]
     alipay_fee_ppm: i64,
+    /// Requests this node serves at once (the device long poll aside); past it 503
+    /// `overloaded`.
+    #[arg(long, env = "TARE_HTTP_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    http_max_in_flight: u32,
+    /// Each HTTP client's sustained requests per second (by bearer token, else by
+    /// address; burst ten times that); past it 429 `rate_limited`. 0 turns it off.
+    #[arg(long, env = "TARE_HTTP_RATE_PER_CLIENT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    http_rate_per_client: u32,
     /// The largest refund (in cents) an `operator` may make; above it an `admin` must.
     #[arg(long, env = "TARE_REFUND_LIMIT_CENTS", default_value_t = tare::app::DEFAULT_REFUND_LIMIT_CENTS, value_parser = clap::value_parser!(i64).range(0..=100_000_000))]
     refund_limit_cents: i64,
@@ -392,6 +400,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.max_disputes_per_month = (a.max_disputes_per_month > 0).then_some(a.max_disputes_per_month);
     cfg.refund_limit = tare_domain::Cents::new(a.refund_limit_cents);
     cfg.metrics = a.metrics.clone();
+    cfg.http_limits.max_in_flight = a.http_max_in_flight as usize;
+    cfg.http_limits.per_client = (a.http_rate_per_client > 0).then(|| tare_gateway::api::guard::rate_of(a.http_rate_per_client));
     if a.demo && !(a.roles.api && a.roles.gateway) {
         bail!("--demo needs the api and gateway roles on this node");
     }

@@ -585,3 +585,68 @@ async fn a_disabled_device_is_shut_out_and_let_back_in() {
     app.stop().await;
     store.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_before_authentication_are_bounded_apart_from_devices() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = TestStore::new(Store::Sqlite).await;
+    let (app, client) = app_with(&store, |c| {
+        c.mqtt_config.max_connections = 1;
+        c.mqtt_config.max_pending_connects = 2;
+    })
+    .await;
+    let a = register(&client, "cap", "a").await;
+    let b = register(&client, "cap", "b").await;
+    let addr = app.mqtt.as_ref().unwrap().addr;
+    let counters = &app.mqtt.as_ref().unwrap().endpoint.counters;
+
+    // Two idle sockets fill the pool of unauthenticated connections; a third is closed
+    // unread.
+    let idle = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    crate::common::eventually(10, "two pending connections", || async {
+        (counters.connections_pending.load(Relaxed) == 2).then_some(())
+    })
+    .await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {read:?}");
+    assert_eq!(refused(&app, "too_many_pending_connects"), 1);
+    drop(idle);
+    crate::common::eventually(10, "the idle sockets gone", || async {
+        (counters.connections_pending.load(Relaxed) == 0).then_some(())
+    })
+    .await;
+
+    // A CONNECT over 4 KiB is refused before it is buffered whole.
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    big.write_all(&[0x10, 0x88, 0x27]).await.unwrap(); // CONNECT, remaining length 5,000
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), big.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert_eq!(refused(&app, "connect_too_large"), 1);
+
+    // One device is the capacity: a second is refused before its signature is checked,
+    // and the first stays connected.
+    let mut args = a.conn_args(&app, now_ms());
+    args.extend(["-V", "mqttv311", "-t", &a.topic("down", "cmd")].map(String::from));
+    let _sub = Command::new("mosquitto_sub")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto_sub");
+    crate::common::eventually(10, "device a connected", || async {
+        (counters.connections_accepted.load(Relaxed) == 1).then_some(())
+    })
+    .await;
+    let r = pub_one(&app, &b, "mqttv311", &b.topic("up", "heartbeat"), "{}").await;
+    assert_ne!(r.code, 0, "refused at capacity: {}", r.stderr);
+    assert_eq!(refused(&app, "at_capacity"), 1);
+    assert_eq!(counters.connections_accepted.load(Relaxed), 1);
+    app.stop().await;
+    store.cleanup().await;
+}

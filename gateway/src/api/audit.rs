@@ -34,7 +34,7 @@ pub(super) struct FeedQuery {
     /// any aggregate type and id.
     #[serde(default)]
     #[param(
-        pattern = "^(product|cabinet|shopper|order|payment|device_command|reconciliation|anomaly|restock|emergency_stop|campaign):.+$",
+        pattern = "^(product|cabinet|shopper|order|payment|device_command|reconciliation|anomaly|restock|emergency_stop|campaign|operator):.+$",
         example = "cabinet:wc1.SN001"
     )]
     stream: Option<String>,

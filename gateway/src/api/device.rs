@@ -166,7 +166,8 @@ impl DeviceHttp {
     }
 }
 
-/// Checks the signed headers against the body and the device's secret.
+/// Checks the signed headers against the body and the device's secret, taking a token
+/// of the device's rate first (429 past it, before any store read).
 async fn authenticate(s: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<CabinetId, DeviceApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(device), Some(ts), Some(sig)) = (header(DEVICE_HEADER), header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
@@ -181,6 +182,9 @@ async fn authenticate(s: &ApiState, method: &Method, uri: &Uri, headers: &Header
         .parse()
         .map_err(|_| DeviceApiError::unauthorized("auth_malformed", "X-Tare-Timestamp must be Unix milliseconds"))?;
     check_skew(ts, s.platform.now_ms()).map_err(|e| DeviceApiError::unauthorized(e.reason(), e.to_string()))?;
+    // The device's rate before its secret is read: a flood under one id costs no store
+    // read past its allowance.
+    s.device_http.take_token(&device)?;
     let secret = s
         .platform
         .device_secret(&device)
@@ -261,7 +265,6 @@ async fn handle_uplink(
 ) -> Result<Response, DeviceApiError> {
     let bytes = read_body(headers, body).await?;
     let device = authenticate(s, method, uri, headers, &bytes).await?;
-    s.device_http.take_token(&device)?;
     if kind == "status" {
         // The last will is an MQTT mechanism; an HTTP device has no connection to lose.
         return Err(DeviceApiError::BadRequest {
@@ -378,7 +381,6 @@ async fn handle_poll(
             }
         },
     };
-    s.device_http.take_token(&device)?;
     let now = s.platform.now_ms();
     let link = {
         let mut links = s.device_http.links.lock().unwrap_or_else(|p| p.into_inner());

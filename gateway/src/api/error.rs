@@ -24,7 +24,8 @@ pub struct ErrorDetail {
     /// Machine code: `malformed_json` (400), `unauthorized` (401), `forbidden` (403), a
     /// specific not-found code (404, e.g. `cabinet_not_found`, or `route_not_found` for an
     /// unknown path), `method_not_allowed` (405), a specific conflict code (409, e.g.
-    /// `cabinet_busy`), `too_large` (413), `invalid_field` (422), `internal` (500); the
+    /// `cabinet_busy`), `too_large` (413), `invalid_field` (422), `rate_limited` (429),
+    /// `overloaded` or `timeout` (503), `internal` (500); the
     /// HTTP device API uses its refusal reasons (`auth_bad_signature`, `rate_limited`, …).
     #[schema(example = "invalid_field")]
     pub code: String,
@@ -93,6 +94,18 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// 429: this client is over its request rate; retry after the given seconds.
+    #[error("too many requests from this client: retry in {0} s")]
+    RateLimited(u64),
+    /// 503: the node is at its limit of requests in flight, or a request ran over the
+    /// time allowed; retry after the given seconds.
+    #[error("{message}")]
+    Unavailable {
+        /// Machine code: `overloaded` or `timeout`.
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
     /// 500.
     #[error("internal: {0}")]
     Internal(String),
@@ -139,6 +152,8 @@ impl IntoResponse for ApiError {
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
             Self::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field.clone())),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, *code, None),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
@@ -149,6 +164,16 @@ impl IntoResponse for ApiError {
             Self::Invalid { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        (status, axum::Json(ErrorBody::new(code, message, field))).into_response()
+        let retry_after = match &self {
+            Self::RateLimited(s) => Some(*s),
+            Self::Unavailable { .. } => Some(1),
+            _ => None,
+        };
+        let mut r = (status, axum::Json(ErrorBody::new(code, message, field))).into_response();
+        if let Some(s) = retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));
+        }
+        r
     }
 }

@@ -17,6 +17,7 @@ mod device_schema;
 mod emergency;
 mod error;
 mod extract;
+pub mod guard;
 mod ledger;
 mod money;
 mod nearby;
@@ -70,6 +71,8 @@ pub struct ApiState {
     pub admin_token: String,
     /// The largest refund an `operator` may make; above it an `admin` must.
     pub refund_limit: tare_domain::Cents,
+    /// The edge's limits (requests in flight, per-client rate, timeouts).
+    pub http_limits: guard::HttpLimits,
     /// Sandboxes by provider mounted on this listener (the embedded default and tests;
     /// none when the node talks to providers elsewhere).
     pub sandboxes: HashMap<ProviderKind, Arc<dyn Sandbox>>,
@@ -98,10 +101,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
     }
     let (router, mut doc) = routes(roles).split_for_parts();
     utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
+    utoipa::Modify::modify(&openapi::EdgeResponses, &mut doc);
     let json = doc.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "the OpenAPI document could not be rendered");
         r#"{"error": {"code": "internal", "message": "internal error"}}"#.to_string()
     });
+    let limits = state.http_limits;
+    let guard = guard::Guard::new(limits);
     router
         .layer(Extension(openapi::OpenApiJson(json.into())))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::act_as_staff))
@@ -117,6 +123,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
         .merge(sandboxes)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+}
+
+/// A handler's panic as the API's 500 (logged by the layer; the node goes on).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::Internal("a handler panicked".into()).into_response()
 }
 
 /// The routes of a node with `roles`, each registered with its OpenAPI path item.
@@ -180,6 +205,7 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
 pub fn openapi_document(roles: Roles) -> utoipa::openapi::OpenApi {
     let mut doc = routes(roles).into_openapi();
     utoipa::Modify::modify(&openapi::ClosedVariants, &mut doc);
+    utoipa::Modify::modify(&openapi::EdgeResponses, &mut doc);
     doc
 }
 
@@ -214,7 +240,7 @@ impl MetricsServer {
             .with_state(state);
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let handle = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
                 let _ = rx.changed().await;
             });
             if let Err(e) = serve.await {

@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
     ),
     components(
         schemas(ErrorBody),
-        responses(MalformedJson, Unauthorized, OperatorOnly, ShopperOnly, TooLarge, Internal)
+        responses(MalformedJson, Unauthorized, OperatorOnly, ShopperOnly, TooLarge, Internal, RateLimited, Overloaded)
     ),
     modifiers(&SecuritySchemes)
 )]
@@ -66,6 +66,39 @@ impl Modify for ClosedVariants {
                     if let RefOr::T(Schema::Object(o)) = item {
                         o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the edge's own answers ([`super::guard`]) to every operation they can come from:
+/// 429 `rate_limited` where the per-client rate applies (not provider callbacks nor the
+/// device API, which documents its own 429) and 503 `overloaded` / `timeout` wherever
+/// the in-flight bound applies (not the device long poll).
+pub(super) struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::Ref;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let rated = !path.starts_with("/callbacks/") && !path.starts_with("/device/");
+            let bounded = path != "/device/v1/down/cmd";
+            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                if rated {
+                    op.responses
+                        .responses
+                        .entry("429".into())
+                        .or_insert_with(|| Ref::from_response_name("RateLimited").into());
+                }
+                if bounded {
+                    op.responses
+                        .responses
+                        .entry("503".into())
+                        .or_insert_with(|| Ref::from_response_name("Overloaded").into());
                 }
             }
         }
@@ -165,6 +198,10 @@ shared_error_responses! {
     ShopperOnly => "`forbidden`: the operator token on a shopper-only endpoint.";
     /// 413 on a body over the limit.
     TooLarge => "`too_large`: the body is over 64 KiB.";
+    /// 429 from the edge: the client is over its request rate.
+    RateLimited => "`rate_limited`: this client (by bearer token, else by address) is over its request rate; `Retry-After` says when to try again.";
+    /// 503 from the edge: the node is at its bound of requests in flight, or the request ran too long.
+    Overloaded => "`overloaded` (the node is serving its limit of requests at once) or `timeout` (the request ran over 30 s); `Retry-After` says when to try again.";
     /// 500: logged with its detail, shown without it.
     Internal => "`internal`: the store failed (the detail is logged; the message is only \"internal error\").";
 }
@@ -247,6 +284,9 @@ mod tests {
             "POST /api/v1/orders/{id}/refunds",
             "GET /api/v1/emergency-stop",
             "PUT /api/v1/emergency-stop",
+            "POST /api/v1/operators",
+            "GET /api/v1/operators",
+            "POST /api/v1/operators/{id}/revoke",
             "GET /api/v1/dead-letters",
             "POST /api/v1/dead-letters/charges/{order_id}/retry",
             "POST /api/v1/dead-letters/charges/{order_id}/settle",

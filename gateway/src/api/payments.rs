@@ -6,8 +6,8 @@
 //! notification again changes nothing), and acknowledged in the provider's way.
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, Operator};
-use super::openapi::{Internal, MalformedJson, OperatorOnly, TooLarge, Unauthorized};
+use super::extract::{ApiJson, Operator, ShopperCaller};
+use super::openapi::{Internal, MalformedJson, OperatorOnly, ShopperOnly, TooLarge, Unauthorized};
 use super::orders::ProviderDto;
 use super::{ApiError, ApiState};
 use axum::body::Bytes;
@@ -54,20 +54,26 @@ pub(super) struct Confirmed {
 /// Confirm in the provider's app.
 ///
 /// What the shopper's tap on "confirm" does in the provider's app: the sandbox
-/// authorizes the order and calls the platform back [P2].
+/// authorizes the order and calls the platform back [P2]. As in the provider's app, only
+/// the shopper whose order it is may confirm it: their token is required, and another
+/// shopper's order is not found.
 #[utoipa::path(
     post,
     path = "/sandbox/{provider}/authorizations/{reference}/confirm",
     tag = "payments",
     operation_id = "confirmSandboxAuthorization",
+    security(("shopperBearer" = [])),
     params(ConfirmPath),
     responses(
         (status = 200, description = "Confirmed; the provider's callback follows.", body = Confirmed),
-        (status = 404, description = "`provider_not_found`, `sandbox_not_found` (this node talks to a remote provider) or `authorization_not_found`.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ShopperOnly),
+        (status = 404, description = "`provider_not_found`, `sandbox_not_found` (this node talks to a real provider, or to `tare sandbox`) or `authorization_not_found` (none, or another shopper's).", body = ErrorBody),
         (status = 409, description = "`authorization_state`: the authorization is not waiting for a confirmation.", body = ErrorBody),
     )
 )]
 pub(super) async fn sandbox_confirm(
+    ShopperCaller(shopper): ShopperCaller,
     State(s): State<Arc<ApiState>>,
     Path((name, reference)): Path<(String, String)>,
 ) -> Result<Json<Confirmed>, ApiError> {
@@ -76,6 +82,15 @@ pub(super) async fn sandbox_confirm(
         code: "sandbox_not_found",
         message: format!("no {name} sandbox"),
     })?;
+    let not_theirs = || ApiError::NotFound {
+        code: "authorization_not_found",
+        message: "authorization not found".into(),
+    };
+    let order_id = tare_providers::refs::order_id_of(&reference);
+    let order = s.platform.order(&order_id).await.map_err(|_| not_theirs())?;
+    if order.shopper_id != shopper {
+        return Err(not_theirs());
+    }
     sandbox.confirm(&reference).map_err(|e| match e {
         tare_providers::sandbox::ConfirmError::NotFound => ApiError::NotFound {
             code: "authorization_not_found",

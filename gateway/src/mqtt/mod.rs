@@ -54,8 +54,13 @@ pub use crate::rate::RateLimit;
 pub struct MqttConfig {
     /// Time a new connection has to send its CONNECT.
     pub connect_timeout: Duration,
-    /// Connections refused beyond this (CONNACK server unavailable).
+    /// Authenticated connections refused beyond this (CONNACK server unavailable),
+    /// checked before the CONNECT's signature is.
     pub max_connections: u64,
+    /// Connections not yet authenticated that may be open at once; past it a new
+    /// connection is closed unread. Counted apart from `max_connections`, so a flood of
+    /// idle sockets cannot take a device's place.
+    pub max_pending_connects: u64,
     /// Flood control per device.
     pub rate: RateLimit,
     /// Commands held for a device that has not subscribed to `down/cmd` yet.
@@ -67,6 +72,7 @@ impl Default for MqttConfig {
         Self {
             connect_timeout: Duration::from_secs(10),
             max_connections: 250_000,
+            max_pending_connects: 10_000,
             rate: RateLimit::default(),
             max_pending_downlinks: 64,
         }
@@ -76,8 +82,10 @@ impl Default for MqttConfig {
 /// Counters of the MQTT edge (exported at `/metrics`).
 #[derive(Default)]
 pub struct MqttCounters {
-    /// Connections open now.
+    /// Connections open now (authenticated or not).
     pub connections_open: AtomicU64,
+    /// Connections open now that have not finished their CONNECT.
+    pub connections_pending: AtomicU64,
     /// Connections accepted (CONNACK success) since start.
     pub connections_accepted: AtomicU64,
     /// Publishes received.
@@ -110,6 +118,7 @@ impl MqttCounters {
         let mut s = String::new();
         let g = |n: &AtomicU64| n.load(Ordering::Relaxed);
         s.push_str(&format!("tare_mqtt_connections_open {}\n", g(&self.connections_open)));
+        s.push_str(&format!("tare_mqtt_connections_pending {}\n", g(&self.connections_pending)));
         s.push_str(&format!("tare_mqtt_connections_accepted_total {}\n", g(&self.connections_accepted)));
         s.push_str(&format!("tare_mqtt_publishes_in_total {}\n", g(&self.publishes_in)));
         s.push_str(&format!("tare_mqtt_publishes_accepted_total {}\n", g(&self.publishes_accepted)));

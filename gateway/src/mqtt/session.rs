@@ -58,18 +58,23 @@ pub(super) struct Session {
     out: BytesMut,
 }
 
-/// Reads until `buf` holds one whole frame (at most `MAX_FRAME`), returning its header.
+/// The largest CONNECT read before authentication: a client id, a signed username and
+/// password, and a will of a few dozen bytes fit many times over. Until a connection has
+/// authenticated it may hold no more than this.
+pub const MAX_CONNECT_FRAME: usize = 4 * 1024;
+
+/// Reads until `buf` holds one whole CONNECT-sized frame, returning its header.
 async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<codec::FrameHeader, &'static str> {
     loop {
         if let Some(h) = codec::peek_header(buf).map_err(|_| "malformed_frame")? {
-            if h.frame_len() > MAX_FRAME {
+            if h.frame_len() > MAX_CONNECT_FRAME {
                 return Err("connect_too_large");
             }
             if buf.len() >= h.frame_len() {
                 return Ok(h);
             }
         }
-        buf.reserve(1024);
+        buf.reserve(256);
         match stream.read_buf(buf).await {
             Ok(0) | Err(_) => return Err("closed_before_connect"),
             Ok(_) => {}
@@ -77,19 +82,49 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<codec:
     }
 }
 
+/// A connection that has not finished its CONNECT, counted in
+/// `connections_pending` while it lives.
+struct Pending<'c>(&'c super::MqttCounters);
+
+impl<'c> Pending<'c> {
+    fn enter(counters: &'c super::MqttCounters) -> Self {
+        counters.connections_pending.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.connections_pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Session {
     /// Serves one TCP connection to its end.
     pub(super) async fn run(ep: Arc<MqttEndpoint>, mut stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+        let pending = Pending::enter(&ep.counters);
+        if ep.counters.connections_pending.load(Ordering::Relaxed) > ep.cfg.max_pending_connects {
+            ep.counters.refuse("too_many_pending_connects");
+            drop(pending);
+            let _ = stream.shutdown().await;
+            return;
+        }
         ep.counters.connections_open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        Self::serve(&ep, &mut stream, peer, shutdown).await;
+        Self::serve(&ep, &mut stream, peer, shutdown, pending).await;
         let _ = stream.shutdown().await;
         ep.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
         ep.closed.notify_waiters();
     }
 
-    async fn serve(ep: &Arc<MqttEndpoint>, stream: &mut TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
-        let mut buf = BytesMut::new();
+    async fn serve(
+        ep: &Arc<MqttEndpoint>,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+        pending: Pending<'_>,
+    ) {
+        let mut buf = BytesMut::with_capacity(256);
         let header = match tokio::time::timeout(ep.cfg.connect_timeout, read_frame(stream, &mut buf)).await {
             Ok(Ok(h)) => h,
             Ok(Err(reason)) => {
@@ -124,6 +159,13 @@ impl Session {
                 return;
             }
         };
+        // At capacity, refused before the signature is checked or a secret read.
+        let open = ep.counters.connections_open.load(Ordering::Relaxed);
+        if open.saturating_sub(ep.counters.connections_pending.load(Ordering::Relaxed)) >= ep.cfg.max_connections {
+            ep.counters.refuse("at_capacity");
+            let _ = Self::write_now(stream, version, &Outbound::ConnAck(Some(ConnRefusal::Unavailable))).await;
+            return;
+        }
         // Boxed, like every call into the platform below: an idle session's task then
         // holds only its own small state, not the largest future it might await.
         let device = match Box::pin(Self::authenticate(ep, &connect)).await {
@@ -135,11 +177,7 @@ impl Session {
                 return;
             }
         };
-        if ep.counters.connections_open.load(Ordering::Relaxed) > ep.cfg.max_connections {
-            ep.counters.refuse("at_capacity");
-            let _ = Self::write_now(stream, version, &Outbound::ConnAck(Some(ConnRefusal::Unavailable))).await;
-            return;
-        }
+        drop(pending);
         if Self::write_now(stream, version, &Outbound::ConnAck(None)).await.is_err() {
             return;
         }

@@ -126,13 +126,27 @@ impl Platform {
             doors: plans,
             at: self.clock.now_ms(),
         };
+        // The secret first, the cabinet second: a crash in between leaves a secret of no
+        // cabinet (no device can use it) that the next registration replaces — never a
+        // cabinet that can never log in. The secret is replaced only while no cabinet of
+        // this id is in the log, so a losing concurrent registration cannot overwrite the
+        // winner's after the fact; the winner writes its own again once registered, in
+        // case the loser's landed between its two steps.
+        crate::on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO device_credentials (cabinet, secret) VALUES ($1, $2) \
+                 ON CONFLICT (cabinet) DO UPDATE SET secret = excluded.secret, disabled = 0 \
+                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'cabinet' AND aggregate_id = $1)",
+            )
+            .bind(&key).bind(device_secret).execute(pool).await.map_err(DbError::from)?;
+        });
         self.aggregates
             .cabinets
             .execute(&key, cmd, self.meta(&key, "api"))
             .await
             .map_err(ServiceError::from_command)?;
         crate::on_db!(&self.db, pool => {
-            sqlx::query("INSERT INTO device_credentials (cabinet, secret) VALUES ($1, $2) ON CONFLICT (cabinet) DO NOTHING")
+            sqlx::query("UPDATE device_credentials SET secret = $2 WHERE cabinet = $1")
                 .bind(&key).bind(device_secret).execute(pool).await.map_err(DbError::from)?;
         });
         self.cabinet(&id).await
