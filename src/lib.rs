@@ -1,8 +1,9 @@
 //! The `tare` binary's library: wiring the embedded platform with its sandboxes and HTTP
 //! API ([`app`]), the virtual fleet and the shoppers that drive it ([`fleet`]), and the
-//! benchmarks ([`bench`]), the in-process device transport ([`in_process`]), and `tare replay` ([`replay`]). The end-to-end tests in `tests/` use the same pieces.
+//! benchmarks ([`bench`]), the in-process device transport ([`in_process`]), `tare replay` ([`replay`]), and `tare backup` / `tare restore` ([`backup`]). The end-to-end tests in `tests/` use the same pieces.
 
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod bench_callbacks;
 pub mod bench_gateway;

@@ -50,6 +50,11 @@ enum Command {
     /// (`--verify`: exit 1 with every difference), or audit one stream or time window
     /// (`--stream order:ID`, `--from-ts`, `--to-ts`).
     Replay(tare::replay::ReplayArgs),
+    /// A consistent copy of the embedded store (it may be running) and its provider keys,
+    /// into a new directory (`--out DIR`); checked before it is called done.
+    Backup(tare::backup::BackupArgs),
+    /// Puts a `tare backup` into an empty data directory (`--from DIR --data DIR`).
+    Restore(tare::backup::RestoreArgs),
     /// Every saga step of a running node, live (`--from P` replays from a feed position
     /// first), one line a step or `--json`; `--cabinet`, `--order`, `--shopper` narrow it.
     Tail(tare::tail_cli::TailArgs),
@@ -313,6 +318,8 @@ async fn main() -> anyhow::Result<()> {
             false => std::process::exit(1),
         },
         Command::Tail(a) => tare::tail_cli::run(a).await,
+        Command::Backup(a) => tare::backup::run_backup(a).await,
+        Command::Restore(a) => tare::backup::run_restore(a).await,
         Command::Replay(a) => match tare::replay::run(a).await? {
             0 => Ok(()),
             code => std::process::exit(code),

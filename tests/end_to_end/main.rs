@@ -13,6 +13,7 @@ mod common;
 
 mod alerts;
 mod anomalies;
+mod backups;
 mod bad_input;
 mod bills;
 mod campaigns;
