@@ -16,8 +16,13 @@ pub enum ShopperCommand {
     Create {
         /// Shopper id.
         shopper_id: String,
-        /// Phone number (digits, optional leading +).
+        /// Phone number (digits, optional leading +): checked here, and recorded only
+        /// when `phone_sealed` is not given.
         phone: String,
+        /// The phone number sealed under the shopper's own key (crypto-shredding): what
+        /// the log records instead of the number when given.
+        #[serde(default)]
+        phone_sealed: Option<String>,
         /// Payment provider.
         provider: ProviderKind,
         /// Authorization mode.
@@ -58,6 +63,16 @@ pub enum ShopperCommand {
         /// When.
         at: UnixMs,
     },
+    /// Records that the shopper's personal data was erased (its key destroyed outside the
+    /// log); idempotent.
+    Erase {
+        /// Who erased it.
+        by: String,
+        /// Why (a request from the shopper, a retention rule, …).
+        reason: String,
+        /// When.
+        at: UnixMs,
+    },
     /// Counts a dispute of order `order_id`'s charge against the shopper [B8]
     /// (idempotent per order: several refunds of one order are one dispute).
     RecordDispute {
@@ -84,8 +99,12 @@ pub enum ShopperEvent {
     ShopperCreated {
         /// Id.
         shopper_id: String,
-        /// Phone.
+        /// Phone, in clear: only in events written before phones were sealed.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         phone: String,
+        /// Phone, sealed under the shopper's key (unreadable once the shopper is erased).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone_sealed: Option<String>,
         /// Provider.
         provider: ProviderKind,
         /// Mode.
@@ -132,6 +151,16 @@ pub enum ShopperEvent {
         /// When.
         at: UnixMs,
     },
+    /// The shopper's personal data was erased: its key is destroyed, so what was sealed
+    /// under it can no longer be read.
+    ShopperErased {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: UnixMs,
+    },
     /// A coupon was spent.
     CouponRedeemed {
         /// The coupon.
@@ -153,6 +182,7 @@ impl DomainEvent for ShopperEvent {
             Self::CouponGranted { .. } => "CouponGranted",
             Self::CouponRedeemed { .. } => "CouponRedeemed",
             Self::DisputeRecorded { .. } => "DisputeRecorded",
+            Self::ShopperErased { .. } => "ShopperErased",
         }
         .into()
     }
@@ -235,8 +265,14 @@ pub struct WalletCoupon {
 pub struct Shopper {
     /// Id, once created.
     pub id: Option<String>,
-    /// Phone.
+    /// Phone in clear (shoppers created before phones were sealed).
     pub phone: String,
+    /// Phone sealed under the shopper's key.
+    #[serde(default)]
+    pub phone_sealed: Option<String>,
+    /// When the shopper's personal data was erased.
+    #[serde(default)]
+    pub erased_at: Option<UnixMs>,
     /// Provider.
     pub provider: Option<ProviderKind>,
     /// Mode.
@@ -302,7 +338,8 @@ impl Shopper {
     }
 }
 
-fn valid_phone(p: &str) -> bool {
+/// Whether `p` is a phone number the platform takes: 5-20 digits, optionally after a `+`.
+pub fn valid_phone(p: &str) -> bool {
     let digits = p.strip_prefix('+').unwrap_or(p);
     (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
@@ -322,6 +359,7 @@ impl Aggregate for Shopper {
             ShopperCommand::Create {
                 shopper_id,
                 phone,
+                phone_sealed,
                 provider,
                 confirm_mode,
                 token_sha256,
@@ -336,10 +374,13 @@ impl Aggregate for Shopper {
                         reason: "must be 5-20 digits, optionally after a +".into(),
                     });
                 }
+                // Sealed, the number itself stays out of the log.
+                let phone = if phone_sealed.is_some() { String::new() } else { phone };
                 sink.write(
                     ShopperEvent::ShopperCreated {
                         shopper_id,
                         phone,
+                        phone_sealed,
                         provider,
                         confirm_mode,
                         token_sha256,
@@ -381,6 +422,11 @@ impl Aggregate for Shopper {
                 }
                 sink.write(ShopperEvent::CouponGranted { coupon, at }, self).await;
             }
+            ShopperCommand::Erase { by, reason, at } => {
+                if self.erased_at.is_none() {
+                    sink.write(ShopperEvent::ShopperErased { by, reason, at }, self).await;
+                }
+            }
             ShopperCommand::RecordDispute { order_id, at } => {
                 if !self.recent_disputes.iter().any(|(o, _)| *o == order_id) {
                     sink.write(ShopperEvent::DisputeRecorded { order_id, at }, self).await;
@@ -402,6 +448,7 @@ impl Aggregate for Shopper {
             ShopperEvent::ShopperCreated {
                 shopper_id,
                 phone,
+                phone_sealed,
                 provider,
                 confirm_mode,
                 token_sha256,
@@ -409,9 +456,14 @@ impl Aggregate for Shopper {
             } => {
                 self.id = Some(shopper_id);
                 self.phone = phone;
+                self.phone_sealed = phone_sealed;
                 self.provider = Some(provider);
                 self.confirm_mode = Some(confirm_mode);
                 self.token_sha256 = token_sha256;
+            }
+            ShopperEvent::ShopperErased { at, .. } => {
+                self.erased_at = Some(at);
+                self.phone.clear();
             }
             ShopperEvent::AccountOpened { balance, .. } => {
                 self.account_open = true;

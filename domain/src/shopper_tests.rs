@@ -16,6 +16,7 @@ fn create(phone: &str) -> ShopperCommand {
     ShopperCommand::Create {
         shopper_id: "shopper-1".into(),
         phone: phone.into(),
+        phone_sealed: None,
         provider: ProviderKind::Wechat,
         confirm_mode: ConfirmMode::Once,
         token_sha256: "ab12".into(),
@@ -27,6 +28,7 @@ fn created(phone: &str) -> ShopperEvent {
     ShopperEvent::ShopperCreated {
         shopper_id: "shopper-1".into(),
         phone: phone.into(),
+        phone_sealed: None,
         provider: ProviderKind::Wechat,
         confirm_mode: ConfirmMode::Once,
         token_sha256: "ab12".into(),
@@ -457,4 +459,49 @@ fn the_dispute_rate_rule_refuses_a_shopper_who_disputed_too_often_in_30_days() {
             at: month_later,
         }]);
     assert_eq!(ShopperError::TooManyDisputes(2).code(), "too_many_disputes");
+}
+
+#[test]
+fn a_sealed_phone_stays_out_of_the_log_and_erasure_is_recorded_once() {
+    let sealed = ShopperCommand::Create {
+        shopper_id: "s1".into(),
+        phone: "13800000000".into(),
+        phone_sealed: Some("v1:00:ff".into()),
+        provider: ProviderKind::Alipay,
+        confirm_mode: ConfirmMode::Once,
+        token_sha256: "h".into(),
+        at: AT,
+    };
+    let created = ShopperEvent::ShopperCreated {
+        shopper_id: "s1".into(),
+        phone: String::new(),
+        phone_sealed: Some("v1:00:ff".into()),
+        provider: ProviderKind::Alipay,
+        confirm_mode: ConfirmMode::Once,
+        token_sha256: "h".into(),
+        at: AT,
+    };
+    assert!(!serde_json::to_string(&created).unwrap().contains("13800000000"));
+    TestFramework::<Shopper>::with(())
+        .given_no_previous_events()
+        .when(sealed)
+        .then_expect_events(vec![created.clone(), account_opened()]);
+    let erase = || ShopperCommand::Erase {
+        by: "admin".into(),
+        reason: "asked".into(),
+        at: 9,
+    };
+    let erased = ShopperEvent::ShopperErased {
+        by: "admin".into(),
+        reason: "asked".into(),
+        at: 9,
+    };
+    TestFramework::<Shopper>::with(())
+        .given(vec![created.clone(), account_opened()])
+        .when(erase())
+        .then_expect_events(vec![erased.clone()]);
+    TestFramework::<Shopper>::with(())
+        .given(vec![created, account_opened(), erased])
+        .when(erase())
+        .then_expect_events(vec![]);
 }

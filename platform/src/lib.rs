@@ -31,6 +31,7 @@ pub mod effect_lanes;
 pub mod feed;
 pub mod group_commit;
 pub mod jobs;
+pub mod personal_data;
 pub mod platform;
 pub mod replay;
 pub mod runner;

@@ -39,6 +39,8 @@ pub struct Platform {
     pub(crate) jobs: Jobs,
     /// Read models.
     pub(crate) views: Views,
+    /// The keys of personal data, outside the log (crypto-shredding).
+    pub(crate) personal: crate::personal_data::PersonalData,
     /// The device hub.
     pub(crate) hub: Arc<DeviceHub>,
     /// The weight history [D6].
@@ -160,6 +162,7 @@ impl Platform {
         };
         let history = crate::weight_history::WeightHistory::open(&db, sqlite_dir).await?;
         hub.set_history(history.clone());
+        hub.set_log(db.clone());
         let policy = load_coupon_policy(&db).await?;
         let (coupon_policy, policy_rx) = watch::channel(policy);
         // Scaled out, a command for a device held by another gateway node goes there.
@@ -199,6 +202,7 @@ impl Platform {
             roles: cfg.roles,
             jobs: Jobs::new(db.clone()).shared(scaled_out),
             views: Views::new(db.clone()),
+            personal: crate::personal_data::PersonalData::new(db.clone()),
             db,
             aggregates,
             hub,

@@ -33,6 +33,7 @@ mod mqtt_conformance;
 mod nearby;
 mod openapi;
 mod operators;
+mod personal_data;
 mod planogram_changes;
 mod provider_behaviours;
 mod purchase_e2e;

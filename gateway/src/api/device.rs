@@ -199,6 +199,20 @@ async fn authenticate(s: &ApiState, method: &Method, uri: &Uri, headers: &Header
     if !ok {
         return Err(DeviceApiError::unauthorized("auth_bad_signature", "bad signature"));
     }
+    // Usable once: a captured request replayed while its timestamp is still fresh would
+    // deliver its uplink again or drain the device's commands.
+    let fresh_until = ts.saturating_add(tare_protocol::signing::MAX_CLOCK_SKEW_MS.abs());
+    let first = s
+        .platform
+        .use_device_signature(&sig.to_ascii_lowercase(), fresh_until)
+        .await
+        .map_err(|e| DeviceApiError::Unavailable(e.to_string()))?;
+    if !first {
+        return Err(DeviceApiError::unauthorized(
+            "auth_replayed",
+            "this signed request was served before",
+        ));
+    }
     Ok(device)
 }
 

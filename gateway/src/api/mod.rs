@@ -31,6 +31,7 @@ mod reconciliation;
 mod restocks;
 mod sagas_tail;
 mod settlements;
+mod shoppers;
 mod stock_reconciliation;
 mod weights;
 
@@ -173,6 +174,8 @@ pub fn routes(roles: Roles) -> OpenApiRouter<Arc<ApiState>> {
             .routes(routes!(orders::create_shopper))
             .routes(routes!(orders::my_orders))
             .routes(routes!(orders::grant_coupon))
+            .routes(routes!(shoppers::get))
+            .routes(routes!(shoppers::erase))
             .routes(routes!(orders::create_order, order_list::list_orders))
             .routes(routes!(orders::get_order))
             .routes(routes!(money::refund_order))

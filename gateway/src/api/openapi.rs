@@ -278,6 +278,8 @@ mod tests {
             "POST /api/v1/shoppers",
             "GET /api/v1/shoppers/me/orders",
             "POST /api/v1/shoppers/{id}/coupons",
+            "GET /api/v1/shoppers/{id}",
+            "POST /api/v1/shoppers/{id}/erase",
             "POST /api/v1/orders",
             "GET /api/v1/orders",
             "GET /api/v1/orders/{id}",

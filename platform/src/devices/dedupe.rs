@@ -109,6 +109,57 @@ impl RecentIds {
     }
 }
 
+/// The ids of the device messages behind `cabinet`'s newest [`RECENT_IDS_PER_DEVICE`]
+/// events: every message that changed state is recorded as its events' causation
+/// (`device:{id}`), in the same commit as the change. Seeding a device's window from them
+/// when it is first heard from makes a resend (or a replay) of an applied message a
+/// duplicate after a restart or on another node, as it was in the memory of the node that
+/// applied it.
+pub(super) async fn recorded_messages(db: &crate::db::Db, cabinet: &str) -> Result<Vec<String>, crate::db::DbError> {
+    use tare_domain::cabinet::Cabinet;
+    let limit = RECENT_IDS_PER_DEVICE as i64;
+    let rows: Vec<(Option<String>,)> = match db {
+        crate::db::Db::Sqlite { read, .. } => {
+            sqlx::query_as(
+                "SELECT json_extract(metadata, '$.causation_id') FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT $3",
+            )
+            .bind(<Cabinet as cqrs_es::Aggregate>::TYPE)
+            .bind(cabinet)
+            .bind(limit)
+            .fetch_all(read)
+            .await?
+        }
+        crate::db::Db::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT metadata->>'causation_id' FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT $3",
+            )
+            .bind(<Cabinet as cqrs_es::Aggregate>::TYPE)
+            .bind(cabinet)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c,)| c?.strip_prefix("device:").map(str::to_string))
+        .collect())
+}
+
+impl RecentIds {
+    /// A window that already holds `recorded` (oldest last, as [`recorded_messages`]
+    /// returns them) as applied.
+    pub(super) fn seeded(recorded: &[String]) -> Self {
+        let mut r = Self::default();
+        for id in recorded.iter().rev() {
+            r.insert(id);
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +191,18 @@ mod tests {
         );
         r.settle("closed", true);
         assert_eq!(r.judge("closed", 7, false, false), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn a_seeded_window_knows_what_the_log_holds() {
+        let mut r = RecentIds::seeded(&["newest".to_string(), "older".to_string()]);
+        assert_eq!(r.judge("older", 1, false, false), Verdict::Duplicate);
+        assert_eq!(
+            r.judge("newest", 2, true, false),
+            Verdict::Duplicate,
+            "a replayed boot is a duplicate"
+        );
+        assert_eq!(r.judge("fresh", 3, false, false), Verdict::Fresh);
     }
 
     #[test]

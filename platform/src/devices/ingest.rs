@@ -41,6 +41,18 @@ impl DeviceHub {
     pub async fn ingest(&self, cabinet: &CabinetId, kind: &str, payload: &[u8]) -> Result<IngestOutcome, IngestError> {
         let received_at = self.clock.now_ms();
         let up = parse_uplink(kind, payload).map_err(|e| self.refused(cabinet, kind, e))?;
+        if !lock(&self.recent).contains_key(cabinet) {
+            // First heard from since this node started: what the log holds of it is applied.
+            let recorded = match self.log.get() {
+                Some(db) => super::dedupe::recorded_messages(db, &cabinet.to_string())
+                    .await
+                    .map_err(|e| IngestError::Store(e.to_string()))?,
+                None => Vec::new(),
+            };
+            lock(&self.recent)
+                .entry(cabinet.clone())
+                .or_insert_with(|| super::dedupe::RecentIds::seeded(&recorded));
+        }
         let verdict = lock(&self.recent).entry(cabinet.clone()).or_default().judge(
             &up.envelope.id,
             up.envelope.seq,

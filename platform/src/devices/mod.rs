@@ -68,6 +68,8 @@ pub struct DeviceHub {
     bus: Arc<bus::InProcessBus>,
     /// Where every sample is kept 30 days [D6] (set once at start).
     history: std::sync::OnceLock<Arc<crate::weight_history::WeightHistory>>,
+    /// The store, for the device messages its log already holds (set once at start).
+    log: std::sync::OnceLock<crate::db::Db>,
     counters: DeviceCounters,
     liveness: liveness::Liveness,
 }
@@ -95,9 +97,17 @@ impl DeviceHub {
             watches: Mutex::default(),
             bus: Arc::new(bus::InProcessBus::new(4096)),
             history: std::sync::OnceLock::new(),
+            log: std::sync::OnceLock::new(),
             counters: DeviceCounters::default(),
             liveness: liveness::Liveness::new(liveness),
         }
+    }
+
+    /// Reads the device messages already in the log from `db` when a device is first
+    /// heard from, so duplicates are told apart across restarts and nodes
+    /// ([`dedupe::recorded_messages`]).
+    pub fn set_log(&self, db: crate::db::Db) {
+        let _ = self.log.set(db);
     }
 
     /// Keeps every weight sample this hub receives in `history` [D6].

@@ -1,10 +1,14 @@
 //! Shoppers with their accounts [A1], their coupons and their orders.
 
 use super::ServiceError;
+use crate::personal_data::Opened;
 use crate::Platform;
 use tare_domain::coupon::Coupon;
 use tare_domain::shopper::{Shopper, ShopperCommand};
 use tare_domain::{ConfirmMode, ProviderKind};
+
+/// The field name phone numbers are sealed under.
+const PHONE: &str = "phone";
 
 impl Platform {
     /// Creates a shopper with the account, atomically [A1].
@@ -16,9 +20,23 @@ impl Platform {
         confirm_mode: ConfirmMode,
         token_sha256: String,
     ) -> Result<Shopper, ServiceError> {
+        // Checked before a key is made for it (the aggregate checks again).
+        if !tare_domain::shopper::valid_phone(&phone) {
+            return Err(ServiceError::Invalid {
+                field: "phone".into(),
+                message: "must be 5-20 digits, optionally after a +".into(),
+            });
+        }
+        // The number goes into the log sealed under this shopper's own key [issue 14].
+        let phone_sealed = self
+            .personal
+            .seal(shopper_id, PHONE, &phone)
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let cmd = ShopperCommand::Create {
             shopper_id: shopper_id.to_string(),
             phone,
+            phone_sealed: Some(phone_sealed),
             provider,
             confirm_mode,
             token_sha256,
@@ -47,6 +65,40 @@ impl Platform {
             });
         }
         Ok(s)
+    }
+
+    /// A shopper's phone number: in clear, or `Erased` once their personal data was
+    /// erased (404 for an unknown shopper).
+    pub async fn shopper_phone(&self, shopper_id: &str) -> Result<Opened, ServiceError> {
+        let s = self.shopper(shopper_id).await?;
+        match (&s.phone_sealed, s.erased_at) {
+            (_, Some(_)) => Ok(Opened::Erased),
+            (Some(sealed), None) => self
+                .personal
+                .open(shopper_id, PHONE, sealed)
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string())),
+            (None, None) => Ok(Opened::Clear(s.phone)),
+        }
+    }
+
+    /// Erases a shopper's personal data: their key is destroyed (what was sealed under
+    /// it is unreadable from now on, in the log and in every backup taken after) and the
+    /// erasure is recorded, with who and why. Again: nothing changes.
+    pub async fn erase_shopper(&self, shopper_id: &str, reason: String, by: &str) -> Result<(), ServiceError> {
+        self.shopper(shopper_id).await?;
+        let at = self.clock.now_ms();
+        self.personal.erase(shopper_id, at).await?;
+        let cmd = ShopperCommand::Erase {
+            by: by.to_string(),
+            reason,
+            at,
+        };
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, cmd, self.meta(shopper_id, "api"))
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// Puts a coupon in a shopper's wallet.

@@ -914,6 +914,7 @@ fn product_and_shopper_events_schedule_nothing() {
         AnyEvent::Shopper(ShopperEvent::ShopperCreated {
             shopper_id: "shopper-1".into(),
             phone: "+8613800000000".into(),
+            phone_sealed: None,
             provider: ProviderKind::Wechat,
             confirm_mode: ConfirmMode::Once,
             token_sha256: "ab".repeat(32),
