@@ -388,7 +388,8 @@ async fn on_store_in(b: &PurchaseBench, store: &Store<'_>, dir: &Path) -> anyhow
     let sandboxes = crate::app::sandboxes(&keys)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sandbox_url = format!("http://{}", listener.local_addr()?);
-    let router = tare_gateway::sandbox_service::router(&sandboxes);
+    let sandbox_secret = crate::app::random_token();
+    let router = tare_gateway::sandbox_service::router(&sandboxes, &sandbox_secret);
     let provider = tokio::spawn(async move { axum::serve(listener, router).await });
     let token = crate::app::random_token();
     let mut nodes = Vec::new();
@@ -403,6 +404,7 @@ async fn on_store_in(b: &PurchaseBench, store: &Store<'_>, dir: &Path) -> anyhow
         mqtt: Some(platform.mqtt),
         clock: tare_platform::clock::PlatformClock::System,
         hub: None,
+        sandbox_secret: Some(sandbox_secret.clone()),
     };
     let spec = FleetSpec {
         cabinets: b.cabinets,

@@ -189,6 +189,9 @@ pub struct FleetTarget {
     pub clock: tare_platform::clock::PlatformClock,
     /// The device hub, when the platform runs in this process.
     pub hub: Option<Arc<tare_platform::devices::DeviceHub>>,
+    /// The secret of a `tare sandbox` whose confirm page the shoppers tap (`tare sandbox
+    /// --secret`); `None` when the sandboxes are the platform's own.
+    pub sandbox_secret: Option<String>,
 }
 
 impl FleetTarget {
@@ -200,6 +203,7 @@ impl FleetTarget {
             mqtt: app.mqtt.as_ref().map(|m| m.addr),
             clock: app.platform.clock().clone(),
             hub: Some(app.platform.devices().clone()),
+            sandbox_secret: None,
         }
     }
 }
@@ -254,6 +258,8 @@ pub struct Fleet {
     /// The API of each further node the fleet is spread over ([`FleetSpec::more_nodes`]);
     /// empty: every cabinet's shoppers use `client`.
     pub more_clients: Vec<ApiClient>,
+    /// What a shopper taps a `tare sandbox`'s confirm page with ([`FleetTarget::sandbox_secret`]).
+    pub sandbox_secret: Option<String>,
 }
 
 /// What a shopper really took from one lane: (door, lane, sku, qty, unit price in cents).
@@ -400,6 +406,7 @@ impl Fleet {
                 .iter()
                 .map(|n| ApiClient::new(&n.base_url, &target.admin_token))
                 .collect(),
+            sandbox_secret: target.sandbox_secret.clone(),
         };
         for c in &fleet.cabinets {
             fleet.wait_status(c.id(), "online", Duration::from_secs(10)).await?;
@@ -479,8 +486,13 @@ impl Fleet {
             None => self.confirm_url(client, &order_id, &shopper.token).await?,
         };
         if let Some(url) = confirm {
-            let path = url.strip_prefix(&client.base).unwrap_or(&url).to_string();
-            let (st, b) = client.post(&path, &shopper.token, &json!({})).await?;
+            // The platform's own sandbox knows the shopper by their token; a `tare
+            // sandbox` elsewhere wants its secret (it stands in for the provider's app).
+            let (path, token) = match url.strip_prefix(&client.base) {
+                Some(p) => (p.to_string(), shopper.token.as_str()),
+                None => (url.clone(), self.sandbox_secret.as_deref().unwrap_or(&shopper.token)),
+            };
+            let (st, b) = client.post(&path, token, &json!({})).await?;
             // The platform's confirm page answers 200; `tare sandbox`'s own, 204.
             if !st.is_success() {
                 bail!("confirm: {st} {b}");

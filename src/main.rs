@@ -77,6 +77,10 @@ struct SimArgs {
     /// Operator token of the platform.
     #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
+    /// The secret of the `tare sandbox` the shoppers confirm at, when the platform uses
+    /// one (`serve --payments`).
+    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
+    sandbox_secret: Option<String>,
     /// Cabinets to register and connect.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=20_000))]
     cabinets: u32,
@@ -260,6 +264,10 @@ struct SandboxArgs {
     /// The provider keys' directory the nodes use too (made when absent).
     #[arg(long, env = "TARE_KEYS")]
     keys: PathBuf,
+    /// What a shopper's confirm tap must present (`Authorization: Bearer …`): the
+    /// sandbox stands in for the provider's app, so strangers must not authorize doors.
+    #[arg(long, env = "TARE_SANDBOX_SECRET", hide_env_values = true)]
+    secret: String,
     /// The platform nodes' base URLs: a notification whose `notify_url` does not answer
     /// goes to these in turn (comma-separated).
     #[arg(long, env = "TARE_SANDBOX_CALLBACKS", value_delimiter = ',', value_parser = parse_http_url)]
@@ -516,7 +524,7 @@ async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
         s.set_failover(&a.callback);
     }
     println!("sandbox listening http={addr}");
-    let app = tare_gateway::sandbox_service::router(&sandboxes);
+    let app = tare_gateway::sandbox_service::router(&sandboxes, &a.secret);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = shutdown_signal().await;
@@ -613,6 +621,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         mqtt: Some(mqtt),
         clock: tare_platform::clock::PlatformClock::System,
         hub: None,
+        sandbox_secret: a.sandbox_secret.clone(),
     };
     let spec = FleetSpec {
         cabinets: a.cabinets as usize,

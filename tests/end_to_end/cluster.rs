@@ -74,6 +74,7 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
         mqtt: Some(mqtt),
         clock: tare_platform::clock::PlatformClock::System,
         hub: None,
+        sandbox_secret: Some(crate::common::cluster::SANDBOX_SECRET.to_string()),
     };
     let fleet_a = Arc::new(
         Fleet::provision_at(

@@ -99,3 +99,36 @@ async fn request_ids_rates_and_the_in_flight_bound() {
     app.stop().await;
     store.cleanup().await;
 }
+
+/// `tare sandbox` stands in for the providers' apps: its confirm tap, which authorizes a
+/// door, wants the sandbox's secret [issue 14, item 7].
+#[tokio::test]
+async fn the_sandbox_service_confirms_only_with_its_secret() {
+    let dir = std::env::temp_dir().join(format!("tare-sbx-{}", uuid::Uuid::new_v4().simple()));
+    let keys = tare_providers::keys::ProviderKeys::load_or_generate(&dir).unwrap();
+    let sandboxes = tare::app::sandboxes(&keys).unwrap();
+    let router = tare_gateway::sandbox_service::router(&sandboxes, "s3cret");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/sandbox/alipay/authorizations/unknown/confirm",
+        listener.local_addr().unwrap()
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let status = |token: Option<&'static str>| {
+        let mut r = http.post(&url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status() }
+    };
+    assert_eq!(status(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(Some("guess")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(Some("s3cret")).await,
+        StatusCode::NOT_FOUND,
+        "past the gate: no such authorization"
+    );
+    server.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -70,6 +70,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
         cabinets: vec![locker.clone()],
         planogram: vec![Default::default()],
         more_clients: Vec::new(),
+        sandbox_secret: None,
     };
     // No opening stock to count: online as soon as it connects.
     fleet.wait_status(&id, "online", Duration::from_secs(10)).await.unwrap();

@@ -460,6 +460,7 @@ async fn restart_in_the_middle_completes_once(kind: Store) {
         cabinets: vec![vc2],
         planogram,
         more_clients: Vec::new(),
+        sandbox_secret: None,
     };
     let get = |id: String| {
         let fleet = &fleet;

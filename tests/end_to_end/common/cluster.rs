@@ -163,11 +163,16 @@ impl ClusterSpec {
     }
 }
 
+/// The secret the tests' `tare sandbox` wants on a confirm tap.
+pub const SANDBOX_SECRET: &str = "test-sandbox-secret";
+
 /// Starts `tare sandbox` on `port` with the keys in `keys`; a notification whose node
 /// does not answer goes to the other `callbacks`.
 pub async fn sandbox(port: u16, callbacks: &[String], keys: &std::path::Path) -> Proc {
     let args: Vec<String> = vec![
         "sandbox".into(),
+        "--secret".into(),
+        SANDBOX_SECRET.into(),
         "--listen".into(),
         format!("127.0.0.1:{port}"),
         "--keys".into(),
