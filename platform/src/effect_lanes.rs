@@ -66,7 +66,17 @@ pub struct EffectLanes {
     /// for many, by the next claim (until then their leases keep them from being claimed
     /// again; after a crash they run again, as any effect whose outcome was not recorded).
     done: Mutex<Vec<String>>,
+    /// When done effects were last pruned (Unix ms; see [`Self::prune`]).
+    last_prune: std::sync::atomic::AtomicI64,
 }
+
+/// How long a done effect is kept: a week of history for people looking into an order's
+/// effects, then pruned ([`Jobs::prune_done`]).
+pub const DONE_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+
+/// Pruning runs at most once a minute and deletes at most this many rows a time, so the
+/// embedded store's one writer is never held long.
+const PRUNE_BATCH: i64 = 5_000;
 
 impl EffectLanes {
     /// An executor running at most `concurrency` lanes at once and holding at most
@@ -80,6 +90,7 @@ impl EffectLanes {
             running: Arc::new(Semaphore::new(concurrency.max(1))),
             max_held: max_held.max(1),
             tasks: Mutex::default(),
+            last_prune: std::sync::atomic::AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             done: Mutex::default(),
         })
@@ -99,6 +110,7 @@ impl EffectLanes {
     /// room until a lane records an outcome, which wakes the loop).
     pub async fn claim(self: &Arc<Self>) -> Result<usize, DbError> {
         self.mark_done().await?;
+        self.prune().await?;
         if self.stopping.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -136,6 +148,26 @@ impl EffectLanes {
         Ok(taken)
     }
 
+    /// Deletes a batch of effects done more than [`DONE_RETENTION_MS`] ago, at most once a
+    /// minute.
+    async fn prune(&self) -> Result<(), DbError> {
+        let now = self.clock.now_ms();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now - last < 60_000
+            || self
+                .last_prune
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        let pruned = self.jobs.prune_done(now - DONE_RETENTION_MS, PRUNE_BATCH).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "done effects past their retention pruned");
+        }
+        Ok(())
+    }
+
     /// Runs a lane from `first` until no effect waits in it.
     async fn run_lane(self: Arc<Self>, first: ClaimedJob) {
         let Ok(_permit) = self.running.clone().acquire_owned().await else {
@@ -148,7 +180,9 @@ impl EffectLanes {
                 self.give_back(&lane, job).await;
                 return;
             }
-            let outcome = self.ctx.run(&job).await;
+            // One span per saga step: the effect, its order (the lane) and its attempt.
+            let span = tracing::info_span!("effect", key = %job.key, lane = %lane, attempt = job.attempts + 1);
+            let outcome = tracing::Instrument::instrument(self.ctx.run(&job), span).await;
             if let Err(e) = self.record(&job, outcome).await {
                 // Still leased: it runs again once the lease ends (effects are idempotent).
                 tracing::error!(key = %job.key, error = %e, "recording an effect's outcome failed");

@@ -220,6 +220,16 @@ impl Jobs {
         Ok(())
     }
 
+    /// Deletes up to `limit` effects done before `before`; returns how many. A done row
+    /// only keeps a replayed saga step from scheduling its effect again, and the sagas
+    /// never read further back than their checkpoints: past the retention it is history
+    /// the log already tells, and left alone it would grow the table without end.
+    pub async fn prune_done(&self, before: UnixMs, limit: i64) -> Result<u64, DbError> {
+        let sql = "DELETE FROM jobs WHERE key IN (SELECT key FROM jobs WHERE status = 'done' AND updated_at < $1 LIMIT $2)";
+        let n = crate::on_db!(&self.db, pool => sqlx::query(sql).bind(before).bind(limit).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
     /// Marks `keys` done, a few hundred to a statement.
     pub async fn complete_many(&self, keys: &[String], now: UnixMs) -> Result<(), DbError> {
         for chunk in keys.chunks(500) {
@@ -401,6 +411,14 @@ mod tests {
             keys(&Jobs::new(db.clone()).claim_due(400, 10, 30_000).await.unwrap()),
             ["o3-a", "o3-b"]
         );
+        // Done effects past the retention are pruned, a bounded batch at a time; what is
+        // pending, or done since, stays.
+        node_a.complete_many(&["o2-opened".to_string()], 350).await.unwrap();
+        assert_eq!(node_a.prune_done(320, 10).await.unwrap(), 1, "o1-opened, done at 300");
+        assert_eq!(node_a.prune_done(400, 10).await.unwrap(), 1, "o2-opened, done at 350");
+        assert_eq!(node_a.prune_done(400, 10).await.unwrap(), 0);
+        let c = node_a.counts().await.unwrap();
+        assert_eq!((c.done, c.pending), (0, 3), "{c:?}");
         db.close().await;
         crate::db::drop_scratch_postgres(&admin, &url).await.unwrap();
     }
