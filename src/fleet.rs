@@ -390,13 +390,7 @@ impl Fleet {
             .buffered(32)
             .collect()
             .await;
-        let mut cabinets = Vec::new();
-        let mut planogram = Vec::new();
-        for c in connected {
-            let (vc, plan) = c?;
-            cabinets.push(vc);
-            planogram.push(plan);
-        }
+        let (cabinets, planogram): (Vec<_>, Vec<_>) = connected.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
         let fleet = Self {
             client,
             cabinets,
