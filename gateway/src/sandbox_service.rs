@@ -5,13 +5,15 @@
 //! directory; its notifications go to the `notify_url` of each request (the node that
 //! asked), or to another node when that one does not answer.
 
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tare_domain::ProviderKind;
-use tare_providers::sandbox::{ConfirmError, Sandbox};
+use tare_providers::sandbox::Sandbox;
 
 /// The sandbox service's router. The providers' APIs are checked as the providers check
 /// them (the merchant's signature); the shopper's confirm tap — which authorizes a door —
@@ -20,28 +22,27 @@ use tare_providers::sandbox::{ConfirmError, Sandbox};
 pub fn router(sandboxes: &HashMap<ProviderKind, Arc<dyn Sandbox>>, secret: &str) -> Router {
     let mut r = Router::new();
     for (kind, sandbox) in sandboxes {
-        let me = sandbox.clone();
-        let secret = Arc::<str>::from(secret);
-        let confirm = axum::routing::post(move |headers: HeaderMap, Path(no): Path<String>| async move {
-            let presented = headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !crate::api::auth::constant_time_eq(presented.as_bytes(), secret.as_bytes()) {
-                return StatusCode::UNAUTHORIZED;
-            }
-            match me.confirm(&no) {
-                Ok(()) => StatusCode::NO_CONTENT,
-                Err(ConfirmError::NotFound) => StatusCode::NOT_FOUND,
-                Err(ConfirmError::NotAwaiting) => StatusCode::CONFLICT,
-            }
-        });
-        let routes = sandbox
-            .clone()
-            .api_router()
-            .route("/authorizations/{provider_order_ref}/confirm", confirm);
-        r = r.nest(&format!("/sandbox/{}", kind.as_str()), routes);
+        r = r.nest(&format!("/sandbox/{}", kind.as_str()), sandbox.clone().router());
     }
-    r
+    let secret = Arc::<str>::from(secret);
+    r.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let secret = secret.clone();
+        async move { confirm_needs_secret(&secret, req, next).await }
+    }))
+}
+
+/// Lets a confirm tap through only with the service's secret; everything else as is.
+async fn confirm_needs_secret(secret: &str, req: Request, next: Next) -> Response {
+    if req.uri().path().ends_with("/confirm") {
+        let presented = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::api::auth::constant_time_eq(presented.as_bytes(), secret.as_bytes()) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -452,8 +452,12 @@ async fn handle_poll(
     Ok((StatusCode::OK, Json(json!({ "commands": commands }))).into_response())
 }
 
-/// Detaches HTTP devices that stopped polling; run periodically.
+/// Detaches HTTP devices that stopped polling, and forgets served signatures past the
+/// skew window; run periodically.
 pub async fn reap_absent(s: &ApiState) {
+    if let Err(e) = s.platform.prune_device_signatures().await {
+        tracing::warn!(error = %e, "pruning served device signatures failed");
+    }
     let now = s.platform.now_ms();
     let gone: Vec<(CabinetId, u64)> = {
         let mut links = s.device_http.links.lock().unwrap_or_else(|p| p.into_inner());

@@ -186,17 +186,18 @@ pub(super) async fn list(_: Admin, State(s): State<Arc<ApiState>>) -> Result<Jso
     Ok(Json(OperatorList { items }))
 }
 
-/// `POST /api/v1/operators/{id}/revoke`.
+/// The body of an admin's act on a person's account that needs only a reason
+/// (`POST /api/v1/operators/{id}/revoke`, `POST /api/v1/shoppers/{id}/erase`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Revocation {
+pub(super) struct Reason {
     /// Why, kept with who and when: at most 200 characters, not blank.
     #[schema(
         min_length = 1,
         max_length = 200,
         pattern = r"[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
     )]
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// Revoke an operator.
@@ -210,7 +211,7 @@ pub(super) struct Revocation {
     operation_id = "revokeOperator",
     security(("operatorBearer" = [])),
     params(("id" = String, Path, description = "The operator's id (`op_…`).")),
-    request_body = Revocation,
+    request_body = Reason,
     responses(
         (status = 204, description = "Revoked."),
         (status = 400, response = MalformedJson),
@@ -227,7 +228,7 @@ pub(super) async fn revoke(
     Admin(by): Admin,
     State(s): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<Revocation>,
+    ApiJson(b): ApiJson<Reason>,
 ) -> Result<StatusCode, ApiError> {
     let reason = not_blank("reason", &b.reason, 200)?;
     s.platform.revoke_operator(&id, reason, &by.operator_id).await?;

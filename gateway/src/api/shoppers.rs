@@ -11,7 +11,7 @@ use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 use tare_domain::operator::Role;
 use tare_platform::personal_data::Opened;
@@ -77,20 +77,6 @@ pub(super) async fn get(op: Operator, State(s): State<Arc<ApiState>>, Path(id): 
     }))
 }
 
-/// `POST /api/v1/shoppers/{id}/erase`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Erasure {
-    /// Why (the shopper's request, a retention rule), kept with who and when: at most 200
-    /// characters, not blank.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
-    )]
-    reason: String,
-}
-
 /// Erase a shopper's personal data.
 ///
 /// Admins only. Destroys the key the shopper's phone number is sealed under: from now on
@@ -104,7 +90,7 @@ pub(super) struct Erasure {
     operation_id = "eraseShopper",
     security(("operatorBearer" = [])),
     params(("id" = String, Path, description = "The shopper's id.")),
-    request_body = Erasure,
+    request_body = super::operators::Reason,
     responses(
         (status = 204, description = "Erased."),
         (status = 400, response = MalformedJson),
@@ -121,7 +107,7 @@ pub(super) async fn erase(
     Admin(by): Admin,
     State(s): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<Erasure>,
+    ApiJson(b): ApiJson<super::operators::Reason>,
 ) -> Result<StatusCode, ApiError> {
     let reason = not_blank("reason", &b.reason, 200)?;
     s.platform.erase_shopper(&id, reason, &by.operator_id).await?;

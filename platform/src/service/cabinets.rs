@@ -208,16 +208,24 @@ impl Platform {
 
     /// Marks a signed HTTP device request (by its signature) as served until
     /// `expires_at`; false when it was served before — a replay, refused whichever node
-    /// it reaches and after a restart. Expired marks are pruned on the way.
+    /// it reaches and after a restart.
     pub async fn use_device_signature(&self, signature: &str, expires_at: UnixMs) -> Result<bool, ServiceError> {
-        let now = self.clock.now_ms();
         let inserted = crate::on_db!(&self.db, pool => {
-            sqlx::query("DELETE FROM device_http_signatures WHERE expires_at < $1")
-                .bind(now).execute(pool).await.map_err(DbError::from)?;
             sqlx::query("INSERT INTO device_http_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING")
                 .bind(signature).bind(expires_at).execute(pool).await.map_err(DbError::from)?.rows_affected()
         });
         Ok(inserted == 1)
+    }
+
+    /// Forgets the served signatures whose timestamps are past the skew window (a
+    /// request that old is refused as stale anyway).
+    pub async fn prune_device_signatures(&self) -> Result<(), ServiceError> {
+        let now = self.clock.now_ms();
+        crate::on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM device_http_signatures WHERE expires_at < $1")
+                .bind(now).execute(pool).await.map_err(DbError::from)?;
+        });
+        Ok(())
     }
 
     /// The device's presence as this node sees it [D4, D5, B1].
