@@ -542,7 +542,7 @@ impl Fleet {
     }
 
     /// [`Self::wait_terminal`], asking `client`'s node.
-    async fn wait_terminal_via(&self, client: &ApiClient, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_terminal_via(&self, client: &ApiClient, order_id: &str, token: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut every = Duration::from_millis(5);
         loop {
@@ -560,7 +560,7 @@ impl Fleet {
     }
 
     /// The API cabinet `cab`'s shoppers use: its node's ([`FleetSpec::more_nodes`]).
-    fn client_for(&self, cab: usize) -> &ApiClient {
+    pub fn client_for(&self, cab: usize) -> &ApiClient {
         match cab % (1 + self.more_clients.len()) {
             0 => &self.client,
             k => &self.more_clients[k - 1],

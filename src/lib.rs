@@ -13,9 +13,11 @@ pub mod bench_replay;
 pub mod bench_store;
 pub mod fleet;
 pub mod in_process;
+pub mod local_cluster;
 pub mod provider_faults;
 pub mod reconcile;
 pub mod replay;
+pub mod soak;
 pub mod tail_cli;
 /// One readable line per saga step (lives with the API's SSE tail).
 pub use tare_gateway::tail;

@@ -58,6 +58,12 @@ enum Command {
     /// Every saga step of a running node, live (`--from P` replays from a feed position
     /// first), one line a step or `--json`; `--cabinet`, `--order`, `--shopper` narrow it.
     Tail(tare::tail_cli::TailArgs),
+    /// The chaos soak: three nodes on a private PostgreSQL and NATS, a fleet buying over
+    /// MQTT while nodes are killed (-9), NATS and PostgreSQL restart, and devices and
+    /// providers drop and duplicate messages; then every order, charge, refund and lane
+    /// is checked. Prints the report (`--report FILE` writes it); exit status 1 when a
+    /// check failed.
+    Soak(tare::soak::SoakArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -326,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
             false => std::process::exit(1),
         },
         Command::Tail(a) => tare::tail_cli::run(a).await,
+        Command::Soak(a) => soak(a).await,
         Command::Backup(a) => tare::backup::run_backup(a).await,
         Command::Restore(a) => tare::backup::run_restore(a).await,
         Command::Replay(a) => match tare::replay::run(a).await? {
@@ -509,6 +516,20 @@ fn default_node_name() -> String {
         .take(40)
         .collect();
     format!("{host}-{}", std::process::id())
+}
+
+/// Runs `tare soak`, prints (and writes) its report, fails when a check did.
+async fn soak(a: tare::soak::SoakArgs) -> anyhow::Result<()> {
+    let out = a.report.clone();
+    let report = tare::soak::run(a).await?;
+    println!("{}", report.markdown);
+    if let Some(path) = out {
+        std::fs::write(&path, &report.markdown).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.passed {
+        bail!("the soak failed (see the report)");
+    }
+    Ok(())
 }
 
 /// Serves the two payment sandboxes for a cluster until Ctrl-C.

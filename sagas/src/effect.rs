@@ -4,11 +4,12 @@
 
 use crate::ports::{CommandError, DoorCommandKind, ProviderError};
 use serde::{Deserialize, Serialize};
+use tare_domain::weight::StableReading;
 use tare_domain::{CabinetId, Cents, DoorNo, UnixMs};
 
 /// One thing the saga wants done. Effects that carry only an order id load what else
 /// they need when they run, so they act on the latest state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
     /// Create the provider authorization and open the payment.
@@ -67,6 +68,10 @@ pub enum Effect {
         door: DoorNo,
         /// Device clock of the open.
         device_ts: UnixMs,
+        /// The baseline the node holding the device had (see
+        /// `CabinetEvent::DoorOpened`); absent in jobs made before it was carried.
+        #[serde(default)]
+        before: Option<StableReading>,
     },
     /// The door of an order closed.
     RecordDoorClosed {
@@ -80,6 +85,9 @@ pub enum Effect {
         device_ts: UnixMs,
         /// Whether the cabinet judged it unexpected.
         unexpected: bool,
+        /// The last stable reading before the close on the node holding the device.
+        #[serde(default)]
+        before: Option<StableReading>,
     },
     /// Timer: look for a stable post-close weight; re-arms itself until `give_up_at`.
     SettleWeights {
@@ -248,6 +256,10 @@ pub enum Effect {
         device_ts: UnixMs,
         /// A close (else an open).
         closed: bool,
+        /// The reading before, from the node holding the device (see
+        /// `CabinetEvent::DoorOpened`); absent in jobs made before it was carried.
+        #[serde(default)]
+        before: Option<StableReading>,
     },
     /// Timer: count a closed restock from a stable reading; re-arms until `give_up_at`.
     CountRestock {
@@ -308,8 +320,18 @@ impl Effect {
     }
 }
 
+/// Of two baselines for one instant — the one the event carried from the node holding
+/// the device, and this node's — the later reading (a node that missed readings, or
+/// restarted, has only older ones; a reading that arrived after the event is only here).
+pub(crate) fn newest_reading(carried: Option<StableReading>, local: Option<StableReading>) -> Option<StableReading> {
+    match (carried, local) {
+        (Some(c), Some(l)) => Some(if l.sample().device_ts > c.sample().device_ts { l } else { c }),
+        (c, l) => c.or(l),
+    }
+}
+
 /// An effect with its idempotency key and due time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheduled {
     /// Unique per effect instance; scheduling the same key twice keeps the first.
     pub key: String,

@@ -10,6 +10,7 @@ use crate::SagaConfig;
 use tare_domain::cabinet::{CabinetCommand, CabinetError, CabinetEvent, Holder};
 use tare_domain::command::{CommandSpec, CommandStep};
 use tare_domain::restock::{Restock, RestockCommand, RestockEvent, RestockState};
+use tare_domain::weight::StableReading;
 use tare_domain::{AnyEvent, CabinetId, DoorNo, UnixMs};
 
 type Outcome = Result<EffectOutcome, EffectError>;
@@ -43,21 +44,25 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             door,
             holder: Some(Holder::Restock { session_id }),
             device_ts,
+            stable_before,
             at,
             ..
-        }) => door_step(aggregate_id, session_id, *door, *device_ts, *at, false),
+        }) => door_step(aggregate_id, session_id, (*door, *device_ts, stable_before.clone()), *at, false),
         AnyEvent::Cabinet(CabinetEvent::DoorClosed {
             door,
             holder: Some(Holder::Restock { session_id }),
             device_ts,
+            stable_before,
             at,
             ..
-        }) => door_step(aggregate_id, session_id, *door, *device_ts, *at, true),
+        }) => door_step(aggregate_id, session_id, (*door, *device_ts, stable_before.clone()), *at, true),
         _ => vec![],
     }
 }
 
-fn door_step(cabinet: &str, restock_id: &str, door: DoorNo, device_ts: UnixMs, at: UnixMs, closed: bool) -> Vec<Scheduled> {
+/// `report` is the door, the device's instant, and the reading before it the event carried.
+fn door_step(cabinet: &str, restock_id: &str, report: (DoorNo, UnixMs, Option<StableReading>), at: UnixMs, closed: bool) -> Vec<Scheduled> {
+    let (door, device_ts, before) = report;
     let Ok(cabinet) = CabinetId::parse(cabinet) else { return vec![] };
     let step = if closed { "door-closed" } else { "door-opened" };
     vec![Scheduled::at(
@@ -69,6 +74,7 @@ fn door_step(cabinet: &str, restock_id: &str, door: DoorNo, device_ts: UnixMs, a
             door,
             device_ts,
             closed,
+            before,
         },
     )]
 }
@@ -130,6 +136,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             door,
             device_ts,
             closed,
+            before: carried,
         } => {
             let s = Step {
                 ports,
@@ -137,7 +144,8 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
                 now,
                 restock_id,
             };
-            let before = ports.telemetry.stable_at_or_before(cabinet, *door, device_ts - 1);
+            let local = ports.telemetry.stable_at_or_before(cabinet, *door, device_ts - 1);
+            let before = crate::effect::newest_reading(carried.clone(), local);
             let cmd = if *closed {
                 RestockCommand::MarkDoorClosed {
                     device_ts: *device_ts,
@@ -289,6 +297,7 @@ mod tests {
             [("restock:rs1:open", 100), ("restock:rs1:open-timeout", 100 + 10_000 + 6_000)]
         );
         let opened = AnyEvent::Cabinet(CabinetEvent::DoorOpened {
+            stable_before: None,
             door: DoorNo::of(2),
             holder: Some(Holder::Restock { session_id: "rs1".into() }),
             msg_id: "m".into(),
@@ -309,6 +318,7 @@ mod tests {
             }
         ));
         let shopper = AnyEvent::Cabinet(CabinetEvent::DoorOpened {
+            stable_before: None,
             door: DoorNo::of(2),
             holder: Some(Holder::Order {
                 order_id: "o".into(),

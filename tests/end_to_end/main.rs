@@ -46,6 +46,7 @@ mod roles;
 mod saga_clock;
 mod shutdown;
 mod sim_process;
+mod soak;
 mod sse_tail;
 mod stock_reconciliation;
 mod stream_binding;

@@ -4,7 +4,7 @@
 //! shoppers are buying: the process exits 0 well within 10 s, says it stopped cleanly, and
 //! a restart on the same data directory has every event the API had already shown.
 
-use crate::common::cluster::{free_port, Proc};
+use crate::common::cluster::{free_port, start, Proc};
 use crate::common::eventually;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ async fn feed(http: &reqwest::Client, base: &str) -> Vec<String> {
 
 async fn stop_with_sigterm(p: &mut Proc) -> Duration {
     let asked = Instant::now();
-    p.signal("TERM");
+    p.signal("TERM").expect("kill -TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
         .await
         .unwrap_or_else(|_| panic!("still running 10 s after SIGTERM:\n{}", p.tail()))
@@ -59,7 +59,7 @@ async fn sigterm_stops_serve_gracefully_and_nothing_shown_is_lost() {
         args
     };
     let env = [("TARE_ADMIN_TOKEN", TOKEN)];
-    let mut demo = Proc::start(&serve(true), &env, "demo fleet").await;
+    let mut demo = start(&serve(true), &env, "demo fleet").await;
     let http = reqwest::Client::new();
 
     // Shoppers are buying: wait for paid orders in the log, then stop mid-stream.
@@ -85,7 +85,7 @@ async fn sigterm_stops_serve_gracefully_and_nothing_shown_is_lost() {
 
     // A restart on the same data has everything the API showed before the signal, in
     // the same order.
-    let mut again = Proc::start(&serve(false), &env, "listening").await;
+    let mut again = start(&serve(false), &env, "listening").await;
     let after = feed(&http, &base).await;
     assert!(after.len() >= shown.len(), "{} events before, {} after", shown.len(), after.len());
     assert_eq!(after[..shown.len()], shown[..], "the feed changed across the restart");

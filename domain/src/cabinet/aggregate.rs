@@ -293,8 +293,9 @@ impl Cabinet {
                 seq,
                 device_ts,
                 cmd_id,
+                stable_before,
                 at,
-            } => self.record_door_event(door, position, msg_id, seq, device_ts, cmd_id, at),
+            } => self.record_door_event(door, position, msg_id, seq, device_ts, cmd_id, stable_before, at),
             C::FinishSale {
                 door,
                 order_id,
@@ -474,6 +475,7 @@ impl Cabinet {
         seq: u64,
         device_ts: UnixMs,
         cmd_id: Option<String>,
+        stable_before: Option<StableReading>,
         at: UnixMs,
     ) -> Decision {
         let d = self.door(door)?;
@@ -500,6 +502,7 @@ impl Cabinet {
                 seq,
                 device_ts,
                 cmd_id,
+                stable_before,
                 at,
             },
             DoorPosition::Closed => {
@@ -510,6 +513,7 @@ impl Cabinet {
                     msg_id,
                     seq,
                     device_ts,
+                    stable_before,
                     at,
                 };
                 // An operator's open door is theirs until it closes [O2].

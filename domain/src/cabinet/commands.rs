@@ -126,6 +126,10 @@ pub enum CabinetCommand {
         device_ts: UnixMs,
         /// The command that caused it, if any.
         cmd_id: Option<String>,
+        /// The newest stable reading of the door before the event (device clock), as the
+        /// node that received it has it: the purchase's baseline travels with the event,
+        /// so the node that runs the order's effects needs no telemetry of its own.
+        stable_before: Option<StableReading>,
         /// Platform receive time.
         at: UnixMs,
     },

@@ -2,6 +2,7 @@
 //! door sessions are read from these as they are.
 
 use super::{CompartmentChange, DeviceStatus, DoorPlan, DoorPosition, Holder, LanePlan, StockClass, StockReason};
+use crate::weight::StableReading;
 use crate::{CabinetId, CabinetKind, Cents, DoorNo, GeoPoint, Grams, LaneNo, Sku, UnixMs, EVENT_VERSION};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -338,6 +339,10 @@ pub enum CabinetEvent {
         device_ts: UnixMs,
         /// Causing command.
         cmd_id: Option<String>,
+        /// The newest stable reading before the open, on the node that received it (the
+        /// purchase's baseline; absent in events recorded before it was carried).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stable_before: Option<StableReading>,
         /// Receive time.
         at: UnixMs,
     },
@@ -356,6 +361,10 @@ pub enum CabinetEvent {
         seq: u64,
         /// Device clock.
         device_ts: UnixMs,
+        /// The newest stable reading before the close, on the node that received it (the
+        /// baseline of a purchase whose open was never seen).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stable_before: Option<StableReading>,
         /// Receive time.
         at: UnixMs,
     },

@@ -189,6 +189,7 @@ fn released(door: u8, session_id: &str, reason: &str, at: UnixMs) -> CabinetEven
 
 fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> CabinetCommand {
     CabinetCommand::RecordDoorEvent {
+        stable_before: None,
         door: DoorNo::of(door),
         position,
         msg_id: msg_id.into(),
@@ -201,6 +202,7 @@ fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> Cabin
 
 fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorOpened {
+        stable_before: None,
         door: DoorNo::of(door),
         holder,
         msg_id: msg_id.into(),
@@ -213,6 +215,7 @@ fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEv
 
 fn closed(door: u8, holder: Option<Holder>, unexpected: bool, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorClosed {
+        stable_before: None,
         door: DoorNo::of(door),
         holder,
         unexpected,
@@ -722,6 +725,7 @@ fn door_open_is_recorded_with_its_holder() {
     let history = with(online(), [acquired(1, order_holder("order-1"))]);
     given(history.clone())
         .when(CabinetCommand::RecordDoorEvent {
+            stable_before: None,
             door: DoorNo::of(1),
             position: DoorPosition::Open,
             msg_id: "m1".into(),
@@ -731,6 +735,7 @@ fn door_open_is_recorded_with_its_holder() {
             at: AT + 160,
         })
         .then_expect_events(vec![CabinetEvent::DoorOpened {
+            stable_before: None,
             door: DoorNo::of(1),
             holder: Some(order_holder("order-1")),
             msg_id: "m1".into(),
@@ -743,6 +748,50 @@ fn door_open_is_recorded_with_its_holder() {
     assert_eq!(cabinet.doors[&DoorNo::of(1)].position, DoorPosition::Open);
     assert_eq!(cabinet.doors[&DoorNo::of(1)].last_seq, Some(1));
     assert!(cabinet.recent_msg_ids.contains(&"m1".to_string()));
+}
+
+/// The node that received a door report puts its baseline in the event, so whichever
+/// node runs the order's effects has it; events stored before it was carried still read.
+#[test]
+fn a_door_event_carries_the_reading_before_it() {
+    let r = reading("w1", &[(1, 990.0)]);
+    let report = |position| CabinetCommand::RecordDoorEvent {
+        stable_before: Some(r.clone()),
+        door: DoorNo::of(1),
+        position,
+        msg_id: "m1".into(),
+        seq: 1,
+        device_ts: AT + 150,
+        cmd_id: None,
+        at: AT + 160,
+    };
+    given(online())
+        .when(report(DoorPosition::Open))
+        .then_expect_events(vec![CabinetEvent::DoorOpened {
+            stable_before: Some(r.clone()),
+            door: DoorNo::of(1),
+            holder: None,
+            msg_id: "m1".into(),
+            seq: 1,
+            device_ts: AT + 150,
+            cmd_id: None,
+            at: AT + 160,
+        }]);
+    given(online())
+        .when(report(DoorPosition::Closed))
+        .then_expect_events(vec![CabinetEvent::DoorClosed {
+            stable_before: Some(r.clone()),
+            door: DoorNo::of(1),
+            holder: None,
+            unexpected: true,
+            msg_id: "m1".into(),
+            seq: 1,
+            device_ts: AT + 150,
+            at: AT + 160,
+        }]);
+    let old = serde_json::json!({"DoorClosed": {"door": 1, "holder": null, "unexpected": true, "msg_id": "m", "seq": 1, "device_ts": 5, "at": 6}});
+    let e: CabinetEvent = serde_json::from_value(old).expect("an event stored before the field");
+    assert!(matches!(e, CabinetEvent::DoorClosed { stable_before: None, .. }));
 }
 
 #[test]

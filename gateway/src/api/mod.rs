@@ -25,7 +25,7 @@ pub mod openapi;
 mod operators;
 mod order_list;
 mod orders;
-mod payments;
+pub(crate) mod payments;
 mod receipt;
 mod reconciliation;
 mod restocks;

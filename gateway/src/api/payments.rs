@@ -25,7 +25,7 @@ use tare_providers::notification::{CallbackError, Notification, NotificationEven
 use tare_providers::sandbox::{Behaviour, NotificationFaults};
 use utoipa::{IntoParams, ToSchema};
 
-fn provider(name: &str) -> Result<ProviderKind, ApiError> {
+pub(crate) fn provider(name: &str) -> Result<ProviderKind, ApiError> {
     ProviderKind::parse("provider", name).map_err(|_| ApiError::NotFound {
         code: "provider_not_found",
         message: format!("no provider `{name}`"),
@@ -108,7 +108,7 @@ pub(super) async fn sandbox_confirm(
 /// demo). Every field is optional; an absent one is the provider on a good day.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SandboxBehaviourDto {
+pub(crate) struct SandboxBehaviourDto {
     /// Open orders a shopper may have at the provider at once (default 3).
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default)]
@@ -148,7 +148,7 @@ pub(super) struct SandboxBehaviourDto {
 }
 
 impl SandboxBehaviourDto {
-    fn behaviour(&self) -> Result<Behaviour, ApiError> {
+    pub(crate) fn behaviour(&self) -> Result<Behaviour, ApiError> {
         let d = Behaviour::default();
         let pending = self.max_pending_per_shopper.unwrap_or(d.max_pending_per_shopper as u32);
         if !(1..=1000).contains(&pending) {

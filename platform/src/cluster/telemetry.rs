@@ -19,6 +19,10 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct TelemetryRecord {
     node: String,
+    /// The process that published it: a node skips its own records only while it is the
+    /// same process, so one that restarted reads back what it received before.
+    #[serde(default)]
+    instance: String,
     cabinet: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     door: Option<u8>,
@@ -27,6 +31,9 @@ struct TelemetryRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     heartbeat: Option<HeartbeatInfo>,
 }
+
+/// This process's id on telemetry records (see [`TelemetryRecord::instance`]).
+static INSTANCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
 
 /// On a gateway node: publishes the hub's telemetry to the telemetry stream
 /// (`{ns}.telemetry.{pk}.{dn}.weight|heartbeat`) [D6]. Records the local bus dropped
@@ -44,6 +51,7 @@ pub async fn forward_telemetry(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdow
                 nats.telemetry_subject(&cabinet.to_string(), "weight"),
                 TelemetryRecord {
                     node: node.clone(),
+                    instance: INSTANCE.clone(),
                     cabinet: cabinet.to_string(),
                     door: Some(door.get()),
                     sample: Some(sample),
@@ -54,6 +62,7 @@ pub async fn forward_telemetry(nats: Arc<Nats>, hub: Arc<DeviceHub>, mut shutdow
                 nats.telemetry_subject(&cabinet.to_string(), "heartbeat"),
                 TelemetryRecord {
                     node: node.clone(),
+                    instance: INSTANCE.clone(),
                     cabinet: cabinet.to_string(),
                     door: None,
                     sample: None,
@@ -121,7 +130,12 @@ pub async fn ingest_telemetry(nats: Arc<Nats>, node: String, buffer: Arc<Telemet
             let Ok(rec) = serde_json::from_slice::<TelemetryRecord>(&msg.payload) else {
                 continue;
             };
-            if rec.node == node {
+            let own = if rec.instance.is_empty() {
+                rec.node == node
+            } else {
+                rec.instance == *INSTANCE
+            };
+            if own {
                 continue;
             }
             let door = rec.door.and_then(|d| DoorNo::try_from(d).ok());

@@ -231,6 +231,12 @@ impl DeviceHub {
                 seq: up.envelope.seq,
                 device_ts: boot_ts,
                 cmd_id: None,
+                stable_before: tare_sagas::ports::TelemetryView::stable_at_or_before(
+                    &*self.telemetry,
+                    cabinet,
+                    *door,
+                    boot_ts.saturating_sub(1),
+                ),
                 at,
             };
             let meta = Meta::new(at, cabinet.to_string(), format!("device:{}:reboot", up.envelope.id));

@@ -191,6 +191,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
             door,
             holder: Some(Holder::Order { order_id, .. }),
             device_ts,
+            stable_before,
             at,
             ..
         } => {
@@ -204,6 +205,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
                         cabinet,
                         door: *door,
                         device_ts: *device_ts,
+                        before: stable_before.clone(),
                     },
                 )]
             })
@@ -213,6 +215,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
             holder: Some(Holder::Order { order_id, .. }),
             device_ts,
             unexpected,
+            stable_before,
             at,
             ..
         } => {
@@ -227,6 +230,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
                         door: *door,
                         device_ts: *device_ts,
                         unexpected: *unexpected,
+                        before: stable_before.clone(),
                     },
                 )]
             })

@@ -166,6 +166,7 @@ fn abnormal(at: UnixMs) -> AnyEvent {
 
 fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorOpened {
+        stable_before: None,
         door: DoorNo::of(2),
         holder,
         msg_id: "m-open".into(),
@@ -178,6 +179,7 @@ fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent
 
 fn cab_closed(holder: Option<Holder>, unexpected: bool, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorClosed {
+        stable_before: None,
         door: DoorNo::of(2),
         holder,
         unexpected,
@@ -795,6 +797,7 @@ fn door_opened_held_by_an_order_records_the_open_on_that_order() {
             key: key(ORDER, "door-opened"),
             due_at: AT,
             effect: Effect::RecordDoorOpened {
+                before: None,
                 order_id: ORDER.into(),
                 cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
                 door: DoorNo::of(2),
@@ -818,6 +821,7 @@ fn door_closed_held_by_an_order_records_the_close_on_that_order() {
                 key: key(ORDER, "door-closed"),
                 due_at: AT,
                 effect: Effect::RecordDoorClosed {
+                    before: None,
                     order_id: ORDER.into(),
                     cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
                     door: DoorNo::of(2),
@@ -1130,6 +1134,7 @@ fn effect_json_has_a_stable_shape() {
         })
     );
     let json = serde_json::to_value(Effect::RecordDoorOpened {
+        before: None,
         order_id: ORDER.into(),
         cabinet: CabinetId::parse(CABINET).unwrap(),
         door: DoorNo::of(2),

@@ -4,7 +4,7 @@
 
 use super::collect::{collect, retry_collection};
 use super::refund::{abandon_payment, mark_order_refunded, send_refund};
-use crate::effect::{Effect, EffectError, EffectOutcome};
+use crate::effect::{newest_reading, Effect, EffectError, EffectOutcome};
 use crate::ports::{AuthorizationRequest, CommandError, CommandMeta, DoorCommandKind, EffectPorts, ProviderError};
 use crate::SagaConfig;
 use tare_domain::command::{CommandSpec, CommandStep};
@@ -12,6 +12,7 @@ use tare_domain::order::rules::{authorization_limit, open_command_id};
 use tare_domain::order::{Order, OrderCommand, OrderState};
 use tare_domain::payment::{PaymentCommand, PaymentError};
 use tare_domain::shopper::ShopperCommand;
+use tare_domain::weight::StableReading;
 use tare_domain::{CabinetId, DoorNo, UnixMs};
 
 type Outcome = Result<EffectOutcome, EffectError>;
@@ -84,8 +85,10 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             cabinet,
             door,
             device_ts,
+            before: carried,
         } => {
-            let before = ports.telemetry.stable_at_or_before(cabinet, *door, *device_ts);
+            let local = ports.telemetry.stable_at_or_before(cabinet, *door, *device_ts);
+            let before = newest_reading(carried.clone(), local);
             let cmd = OrderCommand::MarkDoorOpened {
                 device_ts: *device_ts,
                 before,
@@ -99,7 +102,8 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             door,
             device_ts,
             unexpected,
-        } => record_door_closed(&s, order_id, cabinet, *door, *device_ts, *unexpected).await,
+            before,
+        } => record_door_closed(&s, order_id, (cabinet, *door), *device_ts, *unexpected, before.clone()).await,
         Effect::SettleWeights {
             order_id,
             poll_ms,
@@ -248,12 +252,13 @@ async fn send_door_command(s: &Step<'_>, order_id: &str, kind: DoorCommandKind, 
 async fn record_door_closed(
     s: &Step<'_>,
     order_id: &str,
-    cabinet: &CabinetId,
-    door: DoorNo,
+    (cabinet, door): (&CabinetId, DoorNo),
     device_ts: UnixMs,
     unexpected: bool,
+    carried: Option<StableReading>,
 ) -> Outcome {
-    let fallback_before = s.ports.telemetry.stable_at_or_before(cabinet, door, device_ts - 1);
+    let local = s.ports.telemetry.stable_at_or_before(cabinet, door, device_ts - 1);
+    let fallback_before = newest_reading(carried, local);
     let cmd = OrderCommand::MarkDoorClosed {
         device_ts,
         unexpected,

@@ -638,3 +638,51 @@ async fn an_unconfirmed_authorization_is_asked_about_until_the_provider_has_it()
     assert_eq!(run(&w, check).await, EffectOutcome::Defer(NOW + cfg.auth_check_ms));
     assert!(w.provider.calls.lock().unwrap().is_empty());
 }
+
+/// A node that runs an order's effects without its device's telemetry (another node
+/// holds the device, or it restarted) records the baseline the door event carried from
+/// the node that received it — not nothing, and not an older reading of its own.
+#[tokio::test]
+async fn the_baseline_carried_by_the_door_event_is_used_where_the_node_has_no_telemetry() {
+    let opening = vec![
+        created(),
+        OrderEvent::OrderAuthorized { at: NOW },
+        OrderEvent::DoorOpenRequested {
+            cmd_id: "o-1-open".into(),
+            at: NOW,
+        },
+    ];
+    let w = world(opening, vec![], ScriptedProvider::default(), RecordingDevices::default());
+    let carried = reading();
+    let opened = Effect::RecordDoorOpened {
+        order_id: ORDER.into(),
+        cabinet: CabinetId::parse("wc1.SN1").unwrap(),
+        door: DoorNo::of(1),
+        device_ts: NOW,
+        before: Some(carried.clone()),
+    };
+    assert_eq!(run(&w, opened).await, EffectOutcome::Done);
+    assert!(matches!(
+        w.orders.events_of(ORDER).last(),
+        Some(OrderEvent::OrderDoorOpened { before: Some(b), .. }) if *b == carried
+    ));
+}
+
+#[test]
+fn of_two_baselines_the_later_reading_wins() {
+    let at = |ts: UnixMs| {
+        StableReading::from_sample(WeightSample {
+            msg_id: format!("m{ts}"),
+            device_ts: ts,
+            received_at: ts,
+            stable: true,
+            lanes: vec![],
+        })
+    };
+    let newest = crate::effect::newest_reading;
+    assert_eq!(newest(at(5), at(9)), at(9), "this node has a later one");
+    assert_eq!(newest(at(9), at(5)), at(9), "this node missed the latest");
+    assert_eq!(newest(at(9), None), at(9));
+    assert_eq!(newest(None, at(5)), at(5));
+    assert_eq!(newest(None, None), None);
+}

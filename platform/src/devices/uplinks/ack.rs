@@ -117,6 +117,7 @@ impl DeviceHub {
             seq: up.envelope.seq,
             device_ts: up.envelope.ts,
             cmd_id: Some(cmd_id.to_string()),
+            stable_before: tare_sagas::ports::TelemetryView::stable_at_or_before(&*self.telemetry, cabinet, door, up.envelope.ts),
             at,
         };
         self.cabinet_cmd(cabinet, cmd, up, at).await
