@@ -75,6 +75,13 @@ pub struct AppConfig {
     pub metrics: Option<String>,
     /// The HTTP edge's limits.
     pub http_limits: tare_gateway::api::guard::HttpLimits,
+    /// The certificate and key of the TLS listeners (`--tls-cert`, `--tls-key`).
+    pub tls: Option<tare_gateway::tls::TlsFiles>,
+    /// Also serve the API over TLS here (`--https`; needs [`Self::tls`]).
+    pub https: Option<String>,
+    /// Also take device connections over MQTT over TLS here (`--mqtts`; needs
+    /// [`Self::tls`]); shares the device limit and counters with `mqtt`.
+    pub mqtts: Option<String>,
 }
 
 /// The default of [`AppConfig::refund_limit`]: 100.00 in cents, several times a typical
@@ -144,6 +151,9 @@ impl AppConfig {
             refund_limit: tare_domain::Cents::new(DEFAULT_REFUND_LIMIT_CENTS),
             metrics: None,
             http_limits: tare_gateway::api::guard::HttpLimits::default(),
+            tls: None,
+            https: None,
+            mqtts: None,
         }
     }
 
@@ -239,6 +249,8 @@ pub struct App {
     pub http: HttpServer,
     /// The MQTT device endpoint, if one was asked for.
     pub mqtt: Option<MqttServer>,
+    /// The MQTT-over-TLS endpoint, if one was asked for (`serve --mqtts`).
+    pub mqtts: Option<MqttServer>,
     /// `http://addr`.
     pub base_url: String,
     /// The sandboxes on this node's listener (none when the providers are elsewhere).
@@ -293,9 +305,18 @@ impl App {
             max_disputes_per_month: cfg.max_disputes_per_month,
         };
         let platform = Platform::start(pcfg, providers).await.context("starting the platform")?;
+        // TLS first: a bad certificate stops the start with its reason, before anything runs.
+        let tls = match &cfg.tls {
+            Some(files) => Some(files.acceptor().context("--tls-cert / --tls-key")?),
+            None if cfg.https.is_some() || cfg.mqtts.is_some() => {
+                anyhow::bail!("--https and --mqtts need --tls-cert and --tls-key")
+            }
+            None => None,
+        };
         // Only a gateway node holds device connections.
         let mqtt_addr = cfg.mqtt.as_ref().filter(|_| cfg.roles.gateway);
-        let endpoint = mqtt_addr.map(|_| {
+        let mqtts_addr = cfg.mqtts.as_ref().filter(|_| cfg.roles.gateway);
+        let endpoint = (mqtt_addr.is_some() || mqtts_addr.is_some()).then(|| {
             MqttEndpoint::new(
                 platform.devices().clone(),
                 platform.clone(),
@@ -322,12 +343,25 @@ impl App {
             ),
             None => None,
         };
-        let http = HttpServer::serve(listener, state).context("serving HTTP")?;
-        let mqtt = match (mqtt_addr, endpoint) {
+        let mut http = HttpServer::serve(listener, state).context("serving HTTP")?;
+        if let (Some(addr), Some(tls)) = (&cfg.https, &tls) {
+            http.serve_tls(addr, tls.clone())
+                .await
+                .with_context(|| format!("binding HTTPS {addr}"))?;
+        }
+        let mqtt = match (mqtt_addr, &endpoint) {
             (Some(addr), Some(endpoint)) => Some(
-                MqttServer::start(addr, endpoint)
+                MqttServer::start(addr, endpoint.clone())
                     .await
                     .with_context(|| format!("binding MQTT {addr}"))?,
+            ),
+            _ => None,
+        };
+        let mqtts = match (mqtts_addr, endpoint, tls) {
+            (Some(addr), Some(endpoint), Some(tls)) => Some(
+                MqttServer::start_tls(addr, endpoint, tls)
+                    .await
+                    .with_context(|| format!("binding MQTT over TLS {addr}"))?,
             ),
             _ => None,
         };
@@ -336,6 +370,7 @@ impl App {
             platform,
             http,
             mqtt,
+            mqtts,
             base_url,
             sandboxes,
             provider_keys: keys,
@@ -347,9 +382,13 @@ impl App {
 
     /// Stops the device endpoint and the HTTP API, then the platform.
     pub async fn stop(self) {
-        if let Some(m) = self.mqtt {
-            m.stop().await;
-        }
+        // Both at once: they share the endpoint, and each waits for all its connections.
+        let stop = |m: Option<MqttServer>| async move {
+            if let Some(m) = m {
+                m.stop().await;
+            }
+        };
+        futures::join!(stop(self.mqtt), stop(self.mqtts));
         if let Some(m) = self.metrics {
             m.stop().await;
         }

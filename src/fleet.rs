@@ -155,6 +155,9 @@ pub struct FleetSpec {
     /// connects to node `i mod (1 + more_nodes.len())` (the target first) and its
     /// shoppers use that node's API, as cabinets and apps behind a load balancer would.
     pub more_nodes: Vec<FleetNode>,
+    /// MQTT over TLS with this client configuration (`tare_sim::transport::tls_trusting`),
+    /// for a platform serving `--mqtts`; `None` is plain MQTT.
+    pub mqtt_tls: Option<Arc<rumqttc::tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl FleetSpec {
@@ -234,6 +237,7 @@ impl Default for FleetSpec {
             transport: FleetTransport::Mqtt,
             layout: None,
             more_nodes: Vec::new(),
+            mqtt_tls: None,
         }
     }
 }
@@ -362,6 +366,7 @@ impl Fleet {
                                 host: mqtt.ip().to_string(),
                                 port: mqtt.port(),
                                 keep_alive: Duration::from_secs(30),
+                                tls: spec.mqtt_tls.clone(),
                             },
                         ),
                         (FleetTransport::Mqtt, None, _) => bail!("an MQTT fleet needs the platform's MQTT address"),

@@ -80,6 +80,11 @@ struct SimArgs {
     /// The platform's MQTT device endpoint.
     #[arg(long, default_value = "127.0.0.1:8781")]
     mqtt: String,
+    /// Connect to `--mqtt` over TLS (a `serve --mqtts` address), trusting the
+    /// certificates in this PEM file (the platform's own, if self-signed, or its CA). The
+    /// certificate must name the IP address `--mqtt` resolves to.
+    #[arg(long)]
+    mqtt_ca: Option<PathBuf>,
     /// Operator token of the platform.
     #[arg(long, env = "TARE_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
@@ -247,6 +252,20 @@ struct ServeArgs {
     /// private network); on the API's listener it needs a staff token.
     #[arg(long, env = "TARE_METRICS_LISTEN")]
     metrics: Option<String>,
+    /// The TLS certificate chain (PEM, leaf first) of `--https` and `--mqtts`.
+    #[arg(long, env = "TARE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TARE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also serve the HTTP API (and the device HTTP API) over TLS on this address, e.g.
+    /// `0.0.0.0:8443`; keep `--http` on loopback for local tools then.
+    #[arg(long, env = "TARE_HTTPS", requires = "tls_cert")]
+    https: Option<String>,
+    /// Also take device connections as MQTT over TLS on this address, e.g. `0.0.0.0:8883`
+    /// (`--mqtt none` leaves TLS the only way in).
+    #[arg(long, env = "TARE_MQTTS", requires = "tls_cert")]
+    mqtts: Option<String>,
     /// PostgreSQL connections of this node (the server's max_connections is shared by all).
     #[arg(long, env = "TARE_PG_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=500))]
     pg_connections: u32,
@@ -429,6 +448,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.http = a.http.clone();
     cfg.mqtt = (a.mqtt != "none").then(|| a.mqtt.clone());
+    cfg.tls = a
+        .tls_cert
+        .clone()
+        .zip(a.tls_key.clone())
+        .map(|(cert, key)| tare_gateway::tls::TlsFiles { cert, key });
+    cfg.https = a.https.clone();
+    cfg.mqtts = a.mqtts.clone();
     let generated = a.admin_token.is_none();
     cfg.admin_token = a.admin_token.clone().unwrap_or_else(tare::app::random_token);
     let app = App::start(cfg).await?;
@@ -443,6 +469,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     if let Some(m) = &app.metrics {
         println!("metrics listening http={}", m.addr);
+    }
+    if app.http.tls_addr.is_some() || app.mqtts.is_some() {
+        let show = |a: Option<std::net::SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
+        println!(
+            "tls listening https={} mqtts={}",
+            show(app.http.tls_addr),
+            show(app.mqtts.as_ref().map(|m| m.addr))
+        );
     }
     if generated {
         println!("admin token (shown once): {}", app.admin_token);
@@ -651,6 +685,10 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         transport: match a.transport {
             SimTransport::Mqtt => FleetTransport::Mqtt,
             SimTransport::Http => FleetTransport::Http,
+        },
+        mqtt_tls: match &a.mqtt_ca {
+            Some(ca) => Some(tare_sim::transport::tls_trusting(ca).map_err(|e| anyhow::anyhow!("--mqtt-ca: {e}"))?),
+            None => None,
         },
         ..FleetSpec::default()
     };

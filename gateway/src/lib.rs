@@ -11,3 +11,4 @@ pub mod mqtt;
 pub mod rate;
 pub mod sandbox_service;
 pub mod tail;
+pub mod tls;

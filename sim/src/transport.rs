@@ -50,6 +50,33 @@ pub struct MqttDeviceConfig {
     pub port: u16,
     /// Keep-alive.
     pub keep_alive: Duration,
+    /// MQTT over TLS (`serve --mqtts`) with this client configuration (see
+    /// [`tls_trusting`]); `None` is plain TCP.
+    pub tls: Option<Arc<rumqttc::tokio_rustls::rustls::ClientConfig>>,
+}
+
+/// A TLS client configuration that trusts the certificates in the PEM file `ca` (the
+/// platform's own certificate when it is self-signed, or the CA that issued it).
+pub fn tls_trusting(ca: &std::path::Path) -> Result<Arc<rumqttc::tokio_rustls::rustls::ClientConfig>, TransportError> {
+    use rumqttc::tokio_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |what: String| TransportError::Link(format!("{}: {what}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(format!("cannot read it as PEM: {e}")))? {
+        let cert = cert.map_err(|e| bad(format!("a malformed certificate: {e}")))?;
+        roots.add(cert).map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no CERTIFICATE block in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// A device connection over real MQTT 3.1.1 (rumqttc), per PROTOCOL.md: client id
@@ -125,6 +152,9 @@ impl DeviceTransport for MqttTransport {
         opts.set_credentials(username, password);
         opts.set_keep_alive(self.cfg.keep_alive);
         opts.set_clean_session(true);
+        if let Some(tls) = &self.cfg.tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
+        }
         let will = serde_json::json!({"id": format!("will-{}-{now}", self.id.dn()), "seq": 0, "ts": now, "state": "offline"});
         opts.set_last_will(LastWill::new(
             self.topics().will(),

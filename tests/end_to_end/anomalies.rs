@@ -64,6 +64,7 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     cfg.saga.stable_wait_ms = 0;
     let app = App::start(cfg).await.expect("app");
     let spec = FleetSpec {
+        mqtt_tls: None,
         cabinets: 1,
         doors: 1,
         lanes: 3,

@@ -43,6 +43,7 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
     cfg.clock = PlatformClock::Manual(clock.clone());
     let app = App::start(cfg).await.expect("app");
     let spec = FleetSpec {
+        mqtt_tls: None,
         cabinets: 1,
         doors: 1,
         lanes: 2,

@@ -60,6 +60,7 @@ async fn lockers_pop_report_and_play_ads(kind: Store) {
                 host: mqtt.ip().to_string(),
                 port: mqtt.port(),
                 keep_alive: Duration::from_secs(30),
+                tls: None,
             },
         ),
         tare::in_process::device_clock(app.platform.clock()),

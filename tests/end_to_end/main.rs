@@ -50,4 +50,5 @@ mod soak;
 mod sse_tail;
 mod stock_reconciliation;
 mod stream_binding;
+mod tls;
 mod weights;

@@ -13,6 +13,7 @@ async fn two_hundred_purchases_on_ten_cabinets(kind: Store) {
     let store = TestStore::new(kind).await;
     let app = start(&store).await;
     let spec = FleetSpec {
+        mqtt_tls: None,
         cabinets: 10,
         doors: 2,
         lanes: 3,

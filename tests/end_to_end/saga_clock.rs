@@ -32,6 +32,7 @@ async fn rig(kind: Store, stable_wait_ms: i64) -> Rig {
     cfg.saga.stable_wait_ms = stable_wait_ms;
     let app = App::start(cfg).await.expect("app");
     let spec = FleetSpec {
+        mqtt_tls: None,
         cabinets: 1,
         doors: 1,
         lanes: 3,

@@ -221,6 +221,11 @@ pub async fn exposition(s: &ApiState) -> Result<impl IntoResponse, ApiError> {
         "Verified provider callbacks that changed nothing (unknown order, moot by its state).",
         s.counters.callbacks_moot.load(Ordering::Relaxed),
     );
+    out.counter(
+        "tare_https_handshakes_failed_total",
+        "TLS handshakes on the HTTPS listener that failed or timed out (serve --https).",
+        s.counters.https_handshakes_failed.load(Ordering::Relaxed),
+    );
     out.devices(&m.devices);
     out.liveness(&m.liveness, m.devices.silent_alerts);
     if let Some(c) = &m.cluster {

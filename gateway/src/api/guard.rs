@@ -112,10 +112,14 @@ fn client_of(req: &Request) -> String {
     match bearer {
         // A header value read as text is visible ASCII: any byte is a boundary.
         Some(t) => format!("t:{}", t.get(..128).unwrap_or(t)),
-        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("a:{}", addr.ip()),
-            None => "a:unknown".into(),
-        },
+        None => {
+            let plain = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            let tls = || req.extensions().get::<ConnectInfo<crate::tls::TlsPeer>>().map(|c| c.0 .0);
+            match plain.or_else(tls) {
+                Some(addr) => format!("a:{}", addr.ip()),
+                None => "a:unknown".into(),
+            }
+        }
     }
 }
 

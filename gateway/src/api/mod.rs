@@ -62,6 +62,8 @@ pub struct ApiCounters {
     /// Verified callbacks that changed nothing (an unknown order, a state that makes them
     /// moot): acknowledged all the same.
     pub callbacks_moot: AtomicU64,
+    /// TLS handshakes on the HTTPS listener that failed or timed out.
+    pub https_handshakes_failed: Arc<AtomicU64>,
 }
 
 /// What handlers share.
@@ -264,13 +266,18 @@ impl MetricsServer {
     }
 }
 
-/// A bound, running HTTP server.
+/// A bound, running HTTP server: the plain listener, and the HTTPS one when asked for
+/// ([`HttpServer::serve_tls`]), both serving one router (one set of limits).
 pub struct HttpServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The HTTPS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     handle: tokio::task::JoinHandle<()>,
+    tls_handle: Option<tokio::task::JoinHandle<()>>,
     shutdown: tokio::sync::watch::Sender<bool>,
     state: Arc<ApiState>,
+    app: Router,
 }
 
 impl HttpServer {
@@ -297,8 +304,11 @@ impl HttpServer {
                 }
             }
         });
+        // The peer's address reaches the handlers: the per-client rate limit keys an
+        // unauthenticated client by it.
+        let service = app.clone().into_make_service_with_connect_info::<SocketAddr>();
         let handle = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
                 let _ = rx.changed().await;
             });
             if let Err(e) = serve.await {
@@ -307,10 +317,32 @@ impl HttpServer {
         });
         Ok(Self {
             addr,
+            tls_addr: None,
             handle,
+            tls_handle: None,
             shutdown: tx,
             state,
+            app,
         })
+    }
+
+    /// Also serves the API over TLS on `addr` (`serve --https`), until [`Self::stop`].
+    pub async fn serve_tls(&mut self, addr: &str, acceptor: crate::tls::TlsAcceptor) -> std::io::Result<SocketAddr> {
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let listener = crate::tls::TlsListener::new(tcp, acceptor, self.state.counters.https_handshakes_failed.clone())?;
+        let bound = axum::serve::Listener::local_addr(&listener)?;
+        let service = self.app.clone().into_make_service_with_connect_info::<crate::tls::TlsPeer>();
+        let mut rx = self.shutdown.subscribe();
+        self.tls_handle = Some(tokio::spawn(async move {
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "https server stopped");
+            }
+        }));
+        self.tls_addr = Some(bound);
+        Ok(bound)
     }
 
     /// Stops accepting and waits for in-flight requests.
@@ -319,5 +351,8 @@ impl HttpServer {
         self.state.device_http.close();
         self.shutdown.send_replace(true);
         let _ = self.handle.await;
+        if let Some(h) = self.tls_handle {
+            let _ = h.await;
+        }
     }
 }

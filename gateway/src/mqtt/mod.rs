@@ -15,6 +15,7 @@
 
 pub mod codec;
 mod session;
+mod stream;
 
 use crate::mqtt::session::Session;
 use std::net::SocketAddr;
@@ -171,6 +172,17 @@ pub struct MqttServer {
 impl MqttServer {
     /// Binds `addr` and serves device connections.
     pub async fn start(addr: &str, endpoint: Arc<MqttEndpoint>) -> std::io::Result<Self> {
+        Self::start_with(addr, endpoint, None).await
+    }
+
+    /// Binds `addr` and serves device connections over TLS (`serve --mqtts`, port 8883 by
+    /// convention). `endpoint` may be shared with a plain listener: one device limit,
+    /// one set of counters.
+    pub async fn start_tls(addr: &str, endpoint: Arc<MqttEndpoint>, tls: tokio_rustls::TlsAcceptor) -> std::io::Result<Self> {
+        Self::start_with(addr, endpoint, Some(tls)).await
+    }
+
+    async fn start_with(addr: &str, endpoint: Arc<MqttEndpoint>, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
@@ -183,7 +195,7 @@ impl MqttServer {
                         Ok((stream, peer)) => {
                             let ep = ep.clone();
                             let rx = rx.clone();
-                            tokio::spawn(Session::run(ep, stream, peer, rx));
+                            tokio::spawn(Session::run(ep, stream, peer, rx, tls.clone()));
                         }
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.

@@ -3,6 +3,7 @@
 //! a newer connection, or the endpoint stops.
 
 use super::codec::{self, ConnRefusal, ConnectIn, Inbound, Outbound, PubRefusal, Version, Will};
+use super::stream::DeviceStream;
 use super::{MqttEndpoint, MAX_FRAME};
 use crate::rate::Bucket;
 use bytes::{Buf, Bytes, BytesMut};
@@ -15,7 +16,6 @@ use tare_domain::CabinetId;
 use tare_platform::devices::{DeviceConnection, IngestError};
 use tare_protocol::signing::{DeviceAuthError, MqttClaim};
 use tare_protocol::{DeviceTopics, Downlink, DownlinkKind, MAX_PAYLOAD};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -64,7 +64,7 @@ pub(super) struct Session {
 pub const MAX_CONNECT_FRAME: usize = 4 * 1024;
 
 /// Reads until `buf` holds one whole CONNECT-sized frame, returning its header.
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<codec::FrameHeader, &'static str> {
+async fn read_frame(stream: &mut DeviceStream, buf: &mut BytesMut) -> Result<codec::FrameHeader, &'static str> {
     loop {
         if let Some(h) = codec::peek_header(buf).map_err(|_| "malformed_frame")? {
             if h.frame_len() > MAX_CONNECT_FRAME {
@@ -100,26 +100,54 @@ impl Drop for Pending<'_> {
 }
 
 impl Session {
-    /// Serves one TCP connection to its end.
-    pub(super) async fn run(ep: Arc<MqttEndpoint>, mut stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    /// Serves one TCP connection to its end; over TLS when `tls` is given, the handshake
+    /// counted as part of connecting (pending, under the connect timeout).
+    pub(super) async fn run(
+        ep: Arc<MqttEndpoint>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
         let pending = Pending::enter(&ep.counters);
         if ep.counters.connections_pending.load(Ordering::Relaxed) > ep.cfg.max_pending_connects {
             ep.counters.refuse("too_many_pending_connects");
             drop(pending);
-            let _ = stream.shutdown().await;
+            DeviceStream::Plain(tcp).shutdown().await;
             return;
         }
         ep.counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = match tls {
+            None => DeviceStream::Plain(tcp),
+            // Boxed: the handshake's state is large, and idle sessions keep their future.
+            Some(acceptor) => match tokio::time::timeout(ep.cfg.connect_timeout, Box::pin(acceptor.accept(tcp))).await {
+                Ok(Ok(tls)) => DeviceStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    ep.counters.refuse("tls_handshake_failed");
+                    tracing::debug!(%peer, error = %e, "mqtt: tls handshake failed");
+                    return Self::closed(&ep);
+                }
+                Err(_) => {
+                    ep.counters.refuse("tls_handshake_timeout");
+                    return Self::closed(&ep);
+                }
+            },
+        };
         Self::serve(&ep, &mut stream, peer, shutdown, pending).await;
-        let _ = stream.shutdown().await;
+        stream.shutdown().await;
+        Self::closed(&ep);
+    }
+
+    /// A connection counted open has ended.
+    fn closed(ep: &MqttEndpoint) {
         ep.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
         ep.closed.notify_waiters();
     }
 
     async fn serve(
         ep: &Arc<MqttEndpoint>,
-        stream: &mut TcpStream,
+        stream: &mut DeviceStream,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
         pending: Pending<'_>,
@@ -240,7 +268,7 @@ impl Session {
         Ok(claim.device)
     }
 
-    async fn write_now(stream: &mut TcpStream, version: Version, p: &Outbound) -> std::io::Result<()> {
+    async fn write_now(stream: &mut DeviceStream, version: Version, p: &Outbound) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         codec::encode(version, p, &mut out).map_err(std::io::Error::other)?;
         stream.write_all(&out).await
@@ -254,7 +282,7 @@ impl Session {
 
     async fn pump(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut DeviceStream,
         mut buf: BytesMut,
         mut conn: DeviceConnection,
         mut shutdown: watch::Receiver<bool>,
@@ -273,18 +301,11 @@ impl Session {
                 return End::Abnormal("write_failed");
             }
             tokio::select! {
-                ready = stream.readable() => {
-                    if ready.is_err() {
-                        return End::Abnormal("socket_error");
-                    }
-                    buf.reserve(2048);
-                    match stream.try_read_buf(&mut buf) {
-                        Ok(0) => return End::Abnormal("connection_lost"),
-                        Ok(_) => deadline = self.keep_alive.map(|k| Instant::now() + k),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return End::Abnormal("socket_error"),
-                    }
-                }
+                got = stream.read_some(&mut buf) => match got {
+                    Ok(0) => return End::Abnormal("connection_lost"),
+                    Ok(_) => deadline = self.keep_alive.map(|k| Instant::now() + k),
+                    Err(_) => return End::Abnormal("socket_error"),
+                },
                 down = conn.downlinks.recv() => match down {
                     Some(d) => self.deliver(d),
                     None => return End::TakenOver,
@@ -298,7 +319,7 @@ impl Session {
         }
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+    async fn flush(&mut self, stream: &mut DeviceStream) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -525,7 +546,7 @@ mod tests {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
                 let peer = stream.local_addr().unwrap();
-                let fut = super::Session::run(ep, stream, peer, rx);
+                let fut = super::Session::run(ep, stream, peer, rx, None);
                 std::mem::size_of_val(&fut)
             })
         }
