@@ -194,6 +194,7 @@ impl DeviceTransport for MqttTransport {
         let unacked = self.unacked.clone();
         let closing = self.closing.clone();
         closing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (secret, clock) = (self.secret.clone(), self.clock.clone());
         let task = tokio::spawn(async move {
             // As firmware does: a lost connection is re-established, the `down/#`
             // subscription renewed and every unacknowledged QoS 1 uplink resent with its
@@ -237,6 +238,11 @@ impl DeviceTransport for MqttTransport {
                         tracing::debug!(device = %id, error = %e, "sim mqtt connection lost; reconnecting");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
+                        // Each CONNECT is signed anew: the contract's timestamp must be
+                        // fresh, so the first connection's credentials go stale.
+                        let username = mqtt_username(&id, clock.now_ms());
+                        let password = sign(&secret, &username);
+                        events.mqtt_options.set_credentials(username, password);
                     }
                 }
             }

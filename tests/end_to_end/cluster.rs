@@ -48,15 +48,8 @@ async fn three_nodes_share_the_work_and_survive_a_kill_9() {
     // Orders whose shopper lost the API with n2 before confirming end at the
     // authorization timeout, shortened here.
     // Devices heartbeat every second here, so silence is judged after 6 s, and a node
-    // unseen for 3 s is presumed dead.
-    let fast = [
-        "--auth-timeout-secs",
-        "8",
-        "--heartbeat-threshold-secs",
-        "6",
-        "--node-timeout-secs",
-        "3",
-    ];
+    // unseen for 3 s is presumed dead (the soak's timings).
+    let fast = tare::soak::NODE_FLAGS;
     let n2 = spec.node("n2", http[2], mqtt[2], &fast).await.expect("n2");
     let n0 = spec.node("n0", http[0], mqtt[0], &fast).await.expect("n0");
     let n1 = spec.node("n1", http[1], mqtt[1], &fast).await.expect("n1");

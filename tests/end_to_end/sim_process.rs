@@ -58,3 +58,41 @@ async fn purchases_by_a_sim_process_over_mqtt_are_exact() {
     app.stop().await;
     store.cleanup().await;
 }
+
+/// A simulated device signs every CONNECT anew, as firmware must (the signed timestamp
+/// may be at most minutes old): a cabinet whose connection drops long after it first
+/// connected comes back. Its first credentials, reused, would be refused as stale — the
+/// soak found every cabinet of a killed node lost for good after five minutes that way.
+#[tokio::test]
+async fn a_device_reconnecting_long_after_its_first_connect_signs_anew() {
+    use tare_platform::clock::{ManualClock, PlatformClock};
+    let store = TestStore::new(Store::Sqlite).await;
+    let mut cfg = config(&store);
+    let clock = ManualClock::new(tare_providers::sandbox::now_ms());
+    cfg.clock = PlatformClock::Manual(clock.clone());
+    let mut app = App::start(cfg).await.expect("app");
+    let spec = tare::fleet::FleetSpec {
+        cabinets: 1,
+        pk: "recon".into(),
+        ..tare::fleet::FleetSpec::default()
+    };
+    let _fleet = tare::fleet::Fleet::provision(&app, &spec).await.expect("fleet");
+    let first = app.mqtt.take().expect("an MQTT endpoint");
+    let (addr, endpoint) = (first.addr, first.endpoint.clone());
+    assert_eq!(endpoint.counters.connections_accepted.load(Relaxed), 1);
+
+    // Ten minutes on, the endpoint goes away and comes back on the same address.
+    clock.advance(10 * 60_000);
+    first.stop().await;
+    let again = tare_gateway::mqtt::MqttServer::start(&addr.to_string(), endpoint.clone())
+        .await
+        .expect("the endpoint again");
+    crate::common::eventually(30, "the cabinet reconnected", || async {
+        (endpoint.counters.connections_accepted.load(Relaxed) == 2 && endpoint.counters.connections_open.load(Relaxed) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(endpoint.counters.refused("auth_stale_timestamp"), 0);
+    again.stop().await;
+    app.stop().await;
+    store.cleanup().await;
+}
