@@ -88,17 +88,18 @@ pub enum Action {
 }
 
 impl Action {
-    /// The `i`th action of the rotation: every node is killed in turn, and NATS and
-    /// PostgreSQL go down once every six actions.
+    /// The `i`th action of the rotation: every node is killed in turn, NATS and
+    /// PostgreSQL go down once every six actions, and the providers misbehave for one
+    /// interval in six (while they drop notifications, payments wait on polling).
     pub fn nth(i: usize) -> Self {
         let round = i / 6;
         match i % 6 {
             0 => Self::KillNode((2 * round) % 3),
             1 => Self::NotificationFaults(true),
-            2 => Self::RestartNats,
-            3 => Self::KillNode((2 * round + 1) % 3),
-            4 => Self::CrashPostgres,
-            _ => Self::NotificationFaults(false),
+            2 => Self::NotificationFaults(false),
+            3 => Self::RestartNats,
+            4 => Self::KillNode((2 * round + 1) % 3),
+            _ => Self::CrashPostgres,
         }
     }
 
@@ -126,16 +127,21 @@ pub struct Done {
     pub out_secs: f64,
 }
 
+/// What the chaos task gives back: the cluster, what it did, and why it stopped early
+/// (an action that could not be completed: the soak has failed then).
+pub type Outcome = (Cluster, Vec<Done>, Option<String>);
+
 /// Works on `cluster` every `every` until `stop` (no action at all when `every` is 0),
-/// then gives the cluster back with what it did.
-pub async fn run(mut cluster: Cluster, every: Duration, stop: Arc<AtomicBool>) -> anyhow::Result<(Cluster, Vec<Done>)> {
+/// then gives the cluster back with what it did. An action that fails ends the chaos
+/// (the cluster is given back as it is, for the checks and the report).
+pub async fn run(mut cluster: Cluster, every: Duration, stop: Arc<AtomicBool>) -> Outcome {
     let started = Instant::now();
     let mut done = Vec::new();
     if every.is_zero() {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        return Ok((cluster, done));
+        return (cluster, done, None);
     }
     let mut next = Instant::now() + every;
     let mut i = 0;
@@ -146,9 +152,11 @@ pub async fn run(mut cluster: Cluster, every: Duration, stop: Arc<AtomicBool>) -
         }
         let action = Action::nth(i);
         let at = Instant::now();
-        act(&mut cluster, action)
-            .await
-            .with_context(|| format!("{action:?}\n{}", cluster.tails()))?;
+        if let Err(e) = act(&mut cluster, action).await {
+            let why = format!("chaos #{} ({}) failed: {e:#}\n{}", i + 1, action.describe(), cluster.tails());
+            println!("soak: {why}");
+            return (cluster, done, Some(why));
+        }
         done.push(Done {
             at_secs: (at - started).as_secs_f64(),
             action,
@@ -163,7 +171,7 @@ pub async fn run(mut cluster: Cluster, every: Duration, stop: Arc<AtomicBool>) -
         i += 1;
         next = Instant::now() + every;
     }
-    Ok((cluster, done))
+    (cluster, done, None)
 }
 
 async fn act(cluster: &mut Cluster, action: Action) -> anyhow::Result<()> {
@@ -173,7 +181,20 @@ async fn act(cluster: &mut Cluster, action: Action) -> anyhow::Result<()> {
                 node.proc.kill9().await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            cluster.start_node(n).await
+            // As a supervisor would: try again a few times (PostgreSQL or NATS may still
+            // be coming back).
+            let mut tries = 0;
+            loop {
+                match cluster.start_node(n).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if tries >= 4 => return Err(e),
+                    Err(e) => {
+                        tries += 1;
+                        println!("soak: node n{n} did not start ({e:#}); again in 5 s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
         }
         Action::NotificationFaults(on) => notification_faults(&cluster.spec.sandbox_url, on).await,
         Action::RestartNats => tokio::task::block_in_place(|| cluster.nats.restart()),

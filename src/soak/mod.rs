@@ -215,6 +215,8 @@ pub struct Buying {
     pub took: Duration,
     /// Whether it reached its purchases before `--max-minutes`.
     pub reached: bool,
+    /// Why the chaos stopped early, if an action could not be completed.
+    pub chaos_failure: Option<String>,
 }
 
 /// Shoppers buy and operators refund until `args.purchases` purchases were seen to the
@@ -259,7 +261,7 @@ async fn buy_under_chaos(args: &SoakArgs, fleet: Arc<Fleet>, cluster: chaos::Clu
         if done >= args.purchases {
             break true;
         }
-        if Instant::now() > deadline || tasks.iter().all(|t| t.is_finished()) {
+        if Instant::now() > deadline || tasks.iter().all(|t| t.is_finished()) || chaos.is_finished() {
             break false;
         }
         if last_print.elapsed() >= Duration::from_secs(10) {
@@ -277,7 +279,7 @@ async fn buy_under_chaos(args: &SoakArgs, fleet: Arc<Fleet>, cluster: chaos::Clu
     for t in tasks {
         let _ = t.await;
     }
-    let (cluster, done) = chaos.await.context("the chaos task")??;
+    let (cluster, done, chaos_failure) = chaos.await.context("the chaos task")?;
     Ok((
         cluster,
         Buying {
@@ -285,6 +287,7 @@ async fn buy_under_chaos(args: &SoakArgs, fleet: Arc<Fleet>, cluster: chaos::Clu
             chaos: done,
             took: started.elapsed(),
             reached,
+            chaos_failure,
         },
     ))
 }

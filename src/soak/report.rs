@@ -17,7 +17,7 @@ pub struct SoakReport {
 impl SoakReport {
     /// The report of a soak run with `args`.
     pub fn new(args: &SoakArgs, buying: &Buying, checked: Checked, took: Duration) -> Self {
-        let passed = buying.reached && checked.checks.iter().all(|c| c.passed);
+        let passed = buying.reached && buying.chaos_failure.is_none() && checked.checks.iter().all(|c| c.passed);
         let mut m = String::new();
         let secs = buying.took.as_secs_f64();
         let done = buying.tally.completed();
@@ -66,6 +66,9 @@ impl SoakReport {
         for (name, v) in &checked.metrics {
             let _ = writeln!(m, "| `{name}` (all nodes, since their last start) | {v} |");
         }
+        if let Some(why) = &buying.chaos_failure {
+            let _ = writeln!(m, "\n**The chaos stopped early:** {}\n", why.lines().next().unwrap_or_default());
+        }
         let _ = writeln!(m, "\n### Checks\n\n| check | held | figures |\n|---|---|---|");
         for c in &checked.checks {
             let _ = writeln!(
@@ -86,11 +89,33 @@ impl SoakReport {
         }
         let errors = buying.tally.errors.lock().unwrap_or_else(|e| e.into_inner());
         if !errors.is_empty() {
-            let _ = writeln!(m, "\n### First attempts cut off\n");
-            for e in errors.iter().take(10) {
-                let _ = writeln!(m, "- {}", e.replace('\n', " "));
+            let _ = writeln!(m, "\n### Attempts cut off, by kind (of the first {})\n", errors.len());
+            let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+            for e in errors.iter() {
+                *kinds.entry(kind_of(e)).or_default() += 1;
+            }
+            for (k, n) in kinds {
+                let _ = writeln!(m, "- {n} × {k}");
             }
         }
         Self { passed, markdown: m }
     }
+}
+
+/// An attempt's error without what differs between attempts (the cabinet, ids, amounts,
+/// ports), so the report can count them by kind.
+fn kind_of(error: &str) -> String {
+    let after_cabinet = error.split_once(": ").map_or(error, |(_, rest)| rest);
+    let words: Vec<String> = after_cabinet
+        .split_whitespace()
+        .take(8)
+        .map(|w| {
+            if w.chars().any(|c| c.is_ascii_digit()) {
+                "…".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    words.join(" ")
 }

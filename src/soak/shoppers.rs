@@ -53,7 +53,7 @@ pub struct Tally {
     pub takes: Mutex<Vec<Takes>>,
     /// Purchases seen through to the end (the order in its end state).
     pub done: Mutex<Vec<Purchase>>,
-    /// Why attempts failed (the first 200).
+    /// Why attempts failed (the first 2,000).
     pub errors: Mutex<Vec<String>>,
     /// Refunds asked.
     pub refunds: Mutex<Vec<RefundAsk>>,
@@ -73,7 +73,7 @@ impl Tally {
     fn fail(&self, why: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut e = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        if e.len() < 200 {
+        if e.len() < 2000 {
             e.push(why);
         }
     }
