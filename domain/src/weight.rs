@@ -115,6 +115,17 @@ impl StableReading {
     pub fn grams(&self, lane: LaneNo) -> Option<Grams> {
         self.0.lanes.iter().find(|l| l.lane == lane).map(|l| l.grams)
     }
+
+    /// Keeps `reading` as a purchase's baseline only if it was taken at or after
+    /// `not_before` (the door's previous close): an older reading predates the previous
+    /// session's takes, and weighing against it would charge them again [O5]. Without a
+    /// fresh baseline the order is judged `no_weight_before` — flagged, never overcharged.
+    pub fn fresh(reading: Option<Self>, not_before: Option<UnixMs>) -> Option<Self> {
+        match not_before {
+            Some(closed) => reading.filter(|r| r.sample().device_ts >= closed),
+            None => reading,
+        }
+    }
 }
 
 /// What the platform concluded about one lane, with everything needed to explain it.

@@ -26,6 +26,44 @@ pub enum DbError {
     Config(String),
 }
 
+impl DbError {
+    /// Whether the store could not be reached (see [`store_unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Sql(e) if store_unreachable(e))
+    }
+}
+
+/// Whether `e` (or an error it wraps) says the store could not be reached rather than
+/// that a statement was wrong: a connection lost or refused, the pool exhausted or shut,
+/// the server shutting down or crashed, or SQLite busy. Such a failure passes: the API
+/// answers 503 with `Retry-After`, not 500, and effects retry it.
+pub fn store_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(sql) = e.downcast_ref::<sqlx::Error>() {
+            return match sql {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    // PostgreSQL: connection exceptions (08…), too many connections,
+                    // shutting down or starting up (57P01–57P03); SQLite: busy or locked.
+                    c.starts_with("08") || matches!(c.as_ref(), "53300" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262")
+                }),
+                _ => false,
+            };
+        }
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// The store in use.
 #[derive(Debug, Clone)]
 pub enum Db {
@@ -99,9 +137,11 @@ impl Db {
     /// so several nodes may start at once).
     pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
         let opts = PgConnectOptions::from_str(url)?;
+        // A connection not had within 10 s (the server down, the pool exhausted) fails the
+        // request as `store_unavailable` (503, retry) well inside the 30 s request timeout.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
@@ -181,5 +221,25 @@ mod tests {
         assert_eq!((synchronous, journal.as_str()), (2, "wal"));
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A store that cannot be reached is told apart from one that failed: the API
+    /// answers the first 503 (retry), the second 500.
+    #[tokio::test]
+    async fn an_unreachable_store_is_told_apart_from_a_failing_one() {
+        assert!(DbError::Sql(sqlx::Error::PoolTimedOut).is_unreachable());
+        assert!(DbError::Sql(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())).is_unreachable());
+        assert!(!DbError::Sql(sqlx::Error::RowNotFound).is_unreachable());
+        assert!(!DbError::Config("x".into()).is_unreachable());
+        // Nothing listens on this port: the connection is refused.
+        let refused = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect("postgres://nobody@127.0.0.1:9/none")
+            .await
+            .expect_err("nothing listens there");
+        assert!(store_unreachable(&refused), "{refused:?}");
+        // Wrapped, as the event store's errors come.
+        let wrapped: Box<dyn std::error::Error + Send + Sync> = Box::new(DbError::Sql(sqlx::Error::PoolClosed));
+        assert!(store_unreachable(wrapped.as_ref()));
     }
 }

@@ -227,7 +227,7 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
                     continue;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
-                Err(e) => return Err(CommandError::Store(e.to_string())),
+                Err(e) => return Err(store_failure(e)),
             }
         }
     }
@@ -237,7 +237,7 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
     where
         A: Clone,
     {
-        let map = |e: AggregateError<A::Error>| CommandError::Store(e.to_string());
+        let map = store_failure::<A::Error>;
         // A command in flight on `id` may have committed (its events already in the feed,
         // an effect of them already running) without having put its state in the cache
         // yet: wait for it, or the cache would answer with the state before it.
@@ -249,6 +249,21 @@ impl<A: Aggregate<Services = ()> + Clone> AggregateStore<A> {
             Backend::Sqlite { loader, .. } => loader.peek(id).await.map_err(map)?,
             Backend::Postgres { loader, .. } => loader.peek(id).await.map_err(map)?,
         })
+    }
+}
+
+/// A store failure as a command error: unreachable (the API's 503, a retry) or broken.
+fn store_failure<E: std::error::Error>(e: AggregateError<E>) -> CommandError<E> {
+    let unreachable = match &e {
+        AggregateError::DatabaseConnectionError(inner) | AggregateError::UnexpectedError(inner) => {
+            crate::db::store_unreachable(inner.as_ref())
+        }
+        _ => false,
+    };
+    if unreachable {
+        CommandError::Unavailable(e.to_string())
+    } else {
+        CommandError::Store(e.to_string())
     }
 }
 

@@ -79,6 +79,36 @@ impl Views {
         rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
     }
 
+    /// Up to `limit` documents of `view` whose owner is in one of `owners` (each a
+    /// `[from, to)` byte range; every owner when empty) and whose id sorts after `after`,
+    /// by id: a page of a listing over several owners or an owner prefix.
+    pub async fn page_in_owner_ranges(
+        &self,
+        view: &str,
+        owners: &[(String, String)],
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<Value>, DbError> {
+        let collate = if self.db.is_postgres() { r#" COLLATE "C""# } else { "" };
+        let ranges: Vec<String> = (0..owners.len())
+            .map(|i| format!("(owner{collate} >= ${} AND owner{collate} < ${})", 4 + 2 * i, 5 + 2 * i))
+            .collect();
+        let by_owner = if ranges.is_empty() {
+            String::new()
+        } else {
+            format!("AND ({}) ", ranges.join(" OR "))
+        };
+        let sql = format!("SELECT doc FROM views WHERE view = $1 AND id{collate} > $2 {by_owner}ORDER BY id{collate} LIMIT $3");
+        let rows: Vec<(String,)> = crate::on_read_db!(&self.db, pool => {
+            let mut q = sqlx::query_as(&sql).bind(view).bind(after).bind(limit);
+            for (from, to) in owners {
+                q = q.bind(from).bind(to);
+            }
+            q.fetch_all(pool).await?
+        });
+        rows.into_iter().map(|(d,)| Ok(serde_json::from_str(&d)?)).collect()
+    }
+
     /// Every document of `view`, by id.
     pub async fn all(&self, view: &str) -> Result<Vec<Value>, DbError> {
         let sql = "SELECT doc FROM views WHERE view = $1 ORDER BY id";

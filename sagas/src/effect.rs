@@ -72,6 +72,10 @@ pub enum Effect {
         /// `CabinetEvent::DoorOpened`); absent in jobs made before it was carried.
         #[serde(default)]
         before: Option<StableReading>,
+        /// The device time of the door's previous close: no baseline may be older (see
+        /// `StableReading::fresh`); absent in jobs made before it was carried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<UnixMs>,
     },
     /// The door of an order closed.
     RecordDoorClosed {
@@ -88,6 +92,10 @@ pub enum Effect {
         /// The last stable reading before the close on the node holding the device.
         #[serde(default)]
         before: Option<StableReading>,
+        /// The device time of the door's previous close: no baseline may be older (see
+        /// `StableReading::fresh`); absent in jobs made before it was carried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<UnixMs>,
     },
     /// Timer: look for a stable post-close weight; re-arms itself until `give_up_at`.
     SettleWeights {
@@ -260,6 +268,10 @@ pub enum Effect {
         /// `CabinetEvent::DoorOpened`); absent in jobs made before it was carried.
         #[serde(default)]
         before: Option<StableReading>,
+        /// The device time of the door's previous close: no baseline may be older (see
+        /// `StableReading::fresh`); absent in jobs made before it was carried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<UnixMs>,
     },
     /// Timer: count a closed restock from a stable reading; re-arms until `give_up_at`.
     CountRestock {
@@ -323,11 +335,17 @@ impl Effect {
 /// Of two baselines for one instant — the one the event carried from the node holding
 /// the device, and this node's — the later reading (a node that missed readings, or
 /// restarted, has only older ones; a reading that arrived after the event is only here).
-pub(crate) fn newest_reading(carried: Option<StableReading>, local: Option<StableReading>) -> Option<StableReading> {
-    match (carried, local) {
+/// Neither may be older than the door's previous close (`not_before`).
+pub(crate) fn newest_reading(
+    carried: Option<StableReading>,
+    local: Option<StableReading>,
+    not_before: Option<UnixMs>,
+) -> Option<StableReading> {
+    let newest = match (carried, local) {
         (Some(c), Some(l)) => Some(if l.sample().device_ts > c.sample().device_ts { l } else { c }),
         (c, l) => c.or(l),
-    }
+    };
+    StableReading::fresh(newest, not_before)
 }
 
 /// An effect with its idempotency key and due time.

@@ -31,6 +31,11 @@ pub enum CommandError<E: std::error::Error> {
     /// The store failed (transient: the command may be retried).
     #[error("store: {0}")]
     Store(String),
+    /// The store could not be reached (a connection lost, the pool exhausted, the server
+    /// restarting): transient, and the caller is told to come back rather than that
+    /// something is broken.
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// Where a command comes from, stamped on its events [E1]: when, the order (or other

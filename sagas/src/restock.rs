@@ -45,24 +45,45 @@ pub fn decide(aggregate_id: &str, event: &AnyEvent, cfg: &SagaConfig) -> Vec<Sch
             holder: Some(Holder::Restock { session_id }),
             device_ts,
             stable_before,
+            not_before,
             at,
             ..
-        }) => door_step(aggregate_id, session_id, (*door, *device_ts, stable_before.clone()), *at, false),
+        }) => door_step(
+            aggregate_id,
+            session_id,
+            (*door, *device_ts, stable_before.clone(), *not_before),
+            *at,
+            false,
+        ),
         AnyEvent::Cabinet(CabinetEvent::DoorClosed {
             door,
             holder: Some(Holder::Restock { session_id }),
             device_ts,
             stable_before,
+            not_before,
             at,
             ..
-        }) => door_step(aggregate_id, session_id, (*door, *device_ts, stable_before.clone()), *at, true),
+        }) => door_step(
+            aggregate_id,
+            session_id,
+            (*door, *device_ts, stable_before.clone(), *not_before),
+            *at,
+            true,
+        ),
         _ => vec![],
     }
 }
 
-/// `report` is the door, the device's instant, and the reading before it the event carried.
-fn door_step(cabinet: &str, restock_id: &str, report: (DoorNo, UnixMs, Option<StableReading>), at: UnixMs, closed: bool) -> Vec<Scheduled> {
-    let (door, device_ts, before) = report;
+/// `report` is the door, the device's instant, the reading before it the event carried,
+/// and the door's previous close (no baseline may be older).
+fn door_step(
+    cabinet: &str,
+    restock_id: &str,
+    report: (DoorNo, UnixMs, Option<StableReading>, Option<UnixMs>),
+    at: UnixMs,
+    closed: bool,
+) -> Vec<Scheduled> {
+    let (door, device_ts, before, not_before) = report;
     let Ok(cabinet) = CabinetId::parse(cabinet) else { return vec![] };
     let step = if closed { "door-closed" } else { "door-opened" };
     vec![Scheduled::at(
@@ -75,6 +96,7 @@ fn door_step(cabinet: &str, restock_id: &str, report: (DoorNo, UnixMs, Option<St
             device_ts,
             closed,
             before,
+            not_before,
         },
     )]
 }
@@ -137,6 +159,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             device_ts,
             closed,
             before: carried,
+            not_before,
         } => {
             let s = Step {
                 ports,
@@ -145,7 +168,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
                 restock_id,
             };
             let local = ports.telemetry.stable_at_or_before(cabinet, *door, device_ts - 1);
-            let before = crate::effect::newest_reading(carried.clone(), local);
+            let before = crate::effect::newest_reading(carried.clone(), local, *not_before);
             let cmd = if *closed {
                 RestockCommand::MarkDoorClosed {
                     device_ts: *device_ts,
@@ -298,6 +321,7 @@ mod tests {
         );
         let opened = AnyEvent::Cabinet(CabinetEvent::DoorOpened {
             stable_before: None,
+            not_before: Some(40),
             door: DoorNo::of(2),
             holder: Some(Holder::Restock { session_id: "rs1".into() }),
             msg_id: "m".into(),
@@ -314,11 +338,13 @@ mod tests {
             Effect::RecordRestockDoor {
                 closed: false,
                 device_ts: 90,
+                not_before: Some(40),
                 ..
             }
         ));
         let shopper = AnyEvent::Cabinet(CabinetEvent::DoorOpened {
             stable_before: None,
+            not_before: None,
             door: DoorNo::of(2),
             holder: Some(Holder::Order {
                 order_id: "o".into(),

@@ -90,11 +90,12 @@ pub async fn run(fleet: &Fleet, cluster: &Cluster, tally: &Tally, settle: Durati
         *out.orders_by_state.entry(state).or_default() += 1;
     }
     out.check("every order in the log ended", stuck, format!("{} orders", orders.len()));
-    // Cabinet by cabinet: the list answers at most 1,000 anomalies, fewer than a soak makes.
+    // Every page of the open anomalies.
     let mut flagged: BTreeSet<String> = BTreeSet::new();
-    for c in &fleet.cabinets {
+    let mut after = String::new();
+    loop {
         let (_, open) = client
-            .get(&format!("/api/v1/anomalies?state=open&cabinet={}", c.id()), &client.admin)
+            .get(&format!("/api/v1/anomalies?state=open&limit=1000&after={after}"), &client.admin)
             .await?;
         flagged.extend(
             open["items"]
@@ -103,6 +104,10 @@ pub async fn run(fleet: &Fleet, cluster: &Cluster, tally: &Tally, settle: Durati
                 .flatten()
                 .filter_map(|a| a["order_id"].as_str().map(str::to_string)),
         );
+        match open["next_after"].as_str() {
+            Some(next) if next > after.as_str() => after = next.to_string(),
+            _ => break,
+        }
     }
     money(&mut out, cluster, &orders, &flagged, tally).await?;
     stock(&mut out, fleet, client, tally, &orders).await?;
@@ -277,12 +282,22 @@ async fn money(
     Ok(())
 }
 
+/// The codes of an order that could not be weighed (no stable reading within the O5
+/// window, or no baseline from after the door's previous close): it ends `abnormal`
+/// with nothing counted, by design, and the platform's closed-door check must see it.
+const UNWEIGHED: [&str; 2] = ["no_stable_weight", "no_weight_before"];
+
+/// How long the shelves are given to be weighed once the orders have ended: the
+/// platform weighs a closed door's reading only once the door has been still for the
+/// hub's settle time (30 s), and the soak's devices report every 2 s.
+const RECONCILE_WAIT: Duration = Duration::from_secs(120);
+
 /// Lane by lane: the ledger's movements add up to the platform's stock, and that stock is
-/// what the shelf holds — or, where an order could not be weighed (no stable reading
-/// within the O5 window, so it ended `abnormal` with nothing counted), the platform's own
-/// stock reconciliation flags the lane, naming that order, with the shelf's count. And
-/// every take a shopper made is in the ledger under its order, lane by lane, as a sale
-/// or an uncharged take (but for those unweighed orders).
+/// what the shelf holds — or, where a take could not be weighed (an unweighed order, or
+/// a take whose order the shopper never learned), the platform's own stock
+/// reconciliation flags the lane with the shelf's count. And every take a shopper made
+/// is in the ledger under its order, lane by lane, as a sale or an uncharged take (but
+/// for those unweighed orders).
 async fn stock(
     out: &mut Checked,
     fleet: &Fleet,
@@ -297,69 +312,43 @@ async fn stock(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|a| a["code"] == "no_stable_weight")
+                .any(|a| a["code"].as_str().is_some_and(|c| UNWEIGHED.contains(&c)))
         })
         .map(|(id, _)| id)
         .collect();
-    let (_, rec) = client.get("/api/v1/reconciliation/stock", &client.admin).await?;
-    let mut flagged: BTreeMap<(String, u64, u64), serde_json::Value> = rec["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| {
-            (
-                (
-                    i["cabinet"].as_str().unwrap_or_default().to_string(),
-                    i["door"].as_u64().unwrap_or(0),
-                    i["lane"].as_u64().unwrap_or(0),
-                ),
-                i.clone(),
-            )
+    let unweighed_lanes: BTreeSet<(String, u64, u64)> = tally
+        .takes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|t| t.order_id.as_ref().is_none_or(|o| unweighed.contains(o)))
+        .flat_map(|t| {
+            let cab = fleet.cabinets[t.cab].id().to_string();
+            t.taken
+                .keys()
+                .map(move |(d, l)| (cab.clone(), u64::from(d.get()), u64::from(l.get())))
         })
         .collect();
-    let (mut off_ledger, mut off_shelf, mut held) = (Vec::new(), Vec::new(), 0);
-    let mut lanes = 0;
-    let mut per_order: BTreeMap<String, BTreeMap<(u64, u64), i64>> = BTreeMap::new();
-    for c in &fleet.cabinets {
-        let id = c.id().to_string();
-        let (_, view) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await?;
-        let truth = c.counts();
-        let ledger = ledger_of(out, client, &id, &mut per_order).await?;
-        for door in view["doors"].as_array().into_iter().flatten() {
-            for lane in door["lanes"].as_array().into_iter().flatten() {
-                let (d, l) = (door["door"].as_u64().unwrap_or(0), lane["lane"].as_u64().unwrap_or(0));
-                let shelf = truth.get(&(DoorNo::of(d as u8), LaneNo::of(l as u8))).copied().map(i64::from);
-                let stock = lane["stock"].as_i64();
-                let (sum, last) = ledger.get(&(d, l)).copied().unwrap_or_default();
-                lanes += 1;
-                if stock != Some(sum) || stock != Some(last) {
-                    off_ledger.push(format!("{id} {d}/{l}: inventory {stock:?}, ledger sum {sum} last {last}"));
-                }
-                let flag = flagged.remove(&(id.clone(), d, l));
-                if shelf == stock {
-                    if let Some(f) = flag {
-                        off_shelf.push(format!("{id} {d}/{l} flagged though the shelf holds what the ledger says: {f}"));
-                    }
-                    continue;
-                }
-                let by_unweighed = flag.as_ref().is_some_and(|f| {
-                    f["weighed_stock"].as_i64() == shelf
-                        && f["last_session"]["id"].as_str().is_some_and(|o| unweighed.contains(&o.to_string()))
-                });
-                if by_unweighed {
-                    held += 1;
-                } else {
-                    off_shelf.push(format!("{id} {d}/{l}: shelf {shelf:?}, inventory {stock:?}, flagged {flag:?}"));
-                }
-            }
+    let deadline = tokio::time::Instant::now() + RECONCILE_WAIT;
+    let pass = loop {
+        let pass = shelves_pass(fleet, client, &unweighed_lanes).await?;
+        if pass.off_shelf.is_empty() || tokio::time::Instant::now() > deadline {
+            break pass;
         }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    for (reason, n) in &pass.reasons {
+        *out.ledger_reasons.entry(reason.clone()).or_default() += n;
     }
-    off_shelf.extend(flagged.values().map(|f| format!("flagged, not one of the fleet's lanes: {f}")));
-    out.check("ledger = inventory, lane by lane", off_ledger, format!("{lanes} lanes"));
+    let (lanes, held, per_order) = (pass.lanes, pass.held, pass.per_order);
+    out.check("ledger = inventory, lane by lane", pass.off_ledger, format!("{lanes} lanes"));
     out.check(
         "inventory = shelves, lane by lane (or flagged by the platform)",
-        off_shelf,
-        format!("{lanes} lanes; {held} off by an unweighed order ({} such orders), each flagged by the platform's stock reconciliation with the shelf's count", unweighed.len()),
+        pass.off_shelf,
+        format!(
+            "{lanes} lanes; {held} off by unweighed takes ({} unweighed orders), each flagged by the platform's stock reconciliation with the shelf's count",
+            unweighed.len()
+        ),
     );
     let takes = tally.takes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut untraced = Vec::new();
@@ -388,6 +377,81 @@ async fn stock(
         ),
     );
     Ok(())
+}
+
+/// One look at every lane: the ledger, the inventory, the shelf and the platform's flag.
+#[derive(Default)]
+struct ShelvesPass {
+    lanes: usize,
+    held: usize,
+    off_ledger: Vec<String>,
+    off_shelf: Vec<String>,
+    reasons: BTreeMap<String, usize>,
+    per_order: BTreeMap<String, BTreeMap<(u64, u64), i64>>,
+}
+
+async fn shelves_pass(fleet: &Fleet, client: &ApiClient, unweighed_lanes: &BTreeSet<(String, u64, u64)>) -> anyhow::Result<ShelvesPass> {
+    let (_, rec) = client.get("/api/v1/reconciliation/stock", &client.admin).await?;
+    let mut flagged: BTreeMap<(String, u64, u64), serde_json::Value> = rec["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let key = (
+                i["cabinet"].as_str().unwrap_or_default().to_string(),
+                i["door"].as_u64().unwrap_or(0),
+                i["lane"].as_u64().unwrap_or(0),
+            );
+            (key, i.clone())
+        })
+        .collect();
+    let mut pass = ShelvesPass::default();
+    let mut scratch = Checked::default();
+    for c in &fleet.cabinets {
+        let id = c.id().to_string();
+        let (_, view) = client.get(&format!("/api/v1/cabinets/{id}"), &client.admin).await?;
+        let truth = c.counts();
+        let ledger = ledger_of(&mut scratch, client, &id, &mut pass.per_order).await?;
+        for door in view["doors"].as_array().into_iter().flatten() {
+            for lane in door["lanes"].as_array().into_iter().flatten() {
+                let (d, l) = (door["door"].as_u64().unwrap_or(0), lane["lane"].as_u64().unwrap_or(0));
+                let shelf = truth.get(&(DoorNo::of(d as u8), LaneNo::of(l as u8))).copied().map(i64::from);
+                let stock = lane["stock"].as_i64();
+                let (sum, last) = ledger.get(&(d, l)).copied().unwrap_or_default();
+                pass.lanes += 1;
+                if stock != Some(sum) || stock != Some(last) {
+                    pass.off_ledger
+                        .push(format!("{id} {d}/{l}: inventory {stock:?}, ledger sum {sum} last {last}"));
+                }
+                let key = (id.clone(), d, l);
+                let flag = flagged.remove(&key);
+                if shelf == stock {
+                    if let Some(f) = flag {
+                        pass.off_shelf
+                            .push(format!("{id} {d}/{l} flagged though the shelf holds what the ledger says: {f}"));
+                    }
+                    continue;
+                }
+                let seen = flag.as_ref().is_some_and(|f| f["weighed_stock"].as_i64() == shelf);
+                if seen && unweighed_lanes.contains(&key) {
+                    pass.held += 1;
+                } else {
+                    let why = if seen {
+                        "no unweighed take explains it"
+                    } else {
+                        "not flagged with the shelf's count"
+                    };
+                    pass.off_shelf.push(format!(
+                        "{id} {d}/{l}: shelf {shelf:?}, inventory {stock:?} ({why}), flagged {flag:?}"
+                    ));
+                }
+            }
+        }
+    }
+    pass.off_shelf
+        .extend(flagged.values().map(|f| format!("flagged, not one of the fleet's lanes: {f}")));
+    pass.reasons = scratch.ledger_reasons;
+    Ok(pass)
 }
 
 /// The ledger of cabinet `id`: per (door, lane) the sum of the changes and the last

@@ -106,7 +106,25 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     let heavier = format!("order:{paid}:lane_heavier:3");
     let reviewed = format!("order:{review}");
     let ids: Vec<&str> = open.iter().map(|a| a["anomaly_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [heavier.as_str(), reviewed.as_str()], "oldest first");
+    assert_eq!(ids, [heavier.as_str(), reviewed.as_str()], "by id: in the order found");
+    // Paged: a full page says where the next starts; the last says there is none.
+    let page = |query: String| async move {
+        let (st, b) = client.get(&format!("/api/v1/anomalies?{query}"), &client.admin).await.unwrap();
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let ids: Vec<String> = b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["anomaly_id"].as_str().unwrap().to_string())
+            .collect();
+        (ids, b["next_after"].as_str().map(str::to_string))
+    };
+    let first = page(format!("state=open&cabinet={cab}&limit=1")).await;
+    assert_eq!(first, (vec![heavier.clone()], Some(heavier.clone())));
+    let second = page(format!("state=open&limit=1&after={}", first.1.unwrap())).await;
+    assert_eq!(second.0, vec![reviewed.clone()]);
+    assert_eq!(page(format!("state=open&limit=1&after={reviewed}")).await, (vec![], None));
+    assert_eq!(page("limit=2".into()).await, (vec![heavier.clone(), reviewed.clone()], None));
     assert_eq!(
         (
             &open[0]["kind"],
@@ -135,7 +153,13 @@ async fn the_queue_takes_what_purchases_find_and_operators_close_it(kind: Store)
     listed(client, "cabinet=anq.nowhere", 0).await;
 
     // Bad input names the field; nothing is closed by it.
-    for (query, field) in [("state=done", "state"), ("cabinet=nodot", "cabinet"), ("x=1", "query")] {
+    for (query, field) in [
+        ("state=done", "state"),
+        ("cabinet=nodot", "cabinet"),
+        ("x=1", "query"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+    ] {
         let (st, e) = client.get(&format!("/api/v1/anomalies?{query}"), &client.admin).await.unwrap();
         assert_eq!(
             (st, &e["error"]["field"]),

@@ -78,6 +78,10 @@ pub struct DoorState {
     /// The last session that held the door [R3 (a)].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_session: Option<Holder>,
+    /// The device time of the door's last close: no purchase's baseline may be older
+    /// [O5], or it would weigh the previous shopper's takes too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_device_ts: Option<UnixMs>,
 }
 
 /// How many recent door-message ids a cabinet remembers to drop duplicates [D8].
@@ -163,6 +167,7 @@ impl Cabinet {
                         free_since: 0,
                         opened_at: 0,
                         last_session: None,
+                        closed_device_ts: None,
                     },
                 )
             })
@@ -483,6 +488,9 @@ impl Cabinet {
             return Ok(vec![]);
         }
         let holder = d.holder.clone();
+        // A device clock that stepped back behind the last close says nothing of staleness.
+        let not_before = d.closed_device_ts.filter(|closed| *closed <= device_ts);
+        let stable_before = StableReading::fresh(stable_before, not_before);
         if let Some(applied_seq) = d.last_seq.filter(|applied| seq <= *applied) {
             return Ok(vec![CabinetEvent::LateDoorEventRecorded {
                 door,
@@ -503,6 +511,7 @@ impl Cabinet {
                 device_ts,
                 cmd_id,
                 stable_before,
+                not_before,
                 at,
             },
             DoorPosition::Closed => {
@@ -514,6 +523,7 @@ impl Cabinet {
                     seq,
                     device_ts,
                     stable_before,
+                    not_before,
                     at,
                 };
                 // An operator's open door is theirs until it closes [O2].
@@ -697,10 +707,17 @@ impl Aggregate for Cabinet {
                 }
                 self.remember(msg_id);
             }
-            CabinetEvent::DoorClosed { door, seq, msg_id, .. } => {
+            CabinetEvent::DoorClosed {
+                door,
+                seq,
+                msg_id,
+                device_ts,
+                ..
+            } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.position = DoorPosition::Closed;
                     d.last_seq = Some(seq);
+                    d.closed_device_ts = Some(device_ts);
                 }
                 self.remember(msg_id);
             }

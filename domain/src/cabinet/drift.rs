@@ -102,14 +102,22 @@ impl LaneState {
 }
 
 impl Cabinet {
+    /// Whether `reading` of `door` is one a closed-door check weighs: of a counted
+    /// cabinet, a door nobody holds and that is not open, received after the door was
+    /// last freed. A watcher that skips readings it has seen must not count one this
+    /// refuses as seen: the same weight after the door is freed still has to be weighed.
+    pub fn weighs_closed(&self, door: DoorNo, reading: &StableReading) -> bool {
+        self.doors.get(&door).is_some_and(|d| {
+            self.initialized && d.holder.is_none() && d.position != DoorPosition::Open && reading.sample().received_at > d.free_since
+        })
+    }
+
     /// A closed-door stable reading [B4]: only of a counted cabinet, a door nobody holds
     /// and that is not open, and only a reading received after the door was last freed
     /// (the ledger already holds that session's stock movement).
     pub(super) fn observe_closed_weight(&self, door: DoorNo, reading: &StableReading, at: UnixMs) -> Decision {
         let d = self.door(door)?;
-        let settled =
-            self.initialized && d.holder.is_none() && d.position != DoorPosition::Open && reading.sample().received_at > d.free_since;
-        if !settled {
+        if !self.weighs_closed(door, reading) {
             return Ok(vec![]);
         }
         let mut events: Vec<CabinetEvent> = d

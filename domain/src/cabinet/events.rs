@@ -343,6 +343,10 @@ pub enum CabinetEvent {
         /// purchase's baseline; absent in events recorded before it was carried).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stable_before: Option<StableReading>,
+        /// The device time of the door's previous close: a baseline older than it is from
+        /// before the previous session's takes, and must not be weighed against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<UnixMs>,
         /// Receive time.
         at: UnixMs,
     },
@@ -365,6 +369,9 @@ pub enum CabinetEvent {
         /// baseline of a purchase whose open was never seen).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stable_before: Option<StableReading>,
+        /// The device time of the door's previous close (see `DoorOpened`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<UnixMs>,
         /// Receive time.
         at: UnixMs,
     },

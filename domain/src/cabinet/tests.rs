@@ -130,10 +130,14 @@ fn with(mut events: Vec<CabinetEvent>, more: impl IntoIterator<Item = CabinetEve
 }
 
 fn reading(msg_id: &str, lanes: &[(u8, f64)]) -> StableReading {
+    reading_at(msg_id, lanes, AT)
+}
+
+fn reading_at(msg_id: &str, lanes: &[(u8, f64)], device_ts: UnixMs) -> StableReading {
     StableReading::from_sample(WeightSample {
         msg_id: msg_id.into(),
-        device_ts: AT,
-        received_at: AT,
+        device_ts,
+        received_at: device_ts,
         stable: true,
         lanes: lanes
             .iter()
@@ -203,6 +207,7 @@ fn door_event(door: u8, position: DoorPosition, msg_id: &str, seq: u64) -> Cabin
 fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorOpened {
         stable_before: None,
+        not_before: None,
         door: DoorNo::of(door),
         holder,
         msg_id: msg_id.into(),
@@ -216,6 +221,7 @@ fn opened(door: u8, holder: Option<Holder>, msg_id: &str, seq: u64) -> CabinetEv
 fn closed(door: u8, holder: Option<Holder>, unexpected: bool, msg_id: &str, seq: u64) -> CabinetEvent {
     CabinetEvent::DoorClosed {
         stable_before: None,
+        not_before: None,
         door: DoorNo::of(door),
         holder,
         unexpected,
@@ -736,6 +742,7 @@ fn door_open_is_recorded_with_its_holder() {
         })
         .then_expect_events(vec![CabinetEvent::DoorOpened {
             stable_before: None,
+            not_before: None,
             door: DoorNo::of(1),
             holder: Some(order_holder("order-1")),
             msg_id: "m1".into(),
@@ -769,6 +776,7 @@ fn a_door_event_carries_the_reading_before_it() {
         .when(report(DoorPosition::Open))
         .then_expect_events(vec![CabinetEvent::DoorOpened {
             stable_before: Some(r.clone()),
+            not_before: None,
             door: DoorNo::of(1),
             holder: None,
             msg_id: "m1".into(),
@@ -781,6 +789,7 @@ fn a_door_event_carries_the_reading_before_it() {
         .when(report(DoorPosition::Closed))
         .then_expect_events(vec![CabinetEvent::DoorClosed {
             stable_before: Some(r.clone()),
+            not_before: None,
             door: DoorNo::of(1),
             holder: None,
             unexpected: true,
@@ -792,6 +801,49 @@ fn a_door_event_carries_the_reading_before_it() {
     let old = serde_json::json!({"DoorClosed": {"door": 1, "holder": null, "unexpected": true, "msg_id": "m", "seq": 1, "device_ts": 5, "at": 6}});
     let e: CabinetEvent = serde_json::from_value(old).expect("an event stored before the field");
     assert!(matches!(e, CabinetEvent::DoorClosed { stable_before: None, .. }));
+}
+
+/// A baseline taken before the door's previous close predates the previous shopper's
+/// takes: the next door event drops it and names that close, so no node weighs against
+/// it [O5]. A reading from after the close is kept; a device clock that stepped back
+/// behind the close disables the guard rather than refusing every baseline.
+#[test]
+fn a_baseline_older_than_the_doors_previous_close_is_dropped() {
+    let history = with(online(), [opened(1, None, "m1", 1), closed(1, None, false, "m2", 2)]);
+    let closed_at = AT + 150;
+    let report = |r: StableReading, device_ts| CabinetCommand::RecordDoorEvent {
+        stable_before: Some(r),
+        door: DoorNo::of(1),
+        position: DoorPosition::Open,
+        msg_id: "m3".into(),
+        seq: 3,
+        device_ts,
+        cmd_id: None,
+        at: AT + 900,
+    };
+    let opened_with = |stable_before, not_before, device_ts| CabinetEvent::DoorOpened {
+        stable_before,
+        not_before,
+        door: DoorNo::of(1),
+        holder: None,
+        msg_id: "m3".into(),
+        seq: 3,
+        device_ts,
+        cmd_id: None,
+        at: AT + 900,
+    };
+    let stale = reading_at("w0", &[(1, 990.0)], closed_at - 1);
+    let fresh = reading_at("w1", &[(1, 890.0)], closed_at + 10);
+    given(history.clone())
+        .when(report(stale.clone(), AT + 800))
+        .then_expect_events(vec![opened_with(None, Some(closed_at), AT + 800)]);
+    given(history.clone())
+        .when(report(fresh.clone(), AT + 800))
+        .then_expect_events(vec![opened_with(Some(fresh), Some(closed_at), AT + 800)]);
+    given(history.clone())
+        .when(report(stale.clone(), closed_at - 5))
+        .then_expect_events(vec![opened_with(Some(stale), None, closed_at - 5)]);
+    assert_eq!(state_after(history).doors[&DoorNo::of(1)].closed_device_ts, Some(closed_at));
 }
 
 #[test]
@@ -814,7 +866,18 @@ fn close_of_a_door_not_known_open_is_unexpected() {
         [acquired(1, holder.clone()), closed(1, Some(holder.clone()), true, "m1", 1)],
     ))
     .when(door_event(1, DoorPosition::Closed, "m3", 3))
-    .then_expect_events(vec![closed(1, Some(holder), true, "m3", 3)]);
+    .then_expect_events(vec![CabinetEvent::DoorClosed {
+        // The first close bounds this one's baseline.
+        not_before: Some(AT + 150),
+        stable_before: None,
+        door: DoorNo::of(1),
+        holder: Some(holder),
+        unexpected: true,
+        msg_id: "m3".into(),
+        seq: 3,
+        device_ts: AT + 150,
+        at: AT + 160,
+    }]);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tare_domain::{CabinetId, Cents};
-use tare_platform::service::{AnomalyRequest, AnomalyState};
+use tare_platform::service::{AnomalyRequest, AnomalyState, ANOMALY_PAGE_MAX};
 use tare_projections::AnomalyDoc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,6 +27,12 @@ pub(super) struct AnomaliesQuery {
     /// Only this cabinet's (`pk.dn`).
     #[param(pattern = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$", example = "wc1.SN001")]
     cabinet: Option<String>,
+    /// Anomalies after this anomaly id (the previous page's `next_after`).
+    #[param(max_length = 200)]
+    after: Option<String>,
+    /// At most this many (default and most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
 }
 
 /// How an anomaly was closed.
@@ -114,11 +120,13 @@ impl From<AnomalyDoc> for AnomalyDto {
     }
 }
 
-/// A list of anomalies.
+/// A page of anomalies.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct AnomaliesDto {
-    /// Oldest first (at most 1,000 per state).
+    /// By anomaly id (the ids of one kind follow the order they were found in).
     items: Vec<AnomalyDto>,
+    /// Pass as `after` for the next page; null when there is none.
+    next_after: Option<String>,
 }
 
 /// What to do with an anomaly: one action, with why in the operator's words (kept with
@@ -208,7 +216,8 @@ impl AnomalyActionFields {
 ///
 /// What orders and bill reconciliations found for an operator [M3, R4]: orders sent to
 /// review, items put back in the wrong lane, bill lines that disagree with ours. Open
-/// ones wait for an action; closed ones show who closed them, how and why.
+/// ones wait for an action; closed ones show who closed them, how and why. Paged by
+/// anomaly id: a full page has a `next_after`, to pass as `after` for the next.
 #[utoipa::path(
     get,
     path = "/api/v1/anomalies",
@@ -220,7 +229,7 @@ impl AnomalyActionFields {
         (status = 200, description = "The anomalies.", body = AnomaliesDto),
         (status = 401, response = Unauthorized),
         (status = 403, response = OperatorOnly),
-        (status = 422, description = "`invalid_field`: `state`, `cabinet` or `query` (an unknown parameter).", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `state`, `cabinet`, `after` (over 200 characters), `limit` (out of range) or `query` (an unknown parameter).", body = ErrorBody),
         (status = 500, response = Internal),
     )
 )]
@@ -237,9 +246,18 @@ pub(super) async fn list(
         Some(_) => return Err(ApiError::invalid("state", "must be open or closed")),
     };
     let cabinet = q.cabinet.as_deref().map(CabinetId::parse).transpose()?;
-    let items = s.platform.anomalies(state, cabinet.as_ref()).await?;
+    let after = q.after.unwrap_or_default();
+    if after.len() > 200 {
+        return Err(ApiError::invalid("after", "must be at most 200 characters"));
+    }
+    let limit = i64::from(q.limit.unwrap_or(1_000));
+    if !(1..=ANOMALY_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let page = s.platform.anomalies(state, cabinet.as_ref(), &after, limit).await?;
     Ok(Json(AnomaliesDto {
-        items: items.into_iter().map(AnomalyDto::from).collect(),
+        items: page.items.into_iter().map(AnomalyDto::from).collect(),
+        next_after: page.next_after,
     }))
 }
 

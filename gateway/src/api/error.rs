@@ -25,7 +25,7 @@ pub struct ErrorDetail {
     /// specific not-found code (404, e.g. `cabinet_not_found`, or `route_not_found` for an
     /// unknown path), `method_not_allowed` (405), a specific conflict code (409, e.g.
     /// `cabinet_busy`), `too_large` (413), `invalid_field` (422), `rate_limited` (429),
-    /// `overloaded` or `timeout` (503), `internal` (500); the
+    /// `overloaded`, `timeout` or `store_unavailable` (503), `internal` (500); the
     /// HTTP device API uses its refusal reasons (`auth_bad_signature`, `rate_limited`, …).
     #[schema(example = "invalid_field")]
     pub code: String,
@@ -101,7 +101,7 @@ pub enum ApiError {
     /// time allowed; retry after the given seconds.
     #[error("{message}")]
     Unavailable {
-        /// Machine code: `overloaded` or `timeout`.
+        /// Machine code: `overloaded`, `timeout` or `store_unavailable`.
         code: &'static str,
         /// Message.
         message: String,
@@ -127,6 +127,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound { code, message } => Self::NotFound { code, message },
             ServiceError::Conflict { code, message } => Self::Conflict { code, message },
             ServiceError::Invalid { field, message } => Self::Invalid { field, message },
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unreachable");
+                Self::Unavailable {
+                    code: "store_unavailable",
+                    message: "the store cannot be reached now; retry".into(),
+                }
+            }
             ServiceError::Internal(m) => Self::Internal(m),
         }
     }

@@ -201,7 +201,7 @@ shared_error_responses! {
     /// 429 from the edge: the client is over its request rate.
     RateLimited => "`rate_limited`: this client (by bearer token, else by address) is over its request rate; `Retry-After` says when to try again.";
     /// 503 from the edge: the node is at its bound of requests in flight, or the request ran too long.
-    Overloaded => "`overloaded` (the node is serving its limit of requests at once) or `timeout` (the request ran over 30 s); `Retry-After` says when to try again.";
+    Overloaded => "`overloaded` (the node is serving its limit of requests at once), `timeout` (the request ran over 30 s) or `store_unavailable` (the store cannot be reached: restarting, or its connections exhausted); `Retry-After` says when to try again.";
     /// 500: logged with its detail, shown without it.
     Internal => "`internal`: the store failed (the detail is logged; the message is only \"internal error\").";
 }

@@ -461,7 +461,7 @@ async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result
                 );
                 return Ok(());
             }
-            Err(ServiceError::Internal(e)) => {
+            Err(ServiceError::Internal(e) | ServiceError::Unavailable(e)) => {
                 tracing::error!(provider = provider.as_str(), error = %e, "payment not readable; the provider will resend");
                 return Err(());
             }
@@ -497,7 +497,7 @@ async fn act_on(s: &ApiState, provider: ProviderKind, n: Notification) -> Result
             s.counters.callbacks_applied.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
-        Err(ServiceError::Internal(e)) => {
+        Err(ServiceError::Internal(e) | ServiceError::Unavailable(e)) => {
             tracing::error!(provider = provider.as_str(), error = %e, "provider notification not recorded; the provider will resend");
             Err(())
         }

@@ -125,6 +125,12 @@ impl DeviceHub {
         let Some(reading) = StableReading::from_sample(sample.clone()) else {
             return Ok(());
         };
+        // A reading the cabinet does not weigh (the door is held, or not yet freed after
+        // its session) is not remembered as weighed: the same weight must be weighed once
+        // the door is free, or a lane's divergence would go unseen until the watch expires.
+        if !c.weighs_closed(door, &reading) {
+            return Ok(());
+        }
         let observe = CabinetCommand::ObserveClosedWeight { door, reading, at };
         let decided = c.decide(observe.clone()).map(|events| !events.is_empty()).unwrap_or(false);
         if decided {

@@ -45,35 +45,57 @@ pub enum AnomalyRequest {
     Resolve,
 }
 
-/// At most this many anomalies per listing and state.
-const LIST_LIMIT: i64 = 1_000;
+/// The most anomalies one page of the listing holds (and its default size).
+pub const ANOMALY_PAGE_MAX: i64 = 1_000;
+
+/// One page of the anomaly listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyPage {
+    /// The anomalies, by id.
+    pub items: Vec<AnomalyDoc>,
+    /// The id to ask for the next page after, when there are more.
+    pub next_after: Option<String>,
+}
+
+/// The owner range `[owner, owner + 1)` that holds exactly `owner`.
+fn exactly(owner: String) -> (String, String) {
+    let end = format!("{owner}\u{1}");
+    (owner, end)
+}
+
+/// The owner range of every owner starting with `prefix` (an ASCII prefix ending in `:`).
+fn starting_with(prefix: &str) -> (String, String) {
+    (prefix.to_string(), prefix.replace(':', ";"))
+}
 
 impl Platform {
-    /// The anomalies in `state` (both when `None`) at `cabinet` (all when `None`), oldest
-    /// first.
-    pub async fn anomalies(&self, state: Option<AnomalyState>, cabinet: Option<&CabinetId>) -> Result<Vec<AnomalyDoc>, ServiceError> {
+    /// A page of the anomalies in `state` (both when `None`) at `cabinet` (all when
+    /// `None`): up to `limit` (at most [`ANOMALY_PAGE_MAX`]) whose id sorts after
+    /// `after`, by id (ids of one kind follow the order they were found in). Never
+    /// silently cut: `next_after` says where the next page starts.
+    pub async fn anomalies(
+        &self,
+        state: Option<AnomalyState>,
+        cabinet: Option<&CabinetId>,
+        after: &str,
+        limit: i64,
+    ) -> Result<AnomalyPage, ServiceError> {
         let states = match state {
             Some(s) => vec![s],
             None => vec![AnomalyState::Open, AnomalyState::Closed],
         };
-        let mut docs = Vec::new();
-        for s in states {
-            let found = match cabinet {
-                Some(c) => {
-                    self.views
-                        .by_owner(Anomalies::VIEW, &format!("{}:{c}", s.as_str()), LIST_LIMIT)
-                        .await?
-                }
-                None => {
-                    self.views
-                        .by_owner_prefix(Anomalies::VIEW, &format!("{}:", s.as_str()), LIST_LIMIT)
-                        .await?
-                }
-            };
-            docs.extend(found.into_iter().filter_map(|d| serde_json::from_value::<AnomalyDoc>(d).ok()));
-        }
-        docs.sort_by(|a, b| (a.detected_at, &a.anomaly_id).cmp(&(b.detected_at, &b.anomaly_id)));
-        Ok(docs)
+        let owners: Vec<(String, String)> = match (state, cabinet) {
+            (None, None) => vec![],
+            (_, Some(c)) => states.iter().map(|s| exactly(format!("{}:{c}", s.as_str()))).collect(),
+            (Some(s), None) => vec![starting_with(&format!("{}:", s.as_str()))],
+        };
+        let limit = limit.clamp(1, ANOMALY_PAGE_MAX);
+        let docs = self.views.page_in_owner_ranges(Anomalies::VIEW, &owners, after, limit + 1).await?;
+        let mut items: Vec<AnomalyDoc> = docs.into_iter().filter_map(|d| serde_json::from_value(d).ok()).collect();
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next_after = more.then(|| items.last().map(|a| a.anomaly_id.clone())).flatten();
+        Ok(AnomalyPage { items, next_after })
     }
 
     /// Closes anomaly `anomaly_id` as `request` says, by `by` for `note`. A refund is

@@ -32,6 +32,10 @@ pub enum ServiceError {
         /// Why.
         message: String,
     },
+    /// 503: the store could not be reached (it is restarting, or the connections are
+    /// exhausted); the caller retries.
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
     /// 500 (logged; details not shown to callers).
     #[error("internal: {0}")]
     Internal(String),
@@ -75,12 +79,17 @@ impl ServiceError {
                 message: "try again".into(),
             },
             CommandError::Store(s) => Self::Internal(s),
+            CommandError::Unavailable(s) => Self::Unavailable(s),
         }
     }
 }
 
 impl From<DbError> for ServiceError {
     fn from(e: DbError) -> Self {
-        Self::Internal(e.to_string())
+        if e.is_unreachable() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }

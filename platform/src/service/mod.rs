@@ -31,7 +31,7 @@ pub mod settlements;
 pub mod shoppers;
 pub mod stock;
 
-pub use anomalies::{AnomalyRequest, AnomalyState};
+pub use anomalies::{AnomalyPage, AnomalyRequest, AnomalyState, ANOMALY_PAGE_MAX};
 pub use audit::{ClusterMetrics, DeviceMetrics, LivenessMetrics, MetricsSnapshot};
 pub use cabinets::{DevicePresence, DoorSpec, LaneSpec, LedgerFilter};
 pub use campaigns::{CampaignTarget, CampaignView};

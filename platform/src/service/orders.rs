@@ -136,12 +136,10 @@ impl Platform {
             .and_then(|d| d.holder.clone())
             .or_else(|| cabinet.door(door).ok().and_then(|d| d.holder.clone()));
         if let Some(Holder::Order { order_id: previous, .. }) = &held_by {
-            let prev = self
-                .aggregates
-                .orders
-                .load(previous)
-                .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+            let prev = self.aggregates.orders.load(previous).await.map_err(|e| match e {
+                CommandError::Unavailable(m) => CommandError::Unavailable(m),
+                other => CommandError::Store(other.to_string()),
+            })?;
             if !prev.state.holds_door() {
                 let _ = self
                     .run_effect_now(
@@ -162,10 +160,10 @@ impl Platform {
         // An operator's command that ended still holding the door (its release effect
         // has not run yet) gives it up now.
         if let Some(Holder::Command { cmd_id }) = held_by {
-            let free = self
-                .command_door_is_free(&cmd_id)
-                .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+            let free = self.command_door_is_free(&cmd_id).await.map_err(|e| match e {
+                ServiceError::Unavailable(m) => CommandError::Unavailable(m),
+                other => CommandError::Store(other.to_string()),
+            })?;
             if free && self.release_command_door(cabinet_id, door, &cmd_id, "command_ended").await.is_ok() {
                 return self
                     .aggregates

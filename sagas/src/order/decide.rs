@@ -192,6 +192,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
             holder: Some(Holder::Order { order_id, .. }),
             device_ts,
             stable_before,
+            not_before,
             at,
             ..
         } => {
@@ -206,6 +207,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
                         door: *door,
                         device_ts: *device_ts,
                         before: stable_before.clone(),
+                        not_before: *not_before,
                     },
                 )]
             })
@@ -216,6 +218,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
             device_ts,
             unexpected,
             stable_before,
+            not_before,
             at,
             ..
         } => {
@@ -231,6 +234,7 @@ fn cabinet_event(aggregate_id: &str, e: &CabinetEvent) -> Vec<Scheduled> {
                         device_ts: *device_ts,
                         unexpected: *unexpected,
                         before: stable_before.clone(),
+                        not_before: *not_before,
                     },
                 )]
             })

@@ -167,6 +167,7 @@ fn abnormal(at: UnixMs) -> AnyEvent {
 fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorOpened {
         stable_before: None,
+        not_before: Some(device_ts - 60_000),
         door: DoorNo::of(2),
         holder,
         msg_id: "m-open".into(),
@@ -180,6 +181,7 @@ fn cab_opened(holder: Option<Holder>, device_ts: UnixMs, at: UnixMs) -> AnyEvent
 fn cab_closed(holder: Option<Holder>, unexpected: bool, device_ts: UnixMs, at: UnixMs) -> AnyEvent {
     AnyEvent::Cabinet(CabinetEvent::DoorClosed {
         stable_before: None,
+        not_before: Some(device_ts - 60_000),
         door: DoorNo::of(2),
         holder,
         unexpected,
@@ -802,6 +804,7 @@ fn door_opened_held_by_an_order_records_the_open_on_that_order() {
                 cabinet: CabinetId::new("wc1", "SN-001").unwrap(),
                 door: DoorNo::of(2),
                 device_ts: AT - 7,
+                not_before: Some(AT - 7 - 60_000),
             },
         }]
     );
@@ -827,6 +830,7 @@ fn door_closed_held_by_an_order_records_the_close_on_that_order() {
                     door: DoorNo::of(2),
                     device_ts: AT - 9,
                     unexpected,
+                    not_before: Some(AT - 9 - 60_000),
                 },
             }]
         );
@@ -1139,6 +1143,7 @@ fn effect_json_has_a_stable_shape() {
         cabinet: CabinetId::parse(CABINET).unwrap(),
         door: DoorNo::of(2),
         device_ts: AT,
+        not_before: None,
     })
     .unwrap();
     assert_eq!(json["cabinet"], CABINET);

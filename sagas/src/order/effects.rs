@@ -86,9 +86,10 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             door,
             device_ts,
             before: carried,
+            not_before,
         } => {
             let local = ports.telemetry.stable_at_or_before(cabinet, *door, *device_ts);
-            let before = newest_reading(carried.clone(), local);
+            let before = newest_reading(carried.clone(), local, *not_before);
             let cmd = OrderCommand::MarkDoorOpened {
                 device_ts: *device_ts,
                 before,
@@ -103,7 +104,18 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             device_ts,
             unexpected,
             before,
-        } => record_door_closed(&s, order_id, (cabinet, *door), *device_ts, *unexpected, before.clone()).await,
+            not_before,
+        } => {
+            record_door_closed(
+                &s,
+                order_id,
+                (cabinet, *door),
+                *device_ts,
+                *unexpected,
+                (before.clone(), *not_before),
+            )
+            .await
+        }
         Effect::SettleWeights {
             order_id,
             poll_ms,
@@ -255,10 +267,10 @@ async fn record_door_closed(
     (cabinet, door): (&CabinetId, DoorNo),
     device_ts: UnixMs,
     unexpected: bool,
-    carried: Option<StableReading>,
+    (carried, not_before): (Option<StableReading>, Option<UnixMs>),
 ) -> Outcome {
     let local = s.ports.telemetry.stable_at_or_before(cabinet, door, device_ts - 1);
-    let fallback_before = newest_reading(carried, local);
+    let fallback_before = newest_reading(carried, local, not_before);
     let cmd = OrderCommand::MarkDoorClosed {
         device_ts,
         unexpected,

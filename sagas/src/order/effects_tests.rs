@@ -660,11 +660,42 @@ async fn the_baseline_carried_by_the_door_event_is_used_where_the_node_has_no_te
         door: DoorNo::of(1),
         device_ts: NOW,
         before: Some(carried.clone()),
+        not_before: None,
     };
     assert_eq!(run(&w, opened).await, EffectOutcome::Done);
     assert!(matches!(
         w.orders.events_of(ORDER).last(),
         Some(OrderEvent::OrderDoorOpened { before: Some(b), .. }) if *b == carried
+    ));
+}
+
+/// A baseline older than the door's previous close was taken before the previous
+/// shopper's takes: the order records no baseline (and is judged `no_weight_before`, an
+/// anomaly for an operator) rather than charging this shopper for them too.
+#[tokio::test]
+async fn a_baseline_older_than_the_doors_previous_close_is_not_used() {
+    let opening = vec![
+        created(),
+        OrderEvent::OrderAuthorized { at: NOW },
+        OrderEvent::DoorOpenRequested {
+            cmd_id: "o-1-open".into(),
+            at: NOW,
+        },
+    ];
+    let w = world(opening, vec![], ScriptedProvider::default(), RecordingDevices::default());
+    let stale = reading();
+    let opened = Effect::RecordDoorOpened {
+        order_id: ORDER.into(),
+        cabinet: CabinetId::parse("wc1.SN1").unwrap(),
+        door: DoorNo::of(1),
+        device_ts: NOW,
+        before: Some(stale.clone()),
+        not_before: Some(stale.sample().device_ts + 1),
+    };
+    assert_eq!(run(&w, opened).await, EffectOutcome::Done);
+    assert!(matches!(
+        w.orders.events_of(ORDER).last(),
+        Some(OrderEvent::OrderDoorOpened { before: None, .. })
     ));
 }
 
@@ -680,9 +711,14 @@ fn of_two_baselines_the_later_reading_wins() {
         })
     };
     let newest = crate::effect::newest_reading;
-    assert_eq!(newest(at(5), at(9)), at(9), "this node has a later one");
-    assert_eq!(newest(at(9), at(5)), at(9), "this node missed the latest");
-    assert_eq!(newest(at(9), None), at(9));
-    assert_eq!(newest(None, at(5)), at(5));
-    assert_eq!(newest(None, None), None);
+    assert_eq!(newest(at(5), at(9), None), at(9), "this node has a later one");
+    assert_eq!(newest(at(9), at(5), None), at(9), "this node missed the latest");
+    assert_eq!(newest(at(9), None, None), at(9));
+    assert_eq!(newest(None, at(5), None), at(5));
+    assert_eq!(newest(None, None, None), None);
+    // Neither may predate the door's previous close.
+    assert_eq!(newest(at(5), at(9), Some(7)), at(9));
+    assert_eq!(newest(at(5), None, Some(7)), None, "from before the previous session");
+    assert_eq!(newest(at(5), at(6), Some(7)), None);
+    assert_eq!(newest(at(7), None, Some(7)), at(7), "taken at the close itself");
 }

@@ -231,3 +231,30 @@ fn a_write_off_books_the_weighed_stock_once_and_only_for_its_divergence() {
         .when(write_off(AT + 1_100))
         .then_expect_error(CabinetError::DoorBusy);
 }
+
+/// Only a reading of a free, closed door received after it was freed is weighed: the
+/// hub's watch asks this before remembering a reading as weighed, so the same weight is
+/// weighed again once the session that held the door has ended.
+#[test]
+fn a_closed_door_reading_is_weighed_only_once_the_door_is_free() {
+    let holder = Holder::Command { cmd_id: "c1".into() };
+    let held = state_after(with(
+        online(),
+        [
+            acquired(1, holder.clone()),
+            opened(1, Some(holder.clone()), "m1", 1),
+            closed(1, Some(holder), false, "m2", 2),
+        ],
+    ));
+    let CabinetCommand::ObserveClosedWeight { reading: late, .. } = observe(1650.0, 500.0, 0) else {
+        unreachable!()
+    };
+    let CabinetCommand::ObserveClosedWeight { reading: early, .. } = observe(1650.0, 500.0, -600) else {
+        unreachable!()
+    };
+    assert!(!held.weighs_closed(DoorNo::of(1), &late), "the door is still held");
+    let freed = state_after(after_a_raw_open());
+    assert!(freed.weighs_closed(DoorNo::of(1), &late));
+    assert!(!freed.weighs_closed(DoorNo::of(1), &early), "received before the door was freed");
+    assert!(!freed.weighs_closed(DoorNo::of(9), &late), "no such door");
+}
