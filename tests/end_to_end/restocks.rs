@@ -76,6 +76,23 @@ async fn a_restock_fills_the_lanes_by_weight_and_closes_the_task(kind: Store) {
     })
     .await;
     assert_eq!(task[0]["cabinet"], json!(cab));
+    // Paged by cabinet id: one task fills a page of one, and nothing follows it.
+    let page = get(client, "/api/v1/restock-tasks?limit=1").await;
+    assert_eq!(
+        (page["items"].as_array().map(Vec::len), &page["next_after"]),
+        (Some(1), &Value::Null),
+        "{page}"
+    );
+    let past = get(client, &format!("/api/v1/restock-tasks?after={cab}")).await;
+    assert_eq!(past["items"], json!([]), "{past}");
+    for (query, field) in [("limit=0", "limit"), ("limit=1001", "limit"), ("page=2", "query")] {
+        let (st, e) = client.get(&format!("/api/v1/restock-tasks?{query}"), &client.admin).await.unwrap();
+        assert_eq!(
+            (st, &e["error"]["field"]),
+            (StatusCode::UNPROCESSABLE_ENTITY, &json!(field)),
+            "{query}: {e}"
+        );
+    }
     assert_eq!(
         task[0]["lanes"],
         json!([{"door": 1, "lane": 1, "sku": paid["lines"][0]["sku"], "stock": 2, "capacity": 10, "threshold": 2, "bring": 8}])

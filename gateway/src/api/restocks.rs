@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tare_domain::restock::Restock;
 use tare_domain::{CabinetId, DoorNo, LaneNo, Sku};
-use tare_platform::service::LaneProduct;
+use tare_platform::service::{LaneProduct, TASK_PAGE_MAX};
 use tare_projections::RestockTaskDoc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -259,6 +259,12 @@ pub(super) struct TasksQuery {
     /// Only this cabinet (`pk.dn`), listed even when it needs nothing.
     #[param(pattern = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$", example = "wc1.SN001")]
     cabinet: Option<String>,
+    /// Tasks of the cabinets after this one (the previous page's `next_after`).
+    #[param(max_length = 200)]
+    after: Option<String>,
+    /// At most this many (default and most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
 }
 
 /// A lane to restock.
@@ -315,17 +321,20 @@ impl From<RestockTaskDoc> for RestockTaskDto {
     }
 }
 
-/// Restock tasks.
+/// A page of restock tasks.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct RestockTasksDto {
-    /// Oldest first (at most 1,000).
+    /// By cabinet id.
     items: Vec<RestockTaskDto>,
+    /// Pass as `after` for the next page; null when there is none.
+    next_after: Option<String>,
 }
 
 /// List restock tasks.
 ///
 /// One task per cabinet with a lane at or below its restock threshold, saying what to
-/// bring to fill each [O10]; a restock that fills the lanes closes it.
+/// bring to fill each [O10]; a restock that fills the lanes closes it. Paged by
+/// cabinet id: a full page has a `next_after`, to pass as `after` for the next.
 #[utoipa::path(
     get,
     path = "/api/v1/restock-tasks",
@@ -337,7 +346,7 @@ pub(super) struct RestockTasksDto {
         (status = 200, description = "The tasks.", body = RestockTasksDto),
         (status = 401, response = Unauthorized),
         (status = 403, response = OperatorOnly),
-        (status = 422, description = "`invalid_field`: `cabinet` or `query` (an unknown parameter).", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `cabinet`, `after` (over 200 characters), `limit` (out of range) or `query` (an unknown parameter).", body = ErrorBody),
         (status = 500, response = Internal),
     )
 )]
@@ -348,8 +357,17 @@ pub(super) async fn tasks(
 ) -> Result<Json<RestockTasksDto>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let cabinet = q.cabinet.as_deref().map(CabinetId::parse).transpose()?;
-    let items = s.platform.restock_tasks(cabinet.as_ref()).await?;
+    let after = q.after.unwrap_or_default();
+    if after.len() > 200 {
+        return Err(ApiError::invalid("after", "must be at most 200 characters"));
+    }
+    let limit = i64::from(q.limit.unwrap_or(1_000));
+    if !(1..=TASK_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let (items, next_after) = s.platform.restock_tasks(cabinet.as_ref(), &after, limit).await?;
     Ok(Json(RestockTasksDto {
         items: items.into_iter().map(RestockTaskDto::from).collect(),
+        next_after,
     }))
 }

@@ -39,6 +39,6 @@ pub use dead_letters::DeadLetterList;
 pub use error::ServiceError;
 pub use nearby::NearbyCabinet;
 pub use refunds::RefundView;
-pub use restocks::{LaneProduct, LaneSwap};
+pub use restocks::{LaneProduct, LaneSwap, TASK_PAGE_MAX};
 pub use settlements::DaySettlement;
 pub use shoppers::OrderFilter;

@@ -10,8 +10,8 @@ use tare_domain::restock::{Restock, RestockCommand, RestockLane};
 use tare_domain::{CabinetId, DoorNo, LaneNo, Sku};
 use tare_projections::{RestockTaskDoc, RestockTasks};
 
-/// At most this many tasks per listing.
-const TASK_LIMIT: i64 = 1_000;
+/// The most tasks one page of the listing holds (and its default size).
+pub const TASK_PAGE_MAX: i64 = 1_000;
 
 impl Platform {
     /// Starts a restock session at `door` of `cabinet` for operator `by`: the door is
@@ -75,16 +75,27 @@ impl Platform {
         Ok(r)
     }
 
-    /// The open restock tasks (every cabinet with a lane at or below its threshold), or
-    /// `cabinet`'s picture whether or not it needs anything; oldest task first.
-    pub async fn restock_tasks(&self, cabinet: Option<&CabinetId>) -> Result<Vec<RestockTaskDoc>, ServiceError> {
+    /// A page of the open restock tasks (every cabinet with a lane at or below its
+    /// threshold): up to `limit` (at most [`TASK_PAGE_MAX`]) of the cabinets after
+    /// `after`, by cabinet id, with the cabinet to ask for the next page after when there
+    /// are more — never silently cut. Or `cabinet`'s picture whether or not it needs
+    /// anything.
+    pub async fn restock_tasks(
+        &self,
+        cabinet: Option<&CabinetId>,
+        after: &str,
+        limit: i64,
+    ) -> Result<(Vec<RestockTaskDoc>, Option<String>), ServiceError> {
+        let limit = limit.clamp(1, TASK_PAGE_MAX);
         let docs = match cabinet {
             Some(c) => self.views.get(RestockTasks::VIEW, &c.to_string()).await?.into_iter().collect(),
-            None => self.views.by_owner(RestockTasks::VIEW, "needed", TASK_LIMIT).await?,
+            None => self.views.page(RestockTasks::VIEW, Some("needed"), after, limit + 1).await?,
         };
         let mut tasks: Vec<RestockTaskDoc> = docs.into_iter().filter_map(|d| serde_json::from_value(d).ok()).collect();
-        tasks.sort_by(|a, b| (a.since, &a.cabinet).cmp(&(b.since, &b.cabinet)));
-        Ok(tasks)
+        let more = tasks.len() as i64 > limit;
+        tasks.truncate(limit as usize);
+        let next_after = more.then(|| tasks.last().map(|t| t.cabinet.clone())).flatten();
+        Ok((tasks, next_after))
     }
 }
 
