@@ -70,6 +70,11 @@ pub struct SoakArgs {
     /// The `tare` binary the nodes and the sandbox run (default: this one).
     #[arg(long)]
     pub exe: Option<PathBuf>,
+    /// When a check fails, keep the private PostgreSQL's data directory (its database
+    /// holds every event, job and view) and NATS's store, and print how to open them,
+    /// to look into the failure.
+    #[arg(long)]
+    pub keep_on_failure: bool,
 }
 
 /// What the faults-off phase waits for at most, per order, before calling it stuck.
@@ -96,7 +101,17 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<report::SoakReport> {
     };
     let dir = std::env::temp_dir().join(format!("tare-soak-{}", uuid::Uuid::new_v4().simple()));
     let result = soak_in(&args, exe, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep_on_failure && !result.as_ref().is_ok_and(|r| r.passed) {
+        let data = dir.join("pg").join("data");
+        println!(
+            "soak: kept {} — open it with: su postgres -c 'pg_ctl -D {} -o \"-p 5499 -k {}\" start' and psql -h 127.0.0.1 -p 5499 -U postgres (the soak's database is the one named tare_soak_…)",
+            dir.display(),
+            data.display(),
+            dir.join("pg").display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
@@ -157,7 +172,9 @@ async fn soak_in(args: &SoakArgs, exe: PathBuf, dir: &std::path::Path) -> anyhow
     let checked = checks::run(&fleet, &cluster, &buying.tally, SETTLE).await?;
     let report = report::SoakReport::new(args, &buying, checked, started.elapsed());
     cluster.shut_down().await;
-    let _ = tare_platform::db::drop_scratch_postgres(&cluster.pg.url(), &pg_url).await;
+    if report.passed || !args.keep_on_failure {
+        let _ = tare_platform::db::drop_scratch_postgres(&cluster.pg.url(), &pg_url).await;
+    }
     Ok(report)
 }
 
