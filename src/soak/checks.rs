@@ -283,9 +283,10 @@ async fn money(
 }
 
 /// The codes of an order that could not be weighed (no stable reading within the O5
-/// window, or no baseline from after the door's previous close): it ends `abnormal`
+/// window, no baseline from after the door's previous close, or neither the door's open
+/// nor its close reached the platform within the door-open limit): it ends `abnormal`
 /// with nothing counted, by design, and the platform's closed-door check must see it.
-const UNWEIGHED: [&str; 2] = ["no_stable_weight", "no_weight_before"];
+const UNWEIGHED: [&str; 3] = ["no_stable_weight", "no_weight_before", "door_never_opened"];
 
 /// How long the shelves are given to be weighed once the orders have ended: the
 /// platform weighs a closed door's reading only once the door has been still for the
