@@ -266,7 +266,8 @@ impl VirtualCabinet {
         self.transport.disconnect().await
     }
 
-    fn doors(&self) -> Vec<DoorNo> {
+    /// Its doors, in order.
+    pub fn doors(&self) -> Vec<DoorNo> {
         let st = lock(&self.state);
         let mut d: Vec<DoorNo> = st.lanes.keys().map(|(d, _)| *d).collect();
         d.dedup();
@@ -344,6 +345,19 @@ impl VirtualCabinet {
             self.send_weight(door, true).await?;
         }
         Ok(())
+    }
+
+    /// The shopper closes the door and its `closed` message is lost on the way (its
+    /// `seq` is spent, nothing arrives); the readings after it are sent as after any
+    /// close. Only a later heartbeat's door states tell the platform [B7].
+    pub async fn close_unheard(&self, door: DoorNo) -> Result<(), TransportError> {
+        {
+            let mut st = lock(&self.state);
+            st.open.remove(&door);
+            st.seq += 1;
+        }
+        self.door_moved.notify_waiters();
+        self.send_weight(door, true).await
     }
 
     /// Forces the door open without a command (an unexpected open).

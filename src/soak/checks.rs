@@ -128,6 +128,8 @@ pub async fn run(fleet: &Fleet, cluster: &Cluster, tally: &Tally, settle: Durati
             "tare_device_uplinks_duplicate_total",
             "tare_callbacks_applied_total",
             "tare_callbacks_moot_total",
+            "tare_device_lost_closes_heard_total",
+            "tare_device_reboots_reconciled_total",
         ] {
             *out.metrics.entry(name).or_default() += crate::local_cluster::metric(&page, name);
         }
@@ -433,7 +435,11 @@ async fn shelves_pass(fleet: &Fleet, client: &ApiClient, unweighed_lanes: &BTree
                     }
                     continue;
                 }
-                let seen = flag.as_ref().is_some_and(|f| f["weighed_stock"].as_i64() == shelf);
+                // The flag's counts are of now: the shelf's count, and the difference
+                // from the inventory (a sale since the divergence began moves both).
+                let seen = flag.as_ref().is_some_and(|f| {
+                    f["weighed_stock"].as_i64() == shelf && shelf.zip(stock).map(|(s, i)| s - i) == f["difference"].as_i64()
+                });
                 if seen && unweighed_lanes.contains(&key) {
                     pass.held += 1;
                 } else {

@@ -163,10 +163,20 @@ async fn soak_in(args: &SoakArgs, exe: PathBuf, dir: &std::path::Path) -> anyhow
         pg,
         sandbox,
     };
+    // The devices keep their cadence to the end, as in the field: their heartbeats and
+    // closed-door weights are what the platform settles and reconciles from.
+    let _cadences: Vec<_> = fleet
+        .cabinets
+        .iter()
+        .map(|c| shoppers::Cadence(c.spawn_cadence(Duration::from_secs(1), Duration::from_secs(2))))
+        .collect();
     let outcome = buy_under_chaos(args, fleet.clone(), cluster).await;
     let (mut cluster, buying) = outcome?;
-    // Faults off, every node up, then let everything settle and check.
+    // Faults off, every node up, then let everything settle and check. A door that
+    // opens once its shopper has gone (an authorization the outage held back) is shut
+    // by the shop's staff.
     fleet.cabinets.iter().for_each(|c| c.set_faults(Default::default()));
+    let _staff = shoppers::Cadence(tokio::spawn(shoppers::close_doors_left_open(fleet.clone())));
     cluster.all_up().await?;
     chaos::notification_faults(&spec.sandbox_url, false).await?;
     let checked = checks::run(&fleet, &cluster, &buying.tally, SETTLE).await?;
@@ -241,11 +251,6 @@ pub struct Buying {
 async fn buy_under_chaos(args: &SoakArgs, fleet: Arc<Fleet>, cluster: chaos::Cluster) -> anyhow::Result<(chaos::Cluster, Buying)> {
     let tally = Arc::new(shoppers::Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let _cadences: Vec<_> = fleet
-        .cabinets
-        .iter()
-        .map(|c| crate::soak::shoppers::Cadence(c.spawn_cadence(Duration::from_secs(1), Duration::from_secs(2))))
-        .collect();
     let mut tasks = Vec::new();
     for cab in 0..fleet.cabinets.len() {
         tasks.push(tokio::spawn(shoppers::shopper(

@@ -21,6 +21,22 @@ impl Drop for Cadence {
     }
 }
 
+/// The shop's staff once the shoppers have gone: every second, any door standing open
+/// (one that opened for an order after its shopper gave up waiting) is shut, until
+/// aborted. Nothing is taken; the order settles from the weights as after any close.
+pub async fn close_doors_left_open(fleet: Arc<Fleet>) {
+    loop {
+        for c in &fleet.cabinets {
+            for d in c.doors() {
+                if c.is_open(d) {
+                    let _ = c.close(d).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// A refund an operator asked for, and what the API answered.
 #[derive(Debug, Clone)]
 pub struct RefundAsk {

@@ -1,7 +1,8 @@
 //! Field safety end to end, on both stores: load-cell drift followed over twelve hours
 //! of test-clock time with purchases in between, then blocked past its limit and cured
 //! by emptying, taring and calibrating the lane [B4, M1]; a device that reboots in the
-//! middle of a purchase, reconciled from its first heartbeat [B7]; a cabinet that got
+//! middle of a purchase, reconciled from its first heartbeat [B7]; a door close lost on
+//! the way, heard from the next heartbeat [B7]; a cabinet that got
 //! too warm, locked out until an operator resets it [B8].
 
 use crate::common::{calibrate_lane, config, empty_lane, eventually, Store, TestStore};
@@ -211,6 +212,55 @@ async fn a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat(kind: Stor
     store.cleanup().await;
 }
 on_both_stores!(reboot_reconciliation, a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat);
+
+/// A door close lost on the way (a node killed as it arrived) is heard from the next
+/// heartbeat sent after the open: the purchase settles from the readings after it and is
+/// charged for what was taken; a heartbeat of the door still open closes nothing [B7].
+async fn a_lost_close_is_heard_from_the_next_heartbeat(kind: Store) {
+    let store = TestStore::new(kind).await;
+    let app = App::start(config(&store)).await.expect("app");
+    let spec = FleetSpec {
+        cabinets: 1,
+        doors: 1,
+        lanes: 2,
+        capacity: 10,
+        pk: "lcl".into(),
+        transport: FleetTransport::InProcess,
+        ..FleetSpec::default()
+    };
+    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
+    let client = &fleet.client;
+    let vc = &fleet.cabinets[0];
+    let door = DoorNo::of(1);
+    let s = fleet.new_shopper("13800000093", "wechat", "once").await.unwrap();
+    let (st, o) = client
+        .post("/api/v1/orders", &s.token, &json!({"cabinet": vc.id().to_string(), "door": 1}))
+        .await
+        .unwrap();
+    assert_eq!(st, StatusCode::CREATED, "{o}");
+    let order_id = o["order_id"].as_str().unwrap().to_string();
+    assert!(vc.wait_open(door, Duration::from_secs(10)).await);
+    let order_state = || async {
+        let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), &s.token).await.unwrap();
+        o["state"].as_str().unwrap_or_default().to_string()
+    };
+    eventually(10, "the order open", || async { (order_state().await == "open").then_some(()) }).await;
+    vc.take(door, LaneNo::of(1), 2).await.unwrap();
+    vc.heartbeat().await.unwrap();
+    assert_eq!(order_state().await, "open", "a heartbeat of the open door closes nothing");
+    vc.close_unheard(door).await.unwrap();
+    vc.heartbeat().await.unwrap();
+    vc.report_weight(door).await.unwrap();
+    let o = fleet.wait_terminal(&order_id, &s.token, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(o["state"], "paid", "{o}");
+    assert_eq!((&o["lines"][0]["lane"], &o["lines"][0]["qty"]), (&json!(1), &json!(2)), "{o}");
+    vc.heartbeat().await.unwrap();
+    let metrics = crate::common::cluster::metrics(&app.base_url, &app.admin_token).await;
+    assert!(metrics.contains("tare_device_lost_closes_heard_total 1"), "{metrics}");
+    app.stop().await;
+    store.cleanup().await;
+}
+on_both_stores!(lost_close, a_lost_close_is_heard_from_the_next_heartbeat);
 
 /// The temperature lockout [B8]: above its limit the cabinet turns shoppers away, and
 /// cooling down does not lift it — an operator's reset does.

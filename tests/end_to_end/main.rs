@@ -44,6 +44,7 @@ mod replay;
 mod restocks;
 mod roles;
 mod saga_clock;
+mod scan_recovery;
 mod shutdown;
 mod sim_process;
 mod soak;

@@ -82,6 +82,24 @@ pub struct DoorState {
     /// [O5], or it would weigh the previous shopper's takes too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_device_ts: Option<UnixMs>,
+    /// The session that held the door at its last close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    /// When its holder took it: a door held long by an order that was never created (a
+    /// crash between the scan's two commands) is given back [O2].
+    #[serde(default)]
+    pub acquired_at: UnixMs,
+}
+
+impl DoorState {
+    /// Whether the door has opened or closed for `session` (it holds the door, and the
+    /// door is open, or its last close was under it): the session's own record of it
+    /// may still be on its way (its effect delayed by an outage), and must not be given
+    /// up as never opened meanwhile.
+    pub fn moved_for(&self, session: &str) -> bool {
+        self.holder.as_ref().is_some_and(|h| h.session_id() == session)
+            && (self.position == DoorPosition::Open || self.closed_by.as_deref() == Some(session))
+    }
 }
 
 /// How many recent door-message ids a cabinet remembers to drop duplicates [D8].
@@ -168,6 +186,8 @@ impl Cabinet {
                         opened_at: 0,
                         last_session: None,
                         closed_device_ts: None,
+                        closed_by: None,
+                        acquired_at: 0,
                     },
                 )
             })
@@ -687,10 +707,11 @@ impl Aggregate for Cabinet {
             e @ (CabinetEvent::TemperatureLimitSet { .. }
             | CabinetEvent::TemperatureLockedOut { .. }
             | CabinetEvent::TemperatureLockoutReset { .. }) => self.temperature.apply(e),
-            CabinetEvent::DoorAcquired { door, holder, .. } => {
+            CabinetEvent::DoorAcquired { door, holder, at } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.last_session = Some(holder.clone());
                     d.holder = Some(holder);
+                    d.acquired_at = at;
                 }
             }
             CabinetEvent::DoorReleased { door, at, .. } => {
@@ -712,12 +733,14 @@ impl Aggregate for Cabinet {
                 seq,
                 msg_id,
                 device_ts,
+                holder,
                 ..
             } => {
                 if let Some(d) = self.doors.get_mut(&door) {
                     d.position = DoorPosition::Closed;
                     d.last_seq = Some(seq);
                     d.closed_device_ts = Some(device_ts);
+                    d.closed_by = holder.as_ref().map(|h| h.session_id().to_string());
                 }
                 self.remember(msg_id);
             }

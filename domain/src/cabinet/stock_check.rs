@@ -20,8 +20,9 @@
 //!   whole items more than the ledger knows with no lane to explain them (an unrecorded
 //!   restock).
 //!
-//! The cabinet records a lane's divergence when it starts or changes
-//! (`LaneStockDiverged`) and when the weight agrees again (`LaneStockAgreed`); the
+//! The cabinet records a lane's divergence when it starts or changes — its class, its
+//! difference, or the ledger's stock it stands against (a sale since moves both counts)
+//! — (`LaneStockDiverged`) and when the weight agrees again (`LaneStockAgreed`); the
 //! `stock_discrepancies` view serves them, and the nightly reconciliation raises an
 //! anomaly for each still open.
 
@@ -80,6 +81,11 @@ pub struct StockDivergence {
     pub difference: i64,
     /// When the lane first disagreed.
     pub since: UnixMs,
+    /// The ledger's stock when it was last recorded: a sale since moves the ledger and
+    /// the weight alike, and the divergence is recorded again with both counts, so that
+    /// what an operator sees is the shelf's count now, not before the sale.
+    #[serde(default)]
+    pub ledger_stock: i64,
 }
 
 /// What one reading says of one lane.
@@ -226,7 +232,10 @@ impl Cabinet {
                 }),
                 (Some(class), open) => {
                     let difference = v.weighed_stock.map_or(0, |w| w - l.stock);
-                    if open.as_ref().is_some_and(|o| o.class == class && o.difference == difference) {
+                    if open
+                        .as_ref()
+                        .is_some_and(|o| o.class == class && o.difference == difference && o.ledger_stock == l.stock)
+                    {
                         continue;
                     }
                     events.push(CabinetEvent::LaneStockDiverged {
@@ -294,10 +303,16 @@ impl Cabinet {
                 class,
                 difference,
                 since,
+                ledger_stock,
                 ..
             } => {
                 if let Some(l) = self.lane_mut(door, lane) {
-                    l.divergence = Some(StockDivergence { class, difference, since });
+                    l.divergence = Some(StockDivergence {
+                        class,
+                        difference,
+                        since,
+                        ledger_stock,
+                    });
                 }
             }
             CabinetEvent::LaneStockAgreed { door, lane, .. } => {

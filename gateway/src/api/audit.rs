@@ -294,6 +294,11 @@ impl Exposition {
             d.reboots_reconciled,
         );
         self.counter(
+            "tare_device_lost_closes_heard_total",
+            "Door closes never received, heard from a later heartbeat's door states [B7].",
+            d.lost_closes_heard,
+        );
+        self.counter(
             "tare_weight_history_written_total",
             "Weight samples written to the 30-day history [D6].",
             d.weight_history_written,

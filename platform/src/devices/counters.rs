@@ -19,12 +19,19 @@ pub struct DeviceCounters {
     pub silent_alerts: AtomicU64,
     /// Doors closed for their session after a reboot, from the device's snapshot [B7].
     pub reboots_reconciled: AtomicU64,
+    /// Door closes the platform never received, heard from a later heartbeat [B7].
+    pub lost_closes_heard: AtomicU64,
 }
 
 impl DeviceCounters {
     /// Counts one door closed by a reboot's reconciliation [B7].
     pub fn reboot_reconciled(&self) {
         self.reboots_reconciled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one lost close heard from a heartbeat [B7].
+    pub fn lost_close_heard(&self) {
+        self.lost_closes_heard.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts one refusal for `reason`.

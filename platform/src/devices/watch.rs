@@ -9,7 +9,10 @@
 //! - a reboot [B7]: a cabinet that booted while one of its doors was open or in a session
 //!   is reconciled with its first heartbeat: a door the device reports closed is closed
 //!   for the session that held it (the purchase, restock or command then settles from the
-//!   weights as after any close).
+//!   weights as after any close);
+//! - a lost close [B7]: a door the platform has open that a later heartbeat (by the
+//!   device's `seq`) reports closed is closed as of that heartbeat, so a close message
+//!   lost on the way (a node killed as it arrived) cannot leave a purchase open for good.
 //!
 //! A watch is loaded from the cabinet and kept [`WATCH_TTL_MS`]; changes made through
 //! this node (a new limit, a reset) forget it at once, changes on other nodes are seen
@@ -56,6 +59,9 @@ pub(super) struct CabinetWatch {
     /// Booted with a door open or held: the boot's device time, until the first
     /// heartbeat reconciles it.
     rebooted_at: Option<UnixMs>,
+    /// The doors open as far as this node knows, with the `seq` of their open: a
+    /// heartbeat sent after it that reports one closed tells of a lost close.
+    open_doors: BTreeMap<DoorNo, u64>,
 }
 
 impl CabinetWatch {
@@ -66,6 +72,12 @@ impl CabinetWatch {
             locked: c.temperature.locked.is_some(),
             doors: BTreeMap::new(),
             rebooted_at: None,
+            open_doors: c
+                .doors
+                .values()
+                .filter(|d| d.position == DoorPosition::Open)
+                .map(|d| (d.door, d.last_seq.unwrap_or(0)))
+                .collect(),
         }
     }
 }
@@ -88,6 +100,22 @@ impl DeviceHub {
             let d = w.doors.entry(door).or_default();
             d.moved_at = at;
             d.lanes = None;
+        }
+    }
+
+    /// A door event from the device: the door moved, and is open (as of `seq`) or not.
+    pub(super) fn watch_door_event(&self, cabinet: &CabinetId, door: DoorNo, position: DoorPosition, seq: u64, at: UnixMs) {
+        self.watch_door_moved(cabinet, door, at);
+        if let Some(w) = lock(&self.watches).get_mut(cabinet) {
+            match position {
+                DoorPosition::Open => {
+                    let known = w.open_doors.entry(door).or_insert(seq);
+                    *known = (*known).max(seq);
+                }
+                _ => {
+                    w.open_doors.remove(&door);
+                }
+            }
         }
     }
 
@@ -192,7 +220,7 @@ impl DeviceHub {
                 ..CabinetWatch::of(&c, at)
             };
         }
-        let (lock_out, rebooted_at) = {
+        let (lock_out, rebooted_at, lost) = {
             let mut watches = lock(&self.watches);
             let Some(w) = watches.get_mut(cabinet) else {
                 return Ok(());
@@ -201,7 +229,15 @@ impl DeviceHub {
             if over {
                 w.locked = true;
             }
-            (over, w.rebooted_at.take())
+            let lost: Vec<DoorNo> = hb
+                .doors
+                .iter()
+                .filter(|(door, state)| {
+                    state.as_str() == "closed" && w.open_doors.get(door).is_some_and(|open_seq| *open_seq < up.envelope.seq)
+                })
+                .map(|(door, _)| *door)
+                .collect();
+            (over, w.rebooted_at.take(), lost)
         };
         if lock_out {
             let cmd = CabinetCommand::ObserveTemperature { temp_c: hb.temp_c, at };
@@ -209,6 +245,57 @@ impl DeviceHub {
         }
         if let Some(boot_ts) = rebooted_at {
             self.reconcile_reboot(cabinet, up, hb, boot_ts, at).await?;
+        } else if !lost.is_empty() {
+            self.reconcile_lost_close(cabinet, up, &lost, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Doors this node has open that a heartbeat sent after their open reports closed:
+    /// their close was lost, and is recorded now as of the heartbeat's device time (the
+    /// door was closed by then, so the readings after it weigh the session) [B7]. The
+    /// cabinet decides, by its own door state and `seq`; the watch only says when to ask.
+    async fn reconcile_lost_close(&self, cabinet: &CabinetId, up: &Uplink, doors: &[DoorNo], at: UnixMs) -> Result<(), IngestError> {
+        let c = self.load_cabinet(cabinet).await?;
+        for door in doors {
+            let lost = c
+                .door(*door)
+                .is_ok_and(|d| d.position == DoorPosition::Open && d.last_seq.is_none_or(|s| s < up.envelope.seq));
+            if lost {
+                let cmd = CabinetCommand::RecordDoorEvent {
+                    door: *door,
+                    position: DoorPosition::Closed,
+                    msg_id: format!("{}:heartbeat:{}", up.envelope.id, door.get()),
+                    seq: up.envelope.seq,
+                    device_ts: up.envelope.ts,
+                    cmd_id: None,
+                    // The open carried the session's baseline; a reading from before
+                    // this heartbeat may already be after the takes.
+                    stable_before: None,
+                    at,
+                };
+                let meta = Meta::new(at, cabinet.to_string(), format!("device:{}:heartbeat", up.envelope.id));
+                self.aggregates
+                    .cabinets
+                    .execute(&cabinet.to_string(), cmd, meta)
+                    .await
+                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                self.counters.lost_close_heard();
+                tracing::warn!(cabinet = %cabinet, door = door.get(), "a door close was lost; heard from the heartbeat");
+                self.watch_door_moved(cabinet, *door, at);
+            }
+            // The watch follows the cabinet: still open (opened after this heartbeat) or not.
+            let open_seq = c
+                .door(*door)
+                .ok()
+                .filter(|d| !lost && d.position == DoorPosition::Open)
+                .map(|d| d.last_seq.unwrap_or(0));
+            if let Some(w) = lock(&self.watches).get_mut(cabinet) {
+                match open_seq {
+                    Some(seq) => w.open_doors.insert(*door, seq),
+                    None => w.open_doors.remove(door),
+                };
+            }
         }
         Ok(())
     }

@@ -50,6 +50,8 @@ pub struct DeviceMetrics {
     pub silent_alerts: u64,
     /// Doors closed for their session from a rebooted device's snapshot [B7].
     pub reboots_reconciled: u64,
+    /// Door closes never received, heard from a later heartbeat's door states [B7].
+    pub lost_closes_heard: u64,
     /// Weight samples and heartbeats published as telemetry.
     pub telemetry_published: u64,
     /// Weight samples written to the 30-day history [D6].
@@ -226,6 +228,7 @@ impl Platform {
                 downlinks: read(&d.sent),
                 silent_alerts: read(&d.silent_alerts),
                 reboots_reconciled: read(&d.reboots_reconciled),
+                lost_closes_heard: read(&d.lost_closes_heard),
                 telemetry_published: read(&self.hub.bus().published),
                 weight_history_written: read(&self.history.written),
                 weight_history_dropped: read(&self.history.dropped),

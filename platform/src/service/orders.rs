@@ -11,7 +11,13 @@ use tare_domain::cabinet::{Cabinet, CabinetCommand, CabinetError, Holder, LanePl
 use tare_domain::order::{Order, OrderCommand, OrderState};
 use tare_domain::payment::Payment;
 use tare_domain::shopper::ShopperCommand;
-use tare_domain::{CabinetId, DoorNo};
+use tare_domain::{CabinetId, DoorNo, UnixMs};
+
+/// How long a door or a shopper's order slot may be held by an order that does not
+/// exist before a scan gives it back: a scan takes both before it creates the order, so
+/// a crash between leaves them held by nothing. Twice the HTTP request timeout (30 s),
+/// after which no scan still in flight can create the order.
+pub const ORDER_CREATION_GRACE_MS: i64 = 60_000;
 
 impl Platform {
     /// A scan [O1, O2]: takes the shopper's open-order slot, then the door, then creates
@@ -38,9 +44,19 @@ impl Platform {
         cabinet.check_door_sellable(door).map_err(ServiceError::refused)?;
         if let Some(holder) = &door_state.holder {
             let still_busy = match holder {
-                Holder::Order { order_id, .. } => {
-                    let prev = self.aggregates.orders.load(order_id).await.map_err(ServiceError::from_command)?;
-                    prev.state.holds_door()
+                Holder::Order {
+                    order_id: previous,
+                    shopper_id: previous_shopper,
+                } => {
+                    let prev = self.aggregates.orders.load(previous).await.map_err(ServiceError::from_command)?;
+                    if prev.id.is_none() {
+                        let acquired_at = door_state.acquired_at;
+                        !self
+                            .give_back_uncreated(cabinet_id, door, previous, previous_shopper, Some(acquired_at))
+                            .await?
+                    } else {
+                        prev.state.holds_door()
+                    }
                 }
                 Holder::Command { cmd_id } => !self.command_door_is_free(cmd_id).await?,
                 _ => true,
@@ -84,12 +100,57 @@ impl Platform {
             auth_deadline: at + self.saga.auth_timeout_ms,
             at,
         };
+        if let Err(e) = self.aggregates.orders.execute(&order_id, cmd, meta()).await {
+            // The door and the slot are given back at once if the order surely does not
+            // exist (a failed commit may still have landed); else a later scan does it.
+            if self.aggregates.orders.load(&order_id).await.is_ok_and(|o| o.id.is_none()) {
+                let _ = self.give_back_uncreated(cabinet_id, door, &order_id, shopper_id, None).await;
+            }
+            return Err(ServiceError::from_command(e));
+        }
+        self.order(&order_id).await
+    }
+
+    /// Gives back a door and a shopper's slot held by `order_id`, an order that does not
+    /// exist: at once (`taken_at` `None`, the scan that took them failed), or once they
+    /// were taken [`ORDER_CREATION_GRACE_MS`] ago; whether it did. The released door is
+    /// weighed closed as after any session.
+    async fn give_back_uncreated(
+        &self,
+        cabinet_id: &CabinetId,
+        door: DoorNo,
+        order_id: &str,
+        shopper_id: &str,
+        taken_at: Option<UnixMs>,
+    ) -> Result<bool, ServiceError> {
+        let at = self.clock.now_ms();
+        if taken_at.is_some_and(|taken| at - taken < ORDER_CREATION_GRACE_MS) {
+            return Ok(false);
+        }
+        let meta = || self.meta(order_id, "api:order_never_created");
+        let release = CabinetCommand::ReleaseDoor {
+            door,
+            session_id: order_id.to_string(),
+            reason: "order_never_created".into(),
+            at,
+        };
         self.aggregates
-            .orders
-            .execute(&order_id, cmd, meta())
+            .cabinets
+            .execute(&cabinet_id.to_string(), release, meta())
             .await
             .map_err(ServiceError::from_command)?;
-        self.order(&order_id).await
+        let end = ShopperCommand::EndOrder {
+            order_id: order_id.to_string(),
+            outcome: "abandoned".into(),
+            at,
+        };
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, end, meta())
+            .await
+            .map_err(ServiceError::from_command)?;
+        tracing::warn!(%order_id, cabinet = %cabinet_id, door = door.get(), "gave back a door and a slot held by an order never created");
+        Ok(true)
     }
 
     /// Runs one of the saga's (idempotent) effects now, ahead of the executor: used when a
@@ -194,8 +255,40 @@ impl Platform {
                     code: "unpaid_order",
                     message: format!("shopper has an unpaid order {previous}"),
                 };
-                // An order being created right now by another request does not exist yet.
-                let prev = self.order(&previous).await.map_err(|_| unpaid())?;
+                // An order being created right now by another request does not exist yet;
+                // one that never was (a crash mid-scan) frees the slot after a grace.
+                let prev = match self.order(&previous).await {
+                    Ok(prev) => prev,
+                    Err(ServiceError::NotFound { .. }) => {
+                        let shopper = self
+                            .aggregates
+                            .shoppers
+                            .load(shopper_id)
+                            .await
+                            .map_err(ServiceError::from_command)?;
+                        let begun_at = shopper.recent_opens.back().copied().unwrap_or(0);
+                        if at - begun_at < ORDER_CREATION_GRACE_MS {
+                            return Err(unpaid());
+                        }
+                        let end = ShopperCommand::EndOrder {
+                            order_id: previous,
+                            outcome: "abandoned".into(),
+                            at,
+                        };
+                        self.aggregates
+                            .shoppers
+                            .execute(shopper_id, end, meta())
+                            .await
+                            .map_err(ServiceError::from_command)?;
+                        return self
+                            .aggregates
+                            .shoppers
+                            .execute(shopper_id, begin(), meta())
+                            .await
+                            .map_err(ServiceError::from_command);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if !prev.state.is_terminal() {
                     return Err(ServiceError::Conflict {
                         code: "unpaid_order",

@@ -9,7 +9,7 @@ use crate::ports::{AuthorizationRequest, CommandError, CommandMeta, DoorCommandK
 use crate::SagaConfig;
 use tare_domain::command::{CommandSpec, CommandStep};
 use tare_domain::order::rules::{authorization_limit, open_command_id};
-use tare_domain::order::{Order, OrderCommand, OrderState};
+use tare_domain::order::{Order, OrderCommand, OrderState, MAX_DOOR_QUERIES};
 use tare_domain::payment::{PaymentCommand, PaymentError};
 use tare_domain::shopper::ShopperCommand;
 use tare_domain::weight::StableReading;
@@ -73,13 +73,7 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
             cmd_id,
             expires_at,
         } => send_door_command(&s, order_id, *kind, cmd_id, *expires_at).await,
-        Effect::CheckDoor { order_id, attempt } => {
-            let cmd = OrderCommand::CheckDoor {
-                attempt: *attempt,
-                at: now,
-            };
-            s.order_cmd(order_id, cmd).await
-        }
+        Effect::CheckDoor { order_id, attempt } => check_door(&s, cfg, order_id, *attempt).await,
         Effect::RecordDoorOpened {
             order_id,
             cabinet,
@@ -165,6 +159,27 @@ pub async fn run(ports: &EffectPorts, cfg: &SagaConfig, effect: &Effect, key: &s
         | Effect::CountRestock { .. }
         | Effect::FinishRestock { .. } => Err(EffectError::Permanent("not a purchase effect".into())),
     }
+}
+
+/// Timer: query the door again, or give the order up as `door_never_opened` [O4] — but
+/// not while the cabinet has recorded the door opening or closing for this order and the
+/// order has not heard of it yet: that record's effect is only late (the job runner or
+/// the feed behind after an outage), and giving up would leave the takes unweighed. The
+/// check waits for it instead, one door-check interval at a time, for at most the
+/// door-open limit from the order's creation (then it gives up as before).
+async fn check_door(s: &Step<'_>, cfg: &SagaConfig, order_id: &str, attempt: u32) -> Outcome {
+    if attempt > MAX_DOOR_QUERIES {
+        let order = s.order(order_id).await?;
+        let waiting = order.state == OrderState::Opening && s.now < order.created_at + cfg.door_open_limit_ms;
+        if let (true, Some(cabinet), Some(door)) = (waiting, order.cabinet.as_ref(), order.door) {
+            let c = s.ports.cabinets.load(&cabinet.to_string()).await?;
+            if c.door(door).is_ok_and(|d| d.moved_for(order_id)) {
+                return Ok(EffectOutcome::Defer(s.now + cfg.door_check_ms));
+            }
+        }
+    }
+    let cmd = OrderCommand::CheckDoor { attempt, at: s.now };
+    s.order_cmd(order_id, cmd).await
 }
 
 /// Asks the provider for the authorization (covering the most the door could be charged)

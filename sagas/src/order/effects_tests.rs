@@ -722,3 +722,74 @@ fn of_two_baselines_the_later_reading_wins() {
     assert_eq!(newest(at(5), at(6), Some(7)), None);
     assert_eq!(newest(at(7), None, Some(7)), at(7), "taken at the close itself");
 }
+
+/// The last door check does not give an order up as never opened while the cabinet has
+/// recorded its door closing under the order: that record's own effect is only late (an
+/// outage held the job runner back; the soak saw 45 s), and giving up would leave the
+/// shopper's takes unweighed. Without such a record the order is given up as before.
+#[tokio::test]
+async fn the_last_door_check_waits_for_a_close_the_cabinet_recorded_for_the_order() {
+    use tare_domain::cabinet::{CabinetEvent, DoorPlan, Holder};
+    use tare_domain::CabinetKind;
+    let opening = || {
+        vec![
+            created(),
+            OrderEvent::OrderAuthorized { at: NOW },
+            OrderEvent::DoorOpenRequested {
+                cmd_id: "o-1-open".into(),
+                at: NOW,
+            },
+        ]
+    };
+    let check = Effect::CheckDoor {
+        order_id: ORDER.into(),
+        attempt: tare_domain::order::MAX_DOOR_QUERIES + 1,
+    };
+    let holder = Holder::Order {
+        order_id: ORDER.into(),
+        shopper_id: "s-1".into(),
+    };
+    let cabinet = vec![
+        CabinetEvent::CabinetRegistered {
+            id: CabinetId::parse("wc1.SN1").unwrap(),
+            kind: CabinetKind::Weight,
+            location: tare_domain::GeoPoint::parse(31.23, 121.47).unwrap(),
+            doors: vec![DoorPlan {
+                door: DoorNo::of(1),
+                lanes: vec![lane(1, 300, 10)],
+            }],
+            at: NOW - 1_000,
+        },
+        CabinetEvent::DoorAcquired {
+            door: DoorNo::of(1),
+            holder: holder.clone(),
+            at: NOW,
+        },
+        CabinetEvent::DoorClosed {
+            door: DoorNo::of(1),
+            holder: Some(holder),
+            unexpected: true,
+            msg_id: "m-close".into(),
+            seq: 1,
+            device_ts: NOW + 500,
+            stable_before: None,
+            not_before: None,
+            at: NOW + 500,
+        },
+    ];
+    let w = world(opening(), vec![], ScriptedProvider::default(), RecordingDevices::default());
+    w.cabinets.events.lock().unwrap().insert("wc1.SN1".into(), cabinet);
+    let waited = run(&w, check.clone()).await;
+    assert_eq!(waited, EffectOutcome::Defer(NOW + SagaConfig::default().door_check_ms));
+    assert!(
+        w.orders.events_of(ORDER).len() == 3,
+        "nothing decided while the close is on its way"
+    );
+
+    let given_up = world(opening(), vec![], ScriptedProvider::default(), RecordingDevices::default());
+    assert_eq!(run(&given_up, check).await, EffectOutcome::Done);
+    assert!(matches!(
+        given_up.orders.events_of(ORDER).last(),
+        Some(OrderEvent::OrderMarkedAbnormal { .. })
+    ));
+}

@@ -159,6 +159,39 @@ fn a_divergence_is_recorded_when_it_starts_or_changes_and_when_it_ends() {
     given(with(after_a_raw_open(), [first.clone()]))
         .when(observe(1320.0, 500.0, 300))
         .then_expect_events(vec![diverged(StockClass::UnpaidTake, 4, -2, AT + 1_100, AT + 1_300)]);
+    // A cola sold since: the ledger and the weight moved alike, the difference is the
+    // same, and the divergence is recorded again with the counts of now.
+    let sold = CabinetEvent::LaneStockChanged {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        before: 6,
+        change: -1,
+        after: 5,
+        reason: StockReason::Sale { order_id: "o-9".into() },
+        at: AT + 1_250,
+    };
+    let recounted = CabinetEvent::LaneStockDiverged {
+        door: DoorNo::of(1),
+        lane: LaneNo::of(1),
+        sku: Sku::of("cola"),
+        class: StockClass::UnpaidTake,
+        ledger_stock: 5,
+        weighed_stock: Some(4),
+        difference: -1,
+        reading_grams: Some(Grams::of(1320.0)),
+        expected_grams: Grams::of(1650.0),
+        since: AT + 1_100,
+        window_from: AT + 160,
+        last_session: Some(Holder::Command { cmd_id: "c1".into() }),
+        at: AT + 1_300,
+    };
+    given(with(after_a_raw_open(), [first.clone(), sold.clone()]))
+        .when(observe(1320.0, 500.0, 300))
+        .then_expect_events(vec![recounted.clone()]);
+    given(with(after_a_raw_open(), [first.clone(), sold, recounted]))
+        .when(observe(1320.0, 500.0, 400))
+        .then_expect_events(vec![]);
     // Put back: the lane agrees again.
     given(with(after_a_raw_open(), [first.clone()]))
         .when(observe(1980.0, 500.0, 400))
@@ -176,7 +209,8 @@ fn a_divergence_is_recorded_when_it_starts_or_changes_and_when_it_ends() {
             StockDivergence {
                 class: StockClass::UnpaidTake,
                 difference: -1,
-                since: AT + 1_100
+                since: AT + 1_100,
+                ledger_stock: 6,
             }
         )])
     );

@@ -34,7 +34,7 @@ impl DeviceHub {
             stable_before: self.telemetry.stable_at_or_before(cabinet, door, before_ts),
             at,
         };
-        self.watch_door_moved(cabinet, door, at);
+        self.watch_door_event(cabinet, door, position, up.envelope.seq, at);
         self.cabinet_cmd(cabinet, cmd, up, at).await
     }
 }
