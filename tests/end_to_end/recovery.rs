@@ -81,10 +81,27 @@ async fn the_platform_recovers_when_nats_and_postgres_restart() {
     at_least(after_nats + 3).await;
     // PostgreSQL down: a request that needs the store is told to come back (503,
     // `store_unavailable`), not that something broke (500).
+    let waiting = fleet.new_shopper("13600000099", "wechat", "once").await.expect("a shopper");
     pg.ctl("stop", PgStop::Fast).expect("PostgreSQL stops");
     let (status, body) = fleet
         .client
         .get("/api/v1/anomalies?state=open", &fleet.client.admin)
+        .await
+        .expect("an answer while the store is down");
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    // A shopper's token that cannot be checked is not called invalid (an app would log
+    // its shopper out).
+    let (status, body) = fleet
+        .client
+        .post(
+            "/api/v1/orders",
+            &waiting.token,
+            &serde_json::json!({"cabinet": fleet.cabinets[0].id().to_string(), "door": 1}),
+        )
         .await
         .expect("an answer while the store is down");
     assert_eq!(

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tare_domain::operator::{CabinetScope, Role};
 use tare_domain::Cents;
+use tare_platform::service::ServiceError;
 
 /// The operator id of the environment's admin token (`TARE_ADMIN_TOKEN`).
 pub const ROOT_ADMIN: &str = "admin";
@@ -108,8 +109,14 @@ async fn resolve(token: &str, state: &ApiState) -> Result<Caller, ApiError> {
         return Ok(Caller::Staff(Staff::root()));
     }
     let invalid = || ApiError::Unauthorized("invalid token".into());
+    // Only an unknown id is a bad token: a store that cannot be read is the store's
+    // answer (503 `store_unavailable`), or an app would log its shopper out mid-outage.
+    let unknown_or = |e: ServiceError| match e {
+        ServiceError::NotFound { .. } => invalid(),
+        other => ApiError::from(other),
+    };
     if let Some(id) = issued_id(token, OPERATOR_PREFIX) {
-        let a = state.platform.operator_account(id).await.map_err(|_| invalid())?;
+        let a = state.platform.operator_account(id).await.map_err(unknown_or)?;
         if !constant_time_eq(token_sha256(token).as_bytes(), a.token_sha256.as_bytes()) {
             return Err(invalid());
         }
@@ -125,7 +132,7 @@ async fn resolve(token: &str, state: &ApiState) -> Result<Caller, ApiError> {
         }));
     }
     let id = issued_id(token, "").ok_or_else(invalid)?;
-    let shopper = state.platform.shopper(id).await.map_err(|_| invalid())?;
+    let shopper = state.platform.shopper(id).await.map_err(unknown_or)?;
     if constant_time_eq(token_sha256(token).as_bytes(), shopper.token_sha256.as_bytes()) {
         Ok(Caller::Shopper(id.to_string()))
     } else {
