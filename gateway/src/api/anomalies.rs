@@ -246,14 +246,7 @@ pub(super) async fn list(
         Some(_) => return Err(ApiError::invalid("state", "must be open or closed")),
     };
     let cabinet = q.cabinet.as_deref().map(CabinetId::parse).transpose()?;
-    let after = q.after.unwrap_or_default();
-    if after.len() > 200 {
-        return Err(ApiError::invalid("after", "must be at most 200 characters"));
-    }
-    let limit = i64::from(q.limit.unwrap_or(1_000));
-    if !(1..=ANOMALY_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let (after, limit) = super::extract::page_params(q.after, q.limit, ANOMALY_PAGE_MAX)?;
     let page = s.platform.anomalies(state, cabinet.as_ref(), &after, limit).await?;
     Ok(Json(AnomaliesDto {
         items: page.items.into_iter().map(AnomalyDto::from).collect(),

@@ -6,6 +6,24 @@ use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+/// The longest `after` a paged listing takes (ids are far shorter).
+const PAGE_AFTER_MAX: usize = 200;
+
+/// A paged listing's `after` and `limit` query parameters, checked: `after` (the last
+/// id of the previous page, default the start) at most [`PAGE_AFTER_MAX`] characters,
+/// `limit` (default `max`) between 1 and `max`; each refusal a 422 naming its field.
+pub fn page_params(after: Option<String>, limit: Option<u32>, max: i64) -> Result<(String, i64), ApiError> {
+    let after = after.unwrap_or_default();
+    if after.len() > PAGE_AFTER_MAX {
+        return Err(ApiError::invalid("after", format!("must be at most {PAGE_AFTER_MAX} characters")));
+    }
+    let limit = limit.map_or(max, i64::from);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("must be between 1 and {max}")));
+    }
+    Ok((after, limit))
+}
+
 /// A JSON body. Syntax errors are 400 `malformed_json`; type, range and unknown-field
 /// errors are 422 with the field's path.
 pub struct ApiJson<T>(pub T);

@@ -357,14 +357,7 @@ pub(super) async fn tasks(
 ) -> Result<Json<RestockTasksDto>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let cabinet = q.cabinet.as_deref().map(CabinetId::parse).transpose()?;
-    let after = q.after.unwrap_or_default();
-    if after.len() > 200 {
-        return Err(ApiError::invalid("after", "must be at most 200 characters"));
-    }
-    let limit = i64::from(q.limit.unwrap_or(1_000));
-    if !(1..=TASK_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let (after, limit) = super::extract::page_params(q.after, q.limit, TASK_PAGE_MAX)?;
     let (items, next_after) = s.platform.restock_tasks(cabinet.as_ref(), &after, limit).await?;
     Ok(Json(RestockTasksDto {
         items: items.into_iter().map(RestockTaskDto::from).collect(),
