@@ -78,12 +78,7 @@ impl Platform {
             shopper_id: shopper_id.to_string(),
         };
         if let Err(e) = self.acquire_door(&cabinet, cabinet_id, door, holder, at, &order_id).await {
-            let undo = ShopperCommand::EndOrder {
-                order_id: order_id.clone(),
-                outcome: "abandoned".into(),
-                at,
-            };
-            if let Err(u) = self.aggregates.shoppers.execute(shopper_id, undo, meta()).await {
+            if let Err(u) = self.end_shopper_slot(shopper_id, &order_id, "abandoned", at, meta()).await {
                 tracing::error!(%order_id, error = %u, "could not release the shopper's order slot");
             }
             return Err(ServiceError::from_command(e));
@@ -139,16 +134,7 @@ impl Platform {
             .execute(&cabinet_id.to_string(), release, meta())
             .await
             .map_err(ServiceError::from_command)?;
-        let end = ShopperCommand::EndOrder {
-            order_id: order_id.to_string(),
-            outcome: "abandoned".into(),
-            at,
-        };
-        self.aggregates
-            .shoppers
-            .execute(shopper_id, end, meta())
-            .await
-            .map_err(ServiceError::from_command)?;
+        self.end_shopper_slot(shopper_id, order_id, "abandoned", at, meta()).await?;
         tracing::warn!(%order_id, cabinet = %cabinet_id, door = door.get(), "gave back a door and a slot held by an order never created");
         Ok(true)
     }
@@ -237,8 +223,8 @@ impl Platform {
     }
 
     /// Takes the shopper's open-order slot. If an earlier order still holds it but has
-    /// already ended (its slot is freed by an effect that may not have run yet), frees it
-    /// now instead of refusing the shopper.
+    /// already ended (its slot is freed by an effect that may not have run yet), or was
+    /// never created, frees it now instead of refusing the shopper.
     async fn begin_shopper_order(&self, shopper_id: &str, order_id: &str, at: tare_domain::UnixMs) -> Result<(), ServiceError> {
         use crate::store::CommandError;
         use tare_domain::shopper::ShopperError;
@@ -251,79 +237,8 @@ impl Platform {
         };
         match self.aggregates.shoppers.execute(shopper_id, begin(), meta()).await {
             Err(CommandError::Rejected(ShopperError::UnpaidOrder(previous))) => {
-                let unpaid = || ServiceError::Conflict {
-                    code: "unpaid_order",
-                    message: format!("shopper has an unpaid order {previous}"),
-                };
-                // An order being created right now by another request does not exist yet;
-                // one that never was (a crash mid-scan) frees the slot after a grace.
-                let prev = match self.order(&previous).await {
-                    Ok(prev) => prev,
-                    Err(ServiceError::NotFound { .. }) => {
-                        let shopper = self
-                            .aggregates
-                            .shoppers
-                            .load(shopper_id)
-                            .await
-                            .map_err(ServiceError::from_command)?;
-                        let begun_at = shopper.recent_opens.back().copied().unwrap_or(0);
-                        if at - begun_at < ORDER_CREATION_GRACE_MS {
-                            return Err(unpaid());
-                        }
-                        let end = ShopperCommand::EndOrder {
-                            order_id: previous,
-                            outcome: "abandoned".into(),
-                            at,
-                        };
-                        self.aggregates
-                            .shoppers
-                            .execute(shopper_id, end, meta())
-                            .await
-                            .map_err(ServiceError::from_command)?;
-                        return self
-                            .aggregates
-                            .shoppers
-                            .execute(shopper_id, begin(), meta())
-                            .await
-                            .map_err(ServiceError::from_command);
-                    }
-                    Err(e) => return Err(e),
-                };
-                if !prev.state.is_terminal() {
-                    return Err(ServiceError::Conflict {
-                        code: "unpaid_order",
-                        message: format!("shopper has an unpaid order {previous}"),
-                    });
-                }
-                if matches!(prev.state, OrderState::Cancelled | OrderState::Abnormal) {
-                    // Its provider-side order must be gone before the next one is asked
-                    // for (a provider limits open orders per shopper): run the saga's
-                    // idempotent cancel now rather than wait for it.
-                    let effect = tare_sagas::Effect::CancelPayment {
-                        order_id: previous.clone(),
-                        reason: "order_ended".into(),
-                    };
-                    if let tare_sagas::EffectOutcome::Retry(e)
-                    | tare_sagas::EffectOutcome::Refused(e)
-                    | tare_sagas::EffectOutcome::Bury(e) =
-                        self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
-                    {
-                        return Err(ServiceError::Conflict {
-                            code: "previous_order_closing",
-                            message: format!("the previous order is still closing at the provider: {e}"),
-                        });
-                    }
-                }
-                let end = ShopperCommand::EndOrder {
-                    order_id: previous,
-                    outcome: prev.state.as_str().to_string(),
-                    at,
-                };
-                self.aggregates
-                    .shoppers
-                    .execute(shopper_id, end, meta())
-                    .await
-                    .map_err(ServiceError::from_command)?;
+                let outcome = self.slot_outcome(shopper_id, &previous, at).await?;
+                self.end_shopper_slot(shopper_id, &previous, outcome, at, meta()).await?;
                 self.aggregates
                     .shoppers
                     .execute(shopper_id, begin(), meta())
@@ -332,6 +247,76 @@ impl Platform {
             }
             other => other.map_err(ServiceError::from_command),
         }
+    }
+
+    /// How the order `previous` holding the shopper's slot ended, if it did (409
+    /// `unpaid_order` if not): an order being created right now by another request does
+    /// not exist yet; one that never was (a crash mid-scan) counts as abandoned once
+    /// [`ORDER_CREATION_GRACE_MS`] have passed since the slot was taken.
+    async fn slot_outcome(&self, shopper_id: &str, previous: &str, at: UnixMs) -> Result<String, ServiceError> {
+        let unpaid = || ServiceError::Conflict {
+            code: "unpaid_order",
+            message: format!("shopper has an unpaid order {previous}"),
+        };
+        let prev = match self.order(previous).await {
+            Ok(prev) => prev,
+            Err(ServiceError::NotFound { .. }) => {
+                let shopper = self
+                    .aggregates
+                    .shoppers
+                    .load(shopper_id)
+                    .await
+                    .map_err(ServiceError::from_command)?;
+                let begun_at = shopper.recent_opens.back().copied().unwrap_or(0);
+                if at - begun_at < ORDER_CREATION_GRACE_MS {
+                    return Err(unpaid());
+                }
+                return Ok("abandoned".into());
+            }
+            Err(e) => return Err(e),
+        };
+        if !prev.state.is_terminal() {
+            return Err(unpaid());
+        }
+        if matches!(prev.state, OrderState::Cancelled | OrderState::Abnormal) {
+            // Its provider-side order must be gone before the next one is asked
+            // for (a provider limits open orders per shopper): run the saga's
+            // idempotent cancel now rather than wait for it.
+            let effect = tare_sagas::Effect::CancelPayment {
+                order_id: previous.to_string(),
+                reason: "order_ended".into(),
+            };
+            if let tare_sagas::EffectOutcome::Retry(e) | tare_sagas::EffectOutcome::Refused(e) | tare_sagas::EffectOutcome::Bury(e) =
+                self.run_effect_now(format!("order:{previous}:cancel-payment"), effect, at).await
+            {
+                return Err(ServiceError::Conflict {
+                    code: "previous_order_closing",
+                    message: format!("the previous order is still closing at the provider: {e}"),
+                });
+            }
+        }
+        Ok(prev.state.as_str().to_string())
+    }
+
+    /// Frees the shopper's open-order slot if `order_id` still holds it, as `outcome`.
+    async fn end_shopper_slot(
+        &self,
+        shopper_id: &str,
+        order_id: &str,
+        outcome: impl Into<String>,
+        at: UnixMs,
+        meta: crate::store::Meta,
+    ) -> Result<(), ServiceError> {
+        let end = ShopperCommand::EndOrder {
+            order_id: order_id.to_string(),
+            outcome: outcome.into(),
+            at,
+        };
+        self.aggregates
+            .shoppers
+            .execute(shopper_id, end, meta)
+            .await
+            .map_err(ServiceError::from_command)
     }
 
     /// An order (404 if unknown).
