@@ -90,25 +90,17 @@ pub async fn run(fleet: &Fleet, cluster: &Cluster, tally: &Tally, settle: Durati
         *out.orders_by_state.entry(state).or_default() += 1;
     }
     out.check("every order in the log ended", stuck, format!("{} orders", orders.len()));
-    // Every page of the open anomalies.
-    let mut flagged: BTreeSet<String> = BTreeSet::new();
-    let mut after = String::new();
-    loop {
-        let (_, open) = client
-            .get(&format!("/api/v1/anomalies?state=open&limit=1000&after={after}"), &client.admin)
-            .await?;
-        flagged.extend(
-            open["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a["order_id"].as_str().map(str::to_string)),
-        );
-        match open["next_after"].as_str() {
-            Some(next) if next > after.as_str() => after = next.to_string(),
-            _ => break,
+    // An order's anomaly is raised by an effect after it ends: one that ended just now
+    // is given a minute for it before it counts as a missed charge.
+    let abnormal: BTreeSet<&String> = orders.iter().filter(|(_, o)| o["state"] == "abnormal").map(|(id, _)| id).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let flagged = loop {
+        let flagged = open_anomaly_orders(client).await?;
+        if abnormal.iter().all(|id| flagged.contains(*id)) || tokio::time::Instant::now() > deadline {
+            break flagged;
         }
-    }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     money(&mut out, cluster, &orders, &flagged, tally).await?;
     stock(&mut out, fleet, client, tally, &orders).await?;
     let twice = sales_recorded_twice(&pool).await?;
@@ -136,6 +128,28 @@ pub async fn run(fleet: &Fleet, cluster: &Cluster, tally: &Tally, settle: Durati
     }
     pool.close().await;
     Ok(out)
+}
+
+/// The orders named by an open anomaly, from every page of the listing.
+async fn open_anomaly_orders(client: &ApiClient) -> anyhow::Result<BTreeSet<String>> {
+    let mut flagged = BTreeSet::new();
+    let mut after = String::new();
+    loop {
+        let (_, open) = client
+            .get(&format!("/api/v1/anomalies?state=open&limit=1000&after={after}"), &client.admin)
+            .await?;
+        flagged.extend(
+            open["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["order_id"].as_str().map(str::to_string)),
+        );
+        match open["next_after"].as_str() {
+            Some(next) if next > after.as_str() => after = next.to_string(),
+            _ => return Ok(flagged),
+        }
+    }
 }
 
 /// Every order in the log, each once it has ended and its refunds have settled (or

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tare::app::App;
-use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTransport};
+use tare::fleet::{ApiClient, Fleet, FleetSpec, FleetTransport, ShopperHandle};
 use tare_domain::{DoorNo, LaneNo};
 use tare_platform::clock::{ManualClock, PlatformClock};
 
@@ -153,36 +153,45 @@ async fn drift_is_followed_over_hours_then_blocked_and_cured(kind: Store) {
 }
 on_both_stores!(drift_and_calibration, drift_is_followed_over_hours_then_blocked_and_cured);
 
-async fn a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat(kind: Store) {
-    let store = TestStore::new(kind).await;
-    let app = App::start(config(&store)).await.expect("app");
+/// A one-door, two-lane cabinet of product key `pk` on `app`, and a shopper (`phone`)
+/// whose order's door is open: the fleet, the shopper and the order id.
+async fn an_open_purchase(app: &App, pk: &str, phone: &str) -> (Fleet, ShopperHandle, String) {
     let spec = FleetSpec {
         cabinets: 1,
         doors: 1,
         lanes: 2,
         capacity: 10,
-        pk: "rbt".into(),
+        pk: pk.into(),
         transport: FleetTransport::InProcess,
         ..FleetSpec::default()
     };
-    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
-    let client = &fleet.client;
-    let vc = &fleet.cabinets[0];
-    let cab = vc.id().to_string();
-    let door = DoorNo::of(1);
-    let s = fleet.new_shopper("13800000092", "wechat", "once").await.unwrap();
-    let (st, o) = client
+    let fleet = Fleet::provision(app, &spec).await.expect("fleet");
+    let s = fleet.new_shopper(phone, "wechat", "once").await.unwrap();
+    let cab = fleet.cabinets[0].id().to_string();
+    let (st, o) = fleet
+        .client
         .post("/api/v1/orders", &s.token, &json!({"cabinet": cab, "door": 1}))
         .await
         .unwrap();
     assert_eq!(st, StatusCode::CREATED, "{o}");
     let order_id = o["order_id"].as_str().unwrap().to_string();
-    assert!(vc.wait_open(door, Duration::from_secs(10)).await);
+    assert!(fleet.cabinets[0].wait_open(DoorNo::of(1), Duration::from_secs(10)).await);
     eventually(10, "the order open", || async {
-        let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), &s.token).await.ok()?;
+        let (_, o) = fleet.client.get(&format!("/api/v1/orders/{order_id}"), &s.token).await.ok()?;
         (o["state"] == "open").then_some(())
     })
     .await;
+    (fleet, s, order_id)
+}
+
+async fn a_reboot_mid_purchase_is_reconciled_from_the_first_heartbeat(kind: Store) {
+    let store = TestStore::new(kind).await;
+    let app = App::start(config(&store)).await.expect("app");
+    let (fleet, s, order_id) = an_open_purchase(&app, "rbt", "13800000092").await;
+    let client = &fleet.client;
+    let vc = &fleet.cabinets[0];
+    let cab = vc.id().to_string();
+    let door = DoorNo::of(1);
     // Two taken, then the power fails; the door is shut while it is out; no `door`
     // message ever says so.
     vc.take(door, LaneNo::of(1), 2).await.unwrap();
@@ -219,32 +228,14 @@ on_both_stores!(reboot_reconciliation, a_reboot_mid_purchase_is_reconciled_from_
 async fn a_lost_close_is_heard_from_the_next_heartbeat(kind: Store) {
     let store = TestStore::new(kind).await;
     let app = App::start(config(&store)).await.expect("app");
-    let spec = FleetSpec {
-        cabinets: 1,
-        doors: 1,
-        lanes: 2,
-        capacity: 10,
-        pk: "lcl".into(),
-        transport: FleetTransport::InProcess,
-        ..FleetSpec::default()
-    };
-    let fleet = Fleet::provision(&app, &spec).await.expect("fleet");
+    let (fleet, s, order_id) = an_open_purchase(&app, "lcl", "13800000093").await;
     let client = &fleet.client;
     let vc = &fleet.cabinets[0];
     let door = DoorNo::of(1);
-    let s = fleet.new_shopper("13800000093", "wechat", "once").await.unwrap();
-    let (st, o) = client
-        .post("/api/v1/orders", &s.token, &json!({"cabinet": vc.id().to_string(), "door": 1}))
-        .await
-        .unwrap();
-    assert_eq!(st, StatusCode::CREATED, "{o}");
-    let order_id = o["order_id"].as_str().unwrap().to_string();
-    assert!(vc.wait_open(door, Duration::from_secs(10)).await);
     let order_state = || async {
         let (_, o) = client.get(&format!("/api/v1/orders/{order_id}"), &s.token).await.unwrap();
         o["state"].as_str().unwrap_or_default().to_string()
     };
-    eventually(10, "the order open", || async { (order_state().await == "open").then_some(()) }).await;
     vc.take(door, LaneNo::of(1), 2).await.unwrap();
     vc.heartbeat().await.unwrap();
     assert_eq!(order_state().await, "open", "a heartbeat of the open door closes nothing");
