@@ -262,27 +262,12 @@ impl DeviceHub {
                 .door(*door)
                 .is_ok_and(|d| d.position == DoorPosition::Open && d.last_seq.is_none_or(|s| s < up.envelope.seq));
             if lost {
-                let cmd = CabinetCommand::RecordDoorEvent {
-                    door: *door,
-                    position: DoorPosition::Closed,
-                    msg_id: format!("{}:heartbeat:{}", up.envelope.id, door.get()),
-                    seq: up.envelope.seq,
-                    device_ts: up.envelope.ts,
-                    cmd_id: None,
-                    // The open carried the session's baseline; a reading from before
-                    // this heartbeat may already be after the takes.
-                    stable_before: None,
-                    at,
-                };
-                let meta = Meta::new(at, cabinet.to_string(), format!("device:{}:heartbeat", up.envelope.id));
-                self.aggregates
-                    .cabinets
-                    .execute(&cabinet.to_string(), cmd, meta)
-                    .await
-                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                // The open carried the session's baseline; a reading from before this
+                // heartbeat may already be after the takes.
+                self.record_unsent_close(cabinet, up, *door, "heartbeat", up.envelope.ts, None, at)
+                    .await?;
                 self.counters.lost_close_heard();
                 tracing::warn!(cabinet = %cabinet, door = door.get(), "a door close was lost; heard from the heartbeat");
-                self.watch_door_moved(cabinet, *door, at);
             }
             // The watch follows the cabinet: still open (opened after this heartbeat) or not.
             let open_seq = c
@@ -317,30 +302,46 @@ impl DeviceHub {
             if state.as_str() != "closed" || d.position != DoorPosition::Open {
                 continue;
             }
-            let cmd = CabinetCommand::RecordDoorEvent {
-                door: *door,
-                position: DoorPosition::Closed,
-                msg_id: format!("{}:reboot:{}", up.envelope.id, door.get()),
-                seq: up.envelope.seq,
-                device_ts: boot_ts,
-                cmd_id: None,
-                stable_before: tare_sagas::ports::TelemetryView::stable_at_or_before(
-                    &*self.telemetry,
-                    cabinet,
-                    *door,
-                    boot_ts.saturating_sub(1),
-                ),
-                at,
-            };
-            let meta = Meta::new(at, cabinet.to_string(), format!("device:{}:reboot", up.envelope.id));
-            self.aggregates
-                .cabinets
-                .execute(&cabinet.to_string(), cmd, meta)
-                .await
-                .map_err(|e| IngestError::Store(e.to_string()))?;
+            let stable_before =
+                tare_sagas::ports::TelemetryView::stable_at_or_before(&*self.telemetry, cabinet, *door, boot_ts.saturating_sub(1));
+            self.record_unsent_close(cabinet, up, *door, "reboot", boot_ts, stable_before, at)
+                .await?;
             self.counters.reboot_reconciled();
-            self.watch_door_moved(cabinet, *door, at);
         }
+        Ok(())
+    }
+
+    /// Records the close of `door` that the device never sent, as the platform learned
+    /// it from uplink `up` (`why`: `reboot` or `heartbeat`, in the message and cause
+    /// ids), dated `device_ts` on the device's clock; the door's next reading is weighed.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_unsent_close(
+        &self,
+        cabinet: &CabinetId,
+        up: &Uplink,
+        door: DoorNo,
+        why: &str,
+        device_ts: UnixMs,
+        stable_before: Option<StableReading>,
+        at: UnixMs,
+    ) -> Result<(), IngestError> {
+        let cmd = CabinetCommand::RecordDoorEvent {
+            door,
+            position: DoorPosition::Closed,
+            msg_id: format!("{}:{why}:{}", up.envelope.id, door.get()),
+            seq: up.envelope.seq,
+            device_ts,
+            cmd_id: None,
+            stable_before,
+            at,
+        };
+        let meta = Meta::new(at, cabinet.to_string(), format!("device:{}:{why}", up.envelope.id));
+        self.aggregates
+            .cabinets
+            .execute(&cabinet.to_string(), cmd, meta)
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))?;
+        self.watch_door_moved(cabinet, door, at);
         Ok(())
     }
 }
